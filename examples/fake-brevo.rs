@@ -1,0 +1,72 @@
+//! A stand-in for Brevo on your machine: the same fake the test suite uses, so that
+//! acaso-mail can be tried end to end without a Brevo account. Nothing is mailed.
+//!
+//! `cargo run --example fake-brevo -- [--port 8025] [--credits 300] [--key xkeysib-local] [--latency-ms 0]`
+
+#[path = "../tests/support/fake_brevo.rs"]
+mod fake_brevo;
+
+use std::time::Duration;
+
+fn main() {
+    let mut port = 8025u16;
+    let mut credits = 300.0f64;
+    let mut key = String::from("xkeysib-local");
+    let mut latency_ms = 0u64;
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args.next();
+        let bad = |what: &str| -> ! {
+            eprintln!("fake-brevo: {flag} needs {what}");
+            std::process::exit(2)
+        };
+        match flag.as_str() {
+            "--port" => {
+                port = value
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| bad("a port number"))
+            }
+            "--credits" => {
+                credits = value
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| bad("a number"))
+            }
+            "--key" => key = value.unwrap_or_else(|| bad("a key")),
+            "--latency-ms" => {
+                latency_ms = value
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| bad("milliseconds"))
+            }
+            _ => {
+                eprintln!(
+                    "usage: fake-brevo [--port 8025] [--credits 300] [--key xkeysib-local] [--latency-ms 0]"
+                );
+                std::process::exit(2)
+            }
+        }
+    }
+    let fake = match fake_brevo::FakeBrevo::start_on(port, &key, credits) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("fake-brevo: cannot listen on 127.0.0.1:{port}: {e}");
+            std::process::exit(1)
+        }
+    };
+    fake.state().latency = Duration::from_millis(latency_ms);
+    println!(
+        "fake Brevo listening: SENDINBLUE_URL={} SENDINBLUE_API_KEY={key} ({credits} credits)",
+        fake.url
+    );
+    let mut last = 0;
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let s = fake.state();
+        for m in s.accepted.iter().skip(last) {
+            println!(
+                "accepted: template {} to {} params {}",
+                m["templateId"], m["to"][0]["email"], m["params"]
+            );
+        }
+        last = s.accepted.len();
+    }
+}

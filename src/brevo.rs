@@ -1,0 +1,322 @@
+//! The Brevo (ex-Sendinblue) API v3 adapter: reading the account's credits and sending
+//! one templated mail, with every answer classified into what the drain must do.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::{Failure, Secret};
+
+/// A blocking Brevo client (calls run on tokio's blocking pool).
+#[derive(Clone)]
+pub struct Brevo {
+    agent: ureq::Agent,
+    base: String,
+    key: Secret,
+}
+
+/// The email plan of the account.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Account {
+    /// The plan type (`free`, `payAsYouGo`, `subscription`, ...).
+    pub plan: String,
+    /// Remaining email credits (Brevo sends a float).
+    pub credits: f64,
+    /// `sendLimit` for a counted plan; anything else means no daily limit.
+    pub credits_type: String,
+}
+
+impl Account {
+    /// Whether the plan has no daily sending limit (a paid plan not counted in credits).
+    pub fn unlimited(&self) -> bool {
+        !self.credits_type.eq_ignore_ascii_case("sendLimit")
+    }
+
+    /// Mails that may still be sent: the whole credits, rounded down.
+    pub fn sendable(&self) -> u32 {
+        if self.credits.is_finite() && self.credits > 0.0 {
+            // Saturating float-to-int conversion: huge credits become u32::MAX.
+            self.credits.floor() as u32
+        } else {
+            0
+        }
+    }
+}
+
+/// What became of one send.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SendOutcome {
+    /// Brevo accepted (queued) it.
+    Sent {
+        /// Brevo's message id.
+        message_id: String,
+    },
+    /// Brevo refused the idempotency key as a repeat: an earlier attempt was accepted.
+    Duplicate,
+    /// This mail can never be sent as it is (400 and the like).
+    Permanent {
+        /// HTTP status.
+        status: u16,
+        /// Brevo's error code, as sent.
+        code: String,
+        /// Brevo's error message.
+        message: String,
+    },
+    /// The daily credits are used up: stop sending, keep the rest queued.
+    NoCredits,
+    /// The key or account is refused (401, 403): nothing will succeed this run.
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// Brevo's message.
+        message: String,
+    },
+    /// Try again later (network trouble, timeout, 5xx, 429).
+    Transient {
+        /// What happened, for logs and headers.
+        reason: String,
+        /// How long Brevo asked us to wait, if it said.
+        retry_after: Option<Duration>,
+    },
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct AccountBody {
+    #[serde(default)]
+    plan: Vec<PlanEntry>,
+}
+
+#[derive(Deserialize)]
+struct PlanEntry {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default, rename = "creditsType")]
+    credits_type: Option<String>,
+    #[serde(default)]
+    credits: Option<f64>,
+}
+
+/// Plan types that carry email credits, in the order they are preferred.
+const EMAIL_PLANS: [&str; 4] = ["subscription", "payAsYouGo", "reseller", "free"];
+
+/// The email plan out of a `GET /account` body: selected by type, never `plan[0]`.
+pub fn parse_account(body: &str) -> Result<Account, String> {
+    let a: AccountBody =
+        serde_json::from_str(body).map_err(|e| format!("unexpected /account answer: {e}"))?;
+    let entry = EMAIL_PLANS
+        .iter()
+        .find_map(|t| a.plan.iter().find(|p| p.kind.eq_ignore_ascii_case(t)))
+        .or_else(|| a.plan.iter().find(|p| !p.kind.eq_ignore_ascii_case("sms")))
+        .ok_or("the /account answer lists no email plan")?;
+    Ok(Account {
+        plan: entry.kind.clone(),
+        credits: entry.credits.unwrap_or(0.0),
+        credits_type: entry
+            .credits_type
+            .clone()
+            .unwrap_or_else(|| "sendLimit".into()),
+    })
+}
+
+fn header_secs(resp: &ureq::http::Response<ureq::Body>, name: &str) -> Option<Duration> {
+    let v = resp
+        .headers()
+        .get(name)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<f64>()
+        .ok()?;
+    (v.is_finite() && v >= 0.0).then(|| Duration::from_secs_f64(v.min(86_400.0)))
+}
+
+/// Classifies a non-2xx answer of `POST /smtp/email`.
+pub fn classify(status: u16, body: &str, retry_after: Option<Duration>) -> SendOutcome {
+    let parsed: Option<ErrorBody> = serde_json::from_str(body).ok();
+    let code = parsed
+        .as_ref()
+        .and_then(|b| b.code.clone())
+        .unwrap_or_default();
+    let message = parsed
+        .and_then(|b| b.message)
+        .unwrap_or_else(|| body.chars().take(200).collect());
+    let code_is = |c: &str| code.eq_ignore_ascii_case(c);
+    match status {
+        402 => SendOutcome::NoCredits,
+        _ if code_is("not_enough_credits") => SendOutcome::NoCredits,
+        _ if code_is("duplicate_parameter") && status < 500 => SendOutcome::Duplicate,
+        401 | 403 => SendOutcome::Refused { status, message },
+        429 => SendOutcome::Transient {
+            reason: format!("429 rate limited: {message}"),
+            retry_after,
+        },
+        408 | 500..=599 => SendOutcome::Transient {
+            reason: format!("{status} {message}").trim().to_string(),
+            retry_after,
+        },
+        _ => SendOutcome::Permanent {
+            status,
+            code,
+            message,
+        },
+    }
+}
+
+impl Brevo {
+    /// A client for `base` (e.g. `https://api.brevo.com/v3`) with `key`.
+    pub fn new(base: &str, key: Secret, timeout: Duration) -> Self {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(timeout))
+            .timeout_connect(Some(timeout))
+            .user_agent(concat!("acaso-mail/", env!("CARGO_PKG_VERSION")))
+            .max_idle_connections_per_host(64)
+            .build();
+        Brevo {
+            agent: ureq::Agent::new_with_config(config),
+            base: base.to_string(),
+            key,
+        }
+    }
+
+    /// `GET /account`: the email plan and its credits. Call it once per run (Brevo
+    /// allows 100 such calls an hour).
+    pub fn account(&self) -> Result<Account, Failure> {
+        let url = format!("{}/account", self.base);
+        let mut resp = self
+            .agent
+            .get(&url)
+            .header("api-key", self.key.expose())
+            .header("accept", "application/json")
+            .call()
+            .map_err(|e| Failure::Unavailable(format!("cannot reach Brevo at {url}: {e}")))?;
+        let status = resp.status().as_u16();
+        let body = resp.body_mut().read_to_string().unwrap_or_default();
+        match status {
+            200..=299 => parse_account(&body).map_err(Failure::Unavailable),
+            401 | 403 => Err(Failure::Credentials(format!("{status} from {url}"))),
+            _ => Err(Failure::Unavailable(format!(
+                "Brevo answered {status} to GET {url}: {}",
+                body.chars().take(200).collect::<String>()
+            ))),
+        }
+    }
+
+    /// `POST /smtp/email` with a prepared JSON body.
+    pub fn send(&self, request: &Value) -> SendOutcome {
+        let url = format!("{}/smtp/email", self.base);
+        let body = request.to_string();
+        let result = self
+            .agent
+            .post(&url)
+            .header("api-key", self.key.expose())
+            .header("content-type", "application/json")
+            .header("accept", "application/json")
+            .send(body.as_bytes());
+        let mut resp = match result {
+            Ok(r) => r,
+            Err(e) => {
+                return SendOutcome::Transient {
+                    reason: format!("network: {e}"),
+                    retry_after: None,
+                };
+            }
+        };
+        let status = resp.status().as_u16();
+        let retry_after = header_secs(&resp, "retry-after")
+            .or_else(|| header_secs(&resp, "x-sib-ratelimit-reset"));
+        let text = match resp.body_mut().read_to_string() {
+            Ok(t) => t,
+            Err(e) if (200..300).contains(&status) => {
+                // Accepted, but the answer was cut: it was sent. Record it as such.
+                return SendOutcome::Sent {
+                    message_id: format!("(unreadable answer: {e})"),
+                };
+            }
+            Err(_) => String::new(),
+        };
+        if (200..300).contains(&status) {
+            let id = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| {
+                    v.get("messageId")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                })
+                .unwrap_or_default();
+            return SendOutcome::Sent { message_id: id };
+        }
+        classify(status, &text, retry_after)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selects_the_email_plan_by_type() {
+        let body = r#"{"email":"x","plan":[{"type":"sms","creditsType":"sendLimit","credits":999.536},
+            {"type":"free","creditsType":"sendLimit","credits":281,"startDate":1700000000,"extra":true}],"new":1}"#;
+        let a = parse_account(body).expect("parse");
+        assert_eq!(a.plan, "free");
+        assert_eq!(a.sendable(), 281);
+        let frac = r#"{"plan":[{"type":"payAsYouGo","creditsType":"sendLimit","credits":12.75}]}"#;
+        assert_eq!(parse_account(frac).expect("parse").sendable(), 12);
+        assert!(parse_account(r#"{"plan":[{"type":"sms","credits":5}]}"#).is_err());
+        assert!(parse_account("not json").is_err());
+    }
+
+    #[test]
+    fn classifies_every_documented_answer() {
+        let e = |code: &str| format!(r#"{{"code":"{code}","message":"m"}}"#);
+        assert_eq!(
+            classify(402, &e("not_enough_credits"), None),
+            SendOutcome::NoCredits
+        );
+        assert_eq!(
+            classify(400, &e("NOT_ENOUGH_CREDITS"), None),
+            SendOutcome::NoCredits
+        );
+        assert_eq!(
+            classify(400, &e("duplicate_parameter"), None),
+            SendOutcome::Duplicate
+        );
+        assert!(matches!(
+            classify(400, &e("INVALID_PARAMETER"), None),
+            SendOutcome::Permanent { status: 400, .. }
+        ));
+        assert!(
+            matches!(classify(400, &e("brand_new_code"), None), SendOutcome::Permanent { ref code, .. } if code == "brand_new_code")
+        );
+        assert!(matches!(
+            classify(401, &e("unauthorized"), None),
+            SendOutcome::Refused { status: 401, .. }
+        ));
+        assert!(matches!(
+            classify(403, &e("permission_denied"), None),
+            SendOutcome::Refused { status: 403, .. }
+        ));
+        let wait = Some(Duration::from_secs(7));
+        assert!(
+            matches!(classify(429, "", wait), SendOutcome::Transient { retry_after: Some(d), .. } if d.as_secs() == 7)
+        );
+        assert!(matches!(
+            classify(502, "<html>bad gateway</html>", None),
+            SendOutcome::Transient { .. }
+        ));
+        assert!(matches!(
+            classify(500, "", None),
+            SendOutcome::Transient { .. }
+        ));
+    }
+}

@@ -1,0 +1,225 @@
+//! The command line, as clap derive types. Nothing here does I/O; [`crate::config`]
+//! turns these into a validated `Config`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::error::EXIT_CODES_HELP;
+
+/// Delivers Acaso's transactional emails from a RabbitMQ priority queue through Brevo,
+/// most urgent first, never over the daily budget.
+///
+/// Each subcommand does one bounded piece of work and exits: schedule drain-hourly every
+/// hour, drain-eod at the end of the day and reprioritize after midnight (cron or systemd).
+#[derive(Debug, Parser)]
+#[command(name = "acaso-mail", version, after_long_help = EXIT_CODES_HELP, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// RabbitMQ URL (amqp:// or amqps://); its password is never printed
+    #[arg(
+        long,
+        global = true,
+        env = "QUEUE_SERVICE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub amqp_url: Option<String>,
+
+    /// The mail queue; retry and parking queues are named after it
+    #[arg(long, global = true, env = "ACASO_MAIL_QUEUE", value_name = "NAME")]
+    pub queue: Option<String>,
+
+    /// Brevo API base URL [env: SENDINBLUE_URL, BREVO_URL] [default: https://api.brevo.com/v3]
+    #[arg(long, global = true, value_name = "URL")]
+    pub brevo_url: Option<String>,
+
+    /// Brevo API key [env: SENDINBLUE_API_KEY, BREVO_API_KEY]; required by commands that call Brevo
+    #[arg(long, global = true, value_name = "KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+
+    /// Pushgateway URL to push run metrics to (no push when unset)
+    #[arg(long, global = true, env = "PUSHGATEWAY_URL", value_name = "URL")]
+    pub pushgateway: Option<String>,
+
+    /// Time zone that defines "today" and renders dates [default: America/Recife]
+    #[arg(long, global = true, env = "ACASO_MAIL_TZ", value_name = "ZONE")]
+    pub tz: Option<String>,
+
+    /// An RFC 3339 instant used as "now" for urgency, expiry and "today" [default: the clock]
+    #[arg(long, global = true, env = "ACASO_MAIL_NOW", value_name = "INSTANT")]
+    pub now: Option<String>,
+
+    /// Where the sent-mail journal and the run lock live [default: $XDG_STATE_HOME/acaso-mail]
+    #[arg(long, global = true, env = "ACASO_MAIL_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Print exactly one JSON document on stdout, nothing else
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// When to colour tables
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+
+    /// No summary on success (errors still go to stderr): for cron
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// Seconds to wait for another run's lock before giving up (exit 6)
+    #[arg(long, global = true, env = "ACASO_MAIL_LOCK_WAIT", default_value_t = 30, value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub lock_wait: u64,
+
+    /// Seconds to wait for RabbitMQ or Brevo to connect or answer
+    #[arg(long, global = true, env = "ACASO_MAIL_TIMEOUT", default_value_t = 10, value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub timeout: u64,
+}
+
+/// When to use colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// Colour when stdout is a terminal and NO_COLOR is unset.
+    Auto,
+    /// Always colour.
+    Always,
+    /// Never colour.
+    Never,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Publish mail jobs: N realistic mock jobs, or the lines of a JSON Lines file
+    Publish(PublishArgs),
+    /// Send up to --limit of the most urgent mails, never more than the credits left
+    DrainHourly(DrainHourlyArgs),
+    /// Send as many of the most urgent mails as the remaining credits allow
+    DrainEod(DrainArgs),
+    /// Print how many emails can still be sent today
+    Credits,
+    /// Show the next mails in the order a drain would take them, consuming nothing
+    Peek(PeekArgs),
+    /// Queue depths, urgency breakdown, credits
+    Stats,
+}
+
+/// `publish` arguments.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("source").required(true).args(["count", "file"]))]
+pub struct PublishArgs {
+    /// Publish N mock jobs like the Acaso producer's (templates 7, 9, 10, 11, 16, mentoring 0-10 days ahead)
+    #[arg(short = 'n', long = "count", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub count: Option<u32>,
+
+    /// Publish the JSON Lines of PATH (- for stdin), legacy or generic format; all or nothing
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<PathBuf>,
+
+    /// Recipient address of the mock jobs
+    #[arg(
+        long,
+        value_name = "EMAIL",
+        requires = "count",
+        default_value = "mentor@example.org"
+    )]
+    pub to: String,
+}
+
+/// Options shared by both drains.
+#[derive(Debug, Args)]
+pub struct DrainArgs {
+    /// How many sends may be in flight to Brevo at once (dispatched in urgency order)
+    #[arg(long, env = "ACASO_MAIL_CONCURRENCY", default_value_t = 16, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+
+    /// Failed attempts (network, 5xx, 429) before a mail is parked
+    #[arg(long, env = "ACASO_MAIL_MAX_ATTEMPTS", default_value_t = 5, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_attempts: u32,
+}
+
+/// `drain-hourly` arguments.
+#[derive(Debug, Args)]
+pub struct DrainHourlyArgs {
+    /// At most this many mails this run
+    #[arg(
+        long,
+        env = "SENDINBLUE_MAILS_PER_HOUR",
+        default_value_t = 12,
+        value_name = "N"
+    )]
+    pub limit: u32,
+
+    /// Stop at --limit even for mails due today (by default those go out while credits last)
+    #[arg(long)]
+    pub strict_limit: bool,
+
+    #[command(flatten)]
+    pub drain: DrainArgs,
+}
+
+/// `peek` arguments.
+#[derive(Debug, Args)]
+pub struct PeekArgs {
+    /// How many mails to show
+    #[arg(short = 'n', long = "count", default_value_t = 10, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub count: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_the_contract_examples() {
+        let cli = Cli::try_parse_from(["acaso-mail", "publish", "-n", "5"]).expect("parse");
+        assert!(matches!(
+            cli.command,
+            Command::Publish(PublishArgs { count: Some(5), .. })
+        ));
+        let cli = Cli::try_parse_from(["acaso-mail", "--json", "drain-hourly", "--limit", "3"])
+            .expect("parse");
+        assert!(cli.global.json);
+        assert!(matches!(
+            cli.command,
+            Command::DrainHourly(DrainHourlyArgs { limit: 3, .. })
+        ));
+        let cli =
+            Cli::try_parse_from(["acaso-mail", "peek", "-n", "2", "--queue", "q"]).expect("parse");
+        assert_eq!(cli.global.queue.as_deref(), Some("q"));
+    }
+
+    #[test]
+    fn refuses_bad_values() {
+        for args in [
+            &["acaso-mail", "drain-hourly", "--limit", "abc"][..],
+            &["acaso-mail", "publish", "-n", "0"],
+            &["acaso-mail", "publish", "-n", "-3"],
+            &["acaso-mail", "publish"],
+            &["acaso-mail", "publish", "-n", "2", "--file", "x"],
+            &["acaso-mail", "peek", "--color", "sometimes"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
+        }
+    }
+}

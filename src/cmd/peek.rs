@@ -1,0 +1,118 @@
+//! `peek`: the next mails in the order a drain would take them, consuming nothing.
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::open_queues;
+use crate::config::Config;
+use crate::mail;
+use crate::state;
+use crate::urgency::Urgency;
+
+/// One mail as `peek` shows it.
+#[derive(Debug, Serialize)]
+pub struct Peeked {
+    /// Its AMQP priority.
+    pub priority: u8,
+    /// Brevo template, when the body could be read.
+    pub template_id: Option<u32>,
+    /// First recipient, when the body could be read.
+    pub to: Option<String>,
+    /// Deadline (RFC 3339), if any.
+    pub deadline: Option<String>,
+    /// Urgency band (`today`, `tomorrow`, `+2`, ..., `expired`, `none`, `bad`).
+    pub urgency: String,
+    /// Why a drain would set it aside instead of sending it, if it would.
+    pub problem: Option<String>,
+}
+
+/// What `peek` reports.
+#[derive(Debug, Serialize)]
+pub struct Peek {
+    /// The mails, in drain order.
+    pub messages: Vec<Peeked>,
+}
+
+/// Runs `peek`. It takes the run lock so that it never hides mails from a drain.
+pub async fn run(cfg: &Config, n: u32, lock_wait: std::time::Duration) -> Result<Peek> {
+    let _lock = state::lock(&cfg.state_dir, lock_wait)?;
+    let (broker, _) = open_queues(cfg).await?;
+    let browsed = broker.browse(&cfg.queue, n).await?;
+    broker.close().await;
+    let now = cfg.now();
+    let messages = browsed
+        .into_iter()
+        .map(|b| {
+            let priority = b.props.priority().unwrap_or(0);
+            match mail::parse(&b.body, cfg.tz) {
+                Ok(m) => {
+                    let u = Urgency::of(m.deadline, now, cfg.tz);
+                    Peeked {
+                        priority,
+                        template_id: Some(m.template_id),
+                        to: Some(m.first_recipient().to_string()),
+                        deadline: m.deadline.map(|d| d.to_rfc3339()),
+                        urgency: u.band().to_string(),
+                        problem: (u == Urgency::Expired)
+                            .then(|| "expired: will be parked".to_string()),
+                    }
+                }
+                Err(bad) => Peeked {
+                    priority,
+                    template_id: None,
+                    to: None,
+                    deadline: None,
+                    urgency: "bad".into(),
+                    problem: Some(format!("{}: {bad}", bad.reason())),
+                },
+            }
+        })
+        .collect();
+    Ok(Peek { messages })
+}
+
+/// Renders `peek` as a table.
+pub fn table(p: &Peek, cfg: &Config) -> String {
+    let mut t = crate::output::table(
+        &[
+            "#",
+            "urgency",
+            "priority",
+            "deadline",
+            "template",
+            "recipient",
+        ],
+        cfg.color,
+    );
+    for (i, m) in p.messages.iter().enumerate() {
+        let deadline = m
+            .deadline
+            .as_deref()
+            .and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok())
+            .map(|d| {
+                d.with_timezone(&cfg.tz)
+                    .format("%Y-%m-%d %H:%M")
+                    .to_string()
+            })
+            .unwrap_or_else(|| "-".into());
+        let recipient = match (&m.to, &m.problem) {
+            (Some(to), None) => to.clone(),
+            (Some(to), Some(p)) => format!("{to} ({p})"),
+            (None, p) => p.clone().unwrap_or_default(),
+        };
+        t.add_row(vec![
+            (i + 1).to_string(),
+            m.urgency.clone(),
+            m.priority.to_string(),
+            deadline,
+            m.template_id
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "-".into()),
+            recipient,
+        ]);
+    }
+    if p.messages.is_empty() {
+        return format!("queue {} is empty", cfg.queue);
+    }
+    t.to_string()
+}

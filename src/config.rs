@@ -1,0 +1,324 @@
+//! The validated configuration every subcommand runs with, built from the command line
+//! and the environment before any I/O. Wrong values are refused here, with a message
+//! that says what is expected; secrets are wrapped so they cannot be printed.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+use crate::cli::{ColorChoice, GlobalArgs};
+use crate::error::{Failure, Secret};
+
+/// Default RabbitMQ URL (the contract's).
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// Default queue name.
+pub const DEFAULT_QUEUE: &str = "acaso.mail";
+/// Default Brevo API base.
+pub const DEFAULT_BREVO_URL: &str = "https://api.brevo.com/v3";
+/// Default time zone.
+pub const DEFAULT_TZ: &str = "America/Recife";
+
+/// Everything a subcommand needs to know, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The AMQP URL, password included: a secret as a whole.
+    pub amqp_url: Secret,
+    /// The AMQP URL with its password replaced by `***`, for messages.
+    pub amqp_display: String,
+    /// The mail queue.
+    pub queue: String,
+    /// Brevo API base, without a trailing slash.
+    pub brevo_url: String,
+    /// Brevo API key, if configured.
+    pub api_key: Option<Secret>,
+    /// Pushgateway base URL, if configured.
+    pub pushgateway: Option<String>,
+    /// The zone that defines "today".
+    pub tz: Tz,
+    /// A fixed "now", or `None` for the clock.
+    pub fixed_now: Option<DateTime<Utc>>,
+    /// The state directory.
+    pub state_dir: PathBuf,
+    /// One JSON document on stdout instead of tables.
+    pub json: bool,
+    /// Colour in tables.
+    pub color: bool,
+    /// Connect and request timeout.
+    pub timeout: Duration,
+}
+
+impl Config {
+    /// Builds the configuration from parsed flags and an environment lookup.
+    pub fn from_args(
+        args: &GlobalArgs,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, Failure> {
+        let env = |k: &str| env(k).filter(|v| !v.is_empty());
+        let amqp = args
+            .amqp_url
+            .clone()
+            .unwrap_or_else(|| DEFAULT_AMQP_URL.into());
+        let amqp_display = validate_amqp_url(&amqp)?;
+
+        let queue = args.queue.clone().unwrap_or_else(|| DEFAULT_QUEUE.into());
+        if queue.is_empty() || queue.len() > 200 || queue.starts_with("amq.") {
+            return Err(Failure::Usage(format!(
+                "invalid queue name {queue:?}: expected 1 to 200 bytes, not starting with \"amq.\""
+            )));
+        }
+
+        let brevo_url = args
+            .brevo_url
+            .clone()
+            .or_else(|| env("SENDINBLUE_URL"))
+            .or_else(|| env("BREVO_URL"))
+            .unwrap_or_else(|| DEFAULT_BREVO_URL.into());
+        let brevo_url = validate_http_url(&brevo_url, "--brevo-url / SENDINBLUE_URL")?;
+
+        let api_key = args
+            .api_key
+            .clone()
+            .or_else(|| env("SENDINBLUE_API_KEY"))
+            .or_else(|| env("BREVO_API_KEY"))
+            .map(Secret::new);
+        if let Some(k) = &api_key
+            && k.expose()
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(Failure::Usage(
+                "invalid API key: it contains white space (expected a Brevo key such as xkeysib-...)"
+                    .into(),
+            ));
+        }
+
+        let pushgateway = args
+            .pushgateway
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(|u| validate_http_url(u, "--pushgateway / PUSHGATEWAY_URL"))
+            .transpose()?;
+
+        let tz_name = args.tz.clone().unwrap_or_else(|| DEFAULT_TZ.into());
+        let tz = Tz::from_str(&tz_name).map_err(|_| {
+            Failure::Usage(format!(
+                "unknown time zone {tz_name:?}: expected an IANA name such as America/Recife or UTC"
+            ))
+        })?;
+
+        let fixed_now = args
+            .now
+            .as_deref()
+            .map(|s| {
+                DateTime::parse_from_rfc3339(s).map(|d| d.to_utc()).map_err(|_| {
+                    Failure::Usage(format!(
+                        "invalid --now / ACASO_MAIL_NOW {s:?}: expected an RFC 3339 instant such as 2026-11-27T12:00:00-03:00"
+                    ))
+                })
+            })
+            .transpose()?;
+
+        let state_dir = match &args.state_dir {
+            Some(d) => d.clone(),
+            None => default_state_dir(&env)?,
+        };
+
+        let color = match args.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                std::io::stdout().is_terminal()
+                    && env("NO_COLOR").is_none()
+                    && env("TERM").as_deref() != Some("dumb")
+            }
+        };
+
+        Ok(Config {
+            amqp_url: Secret::new(amqp),
+            amqp_display,
+            queue,
+            brevo_url,
+            api_key,
+            pushgateway,
+            tz,
+            fixed_now,
+            state_dir,
+            json: args.json,
+            color: color && !args.json,
+            timeout: Duration::from_secs(args.timeout),
+        })
+    }
+
+    /// "Now": the fixed instant if one was given, else the clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.fixed_now.unwrap_or_else(Utc::now)
+    }
+
+    /// The API key, or a usage error for commands that need one.
+    pub fn require_api_key(&self) -> Result<&Secret, Failure> {
+        self.api_key.as_ref().ok_or_else(|| {
+            Failure::Usage(
+                "this command calls Brevo: set SENDINBLUE_API_KEY (or BREVO_API_KEY, or --api-key)"
+                    .into(),
+            )
+        })
+    }
+
+    /// The queue where failed sends wait for their next attempt.
+    pub fn retry_queue(&self) -> String {
+        format!("{}.retry", self.queue)
+    }
+
+    /// The queue where mails that must not or cannot be sent are parked.
+    pub fn dead_queue(&self) -> String {
+        format!("{}.dead", self.queue)
+    }
+}
+
+/// Checks an AMQP URL and returns it with the password masked. The error never
+/// echoes the URL, which may carry a password.
+fn validate_amqp_url(url: &str) -> Result<String, Failure> {
+    let bad = |why: &str| {
+        Failure::Usage(format!(
+            "invalid --amqp-url / QUEUE_SERVICE_URL ({why}): expected amqp://USER:PASSWORD@HOST:PORT/VHOST, e.g. {DEFAULT_AMQP_URL}"
+        ))
+    };
+    if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+        return Err(bad("scheme must be amqp or amqps"));
+    }
+    let uri = lapin::uri::AMQPUri::from_str(url).map_err(|_| bad("not a URL"))?;
+    if uri.authority.host.is_empty() {
+        return Err(bad("no host"));
+    }
+    let scheme = if url.starts_with("amqps://") {
+        "amqps"
+    } else {
+        "amqp"
+    };
+    Ok(format!(
+        "{scheme}://{}:***@{}:{}/{}",
+        uri.authority.userinfo.username, uri.authority.host, uri.authority.port, uri.vhost
+    ))
+}
+
+/// Checks an http(s) URL and returns it without a trailing slash.
+fn validate_http_url(url: &str, what: &str) -> Result<String, Failure> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
+    match host {
+        Some(h) if !h.is_empty() && !h.contains(char::is_whitespace) && !h.contains('@') => {
+            Ok(url.trim_end_matches('/').to_string())
+        }
+        _ => Err(Failure::Usage(format!(
+            "invalid {what} {url:?}: expected an http:// or https:// URL such as http://127.0.0.1:8025/v3"
+        ))),
+    }
+}
+
+fn default_state_dir(env: &impl Fn(&str) -> Option<String>) -> Result<PathBuf, Failure> {
+    if let Some(x) = env("XDG_STATE_HOME") {
+        return Ok(PathBuf::from(x).join("acaso-mail"));
+    }
+    if let Some(h) = env("HOME") {
+        return Ok(PathBuf::from(h).join(".local/state/acaso-mail"));
+    }
+    Err(Failure::Usage(
+        "no state directory: set --state-dir / ACASO_MAIL_STATE_DIR (or HOME)".into(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Cli;
+    use clap::Parser;
+
+    fn config(args: &[&str], env: &[(&str, &str)]) -> Result<Config, Failure> {
+        let mut full = vec!["acaso-mail"];
+        full.extend_from_slice(args);
+        full.push("credits");
+        let cli = Cli::try_parse_from(full).expect("clap parse");
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_args(&cli.global, move |k| {
+            env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let c = config(&[], &[("HOME", "/home/op")]).expect("config");
+        assert_eq!(c.queue, "acaso.mail");
+        assert_eq!(c.brevo_url, "https://api.brevo.com/v3");
+        assert_eq!(c.tz, chrono_tz::America::Recife);
+        assert_eq!(c.amqp_display, "amqp://guest:***@127.0.0.1:5672//");
+        assert_eq!(
+            c.state_dir,
+            PathBuf::from("/home/op/.local/state/acaso-mail")
+        );
+        assert!(c.api_key.is_none() && c.fixed_now.is_none() && c.pushgateway.is_none());
+        assert_eq!(c.dead_queue(), "acaso.mail.dead");
+    }
+
+    #[test]
+    fn env_fallbacks_and_precedence() {
+        let c = config(
+            &[],
+            &[
+                ("HOME", "/h"),
+                ("BREVO_URL", "http://b/v3/"),
+                ("BREVO_API_KEY", "k2"),
+            ],
+        )
+        .expect("config");
+        assert_eq!(c.brevo_url, "http://b/v3");
+        assert_eq!(c.api_key.as_ref().map(Secret::expose), Some("k2"));
+        let c = config(
+            &["--brevo-url", "http://flag"],
+            &[
+                ("HOME", "/h"),
+                ("SENDINBLUE_URL", "http://s"),
+                ("BREVO_URL", "http://b"),
+                ("SENDINBLUE_API_KEY", "k1"),
+                ("BREVO_API_KEY", "k2"),
+            ],
+        )
+        .expect("config");
+        assert_eq!(c.brevo_url, "http://flag");
+        assert_eq!(c.api_key.as_ref().map(Secret::expose), Some("k1"));
+    }
+
+    #[test]
+    fn bad_values_say_what_is_expected() {
+        let cases: [(&[&str], &str); 7] = [
+            (&["--tz", "Mars/Olympus"], "IANA"),
+            (&["--now", "yesterday"], "RFC 3339"),
+            (&["--amqp-url", "http://x"], "amqp://"),
+            (&["--amqp-url", "amqp://u:hunter2@"], "amqp://"),
+            (&["--brevo-url", "ftp://x"], "http://"),
+            (&["--pushgateway", "localhost:9091"], "http://"),
+            (&["--queue", "amq.x"], "queue"),
+        ];
+        for (args, hint) in cases {
+            let err = config(args, &[("HOME", "/h")]).expect_err(&format!("{args:?}"));
+            let msg = err.to_string();
+            assert!(msg.contains(hint), "{args:?}: {msg}");
+            assert!(!msg.contains("hunter2"), "secret leaked: {msg}");
+            assert!(matches!(err, Failure::Usage(_)));
+        }
+    }
+
+    #[test]
+    fn fixed_now_is_used() {
+        let c = config(&["--now", "2026-11-27T12:00:00-03:00"], &[("HOME", "/h")]).expect("config");
+        assert_eq!(c.now().to_rfc3339(), "2026-11-27T15:00:00+00:00");
+    }
+}

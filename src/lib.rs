@@ -1,0 +1,142 @@
+//! acaso-mail: delivers Acaso's transactional emails from a RabbitMQ priority queue
+//! through Brevo, most urgent first, never over the daily budget, never twice.
+//!
+//! `main` parses the command line and calls [`run`]; each subcommand lives in
+//! [`cmd`], the outside world behind [`amqp`] and [`brevo`].
+
+pub mod amqp;
+pub mod brevo;
+pub mod cli;
+pub mod cmd;
+pub mod config;
+pub mod error;
+pub mod mail;
+pub mod output;
+pub mod signal;
+pub mod state;
+pub mod urgency;
+
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command};
+use crate::cmd::drain::{self, Budget};
+use crate::config::Config;
+use crate::error::{EXIT_OK, Failure};
+use crate::signal::Cancel;
+
+/// Runs a parsed command line; returns the exit code. Errors are returned, not printed.
+pub fn run(cli: Cli) -> Result<u8> {
+    let cfg = Config::from_args(&cli.global, |k| std::env::var(k).ok())?;
+    // The runtime is built only once the configuration is known to be valid.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(dispatch(cli, cfg))
+}
+
+async fn dispatch(cli: Cli, cfg: Config) -> Result<u8> {
+    let quiet = cli.global.quiet;
+    let lock_wait = Duration::from_secs(cli.global.lock_wait);
+    let cancel = Cancel::install()?;
+    match cli.command {
+        Command::Publish(a) => {
+            let source = match (&a.file, a.count) {
+                (Some(f), _) => cmd::publish::Source::File(f),
+                (None, Some(count)) => cmd::publish::Source::Mock { count, to: &a.to },
+                (None, None) => {
+                    return Err(Failure::Usage("publish needs -n N or --file PATH".into()).into());
+                }
+            };
+            let s = cmd::publish::run(&cfg, source, &cancel).await?;
+            if cfg.json {
+                output::json(&serde_json::json!({"published": s.published, "queue": s.queue}))?;
+            } else if !quiet {
+                output::line(&format!("published {} mail(s) to {}", s.published, s.queue))?;
+            }
+        }
+        Command::DrainHourly(a) => {
+            let budget = Budget::Hourly {
+                limit: a.limit,
+                urgent_beyond_limit: !a.strict_limit,
+            };
+            return drain(&cfg, budget, &a.drain, lock_wait, quiet, &cancel).await;
+        }
+        Command::DrainEod(a) => {
+            return drain(&cfg, Budget::EndOfDay, &a, lock_wait, quiet, &cancel).await;
+        }
+        Command::Credits => {
+            let c = cmd::credits::run(&cfg).await?;
+            if cfg.json {
+                output::json(&c)?;
+            } else if c.unlimited {
+                output::line(&format!("no daily limit ({} plan)", c.plan))?;
+            } else {
+                output::line(&format!("{}", c.credits))?;
+            }
+        }
+        Command::Peek(a) => {
+            let p = cmd::peek::run(&cfg, a.count, lock_wait).await?;
+            if cfg.json {
+                output::json(&p)?;
+            } else {
+                output::line(&cmd::peek::table(&p, &cfg))?;
+            }
+        }
+        Command::Stats => {
+            let s = cmd::stats::run(&cfg, lock_wait).await?;
+            if cfg.json {
+                output::json(&s)?;
+            } else {
+                output::line(&cmd::stats::render(&s, &cfg))?;
+            }
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+async fn drain(
+    cfg: &Config,
+    budget: Budget,
+    a: &cli::DrainArgs,
+    lock_wait: Duration,
+    quiet: bool,
+    cancel: &Cancel,
+) -> Result<u8> {
+    let opts = drain::Options {
+        budget,
+        concurrency: usize::from(a.concurrency),
+        max_attempts: a.max_attempts,
+        lock_wait,
+    };
+    let s = drain::run(cfg, &opts, cancel).await?;
+    if cfg.json {
+        output::json(&s)?;
+    } else if !quiet || s.fatal.is_some() {
+        let mut text = format!(
+            "sent {} of a budget of {} ({} credits); {} failed, {} expired, {} parked, {} to retry, {} already sent; {} still queued",
+            s.sent,
+            s.budget,
+            s.credits,
+            s.failed,
+            s.expired,
+            s.parked,
+            s.retried,
+            s.already_sent,
+            s.remaining
+        );
+        if let Some(why) = &s.stopped {
+            text.push_str(&format!("; stopped: {why}"));
+        }
+        output::line(&text)?;
+    }
+    if let Some(f) = s.failure() {
+        return Err(f.into());
+    }
+    if let Some(sig) = cancel.received() {
+        return Err(Failure::Interrupted(sig).into());
+    }
+    Ok(EXIT_OK)
+}

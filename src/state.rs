@@ -1,0 +1,290 @@
+//! The local state under `--state-dir`: a SQLite journal of every mail Brevo accepted
+//! (written before the mail is acked, so a redelivered mail is never sent twice), the
+//! per-day tallies that `stats` shows, and the lock that keeps runs from overlapping.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, NaiveDate, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::Failure;
+
+/// The sent-mail journal and tallies.
+pub struct Store {
+    db: Connection,
+}
+
+/// Per-day tallies.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct DayTally {
+    /// Mails Brevo accepted.
+    pub sent: u64,
+    /// Sends that failed (retried or parked).
+    pub failed: u64,
+    /// Mails set aside because their deadline passed.
+    pub expired: u64,
+    /// Mails parked for any reason (including expired).
+    pub parked: u64,
+}
+
+impl Store {
+    /// Opens (creating) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating state directory {}", dir.display()))?;
+        let path = dir.join("state.sqlite3");
+        let db = Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        db.busy_timeout(Duration::from_secs(30))?;
+        // WAL + FULL: a commit is on disk when it returns, before we ack the mail.
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.pragma_update(None, "synchronous", "FULL")?;
+        db.execute_batch(
+            "CREATE TABLE IF NOT EXISTS sent (
+                 identity   TEXT PRIMARY KEY,
+                 brevo_id   TEXT NOT NULL,
+                 template   INTEGER NOT NULL,
+                 recipient  TEXT NOT NULL,
+                 sent_at    TEXT NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS attempts (
+                 identity   TEXT PRIMARY KEY,
+                 first_at   TEXT NOT NULL,
+                 count      INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS tally (
+                 day   TEXT NOT NULL,
+                 kind  TEXT NOT NULL,
+                 n     INTEGER NOT NULL,
+                 PRIMARY KEY (day, kind)
+             );
+             CREATE TABLE IF NOT EXISTS counters (
+                 name   TEXT NOT NULL,
+                 labels TEXT NOT NULL,
+                 value  REAL NOT NULL,
+                 PRIMARY KEY (name, labels)
+             );",
+        )
+        .context("creating the state tables")?;
+        Ok(Store { db })
+    }
+
+    /// Whether Brevo already accepted the mail with this identity.
+    pub fn is_sent(&self, identity: &str) -> Result<bool> {
+        Ok(self
+            .db
+            .query_row("SELECT 1 FROM sent WHERE identity = ?1", [identity], |_| {
+                Ok(())
+            })
+            .optional()?
+            .is_some())
+    }
+
+    /// Notes that a send of this identity is about to start; returns how many earlier
+    /// attempts there were.
+    pub fn note_attempt(&self, identity: &str, now: DateTime<Utc>) -> Result<u32> {
+        let before: Option<u32> = self
+            .db
+            .query_row(
+                "SELECT count FROM attempts WHERE identity = ?1",
+                [identity],
+                |r| r.get(0),
+            )
+            .optional()?;
+        self.db.execute(
+            "INSERT INTO attempts (identity, first_at, count) VALUES (?1, ?2, 1)
+             ON CONFLICT(identity) DO UPDATE SET count = count + 1",
+            params![identity, now.to_rfc3339()],
+        )?;
+        Ok(before.unwrap_or(0))
+    }
+
+    /// Records an accepted send, durably. Call before acking the mail.
+    pub fn record_sent(
+        &self,
+        identity: &str,
+        brevo_id: &str,
+        template: u32,
+        recipient: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.db
+            .execute(
+                "INSERT OR IGNORE INTO sent (identity, brevo_id, template, recipient, sent_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![identity, brevo_id, template, recipient, now.to_rfc3339()],
+            )
+            .context("recording a sent mail in the state store")?;
+        Ok(())
+    }
+
+    /// Adds `n` to a day's tally of `kind` (sent, failed, expired, parked).
+    pub fn add_tally(&self, day: NaiveDate, kind: &str, n: u64) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.db.execute(
+            "INSERT INTO tally (day, kind, n) VALUES (?1, ?2, ?3)
+             ON CONFLICT(day, kind) DO UPDATE SET n = n + excluded.n",
+            params![day.to_string(), kind, i64::try_from(n).unwrap_or(i64::MAX)],
+        )?;
+        Ok(())
+    }
+
+    /// A day's tallies.
+    pub fn tally(&self, day: NaiveDate) -> Result<DayTally> {
+        let mut stmt = self
+            .db
+            .prepare("SELECT kind, n FROM tally WHERE day = ?1")?;
+        let mut t = DayTally::default();
+        let rows = stmt.query_map([day.to_string()], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })?;
+        for row in rows {
+            let (kind, n) = row?;
+            let n = u64::try_from(n).unwrap_or(0);
+            match kind.as_str() {
+                "sent" => t.sent = n,
+                "failed" => t.failed = n,
+                "expired" => t.expired = n,
+                "parked" => t.parked = n,
+                _ => {}
+            }
+        }
+        Ok(t)
+    }
+
+    /// Adds to a cumulative counter (metrics that must not reset between runs).
+    pub fn add_counter(&self, name: &str, labels: &str, by: f64) -> Result<()> {
+        self.db.execute(
+            "INSERT INTO counters (name, labels, value) VALUES (?1, ?2, ?3)
+             ON CONFLICT(name, labels) DO UPDATE SET value = value + excluded.value",
+            params![name, labels, by],
+        )?;
+        Ok(())
+    }
+
+    /// Every cumulative counter: (name, labels, value).
+    pub fn counters(&self) -> Result<Vec<(String, String, f64)>> {
+        let mut stmt = self
+            .db
+            .prepare("SELECT name, labels, value FROM counters ORDER BY name, labels")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Forgets attempts and sent records older than `keep` (they only matter while a
+    /// redelivery is possible); returns how many rows went.
+    pub fn prune(&self, before: DateTime<Utc>) -> Result<usize> {
+        let cut = before.to_rfc3339();
+        let a = self
+            .db
+            .execute("DELETE FROM sent WHERE sent_at < ?1", [&cut])?;
+        let b = self
+            .db
+            .execute("DELETE FROM attempts WHERE first_at < ?1", [&cut])?;
+        Ok(a + b)
+    }
+}
+
+/// An exclusive lock on the state directory, held for the life of the value.
+pub struct RunLock {
+    _file: File,
+    /// Where the lock file is.
+    pub path: PathBuf,
+}
+
+/// Takes the run lock, waiting up to `wait` for a run in progress to finish.
+pub fn lock(dir: &Path, wait: Duration) -> Result<RunLock> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating state directory {}", dir.display()))?;
+    let path = dir.join("run.lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening lock file {}", path.display()))?;
+    let start = Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(RunLock { _file: file, path }),
+            Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < wait => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Failure::Locked(format!(
+                    "another acaso-mail run holds {} (waited {}s); it will finish on its own, or raise --lock-wait",
+                    path.display(),
+                    wait.as_secs()
+                ))
+                .into());
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking {}", path.display()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_remembers_sends_and_attempts() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let now = Utc::now();
+        {
+            let s = Store::open(dir.path()).expect("open");
+            assert!(!s.is_sent("a").expect("q"));
+            assert_eq!(s.note_attempt("a", now).expect("attempt"), 0);
+            assert_eq!(s.note_attempt("a", now).expect("attempt"), 1);
+            s.record_sent("a", "<id>", 9, "x@example.org", now)
+                .expect("record");
+            s.record_sent("a", "<id2>", 9, "x@example.org", now)
+                .expect("idempotent");
+        }
+        let s = Store::open(dir.path()).expect("reopen");
+        assert!(s.is_sent("a").expect("q"));
+        let day = now.date_naive();
+        s.add_tally(day, "sent", 2).expect("tally");
+        s.add_tally(day, "sent", 3).expect("tally");
+        s.add_tally(day, "failed", 1).expect("tally");
+        assert_eq!(
+            s.tally(day).expect("tally"),
+            DayTally {
+                sent: 5,
+                failed: 1,
+                ..DayTally::default()
+            }
+        );
+        s.add_counter("mails_sent", "", 2.0).expect("c");
+        s.add_counter("mails_sent", "", 1.0).expect("c");
+        assert_eq!(
+            s.counters().expect("c"),
+            vec![("mails_sent".into(), String::new(), 3.0)]
+        );
+        assert_eq!(
+            s.prune(now + chrono::Duration::seconds(1)).expect("prune"),
+            2
+        );
+        assert!(!s.is_sent("a").expect("q"));
+    }
+
+    #[test]
+    fn a_second_lock_waits_then_fails() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let held = lock(dir.path(), Duration::ZERO).expect("first");
+        let start = Instant::now();
+        let err = lock(dir.path(), Duration::from_millis(300))
+            .err()
+            .expect("second must fail");
+        assert!(start.elapsed() >= Duration::from_millis(300));
+        assert_eq!(crate::error::exit_code_of(&err), crate::error::EXIT_LOCKED);
+        drop(held);
+        lock(dir.path(), Duration::ZERO).expect("free again");
+    }
+}

@@ -1,0 +1,454 @@
+//! A fake Brevo API v3, faithful to `shared/docs/brevo-api.md`: `GET /account` and
+//! `POST /smtp/email` with Brevo's status codes, error bodies, credits, idempotency
+//! keys and rate-limit headers, plus fault injection (scripted statuses, latency,
+//! dropped connections). The tests run it in-process on 127.0.0.1:0; the example
+//! `fake-brevo` runs it on its own so anyone can try acaso-mail without a Brevo account.
+//!
+//! Hand-written on std's TcpListener (HTTP/1.1, keep-alive, Content-Length bodies) so
+//! that faults such as a dropped connection are fully under the test's control.
+#![allow(dead_code)]
+
+use std::collections::{HashSet, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// One scripted answer to a `POST /smtp/email`, taken in order before normal handling.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Answer with this status and body (the mail is not accepted).
+    Status(u16, String),
+    /// Answer 429 with these rate-limit headers.
+    RateLimited {
+        retry_after: Option<u64>,
+        reset: u64,
+    },
+    /// Close the connection without answering (the mail is not accepted).
+    Drop,
+    /// Accept the mail, then close the connection without answering.
+    AcceptThenDrop,
+}
+
+/// What the fake was told and what it saw.
+#[derive(Debug)]
+pub struct State {
+    /// The API key it accepts.
+    pub key: String,
+    /// Remaining credits on the email plan.
+    pub credits: f64,
+    /// The email plan's type.
+    pub plan_type: String,
+    /// The email plan's creditsType (`sendLimit` = counted).
+    pub credits_type: String,
+    /// Status used when credits are out: 402 (default) or 400.
+    pub quota_status: u16,
+    /// Template ids that do not exist in the account.
+    pub missing_templates: HashSet<u64>,
+    /// Latency before answering each send.
+    pub latency: Duration,
+    /// Scripted answers, consumed one per send.
+    pub script: VecDeque<Fault>,
+    /// Every accepted send request body, in order of acceptance.
+    pub accepted: Vec<Value>,
+    /// Every send request body received, accepted or not.
+    pub received: Vec<Value>,
+    /// Number of `GET /account` calls.
+    pub account_calls: u32,
+    /// Idempotency keys seen in accepted sends.
+    pub keys: HashSet<String>,
+    /// Highest number of sends being handled at once.
+    pub max_concurrent: u32,
+    concurrent: u32,
+    /// Per-hour request allowance reported in headers.
+    pub rate_limit: u64,
+}
+
+/// A running fake Brevo.
+pub struct FakeBrevo {
+    /// `http://127.0.0.1:PORT/v3`.
+    pub url: String,
+    /// Shared state; lock it to script faults or read what was received.
+    pub state: Arc<Mutex<State>>,
+    arrivals: Arc<(Mutex<u64>, Condvar)>,
+}
+
+static MESSAGE_SEQ: AtomicU64 = AtomicU64::new(1);
+
+impl FakeBrevo {
+    /// Starts on 127.0.0.1:`port` (0 = any) with `credits` on a free plan and `key`.
+    pub fn start_on(port: u16, key: &str, credits: f64) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", port))?;
+        let url = format!("http://{}/v3", listener.local_addr()?);
+        let state = Arc::new(Mutex::new(State {
+            key: key.to_string(),
+            credits,
+            plan_type: "free".into(),
+            credits_type: "sendLimit".into(),
+            quota_status: 402,
+            missing_templates: HashSet::new(),
+            latency: Duration::ZERO,
+            script: VecDeque::new(),
+            accepted: Vec::new(),
+            received: Vec::new(),
+            account_calls: 0,
+            keys: HashSet::new(),
+            max_concurrent: 0,
+            concurrent: 0,
+            rate_limit: 3_600_000,
+        }));
+        let arrivals = Arc::new((Mutex::new(0u64), Condvar::new()));
+        let (st, arr) = (state.clone(), arrivals.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let (st, arr) = (st.clone(), arr.clone());
+                std::thread::spawn(move || serve(conn, &st, &arr));
+            }
+        });
+        Ok(FakeBrevo {
+            url,
+            state,
+            arrivals,
+        })
+    }
+
+    /// Starts on an ephemeral port.
+    pub fn start(key: &str, credits: f64) -> Self {
+        Self::start_on(0, key, credits).expect("fake Brevo binds 127.0.0.1:0")
+    }
+
+    /// Locks the state.
+    pub fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Accepted sends so far.
+    pub fn accepted(&self) -> Vec<Value> {
+        self.state().accepted.clone()
+    }
+
+    /// Waits until at least `n` send requests have arrived (accepted or not).
+    pub fn wait_for_sends(&self, n: u64, timeout: Duration) -> bool {
+        let (m, cv) = &*self.arrivals;
+        let deadline = Instant::now() + timeout;
+        let mut got = m.lock().unwrap_or_else(|p| p.into_inner());
+        while *got < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            got = cv
+                .wait_timeout(got, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        true
+    }
+}
+
+struct Request {
+    method: String,
+    path: String,
+    api_key: Option<String>,
+    body: Vec<u8>,
+}
+
+fn read_request(r: &mut BufReader<TcpStream>) -> Option<Request> {
+    let mut line = String::new();
+    if r.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_string();
+    let path = parts.next()?.to_string();
+    let mut len = 0usize;
+    let mut api_key = None;
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h).ok()? == 0 {
+            return None;
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_string());
+            match k.as_str() {
+                "content-length" => len = v.parse().ok()?,
+                "api-key" => api_key = Some(v),
+                _ => {}
+            }
+        }
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).ok()?;
+    Some(Request {
+        method,
+        path,
+        api_key,
+        body,
+    })
+}
+
+fn respond(
+    w: &mut TcpStream,
+    status: u16,
+    body: &Value,
+    extra: &[(&str, String)],
+    st: &State,
+) -> std::io::Result<()> {
+    let text = body.to_string();
+    let reason = match status {
+        200 => "OK",
+        201 => "Created",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
+        404 => "Not Found",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        _ => "Status",
+    };
+    let mut head = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: {}\r\n\
+         x-sib-ratelimit-limit: {}\r\nx-sib-ratelimit-remaining: {}\r\nx-sib-ratelimit-reset: 3600\r\n",
+        text.len(),
+        st.rate_limit,
+        st.rate_limit.saturating_sub(st.received.len() as u64)
+    );
+    for (k, v) in extra {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    w.write_all(head.as_bytes())?;
+    w.write_all(text.as_bytes())?;
+    w.flush()
+}
+
+fn err(code: &str, message: &str) -> Value {
+    json!({"code": code, "message": message})
+}
+
+fn serve(conn: TcpStream, st: &Arc<Mutex<State>>, arrivals: &Arc<(Mutex<u64>, Condvar)>) {
+    let Ok(mut w) = conn.try_clone() else { return };
+    let mut r = BufReader::new(conn);
+    while let Some(req) = read_request(&mut r) {
+        let lock = || st.lock().unwrap_or_else(|p| p.into_inner());
+        let authorised = req.api_key.as_deref() == Some(lock().key.as_str());
+        let ok = if req.method == "GET" && req.path.ends_with("/account") {
+            let mut s = lock();
+            s.account_calls += 1;
+            if authorised {
+                let body = json!({
+                    "email": "ops@acaso.example", "firstName": "Acaso", "companyName": "Acaso",
+                    "plan": [
+                        {"type": "sms", "creditsType": "sendLimit", "credits": 999.536},
+                        {"type": s.plan_type, "creditsType": s.credits_type, "credits": s.credits}
+                    ],
+                    "relay": {"enabled": true}
+                });
+                respond(&mut w, 200, &body, &[], &s)
+            } else {
+                respond(&mut w, 401, &err("unauthorized", "Key not found"), &[], &s)
+            }
+        } else if req.method == "POST" && req.path.ends_with("/smtp/email") {
+            handle_send(&mut w, &req, authorised, st, arrivals)
+        } else {
+            let s = lock();
+            respond(&mut w, 404, &err("not_found", "Invalid route"), &[], &s)
+        };
+        if ok.is_err() {
+            return;
+        }
+    }
+}
+
+fn handle_send(
+    w: &mut TcpStream,
+    req: &Request,
+    authorised: bool,
+    st: &Arc<Mutex<State>>,
+    arrivals: &Arc<(Mutex<u64>, Condvar)>,
+) -> std::io::Result<()> {
+    let lock = || st.lock().unwrap_or_else(|p| p.into_inner());
+    let body: Result<Value, _> = serde_json::from_slice(&req.body);
+    let (latency, fault) = {
+        let mut s = lock();
+        s.received
+            .push(body.as_ref().cloned().unwrap_or(Value::Null));
+        s.concurrent += 1;
+        s.max_concurrent = s.max_concurrent.max(s.concurrent);
+        (s.latency, s.script.pop_front())
+    };
+    {
+        let (m, cv) = &**arrivals;
+        *m.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        cv.notify_all();
+    }
+    let (status, answer, extra) = match (fault, authorised) {
+        (_, false) => (401, err("unauthorized", "Key not found"), vec![]),
+        (Some(Fault::Drop), _) => {
+            std::thread::sleep(latency);
+            lock().concurrent -= 1;
+            let _ = w.shutdown(std::net::Shutdown::Both);
+            return Err(std::io::Error::other("dropped on purpose"));
+        }
+        (Some(Fault::Status(code, text)), _) => {
+            let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            (code, v, vec![])
+        }
+        (Some(Fault::RateLimited { retry_after, reset }), _) => {
+            let mut extra = vec![("x-sib-ratelimit-reset", reset.to_string())];
+            if let Some(ra) = retry_after {
+                extra.push(("retry-after", ra.to_string()));
+            }
+            (429, err("too_many_requests", "Rate limit exceeded"), extra)
+        }
+        (Some(Fault::AcceptThenDrop), _) => {
+            let (status, _) = validate_and_accept(&body, &mut lock());
+            std::thread::sleep(latency);
+            lock().concurrent -= 1;
+            let _ = w.shutdown(std::net::Shutdown::Both);
+            return Err(std::io::Error::other(format!("dropped after {status}")));
+        }
+        (None, true) => {
+            let (status, v) = validate_and_accept(&body, &mut lock());
+            (status, v, vec![])
+        }
+    };
+    std::thread::sleep(latency);
+    let mut s = lock();
+    s.concurrent -= 1;
+    respond(
+        w,
+        status,
+        &answer,
+        &extra
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect::<Vec<_>>(),
+        &s,
+    )
+}
+
+fn is_email(s: &str) -> bool {
+    match s.split_once('@') {
+        Some((l, d)) => !l.is_empty() && d.contains('.') && !s.contains(char::is_whitespace),
+        None => false,
+    }
+}
+
+/// Validates a send like Brevo does and, when it passes, accepts it (credits, keys).
+fn validate_and_accept(body: &Result<Value, serde_json::Error>, s: &mut State) -> (u16, Value) {
+    let Ok(body) = body else {
+        return (400, err("bad_request", "Input must be a valid JSON object"));
+    };
+    let Some(template) = body.get("templateId").and_then(Value::as_u64) else {
+        return (
+            400,
+            err("missing_parameter", "templateId or htmlContent is missing"),
+        );
+    };
+    if body.get("messageVersions").is_some() && body.get("to").is_some() {
+        return (
+            400,
+            err(
+                "invalid_parameter",
+                "to and messageVersions cannot be used together",
+            ),
+        );
+    }
+    let to = body
+        .get("to")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if to.is_empty() {
+        return (400, err("missing_parameter", "to is missing"));
+    }
+    for r in &to {
+        let email = r.get("email").and_then(Value::as_str).unwrap_or("");
+        if !is_email(email) {
+            return (400, err("invalid_parameter", "email is not valid in to"));
+        }
+        if r.get("name")
+            .and_then(Value::as_str)
+            .is_some_and(|n| n.chars().count() > 70)
+        {
+            return (
+                400,
+                err(
+                    "invalid_parameter",
+                    "name should be less than 70 characters in to",
+                ),
+            );
+        }
+    }
+    for k in ["cc", "bcc"] {
+        if body
+            .get(k)
+            .and_then(Value::as_array)
+            .is_some_and(Vec::is_empty)
+        {
+            return (
+                400,
+                err("invalid_parameter", &format!("{k} cannot be empty")),
+            );
+        }
+    }
+    let headers = body
+        .get("headers")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    if headers.values().any(|v| !v.is_string()) {
+        return (
+            400,
+            err("invalid_parameter", "headers values must be strings"),
+        );
+    }
+    if s.missing_templates.contains(&template) {
+        return (400, err("invalid_parameter", "Template ID does not exist"));
+    }
+    if let Some(key) = headers.get("idempotencyKey").and_then(Value::as_str) {
+        if s.keys.contains(key) {
+            return (
+                400,
+                err(
+                    "duplicate_parameter",
+                    "Request with the same idempotency key was already processed",
+                ),
+            );
+        }
+    }
+    let sandbox = headers.get("X-Sib-Sandbox").and_then(Value::as_str) == Some("drop");
+    if s.credits_type == "sendLimit" && s.credits < 1.0 && !sandbox {
+        let status = s.quota_status;
+        return (
+            status,
+            err("not_enough_credits", "Not enough credits to send the email"),
+        );
+    }
+    if let Some(key) = headers.get("idempotencyKey").and_then(Value::as_str) {
+        s.keys.insert(key.to_string());
+    }
+    if !sandbox {
+        if s.credits_type == "sendLimit" {
+            s.credits -= 1.0;
+        }
+        s.accepted.push(body.clone());
+    }
+    let n = MESSAGE_SEQ.fetch_add(1, Ordering::Relaxed);
+    (
+        201,
+        json!({"messageId": format!("<2026{n:08}.fake@smtp-relay.mailin.fr>")}),
+    )
+}
