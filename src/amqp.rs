@@ -116,19 +116,17 @@ impl Broker {
         let mut durable = Some(true);
         let mut max_priority = OUR_MAX_PRIORITY;
         let mut ok = self.try_declare(name, true, &args).await?;
-        if let Err(refusal) = &ok {
-            if refusal.contains("'durable'") {
-                durable = Some(false);
-                ok = self.try_declare(name, false, &args).await?;
-            }
+        if let Err(refusal) = &ok
+            && refusal.contains("'durable'")
+        {
+            durable = Some(false);
+            ok = self.try_declare(name, false, &args).await?;
         }
         if let Err(refusal) = &ok {
             match parse_current_max_priority(refusal) {
                 Some(p) => max_priority = p,
-                None => {
-                    durable = None;
-                    max_priority = 0;
-                }
+                // Some other argument differs; we cannot tell the levels.
+                None => max_priority = 0,
             }
         }
         let ready = self.ready(name).await?;
@@ -260,7 +258,8 @@ fn parse_current_max_priority(text: &str) -> Option<u8> {
         return Some(0);
     }
     let digits: String = current
-        .trim_start_matches("the value '")
+        .trim_start_matches("the value ")
+        .trim_start_matches('\'')
         .chars()
         .take_while(char::is_ascii_digit)
         .collect();
@@ -417,6 +416,9 @@ mod tests {
         assert_eq!(parse_current_max_priority(t), Some(255));
         let t = "PRECONDITION_FAILED - inequivalent arg 'x-max-priority' for queue 'q' in vhost '/': received the value '9' of type 'short_short_uint' but current is none";
         assert_eq!(parse_current_max_priority(t), Some(0));
+        // RabbitMQ 3.10's wording.
+        let t = "PRECONDITION_FAILED - inequivalent arg 'x-max-priority' for queue 'q' in vhost '/': received '9' but current is '255'";
+        assert_eq!(parse_current_max_priority(t), Some(255));
         assert_eq!(
             parse_current_max_priority("PRECONDITION_FAILED - inequivalent arg 'exclusive'"),
             None

@@ -232,8 +232,12 @@ impl Brevo {
             }
         };
         let status = resp.status().as_u16();
-        let retry_after = header_secs(&resp, "retry-after")
-            .or_else(|| header_secs(&resp, "x-sib-ratelimit-reset"));
+        // Retry-After when Brevo sends it; on 429, else the rate-limit window's reset.
+        let retry_after = header_secs(&resp, "retry-after").or_else(|| {
+            (status == 429)
+                .then(|| header_secs(&resp, "x-sib-ratelimit-reset"))
+                .flatten()
+        });
         let text = match resp.body_mut().read_to_string() {
             Ok(t) => t,
             Err(e) if (200..300).contains(&status) => {

@@ -16,7 +16,7 @@ use lapin::options::{BasicAckOptions, BasicGetOptions};
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-use super::{idempotency_key, identity, open_queues, park, requeue, retry, retry_delay};
+use super::{Held, idempotency_key, identity, open_queues, park, requeue, retry, retry_delay};
 use crate::amqp::{H_ATTEMPTS, Publisher, header_u32};
 use crate::brevo::{Brevo, SendOutcome};
 use crate::config::Config;
@@ -132,6 +132,16 @@ struct Job {
     earlier_attempts: u32,
 }
 
+impl Job {
+    fn held(&self) -> Held<'_> {
+        Held {
+            acker: &self.acker,
+            props: &self.props,
+            body: &self.body,
+        }
+    }
+}
+
 /// After this many transient failures in a row, Brevo is taken to be down.
 const BREAKER: u32 = 5;
 
@@ -225,9 +235,11 @@ pub async fn run(cfg: &Config, opts: &Options, cancel: &Cancel) -> Result<Summar
                     park(
                         &mut publisher,
                         cfg,
-                        &got.acker,
-                        &got.properties,
-                        &got.data,
+                        Held {
+                            acker: &got.acker,
+                            props: &got.properties,
+                            body: &got.data,
+                        },
                         bad.reason(),
                         &bad.to_string(),
                         now,
@@ -246,9 +258,11 @@ pub async fn run(cfg: &Config, opts: &Options, cancel: &Cancel) -> Result<Summar
                 park(
                     &mut publisher,
                     cfg,
-                    &got.acker,
-                    &got.properties,
-                    &got.data,
+                    Held {
+                        acker: &got.acker,
+                        props: &got.properties,
+                        body: &got.data,
+                    },
                     "expired",
                     &detail,
                     now,
@@ -305,9 +319,7 @@ pub async fn run(cfg: &Config, opts: &Options, cancel: &Cancel) -> Result<Summar
                 park(
                     &mut publisher,
                     cfg,
-                    &job.acker,
-                    &job.props,
-                    &job.body,
+                    job.held(),
                     "brevo_duplicate",
                     detail,
                     now,
@@ -325,9 +337,7 @@ pub async fn run(cfg: &Config, opts: &Options, cancel: &Cancel) -> Result<Summar
                 park(
                     &mut publisher,
                     cfg,
-                    &job.acker,
-                    &job.props,
-                    &job.body,
+                    job.held(),
                     "brevo_rejected",
                     &detail,
                     now,
@@ -359,9 +369,7 @@ pub async fn run(cfg: &Config, opts: &Options, cancel: &Cancel) -> Result<Summar
                     park(
                         &mut publisher,
                         cfg,
-                        &job.acker,
-                        &job.props,
-                        &job.body,
+                        job.held(),
                         "retries_exhausted",
                         &detail,
                         now,
@@ -370,17 +378,7 @@ pub async fn run(cfg: &Config, opts: &Options, cancel: &Cancel) -> Result<Summar
                     s.park_count("retries_exhausted");
                 } else {
                     let delay = retry_delay(attempts, retry_after.map(|d| d.as_secs()));
-                    retry(
-                        &mut publisher,
-                        cfg,
-                        &job.acker,
-                        &job.props,
-                        &job.body,
-                        attempts,
-                        delay,
-                        &reason,
-                    )
-                    .await?;
+                    retry(&mut publisher, cfg, job.held(), attempts, delay, &reason).await?;
                     s.retried += 1;
                 }
                 if consecutive_transient >= BREAKER && taking {

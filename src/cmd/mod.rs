@@ -76,31 +76,38 @@ pub fn unix_seconds(now: DateTime<Utc>) -> u64 {
 pub async fn move_message(
     publisher: &mut Publisher,
     target: &str,
-    acker: &Acker,
-    props: &BasicProperties,
-    body: &[u8],
+    m: Held<'_>,
     headers: &[(&str, AMQPValue)],
 ) -> Result<()> {
-    let props = amqp::with_headers(props, headers);
-    publisher.publish(target, body, props).await?;
+    let props = amqp::with_headers(m.props, headers);
+    publisher.publish(target, m.body, props).await?;
     publisher
         .finish()
         .await
         .with_context(|| format!("moving a message to {target}"))?;
-    acker
+    m.acker
         .ack(BasicAckOptions::default())
         .await
         .context("acking a moved message")?;
     Ok(())
 }
 
+/// A message taken from a queue and not yet settled.
+#[derive(Clone, Copy)]
+pub struct Held<'a> {
+    /// Settles it.
+    pub acker: &'a Acker,
+    /// Its properties, kept when it moves.
+    pub props: &'a BasicProperties,
+    /// Its body, kept byte for byte when it moves.
+    pub body: &'a [u8],
+}
+
 /// Parks a message in the parking queue with its reason and the time.
 pub async fn park(
     publisher: &mut Publisher,
     cfg: &Config,
-    acker: &Acker,
-    props: &BasicProperties,
-    body: &[u8],
+    m: Held<'_>,
     reason: &str,
     detail: &str,
     now: DateTime<Utc>,
@@ -113,16 +120,14 @@ pub async fn park(
         ),
         (H_PARKED_AT, AMQPValue::LongString(now.to_rfc3339().into())),
     ];
-    move_message(publisher, &cfg.dead_queue(), acker, props, body, &headers).await
+    move_message(publisher, &cfg.dead_queue(), m, &headers).await
 }
 
 /// Sends a message to the retry queue for its next attempt.
 pub async fn retry(
     publisher: &mut Publisher,
     cfg: &Config,
-    acker: &Acker,
-    props: &BasicProperties,
-    body: &[u8],
+    m: Held<'_>,
     attempts: u32,
     delay_secs: u64,
     detail: &str,
@@ -135,7 +140,7 @@ pub async fn retry(
         ),
     ];
     let q = amqp::retry_queue_name(&cfg.queue, delay_secs);
-    move_message(publisher, &q, acker, props, body, &headers).await
+    move_message(publisher, &q, m, &headers).await
 }
 
 /// Returns a message to its place in the queue.

@@ -20,6 +20,8 @@ use serde_json::{Value, json};
 /// One scripted answer to a `POST /smtp/email`, taken in order before normal handling.
 #[derive(Debug, Clone)]
 pub enum Fault {
+    /// Handle this send normally.
+    Pass,
     /// Answer with this status and body (the mail is not accepted).
     Status(u16, String),
     /// Answer 429 with these rate-limit headers.
@@ -319,7 +321,7 @@ fn handle_send(
             let _ = w.shutdown(std::net::Shutdown::Both);
             return Err(std::io::Error::other(format!("dropped after {status}")));
         }
-        (None, true) => {
+        (None | Some(Fault::Pass), true) => {
             let (status, v) = validate_and_accept(&body, &mut lock());
             (status, v, vec![])
         }
@@ -418,16 +420,16 @@ fn validate_and_accept(body: &Result<Value, serde_json::Error>, s: &mut State) -
     if s.missing_templates.contains(&template) {
         return (400, err("invalid_parameter", "Template ID does not exist"));
     }
-    if let Some(key) = headers.get("idempotencyKey").and_then(Value::as_str) {
-        if s.keys.contains(key) {
-            return (
-                400,
-                err(
-                    "duplicate_parameter",
-                    "Request with the same idempotency key was already processed",
-                ),
-            );
-        }
+    if let Some(key) = headers.get("idempotencyKey").and_then(Value::as_str)
+        && s.keys.contains(key)
+    {
+        return (
+            400,
+            err(
+                "duplicate_parameter",
+                "Request with the same idempotency key was already processed",
+            ),
+        );
     }
     let sandbox = headers.get("X-Sib-Sandbox").and_then(Value::as_str) == Some("drop");
     if s.credits_type == "sendLimit" && s.credits < 1.0 && !sandbox {

@@ -1,0 +1,11 @@
+//! Integration tests: the real binary, the real RabbitMQ, an in-process fake Brevo.
+
+mod support;
+
+mod it {
+    pub mod config;
+    pub mod drain;
+    pub mod failures;
+    pub mod legacy;
+    pub mod publish;
+}

@@ -1,0 +1,256 @@
+//! Test harness: each test gets its own queue names, state directory and fake Brevo,
+//! and runs the real binary against the real RabbitMQ on 127.0.0.1:5672.
+#![allow(dead_code)]
+
+pub mod fake_brevo;
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use assert_cmd::Command;
+use lapin::options::{
+    BasicGetOptions, BasicPublishOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use serde_json::Value;
+
+pub use fake_brevo::{FakeBrevo, Fault};
+
+pub const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub const KEY: &str = "xkeysib-test-0123456789abcdef";
+
+pub fn rt() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("test runtime")
+    })
+}
+
+async fn connect() -> Connection {
+    Connection::connect(AMQP, ConnectionProperties::default())
+        .await
+        .expect("RabbitMQ must run on 127.0.0.1:5672 (rabbitmq-server -detached)")
+}
+
+/// A unique queue name for one test.
+pub fn unique(name: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "test.{name}.{}.{}.{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// One test's world.
+pub struct World {
+    pub queue: String,
+    pub state: tempfile::TempDir,
+    pub fake: FakeBrevo,
+}
+
+impl World {
+    pub fn new(name: &str, credits: f64) -> Self {
+        World {
+            queue: unique(name),
+            state: tempfile::tempdir().expect("tempdir"),
+            fake: FakeBrevo::start(KEY, credits),
+        }
+    }
+
+    /// The binary, configured for this world only (nothing from the caller's env).
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::cargo_bin("acaso-mail").expect("binary");
+        for k in [
+            "QUEUE_SERVICE_URL",
+            "ACASO_MAIL_QUEUE",
+            "SENDINBLUE_URL",
+            "BREVO_URL",
+            "SENDINBLUE_API_KEY",
+            "BREVO_API_KEY",
+            "SENDINBLUE_MAILS_PER_HOUR",
+            "PUSHGATEWAY_URL",
+            "ACASO_MAIL_TZ",
+            "ACASO_MAIL_NOW",
+            "ACASO_MAIL_STATE_DIR",
+            "NO_COLOR",
+        ] {
+            c.env_remove(k);
+        }
+        c.env("QUEUE_SERVICE_URL", AMQP)
+            .env("ACASO_MAIL_QUEUE", &self.queue)
+            .env("SENDINBLUE_URL", &self.fake.url)
+            .env("SENDINBLUE_API_KEY", KEY)
+            .env("ACASO_MAIL_STATE_DIR", self.state.path())
+            .env("ACASO_MAIL_TIMEOUT", "5")
+            .timeout(std::time::Duration::from_secs(120));
+        c
+    }
+
+    /// Same as [`World::cmd`], as a std command (for tests that signal the process).
+    pub fn std_cmd(&self) -> std::process::Command {
+        let c = self.cmd();
+        let mut s = std::process::Command::new(assert_cmd::cargo::cargo_bin("acaso-mail"));
+        for (k, v) in c.get_envs() {
+            match v {
+                Some(v) => s.env(k, v),
+                None => s.env_remove(k),
+            };
+        }
+        s
+    }
+
+    /// Publishes JSON Lines through `acaso-mail publish --file -`.
+    pub fn publish(&self, jobs: &[Value], now: &str) {
+        let input: String = jobs.iter().map(|j| format!("{j}\n")).collect();
+        self.cmd()
+            .args(["--now", now, "publish", "--file", "-"])
+            .write_stdin(input)
+            .assert()
+            .success();
+    }
+
+    pub fn ready(&self, queue: &str) -> u32 {
+        ready(queue)
+    }
+
+    /// Reads (and consumes) every message of a queue: (headers, body).
+    pub fn take_all(&self, queue: &str) -> Vec<(FieldTable, Vec<u8>)> {
+        rt().block_on(async {
+            let conn = connect().await;
+            let ch = conn.create_channel().await.expect("channel");
+            let mut out = Vec::new();
+            while let Some(m) = ch
+                .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+                .await
+                .expect("get")
+            {
+                out.push((
+                    m.delivery.properties.headers().clone().unwrap_or_default(),
+                    m.delivery.data,
+                ));
+            }
+            let _ = conn.close(200, "ok".into()).await;
+            out
+        })
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let base = self.queue.clone();
+        rt().block_on(async move {
+            let conn = connect().await;
+            for q in [
+                base.clone(),
+                format!("{base}.dead"),
+                format!("{base}.retry.60s"),
+                format!("{base}.retry.300s"),
+                format!("{base}.retry.1800s"),
+                format!("{base}.retry.3600s"),
+            ] {
+                if let Ok(ch) = conn.create_channel().await {
+                    let _ = ch
+                        .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                        .await;
+                }
+            }
+            let _ = conn.close(200, "ok".into()).await;
+        });
+    }
+}
+
+/// Ready messages in an existing queue.
+pub fn ready(queue: &str) -> u32 {
+    rt().block_on(async {
+        let conn = connect().await;
+        let ch = conn.create_channel().await.expect("channel");
+        let q = ch
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("queue exists");
+        let _ = conn.close(200, "ok".into()).await;
+        q.message_count()
+    })
+}
+
+/// Declares a queue the way the legacy Acaso code does: non-durable, x-max-priority 255.
+pub fn declare_legacy_queue(queue: &str) {
+    rt().block_on(async {
+        let conn = connect().await;
+        let ch = conn.create_channel().await.expect("channel");
+        let mut args = FieldTable::default();
+        args.insert("x-max-priority".into(), AMQPValue::LongInt(255));
+        ch.queue_declare(queue.into(), QueueDeclareOptions::default(), args)
+            .await
+            .expect("declare legacy");
+        let _ = conn.close(200, "ok".into()).await;
+    });
+}
+
+/// Publishes raw bodies the legacy way: transient, no message_id, only a priority.
+pub fn raw_publish(queue: &str, bodies: &[(Vec<u8>, u8)]) {
+    rt().block_on(async {
+        let conn = connect().await;
+        let ch = conn.create_channel().await.expect("channel");
+        for (body, priority) in bodies {
+            ch.basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions::default(),
+                body,
+                BasicProperties::default().with_priority(*priority),
+            )
+            .await
+            .expect("publish");
+        }
+        let _ = conn.close(200, "ok".into()).await;
+    });
+}
+
+/// A generic-format job with a distinct recipient, due `deadline`.
+pub fn job(to: &str, template: u32, deadline: &str) -> Value {
+    serde_json::json!({"template_id": template, "to": [{"email": to, "name": "Test"}],
+                       "params": {"WHO": to}, "deadline": deadline})
+}
+
+/// Recipients of the mails the fake accepted, in order.
+pub fn recipients(fake: &FakeBrevo) -> Vec<String> {
+    fake.accepted()
+        .iter()
+        .map(|m| m["to"][0]["email"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+pub fn stdout_json(out: &std::process::Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON document ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+pub fn header_str(h: &FieldTable, key: &str) -> Option<String> {
+    match h.inner().get(key)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        _ => None,
+    }
+}
