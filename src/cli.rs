@@ -112,6 +112,48 @@ pub enum Command {
     Peek(PeekArgs),
     /// Queue depths, urgency breakdown, credits
     Stats,
+    /// Re-publish every queued mail with today's urgency (run daily, after midnight)
+    Reprioritize,
+    /// List parked mails with their reasons; replay them to the queue, or purge them
+    DeadLetters(DeadLettersArgs),
+}
+
+/// `dead-letters` arguments.
+#[derive(Debug, Args)]
+pub struct DeadLettersArgs {
+    #[command(subcommand)]
+    pub action: Option<DeadLettersAction>,
+}
+
+/// What to do with parked mails.
+#[derive(Debug, Subcommand)]
+pub enum DeadLettersAction {
+    /// List them (the default)
+    List {
+        /// At most this many
+        #[arg(short = 'n', long = "count", default_value_t = 100, value_name = "N",
+              value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        count: u32,
+    },
+    /// Put the selected ones back in the main queue, body and properties unchanged
+    Replay(Selection),
+    /// Delete the selected ones for good
+    Purge(Selection),
+}
+
+/// Which parked mails.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("which").required(true).multiple(true).args(["all", "index", "reason"]))]
+pub struct Selection {
+    /// All of them
+    #[arg(long)]
+    pub all: bool,
+    /// These positions, as `dead-letters list` numbers them (comma-separated)
+    #[arg(long, value_delimiter = ',', value_name = "N,...")]
+    pub index: Vec<u32>,
+    /// Those parked for this reason (expired, malformed, brevo_rejected, retries_exhausted, ...)
+    #[arg(long, value_name = "REASON")]
+    pub reason: Option<String>,
 }
 
 /// `publish` arguments.

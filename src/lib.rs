@@ -85,6 +85,39 @@ async fn dispatch(cli: Cli, cfg: Config) -> Result<u8> {
                 output::line(&cmd::peek::table(&p, &cfg))?;
             }
         }
+        Command::Reprioritize => {
+            let s = cmd::reprioritize::run(&cfg, lock_wait, &cancel).await?;
+            if cfg.json {
+                output::json(&s)?;
+            } else if !quiet {
+                output::line(&format!(
+                    "re-published {} mail(s), {} with a new priority; parked {} expired and {} unreadable",
+                    s.requeued, s.changed, s.expired, s.parked
+                ))?;
+            }
+        }
+        Command::DeadLetters(a) => {
+            use cli::DeadLettersAction as A;
+            use cmd::dead_letters::{Action, Selection};
+            let sel = |s: cli::Selection| Selection {
+                all: s.all,
+                indexes: s.index,
+                reason: s.reason,
+            };
+            let action = match a.action {
+                None => Action::List(100),
+                Some(A::List { count }) => Action::List(count),
+                Some(A::Replay(s)) => Action::Replay(sel(s)),
+                Some(A::Purge(s)) => Action::Purge(sel(s)),
+            };
+            let listing = matches!(action, Action::List(_));
+            let r = cmd::dead_letters::run(&cfg, action, lock_wait).await?;
+            if cfg.json {
+                output::json(&r)?;
+            } else if listing || !quiet {
+                output::line(&cmd::dead_letters::render(&r, &cfg, listing))?;
+            }
+        }
         Command::Stats => {
             let s = cmd::stats::run(&cfg, lock_wait).await?;
             if cfg.json {

@@ -7,5 +7,6 @@ mod it {
     pub mod drain;
     pub mod failures;
     pub mod legacy;
+    pub mod maintenance;
     pub mod publish;
 }

@@ -2,9 +2,11 @@
 //! identity, and moving a message to the parking or a retry queue without losing it.
 
 pub mod credits;
+pub mod dead_letters;
 pub mod drain;
 pub mod peek;
 pub mod publish;
+pub mod reprioritize;
 pub mod stats;
 
 use anyhow::{Context, Result};
