@@ -224,7 +224,7 @@ pub async fn run(cfg: &Config, opts: &Options, cancel: &Cancel) -> Result<Summar
                 got.acker
                     .ack(BasicAckOptions::default())
                     .await
-                    .context("acking a mail sent earlier")?;
+                    .map_err(|e| super::lost("acking a mail sent earlier", &e))?;
                 s.already_sent += 1;
                 continue;
             }
@@ -300,95 +300,109 @@ pub async fn run(cfg: &Config, opts: &Options, cancel: &Cancel) -> Result<Summar
             break;
         };
         let (job, outcome) = done.context("a send task panicked")?;
-        match outcome {
-            SendOutcome::Sent { message_id } => {
-                consecutive_transient = 0;
-                accept(&store, &job, &message_id, now).await?;
-                s.sent += 1;
-                *s.sent_by_template.entry(job.template_id).or_default() += 1;
-                *s.sent_by_priority.entry(job.priority).or_default() += 1;
-            }
-            SendOutcome::Duplicate if job.earlier_attempts > 0 => {
-                // An earlier attempt of ours was accepted, but its run died before
-                // journaling it: Brevo has it, so this is sent.
-                accept(&store, &job, "(accepted by an earlier attempt)", now).await?;
-                s.already_sent += 1;
-            }
-            SendOutcome::Duplicate => {
-                let detail = "Brevo answered duplicate_parameter to a mail never attempted before";
-                park(
-                    &mut publisher,
-                    cfg,
-                    job.held(),
-                    "brevo_duplicate",
-                    detail,
-                    now,
-                )
-                .await?;
-                s.failed += 1;
-                s.park_count("brevo_duplicate");
-            }
-            SendOutcome::Permanent {
-                status,
-                code,
-                message,
-            } => {
-                let detail = format!("{status} {code}: {message}");
-                park(
-                    &mut publisher,
-                    cfg,
-                    job.held(),
-                    "brevo_rejected",
-                    &detail,
-                    now,
-                )
-                .await?;
-                s.failed += 1;
-                s.park_count("brevo_rejected");
-            }
-            SendOutcome::NoCredits => {
-                requeue(&job.acker).await?;
-                taking = false;
-                s.stopped
-                    .get_or_insert_with(|| "Brevo reports no credits left".into());
-            }
-            SendOutcome::Refused { status, message } => {
-                requeue(&job.acker).await?;
-                taking = false;
-                s.fail(FatalKind::Credentials, format!("{status} {message}"));
-            }
-            SendOutcome::Transient {
-                reason,
-                retry_after,
-            } => {
-                s.failed += 1;
-                consecutive_transient += 1;
-                let attempts = header_u32(&job.props, H_ATTEMPTS).unwrap_or(0) + 1;
-                if attempts >= opts.max_attempts {
-                    let detail = format!("{attempts} attempts failed; last: {reason}");
+        // A broker failure while settling a mail ends the run (exit 4) but lets the
+        // other in-flight sends finish and be journaled; unacked mails go back.
+        let settled: Result<()> = async {
+            match outcome {
+                SendOutcome::Sent { message_id } => {
+                    consecutive_transient = 0;
+                    accept(&store, &job, &message_id, now).await?;
+                    s.sent += 1;
+                    *s.sent_by_template.entry(job.template_id).or_default() += 1;
+                    *s.sent_by_priority.entry(job.priority).or_default() += 1;
+                }
+                SendOutcome::Duplicate if job.earlier_attempts > 0 => {
+                    // An earlier attempt of ours was accepted, but its run died before
+                    // journaling it: Brevo has it, so this is sent.
+                    accept(&store, &job, "(accepted by an earlier attempt)", now).await?;
+                    s.already_sent += 1;
+                }
+                SendOutcome::Duplicate => {
+                    let detail =
+                        "Brevo answered duplicate_parameter to a mail never attempted before";
                     park(
                         &mut publisher,
                         cfg,
                         job.held(),
-                        "retries_exhausted",
+                        "brevo_duplicate",
+                        detail,
+                        now,
+                    )
+                    .await?;
+                    s.failed += 1;
+                    s.park_count("brevo_duplicate");
+                }
+                SendOutcome::Permanent {
+                    status,
+                    code,
+                    message,
+                } => {
+                    let detail = format!("{status} {code}: {message}");
+                    park(
+                        &mut publisher,
+                        cfg,
+                        job.held(),
+                        "brevo_rejected",
                         &detail,
                         now,
                     )
                     .await?;
-                    s.park_count("retries_exhausted");
-                } else {
-                    let delay = retry_delay(attempts, retry_after.map(|d| d.as_secs()));
-                    retry(&mut publisher, cfg, job.held(), attempts, delay, &reason).await?;
-                    s.retried += 1;
+                    s.failed += 1;
+                    s.park_count("brevo_rejected");
                 }
-                if consecutive_transient >= BREAKER && taking {
+                SendOutcome::NoCredits => {
+                    requeue(&job.acker).await?;
                     taking = false;
-                    s.fail(
-                        FatalKind::Unavailable,
-                        format!("Brevo failed {BREAKER} sends in a row; last: {reason}"),
-                    );
+                    s.stopped
+                        .get_or_insert_with(|| "Brevo reports no credits left".into());
+                }
+                SendOutcome::Refused { status, message } => {
+                    requeue(&job.acker).await?;
+                    taking = false;
+                    s.fail(FatalKind::Credentials, format!("{status} {message}"));
+                }
+                SendOutcome::Transient {
+                    reason,
+                    retry_after,
+                } => {
+                    s.failed += 1;
+                    consecutive_transient += 1;
+                    let attempts = header_u32(&job.props, H_ATTEMPTS).unwrap_or(0) + 1;
+                    if attempts >= opts.max_attempts {
+                        let detail = format!("{attempts} attempts failed; last: {reason}");
+                        park(
+                            &mut publisher,
+                            cfg,
+                            job.held(),
+                            "retries_exhausted",
+                            &detail,
+                            now,
+                        )
+                        .await?;
+                        s.park_count("retries_exhausted");
+                    } else {
+                        let delay = retry_delay(attempts, retry_after.map(|d| d.as_secs()));
+                        retry(&mut publisher, cfg, job.held(), attempts, delay, &reason).await?;
+                        s.retried += 1;
+                    }
+                    if consecutive_transient >= BREAKER && taking {
+                        taking = false;
+                        s.fail(
+                            FatalKind::Unavailable,
+                            format!("Brevo failed {BREAKER} sends in a row; last: {reason}"),
+                        );
+                    }
                 }
             }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = settled {
+            s.fail(
+                FatalKind::Unavailable,
+                format!("RabbitMQ failed while settling a mail: {e:#}"),
+            );
+            taking = false;
         }
     }
 
@@ -415,7 +429,7 @@ async fn accept(store: &Store, job: &Job, message_id: &str, now: DateTime<Utc>) 
     job.acker
         .ack(BasicAckOptions::default())
         .await
-        .context("acking a sent mail")?;
+        .map_err(|e| super::lost("acking a sent mail", &e))?;
     Ok(())
 }
 

@@ -90,7 +90,7 @@ pub async fn move_message(
     m.acker
         .ack(BasicAckOptions::default())
         .await
-        .context("acking a moved message")?;
+        .map_err(|e| lost("acking a moved message", &e))?;
     Ok(())
 }
 
@@ -153,8 +153,16 @@ pub async fn requeue(acker: &Acker) -> Result<()> {
             ..BasicNackOptions::default()
         })
         .await
-        .context("returning a message to the queue")?;
+        .map_err(|e| lost("returning a message to the queue", &e))?;
     Ok(())
+}
+
+/// A broker operation that failed mid-run: the connection is likely gone, and every
+/// unacked mail goes back to the queue on its own.
+pub fn lost(what: &str, e: &lapin::Error) -> crate::error::Failure {
+    crate::error::Failure::Unavailable(format!(
+        "lost RabbitMQ while {what}: {e}; unacked mails return to the queue"
+    ))
 }
 
 /// The delay before retry attempt `attempt` (1-based), at least `at_least` seconds.

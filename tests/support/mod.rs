@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fake_brevo;
+pub mod proxy;
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
