@@ -159,7 +159,7 @@ impl Broker {
         .map_err(|_| timeout_err("declaring a queue"))?;
         match res {
             Ok(_) => {
-                let _ = ch.close(200, "ok".into()).await;
+                self.close_channel(&ch).await;
                 Ok(Ok(()))
             }
             Err(e) => {
@@ -187,7 +187,7 @@ impl Broker {
         .await
         .map_err(|_| timeout_err("counting messages"))?
         .with_context(|| format!("queue {name} does not exist"))?;
-        let _ = ch.close(200, "ok".into()).await;
+        self.close_channel(&ch).await;
         Ok(q.message_count())
     }
 
@@ -220,7 +220,7 @@ impl Broker {
                 .await
                 .with_context(|| format!("declaring retry queue {q}"))?;
         }
-        let _ = ch.close(200, "ok".into()).await;
+        self.close_channel(&ch).await;
         Ok(())
     }
 
@@ -234,9 +234,30 @@ impl Broker {
         Ok(n)
     }
 
-    /// Closes the connection politely.
+    /// Closes the connection politely, without waiting more than the timeout.
     pub async fn close(self) {
-        let _ = self.conn.close(200, "bye".into()).await;
+        let _ = tokio::time::timeout(self.timeout, self.conn.close(200, "bye".into())).await;
+    }
+
+    /// Awaits a broker operation for at most the configured timeout: nothing hangs forever.
+    pub async fn within<T, E: std::fmt::Display>(
+        &self,
+        what: &str,
+        fut: impl std::future::Future<Output = std::result::Result<T, E>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                Err(Failure::Unavailable(format!("RabbitMQ failed while {what}: {e}")).into())
+            }
+            Err(_) => Err(timeout_err(what)),
+        }
+    }
+
+    /// Closes a channel, bounded by the timeout, ignoring errors (used once its work is
+    /// settled; unacked messages go back to the queue either way).
+    pub async fn close_channel(&self, ch: &Channel) {
+        let _ = tokio::time::timeout(self.timeout, ch.close(200, "done".into())).await;
     }
 }
 

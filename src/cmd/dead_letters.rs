@@ -113,10 +113,12 @@ async fn act(
     let mut publisher = Publisher::new(broker, 1).await?;
     let mut index = 0u32;
     // Unselected messages stay unacked and go back, in order, when the channel closes.
-    while let Some(m) = ch
-        .basic_get(dead.into(), BasicGetOptions::default())
-        .await
-        .with_context(|| format!("reading {dead}"))?
+    while let Some(m) = broker
+        .within(
+            "reading the parking queue",
+            ch.basic_get(dead.into(), BasicGetOptions::default()),
+        )
+        .await?
     {
         index += 1;
         let d = m.delivery;
@@ -154,9 +156,12 @@ async fn act(
             .await
             .context("removing from the parking queue")?;
     }
-    ch.close(200, "done".into())
-        .await
-        .context("returning the unselected parked mails")?;
+    broker
+        .within(
+            "returning the unselected parked mails",
+            ch.close(200, "done".into()),
+        )
+        .await?;
     Ok(())
 }
 

@@ -201,20 +201,15 @@ pub async fn run(cfg: &Config, opts: &Options, cancel: &Cancel) -> Result<Summar
                 taking = false;
                 break;
             }
-            let got = match channel
-                .basic_get(cfg.queue.as_str().into(), BasicGetOptions::default())
-                .await
-            {
+            let get = channel.basic_get(cfg.queue.as_str().into(), BasicGetOptions::default());
+            let got = match broker.within("taking a mail", get).await {
                 Ok(Some(m)) => m.delivery,
                 Ok(None) => {
                     taking = false;
                     break;
                 }
                 Err(e) => {
-                    s.fail(
-                        FatalKind::Unavailable,
-                        format!("lost RabbitMQ while taking mail: {e}"),
-                    );
+                    s.fail(FatalKind::Unavailable, format!("{e:#}"));
                     taking = false;
                     break;
                 }
@@ -408,7 +403,7 @@ pub async fn run(cfg: &Config, opts: &Options, cancel: &Cancel) -> Result<Summar
 
     s.remaining = broker.ready(&cfg.queue).await.unwrap_or(0);
     record_tallies(&store, today, &s)?;
-    let _ = channel.close(200, "done".into()).await;
+    broker.close_channel(&channel).await;
     broker.close().await;
     if let Some(sig) = cancel.received() {
         s.stopped = Some(format!("interrupted by {sig}"));

@@ -46,10 +46,12 @@ pub async fn run(cfg: &Config, lock_wait: Duration, cancel: &Cancel) -> Result<S
 
     // Take everything (unacked) in the broker's order.
     let mut taken = Vec::new();
-    while let Some(m) = ch
-        .basic_get(cfg.queue.as_str().into(), BasicGetOptions::default())
-        .await
-        .context("reading the queue")?
+    while let Some(m) = broker
+        .within(
+            "reading the queue",
+            ch.basic_get(cfg.queue.as_str().into(), BasicGetOptions::default()),
+        )
+        .await?
     {
         if let Some(sig) = cancel.received() {
             return Err(Failure::Interrupted(sig).into());
@@ -137,13 +139,16 @@ pub async fn run(cfg: &Config, lock_wait: Duration, cancel: &Cancel) -> Result<S
         let _ = ch.tx_rollback().await;
         return Err(Failure::Interrupted(sig).into());
     }
-    ch.basic_ack(last_tag, BasicAckOptions { multiple: true })
-        .await
-        .context("acking the originals")?;
-    ch.tx_commit()
-        .await
-        .context("committing the re-published queue")?;
-    let _ = ch.close(200, "done".into()).await;
+    broker
+        .within(
+            "acking the originals",
+            ch.basic_ack(last_tag, BasicAckOptions { multiple: true }),
+        )
+        .await?;
+    broker
+        .within("committing the re-published queue", ch.tx_commit())
+        .await?;
+    broker.close_channel(&ch).await;
     broker.close().await;
     Ok(s)
 }

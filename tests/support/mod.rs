@@ -33,6 +33,13 @@ pub fn rt() -> &'static tokio::runtime::Runtime {
     })
 }
 
+/// Runs a broker operation of the harness with a deadline, so a stuck broker fails the
+/// test with a message instead of hanging the suite.
+pub fn block_on<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    rt().block_on(async { tokio::time::timeout(std::time::Duration::from_secs(60), fut).await })
+        .unwrap_or_else(|_| panic!("RabbitMQ did not finish {what} within 60 s"))
+}
+
 async fn connect() -> Connection {
     Connection::connect(AMQP, ConnectionProperties::default())
         .await
@@ -127,7 +134,7 @@ impl World {
 
     /// Reads (and consumes) every message of a queue: (headers, body).
     pub fn take_all(&self, queue: &str) -> Vec<(FieldTable, Vec<u8>)> {
-        rt().block_on(async {
+        block_on("take_all", async {
             let conn = connect().await;
             let ch = conn.create_channel().await.expect("channel");
             let mut out = Vec::new();
@@ -150,7 +157,7 @@ impl World {
 impl Drop for World {
     fn drop(&mut self) {
         let base = self.queue.clone();
-        rt().block_on(async move {
+        let cleanup = async move {
             let conn = connect().await;
             for q in [
                 base.clone(),
@@ -167,13 +174,20 @@ impl Drop for World {
                 }
             }
             let _ = conn.close(200, "ok".into()).await;
+        };
+        // Cleanup must never hang a test: queues left behind are harmless.
+        let done = rt().block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(20), cleanup).await
         });
+        if done.is_err() {
+            eprintln!("warning: deleting the queues of {} timed out", self.queue);
+        }
     }
 }
 
 /// Ready messages in an existing queue.
 pub fn ready(queue: &str) -> u32 {
-    rt().block_on(async {
+    block_on("counting messages", async {
         let conn = connect().await;
         let ch = conn.create_channel().await.expect("channel");
         let q = ch
@@ -194,7 +208,7 @@ pub fn ready(queue: &str) -> u32 {
 
 /// Declares a queue the way the legacy Acaso code does: non-durable, x-max-priority 255.
 pub fn declare_legacy_queue(queue: &str) {
-    rt().block_on(async {
+    block_on("declaring a legacy queue", async {
         let conn = connect().await;
         let ch = conn.create_channel().await.expect("channel");
         let mut args = FieldTable::default();
@@ -208,7 +222,7 @@ pub fn declare_legacy_queue(queue: &str) {
 
 /// Publishes raw bodies the legacy way: transient, no message_id, only a priority.
 pub fn raw_publish(queue: &str, bodies: &[(Vec<u8>, u8)]) {
-    rt().block_on(async {
+    block_on("publishing raw messages", async {
         let conn = connect().await;
         let ch = conn.create_channel().await.expect("channel");
         for (body, priority) in bodies {
