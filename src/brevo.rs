@@ -72,7 +72,12 @@ pub enum SendOutcome {
         /// Brevo's message.
         message: String,
     },
-    /// Try again later (network trouble, timeout, 5xx, 429).
+    /// Brevo asks us to slow down (429): wait, then go on.
+    RateLimited {
+        /// How long Brevo asked us to wait, if it said.
+        retry_after: Option<Duration>,
+    },
+    /// Try again later (network trouble, timeout, 5xx).
     Transient {
         /// What happened, for logs and headers.
         reason: String,
@@ -155,10 +160,7 @@ pub fn classify(status: u16, body: &str, retry_after: Option<Duration>) -> SendO
         _ if code_is("not_enough_credits") => SendOutcome::NoCredits,
         _ if code_is("duplicate_parameter") && status < 500 => SendOutcome::Duplicate,
         401 | 403 => SendOutcome::Refused { status, message },
-        429 => SendOutcome::Transient {
-            reason: format!("429 rate limited: {message}"),
-            retry_after,
-        },
+        429 => SendOutcome::RateLimited { retry_after },
         408 | 500..=599 => SendOutcome::Transient {
             reason: format!("{status} {message}").trim().to_string(),
             retry_after,
@@ -312,7 +314,7 @@ mod tests {
         ));
         let wait = Some(Duration::from_secs(7));
         assert!(
-            matches!(classify(429, "", wait), SendOutcome::Transient { retry_after: Some(d), .. } if d.as_secs() == 7)
+            matches!(classify(429, "", wait), SendOutcome::RateLimited { retry_after: Some(d) } if d.as_secs() == 7)
         );
         assert!(matches!(
             classify(502, "<html>bad gateway</html>", None),

@@ -196,14 +196,24 @@ pub struct DrainArgs {
 /// `drain-hourly` arguments.
 #[derive(Debug, Args)]
 pub struct DrainHourlyArgs {
-    /// At most this many mails this run
+    /// At most N mails this run; "auto" spreads the credits over the hours left in the
+    /// day, keeping --reserve back; "unlimited" sends all the credits allow (paid plans)
     #[arg(
         long,
         env = "SENDINBLUE_MAILS_PER_HOUR",
-        default_value_t = 12,
+        default_value = "12",
+        value_name = "N|auto|unlimited"
+    )]
+    pub limit: crate::cmd::drain::Limit,
+
+    /// Credits --limit auto keeps back for urgent mail that may still arrive today
+    #[arg(
+        long,
+        env = "ACASO_MAIL_RESERVE",
+        default_value_t = 30,
         value_name = "N"
     )]
-    pub limit: u32,
+    pub reserve: u32,
 
     /// Stop at --limit even for mails due today (by default those go out while credits last)
     #[arg(long)]
@@ -244,7 +254,10 @@ mod tests {
         assert!(cli.global.json);
         assert!(matches!(
             cli.command,
-            Command::DrainHourly(DrainHourlyArgs { limit: 3, .. })
+            Command::DrainHourly(DrainHourlyArgs {
+                limit: crate::cmd::drain::Limit::Count(3),
+                ..
+            })
         ));
         let cli =
             Cli::try_parse_from(["acaso-mail", "peek", "-n", "2", "--queue", "q"]).expect("parse");

@@ -62,10 +62,10 @@ async fn dispatch(cli: Cli, cfg: Config) -> Result<u8> {
                 limit: a.limit,
                 urgent_beyond_limit: !a.strict_limit,
             };
-            return drain(&cfg, budget, &a.drain, lock_wait, quiet, &cancel).await;
+            return drain(&cfg, budget, &a.drain, a.reserve, lock_wait, quiet, &cancel).await;
         }
         Command::DrainEod(a) => {
-            return drain(&cfg, Budget::EndOfDay, &a, lock_wait, quiet, &cancel).await;
+            return drain(&cfg, Budget::EndOfDay, &a, 0, lock_wait, quiet, &cancel).await;
         }
         Command::Credits => {
             let c = cmd::credits::run(&cfg).await?;
@@ -134,6 +134,7 @@ async fn drain(
     cfg: &Config,
     budget: Budget,
     a: &cli::DrainArgs,
+    reserve: u32,
     lock_wait: Duration,
     quiet: bool,
     cancel: &Cancel,
@@ -143,6 +144,7 @@ async fn drain(
         concurrency: usize::from(a.concurrency),
         max_attempts: a.max_attempts,
         lock_wait,
+        reserve,
     };
     let s = drain::run(cfg, &opts, cancel).await?;
     if cfg.json {

@@ -8,5 +8,6 @@ mod it {
     pub mod failures;
     pub mod legacy;
     pub mod maintenance;
+    pub mod policy;
     pub mod publish;
 }

@@ -26,6 +26,46 @@ use crate::signal::Cancel;
 use crate::state::{self, Store};
 use crate::urgency::Urgency;
 
+/// The hourly drain's limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// At most this many mails per run.
+    Count(u32),
+    /// Spread the credits left, less the reserve, over the hours left in the day.
+    Auto,
+    /// Everything the credits allow (a paid plan).
+    Unlimited,
+}
+
+impl std::str::FromStr for Limit {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Limit::Auto),
+            "unlimited" => Ok(Limit::Unlimited),
+            n => n.parse::<u32>().map(Limit::Count).map_err(|_| {
+                format!("{n:?} is not a limit: expected a whole number of mails, \"auto\" or \"unlimited\"")
+            }),
+        }
+    }
+}
+
+impl Limit {
+    /// Mails this run may send out of `credits`, `reserve` kept back for urgent mail
+    /// still to come, at local hour `hour` (0-23).
+    pub fn allowance(self, credits: u32, reserve: u32, hour: u32) -> u32 {
+        match self {
+            Limit::Count(n) => n.min(credits),
+            Limit::Unlimited => credits,
+            Limit::Auto => {
+                // This run and one per hour left before the end-of-day drain.
+                let runs = 24u32.saturating_sub(hour.min(23)).max(1);
+                credits.saturating_sub(reserve).div_ceil(runs)
+            }
+        }
+    }
+}
+
 /// How much a drain may send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Budget {
@@ -33,7 +73,7 @@ pub enum Budget {
     /// mails due today go out beyond the limit as long as credits last.
     Hourly {
         /// Mails per run.
-        limit: u32,
+        limit: Limit,
         /// Send today's mails beyond the limit.
         urgent_beyond_limit: bool,
     },
@@ -52,6 +92,8 @@ pub struct Options {
     pub max_attempts: u32,
     /// How long to wait for another run's lock.
     pub lock_wait: Duration,
+    /// Credits `--limit auto` keeps back for urgent mail that may still arrive.
+    pub reserve: u32,
 }
 
 /// What a drain did. Serialised as the contract's JSON (fields may be added only).
@@ -73,6 +115,8 @@ pub struct Summary {
     pub retried: u32,
     /// Redelivered mails found already sent (acked without sending again).
     pub already_sent: u32,
+    /// Times Brevo answered 429 and the run paused.
+    pub rate_limited: u32,
     /// Brevo credits at the start of the run.
     pub credits: f64,
     /// Why the run stopped before the queue was empty or the budget used, if it did.
@@ -88,6 +132,38 @@ pub struct Summary {
     pub fatal: Option<String>,
     #[serde(skip)]
     fatal_kind: Option<FatalKind>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_parse_and_refuse_with_a_hint() {
+        assert_eq!("12".parse::<Limit>(), Ok(Limit::Count(12)));
+        assert_eq!("auto".parse::<Limit>(), Ok(Limit::Auto));
+        assert_eq!("unlimited".parse::<Limit>(), Ok(Limit::Unlimited));
+        let err = "abc".parse::<Limit>().expect_err("abc");
+        assert!(
+            err.contains("auto") && err.contains("whole number"),
+            "{err}"
+        );
+        assert!("-1".parse::<Limit>().is_err());
+    }
+
+    #[test]
+    fn auto_spreads_the_credits_over_the_hours_left_keeping_the_reserve() {
+        // 300 credits, 30 kept back, at 00:xx: 24 runs left -> 12 per run.
+        assert_eq!(Limit::Auto.allowance(300, 30, 0), 12);
+        // A quiet morning: at 12:00 with 290 left, the 12 runs left get more each.
+        assert_eq!(Limit::Auto.allowance(290, 30, 12), 22);
+        // Last hourly run of the day: all but the reserve.
+        assert_eq!(Limit::Auto.allowance(100, 30, 23), 70);
+        // Fewer credits than the reserve: nothing (the end-of-day drain spends it).
+        assert_eq!(Limit::Auto.allowance(20, 30, 15), 0);
+        assert_eq!(Limit::Count(12).allowance(5, 30, 3), 5);
+        assert_eq!(Limit::Unlimited.allowance(u32::MAX, 30, 3), u32::MAX);
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -142,6 +218,11 @@ impl Job {
     }
 }
 
+/// 429 answers a run honours by pausing; past that it stops.
+const MAX_RATE_LIMITED: u32 = 50;
+/// The longest pause a run makes for a 429; a longer wait stops the run instead.
+const MAX_RATE_PAUSE: Duration = Duration::from_secs(60);
+
 /// After this many transient failures in a row, Brevo is taken to be down.
 const BREAKER: u32 = 5;
 
@@ -165,8 +246,9 @@ pub async fn run(cfg: &Config, opts: &Options, cancel: &Cancel) -> Result<Summar
     } else {
         account.sendable()
     };
+    let hour = chrono::Timelike::hour(&now.with_timezone(&cfg.tz));
     let soft_cap = match opts.budget {
-        Budget::Hourly { limit, .. } => limit.min(credits),
+        Budget::Hourly { limit, .. } => limit.allowance(credits, opts.reserve, hour),
         Budget::EndOfDay => credits,
     };
     let overflow = matches!(
@@ -188,9 +270,22 @@ pub async fn run(cfg: &Config, opts: &Options, cancel: &Cancel) -> Result<Summar
     let mut set: JoinSet<(Job, SendOutcome)> = JoinSet::new();
     let mut taking = true;
     let mut consecutive_transient = 0u32;
+    let mut pause_until: Option<tokio::time::Instant> = None;
 
     loop {
         while taking && set.len() < opts.concurrency {
+            if let Some(until) = pause_until {
+                if !set.is_empty() {
+                    break; // let the sends in flight finish first
+                }
+                while tokio::time::Instant::now() < until && cancel.received().is_none() {
+                    tokio::time::sleep(
+                        Duration::from_millis(100).min(until - tokio::time::Instant::now()),
+                    )
+                    .await;
+                }
+                pause_until = None;
+            }
             if let Some(sig) = cancel.received() {
                 s.stopped = Some(format!("interrupted by {sig}"));
                 taking = false;
@@ -355,6 +450,39 @@ pub async fn run(cfg: &Config, opts: &Options, cancel: &Cancel) -> Result<Summar
                     requeue(&job.acker).await?;
                     taking = false;
                     s.fail(FatalKind::Credentials, format!("{status} {message}"));
+                }
+                SendOutcome::RateLimited { retry_after } if s.rate_limited < MAX_RATE_LIMITED => {
+                    // Slow down: the mail goes back to its place and the run pauses as
+                    // long as Brevo asks (bounded), then goes on.
+                    requeue(&job.acker).await?;
+                    s.rate_limited += 1;
+                    let wait = retry_after.unwrap_or(Duration::from_secs(1));
+                    if wait > MAX_RATE_PAUSE {
+                        taking = false;
+                        s.stopped = Some(format!(
+                            "Brevo rate limit: asked to wait {}s",
+                            wait.as_secs()
+                        ));
+                    } else {
+                        pause_until = Some(tokio::time::Instant::now() + wait);
+                    }
+                }
+                SendOutcome::RateLimited { retry_after } => {
+                    s.stopped = Some(format!("Brevo answered 429 {MAX_RATE_LIMITED} times"));
+                    taking = false;
+                    let attempts = header_u32(&job.props, H_ATTEMPTS).unwrap_or(0) + 1;
+                    let delay = retry_delay(attempts, retry_after.map(|d| d.as_secs()));
+                    retry(
+                        &mut publisher,
+                        cfg,
+                        job.held(),
+                        attempts,
+                        delay,
+                        "429 rate limited",
+                    )
+                    .await?;
+                    s.failed += 1;
+                    s.retried += 1;
                 }
                 SendOutcome::Transient {
                     reason,
