@@ -4,8 +4,10 @@ mod support;
 
 mod it {
     pub mod config;
+    pub mod deploy;
     pub mod drain;
     pub mod failures;
+    pub mod generated;
     pub mod legacy;
     pub mod maintenance;
     pub mod policy;

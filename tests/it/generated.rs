@@ -1,0 +1,77 @@
+//! Completions and man pages are generated from the clap definitions and checked in;
+//! this test regenerates them and fails when the checked-in copies are stale.
+
+use std::path::{Path, PathBuf};
+
+use clap::CommandFactory;
+use clap_complete::Shell;
+
+const REFRESH: &str = "UPDATE_GENERATED=1 cargo test --test main generated";
+
+fn expected() -> Vec<(PathBuf, Vec<u8>)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut cmd = acaso_mail::cli::Cli::command();
+    cmd.build();
+    let mut out = Vec::new();
+    for (shell, file) in [
+        (Shell::Bash, "acaso-mail.bash"),
+        (Shell::Zsh, "_acaso-mail"),
+        (Shell::Fish, "acaso-mail.fish"),
+    ] {
+        let mut buf = Vec::new();
+        clap_complete::generate(shell, &mut cmd.clone(), "acaso-mail", &mut buf);
+        out.push((root.join("completions").join(file), buf));
+    }
+    let mut buf = Vec::new();
+    clap_mangen::Man::new(cmd.clone())
+        .render(&mut buf)
+        .expect("man page");
+    out.push((root.join("man/acaso-mail.1"), buf));
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        let name = format!("acaso-mail-{}", sub.get_name());
+        let page = sub
+            .clone()
+            .name(name.clone())
+            .bin_name(format!("acaso-mail {}", sub.get_name()));
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(page)
+            .render(&mut buf)
+            .expect("man page");
+        out.push((root.join(format!("man/{name}.1")), buf));
+    }
+    out
+}
+
+#[test]
+fn completions_and_man_pages_are_up_to_date() {
+    let update = std::env::var_os("UPDATE_GENERATED").is_some();
+    let mut stale = Vec::new();
+    for (path, content) in expected() {
+        let current = std::fs::read(&path).ok();
+        if current.as_deref() != Some(content.as_slice()) {
+            if update {
+                std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+                std::fs::write(&path, &content).expect("write");
+            } else {
+                stale.push(path.display().to_string());
+            }
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "stale generated files {stale:?}; refresh them with: {REFRESH}"
+    );
+}
+
+#[test]
+fn the_man_page_documents_the_exit_codes() {
+    let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/man/acaso-mail.1"))
+        .expect("man page");
+    for needle in [
+        "Exit status",
+        "130",
+        "another acaso\\-mail run holds the lock",
+    ] {
+        assert!(page.contains(needle), "man page lacks {needle:?}");
+    }
+}
