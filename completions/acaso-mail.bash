@@ -552,7 +552,7 @@ _acaso__mail() {
             return 0
             ;;
         acaso__subcmd__mail__subcmd__drain__subcmd__eod)
-            opts="-q -h --concurrency --max-attempts --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --help"
+            opts="-q -h --concurrency --max-attempts --dry-run --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -618,7 +618,7 @@ _acaso__mail() {
             return 0
             ;;
         acaso__subcmd__mail__subcmd__drain__subcmd__hourly)
-            opts="-q -h --limit --reserve --strict-limit --concurrency --max-attempts --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --help"
+            opts="-q -h --limit --reserve --strict-limit --concurrency --max-attempts --dry-run --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1014,7 +1014,7 @@ _acaso__mail() {
             return 0
             ;;
         acaso__subcmd__mail__subcmd__reprioritize)
-            opts="-q -h --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --help"
+            opts="-q -h --dry-run --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

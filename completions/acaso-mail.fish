@@ -87,6 +87,7 @@ never\t'Never colour'"
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l lock-wait -d 'Seconds to wait for another run\'s lock before giving up (exit 6)' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l timeout -d 'Seconds to wait for RabbitMQ or Brevo to connect or answer' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l strict-limit -d 'Stop at --limit even for mails due today (by default those go out while credits last)'
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l dry-run -d 'Show what would be sent or set aside, in order, and touch nothing'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l json -d 'Print exactly one JSON document on stdout, nothing else'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -s q -l quiet -d 'No summary on success (errors still go to stderr): for cron'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -105,6 +106,7 @@ always\t'Always colour'
 never\t'Never colour'"
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l lock-wait -d 'Seconds to wait for another run\'s lock before giving up (exit 6)' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l timeout -d 'Seconds to wait for RabbitMQ or Brevo to connect or answer' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l dry-run -d 'Show what would be sent or set aside, in order, and touch nothing'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l json -d 'Print exactly one JSON document on stdout, nothing else'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -s q -l quiet -d 'No summary on success (errors still go to stderr): for cron'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -170,6 +172,7 @@ always\t'Always colour'
 never\t'Never colour'"
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -l lock-wait -d 'Seconds to wait for another run\'s lock before giving up (exit 6)' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -l timeout -d 'Seconds to wait for RabbitMQ or Brevo to connect or answer' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -l dry-run -d 'Show what would move (old and new priority) and touch nothing'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -l json -d 'Print exactly one JSON document on stdout, nothing else'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -s q -l quiet -d 'No summary on success (errors still go to stderr): for cron'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -s h -l help -d 'Print help (see more with \'--help\')'

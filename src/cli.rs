@@ -113,9 +113,17 @@ pub enum Command {
     /// Queue depths, urgency breakdown, credits
     Stats,
     /// Re-publish every queued mail with today's urgency (run daily, after midnight)
-    Reprioritize,
+    Reprioritize(ReprioritizeArgs),
     /// List parked mails with their reasons; replay them to the queue, or purge them
     DeadLetters(DeadLettersArgs),
+}
+
+/// `reprioritize` arguments.
+#[derive(Debug, Args)]
+pub struct ReprioritizeArgs {
+    /// Show what would move (old and new priority) and touch nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `dead-letters` arguments.
@@ -191,6 +199,10 @@ pub struct DrainArgs {
     #[arg(long, env = "ACASO_MAIL_MAX_ATTEMPTS", default_value_t = 5, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=100))]
     pub max_attempts: u32,
+
+    /// Show what would be sent or set aside, in order, and touch nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `drain-hourly` arguments.

@@ -49,6 +49,8 @@ pub struct Config {
     pub color: bool,
     /// Connect and request timeout.
     pub timeout: Duration,
+    /// Progress bars on stderr (a terminal, not --json, not --quiet).
+    pub progress: bool,
 }
 
 impl Config {
@@ -150,6 +152,7 @@ impl Config {
             json: args.json,
             color: color && !args.json,
             timeout: Duration::from_secs(args.timeout),
+            progress: std::io::stderr().is_terminal() && !args.json && !args.quiet,
         })
     }
 

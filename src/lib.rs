@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod mail;
 pub mod output;
+pub mod progress;
 pub mod signal;
 pub mod state;
 pub mod urgency;
@@ -85,7 +86,15 @@ async fn dispatch(cli: Cli, cfg: Config) -> Result<u8> {
                 output::line(&cmd::peek::table(&p, &cfg))?;
             }
         }
-        Command::Reprioritize => {
+        Command::Reprioritize(a) if a.dry_run => {
+            let p = cmd::reprioritize::plan(&cfg, lock_wait).await?;
+            if cfg.json {
+                output::json(&p)?;
+            } else {
+                output::line(&cmd::reprioritize::render_plan(&p, &cfg))?;
+            }
+        }
+        Command::Reprioritize(_) => {
             let s = cmd::reprioritize::run(&cfg, lock_wait, &cancel).await?;
             if cfg.json {
                 output::json(&s)?;
@@ -146,6 +155,15 @@ async fn drain(
         lock_wait,
         reserve,
     };
+    if a.dry_run {
+        let p = drain::plan(cfg, &opts).await?;
+        if cfg.json {
+            output::json(&p)?;
+        } else {
+            output::line(&drain::render_plan(&p, cfg))?;
+        }
+        return Ok(EXIT_OK);
+    }
     let s = drain::run(cfg, &opts, cancel).await?;
     if cfg.json {
         output::json(&s)?;

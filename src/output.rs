@@ -25,7 +25,10 @@ pub fn table(headers: &[&str], color: bool) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic);
-    if !color {
+    // The colour decision was made once, in Config; comfy-table must not redo it.
+    if color {
+        t.enforce_styling();
+    } else {
         t.force_no_tty();
     }
     t.set_header(headers.iter().map(|h| {

@@ -12,6 +12,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::Failure;
 
+/// The journal's file name in the state directory.
+pub const DB_FILE: &str = "state.sqlite3";
+
 /// The sent-mail journal and tallies.
 pub struct Store {
     db: Connection,
@@ -35,7 +38,7 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating state directory {}", dir.display()))?;
-        let path = dir.join("state.sqlite3");
+        let path = dir.join(DB_FILE);
         let db = Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
         db.busy_timeout(Duration::from_secs(30))?;
         // WAL + FULL: a commit is on disk when it returns, before we ack the mail.

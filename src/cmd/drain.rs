@@ -241,30 +241,21 @@ pub async fn run(cfg: &Config, opts: &Options, cancel: &Cancel) -> Result<Summar
             .await
             .context("reading credits")??
     };
-    let credits = if account.unlimited() {
-        u32::MAX
-    } else {
-        account.sendable()
+    let (credits, soft_cap, overflow) = caps(opts, &account, cfg, now);
+    let rules = Rules {
+        cfg,
+        now,
+        soft_cap,
+        overflow,
     };
-    let hour = chrono::Timelike::hour(&now.with_timezone(&cfg.tz));
-    let soft_cap = match opts.budget {
-        Budget::Hourly { limit, .. } => limit.allowance(credits, opts.reserve, hour),
-        Budget::EndOfDay => credits,
-    };
-    let overflow = matches!(
-        opts.budget,
-        Budget::Hourly {
-            urgent_beyond_limit: true,
-            ..
-        }
-    );
     let mut s = Summary {
         budget: soft_cap,
         credits: account.credits,
         ..Summary::default()
     };
 
-    let (broker, _info) = open_queues(cfg).await?;
+    let (broker, info) = open_queues(cfg).await?;
+    let bar = crate::progress::bar(cfg.progress, u64::from(soft_cap.min(info.ready)), "drain");
     let channel = broker.channel().await?;
     let mut publisher = Publisher::new(&broker, 64).await?;
     let mut set: JoinSet<(Job, SendOutcome)> = JoinSet::new();
@@ -310,63 +301,35 @@ pub async fn run(cfg: &Config, opts: &Options, cancel: &Cancel) -> Result<Summar
                 }
             };
             let id = identity(&got.properties, &got.data);
-            if store.is_sent(&id)? {
-                got.acker
-                    .ack(BasicAckOptions::default())
-                    .await
-                    .map_err(|e| super::lost("acking a mail sent earlier", &e))?;
-                s.already_sent += 1;
-                continue;
-            }
-            let parsed = mail::parse(&got.data, cfg.tz);
-            let m = match parsed {
-                Ok(m) => m,
-                Err(bad) => {
-                    park(
-                        &mut publisher,
-                        cfg,
-                        Held {
-                            acker: &got.acker,
-                            props: &got.properties,
-                            body: &got.data,
-                        },
-                        bad.reason(),
-                        &bad.to_string(),
-                        now,
-                    )
-                    .await?;
-                    s.park_count(bad.reason());
+            let held = Held {
+                acker: &got.acker,
+                props: &got.properties,
+                body: &got.data,
+            };
+            let m = match decide(&rules, Some(&store), &id, &got.data, committed)? {
+                Decision::AlreadySent => {
+                    got.acker
+                        .ack(BasicAckOptions::default())
+                        .await
+                        .map_err(|e| super::lost("acking a mail sent earlier", &e))?;
+                    s.already_sent += 1;
                     continue;
                 }
+                Decision::Park { reason, detail } => {
+                    park(&mut publisher, cfg, held, reason, &detail, now).await?;
+                    if reason == "expired" {
+                        s.expired += 1;
+                    }
+                    s.park_count(reason);
+                    continue;
+                }
+                Decision::Stop => {
+                    requeue(&got.acker).await?;
+                    taking = false;
+                    break;
+                }
+                Decision::Send(m, _) => m,
             };
-            let urgency = Urgency::of(m.deadline, now, cfg.tz);
-            if urgency == Urgency::Expired {
-                let detail = format!(
-                    "deadline {} passed",
-                    m.deadline.map(|d| d.to_rfc3339()).unwrap_or_default()
-                );
-                park(
-                    &mut publisher,
-                    cfg,
-                    Held {
-                        acker: &got.acker,
-                        props: &got.properties,
-                        body: &got.data,
-                    },
-                    "expired",
-                    &detail,
-                    now,
-                )
-                .await?;
-                s.expired += 1;
-                s.park_count("expired");
-                continue;
-            }
-            if committed >= soft_cap && !(overflow && urgency == Urgency::Days(0)) {
-                requeue(&got.acker).await?;
-                taking = false;
-                break;
-            }
             let earlier_attempts = store.note_attempt(&id, now)?;
             let request = m.brevo_request(&idempotency_key(&id));
             let job = Job {
@@ -389,6 +352,7 @@ pub async fn run(cfg: &Config, opts: &Options, cancel: &Cancel) -> Result<Summar
         let Some(done) = set.join_next().await else {
             break;
         };
+        bar.inc(1);
         let (job, outcome) = done.context("a send task panicked")?;
         // A broker failure while settling a mail ends the run (exit 4) but lets the
         // other in-flight sends finish and be journaled; unacked mails go back.
@@ -529,6 +493,7 @@ pub async fn run(cfg: &Config, opts: &Options, cancel: &Cancel) -> Result<Summar
         }
     }
 
+    bar.finish_and_clear();
     s.remaining = broker.ready(&cfg.queue).await.unwrap_or(0);
     record_tallies(&store, today, &s)?;
     broker.close_channel(&channel).await;
@@ -537,6 +502,247 @@ pub async fn run(cfg: &Config, opts: &Options, cancel: &Cancel) -> Result<Summar
         s.stopped = Some(format!("interrupted by {sig}"));
     }
     Ok(s)
+}
+
+/// What a drain does with the mail at the head of the queue; shared by the drain and
+/// its dry run so that the plan shown is the plan carried out.
+pub enum Decision {
+    /// Journaled as sent by an earlier run: ack it, send nothing.
+    AlreadySent,
+    /// Set it aside.
+    Park {
+        /// The reason code.
+        reason: &'static str,
+        /// The details.
+        detail: String,
+    },
+    /// Budget used: put it back and stop taking mail.
+    Stop,
+    /// Send it.
+    Send(mail::Mail, Urgency),
+}
+
+/// The inputs of [`decide`] that are fixed for a run.
+pub struct Rules<'a> {
+    /// The configuration (time zone).
+    pub cfg: &'a Config,
+    /// "Now" for the run.
+    pub now: DateTime<Utc>,
+    /// The run's budget before today's overflow.
+    pub soft_cap: u32,
+    /// Whether mail due today goes beyond `soft_cap`.
+    pub overflow: bool,
+}
+
+/// The run's caps: credits (hard), budget before today's overflow, and the overflow.
+fn caps(
+    opts: &Options,
+    account: &crate::brevo::Account,
+    cfg: &Config,
+    now: DateTime<Utc>,
+) -> (u32, u32, bool) {
+    let credits = if account.unlimited() {
+        u32::MAX
+    } else {
+        account.sendable()
+    };
+    let hour = chrono::Timelike::hour(&now.with_timezone(&cfg.tz));
+    match opts.budget {
+        Budget::Hourly {
+            limit,
+            urgent_beyond_limit,
+        } => (
+            credits,
+            limit.allowance(credits, opts.reserve, hour),
+            urgent_beyond_limit,
+        ),
+        Budget::EndOfDay => (credits, credits, false),
+    }
+}
+
+/// One mail of a dry run's plan.
+#[derive(Debug, Serialize)]
+pub struct Planned {
+    /// `send`, `park` or `already sent`.
+    pub action: &'static str,
+    /// Urgency band.
+    pub urgency: String,
+    /// Its current priority.
+    pub priority: u8,
+    /// Its template, if readable.
+    pub template_id: Option<u32>,
+    /// Its first recipient, if readable.
+    pub to: Option<String>,
+    /// Why it would be parked.
+    pub reason: Option<String>,
+}
+
+/// What a drain would do, in order.
+#[derive(Debug, Serialize)]
+pub struct Plan {
+    /// Always true: nothing was sent, acked or moved.
+    pub dry_run: bool,
+    /// The budget the run would have.
+    pub budget: u32,
+    /// Credits Brevo reports.
+    pub credits: f64,
+    /// The mails, in the order the drain would take them.
+    pub mails: Vec<Planned>,
+}
+
+/// A dry run: reads the credits and the queue (handing every mail back in place) and
+/// shows what a drain would send or set aside, in order. Nothing is sent or moved.
+pub async fn plan(cfg: &Config, opts: &Options) -> Result<Plan> {
+    let key = cfg.require_api_key()?.clone();
+    let _lock = state::lock(&cfg.state_dir, opts.lock_wait)?;
+    let now = cfg.now();
+    let brevo = Brevo::new(&cfg.brevo_url, key, cfg.timeout);
+    let account = tokio::task::spawn_blocking(move || brevo.account())
+        .await
+        .context("reading credits")??;
+    let (credits, soft_cap, overflow) = caps(opts, &account, cfg, now);
+    let journal = if cfg.state_dir.join(state::DB_FILE).exists() {
+        Some(Store::open(&cfg.state_dir)?)
+    } else {
+        None
+    };
+    let (broker, info) = open_queues(cfg).await?;
+    let browsed = broker
+        .browse(&cfg.queue, info.ready.min(super::stats::SCAN_MAX))
+        .await?;
+    broker.close().await;
+    let rules = Rules {
+        cfg,
+        now,
+        soft_cap,
+        overflow,
+    };
+    let mut mails = Vec::new();
+    let mut committed = 0u32;
+    for b in browsed {
+        if committed >= credits {
+            break;
+        }
+        let priority = b.props.priority().unwrap_or(0);
+        let item = match decide(
+            &rules,
+            journal.as_ref(),
+            &identity(&b.props, &b.body),
+            &b.body,
+            committed,
+        )? {
+            Decision::Stop => break,
+            Decision::AlreadySent => Planned {
+                action: "already sent",
+                urgency: "-".into(),
+                priority,
+                template_id: None,
+                to: None,
+                reason: None,
+            },
+            Decision::Park { reason, detail } => {
+                let m = mail::parse(&b.body, cfg.tz).ok();
+                Planned {
+                    action: "park",
+                    urgency: if reason == "expired" {
+                        "expired".into()
+                    } else {
+                        "bad".into()
+                    },
+                    priority,
+                    template_id: m.as_ref().map(|m| m.template_id),
+                    to: m.as_ref().map(|m| m.first_recipient().to_string()),
+                    reason: Some(format!("{reason}: {detail}")),
+                }
+            }
+            Decision::Send(m, u) => {
+                committed += 1;
+                Planned {
+                    action: "send",
+                    urgency: u.band().into(),
+                    priority,
+                    template_id: Some(m.template_id),
+                    to: Some(m.first_recipient().to_string()),
+                    reason: None,
+                }
+            }
+        };
+        mails.push(item);
+    }
+    Ok(Plan {
+        dry_run: true,
+        budget: soft_cap,
+        credits: account.credits,
+        mails,
+    })
+}
+
+/// Renders a plan for people.
+pub fn render_plan(p: &Plan, cfg: &Config) -> String {
+    let mut t = crate::output::table(
+        &[
+            "#",
+            "action",
+            "urgency",
+            "priority",
+            "template",
+            "recipient",
+            "reason",
+        ],
+        cfg.color,
+    );
+    for (i, m) in p.mails.iter().enumerate() {
+        t.add_row(vec![
+            (i + 1).to_string(),
+            m.action.to_string(),
+            m.urgency.clone(),
+            m.priority.to_string(),
+            m.template_id.map_or_else(|| "-".into(), |t| t.to_string()),
+            m.to.clone().unwrap_or_else(|| "-".into()),
+            m.reason.clone().unwrap_or_default(),
+        ]);
+    }
+    let sends = p.mails.iter().filter(|m| m.action == "send").count();
+    format!(
+        "dry run: would send {sends} of a budget of {} ({} credits); nothing was sent or moved\n{t}",
+        p.budget, p.credits
+    )
+}
+
+/// Decides the fate of one mail, `committed` sends having been made or started.
+pub fn decide(
+    rules: &Rules<'_>,
+    journal: Option<&Store>,
+    identity: &str,
+    body: &[u8],
+    committed: u32,
+) -> Result<Decision> {
+    if let Some(store) = journal
+        && store.is_sent(identity)?
+    {
+        return Ok(Decision::AlreadySent);
+    }
+    let m = match mail::parse(body, rules.cfg.tz) {
+        Ok(m) => m,
+        Err(bad) => {
+            return Ok(Decision::Park {
+                reason: bad.reason(),
+                detail: bad.to_string(),
+            });
+        }
+    };
+    let urgency = Urgency::of(m.deadline, rules.now, rules.cfg.tz);
+    if urgency == Urgency::Expired {
+        let when = m.deadline.map(|d| d.to_rfc3339()).unwrap_or_default();
+        return Ok(Decision::Park {
+            reason: "expired",
+            detail: format!("deadline {when} passed"),
+        });
+    }
+    if committed >= rules.soft_cap && !(rules.overflow && urgency == Urgency::Days(0)) {
+        return Ok(Decision::Stop);
+    }
+    Ok(Decision::Send(m, urgency))
 }
 
 /// Journals an accepted mail, then acks it: if the ack is lost, the redelivered mail is

@@ -66,6 +66,12 @@ pub async fn run(cfg: &Config, source: Source<'_>, cancel: &Cancel) -> Result<Su
     let mut publisher = Publisher::new(&broker, CONFIRM_WINDOW).await?;
     let ts = unix_seconds(now);
     let mut rng = rand::rng();
+    let total = match (&source, &lines) {
+        (_, Some(jobs)) => jobs.len() as u64,
+        (Source::Mock { count, .. }, None) => u64::from(*count),
+        (Source::File(_), None) => 0,
+    };
+    let bar = crate::progress::bar(cfg.progress, total, "publish");
     let result: Result<()> = async {
         match (&source, lines) {
             (_, Some(jobs)) => {
@@ -84,6 +90,7 @@ pub async fn run(cfg: &Config, source: Source<'_>, cancel: &Cancel) -> Result<Su
                         &mut rng,
                     )
                     .await?;
+                    bar.inc(1);
                 }
             }
             (Source::Mock { count, to }, None) => {
@@ -103,6 +110,7 @@ pub async fn run(cfg: &Config, source: Source<'_>, cancel: &Cancel) -> Result<Su
                         &mut rng,
                     )
                     .await?;
+                    bar.inc(1);
                 }
             }
             (Source::File(_), None) => unreachable!("file jobs are read above"),
@@ -110,6 +118,7 @@ pub async fn run(cfg: &Config, source: Source<'_>, cancel: &Cancel) -> Result<Su
         publisher.finish().await.map(|_| ())
     }
     .await;
+    bar.finish_and_clear();
     if let Err(e) = result {
         let unconfirmed = publisher.unconfirmed();
         return Err(e.context(format!(

@@ -4,6 +4,7 @@
 
 pub mod fake_brevo;
 pub mod proxy;
+pub mod schema;
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
