@@ -11,6 +11,7 @@ pub mod cmd;
 pub mod config;
 pub mod error;
 pub mod mail;
+pub mod metrics;
 pub mod output;
 pub mod progress;
 pub mod signal;
@@ -38,7 +39,46 @@ pub fn run(cli: Cli) -> Result<u8> {
     runtime.block_on(dispatch(cli, cfg))
 }
 
+/// The name a subcommand pushes its metrics under, if it pushes any.
+fn pushes_as(command: &Command) -> Option<&'static str> {
+    match command {
+        Command::Publish(_) => Some("publish"),
+        Command::DrainHourly(a) if !a.drain.dry_run => Some("drain-hourly"),
+        Command::DrainEod(a) if !a.dry_run => Some("drain-eod"),
+        Command::Reprioritize(a) if !a.dry_run => Some("reprioritize"),
+        Command::Stats => Some("stats"),
+        _ => None,
+    }
+}
+
 async fn dispatch(cli: Cli, cfg: Config) -> Result<u8> {
+    let pushing = cfg.pushgateway.clone().zip(pushes_as(&cli.command));
+    let start = std::time::Instant::now();
+    let mut gauges = metrics::RunGauges::default();
+    let result = run_command(cli, &cfg, &mut gauges).await;
+    if let Some((base, sub)) = pushing {
+        gauges.success = result.is_ok();
+        gauges.duration = start.elapsed();
+        if let Err(e) = push_metrics(&cfg, &base, sub, &gauges) {
+            // The mail run's outcome stands; a monitoring hiccup only warns.
+            eprintln!("acaso-mail: warning: metrics not pushed: {e:#}");
+        }
+    }
+    result
+}
+
+fn push_metrics(cfg: &Config, base: &str, sub: &str, gauges: &metrics::RunGauges) -> Result<()> {
+    let now = chrono::Utc::now().timestamp() as f64;
+    let store = state::Store::open(&cfg.state_dir).ok();
+    if let (Some(store), true) = (&store, gauges.success) {
+        metrics::record_success(store, sub, now)?;
+    }
+    let body = metrics::render(store.as_ref(), sub, gauges, now)?;
+    metrics::push(cfg, base, sub, body)
+}
+
+async fn run_command(cli: Cli, cfg: &Config, gauges: &mut metrics::RunGauges) -> Result<u8> {
+    let cfg = cfg.clone();
     let quiet = cli.global.quiet;
     let lock_wait = Duration::from_secs(cli.global.lock_wait);
     let cancel = Cancel::install()?;
@@ -63,10 +103,22 @@ async fn dispatch(cli: Cli, cfg: Config) -> Result<u8> {
                 limit: a.limit,
                 urgent_beyond_limit: !a.strict_limit,
             };
-            return drain(&cfg, budget, &a.drain, a.reserve, lock_wait, quiet, &cancel).await;
+            let sub = DrainRun {
+                budget,
+                args: &a.drain,
+                reserve: a.reserve,
+                name: "drain-hourly",
+            };
+            return drain(&cfg, sub, lock_wait, quiet, &cancel, gauges).await;
         }
         Command::DrainEod(a) => {
-            return drain(&cfg, Budget::EndOfDay, &a, 0, lock_wait, quiet, &cancel).await;
+            let sub = DrainRun {
+                budget: Budget::EndOfDay,
+                args: &a,
+                reserve: 0,
+                name: "drain-eod",
+            };
+            return drain(&cfg, sub, lock_wait, quiet, &cancel, gauges).await;
         }
         Command::Credits => {
             let c = cmd::credits::run(&cfg).await?;
@@ -129,6 +181,11 @@ async fn dispatch(cli: Cli, cfg: Config) -> Result<u8> {
         }
         Command::Stats => {
             let s = cmd::stats::run(&cfg, lock_wait).await?;
+            gauges.queue_ready = Some(s.queue.ready);
+            gauges.bands = Some(s.bands.clone());
+            gauges.retrying = Some(s.retrying);
+            gauges.parked = Some(s.parked);
+            gauges.credits = s.credits;
             if cfg.json {
                 output::json(&s)?;
             } else {
@@ -139,15 +196,28 @@ async fn dispatch(cli: Cli, cfg: Config) -> Result<u8> {
     Ok(EXIT_OK)
 }
 
+/// Which drain, with what.
+struct DrainRun<'a> {
+    budget: Budget,
+    args: &'a cli::DrainArgs,
+    reserve: u32,
+    name: &'static str,
+}
+
 async fn drain(
     cfg: &Config,
-    budget: Budget,
-    a: &cli::DrainArgs,
-    reserve: u32,
+    run: DrainRun<'_>,
     lock_wait: Duration,
     quiet: bool,
     cancel: &Cancel,
+    gauges: &mut metrics::RunGauges,
 ) -> Result<u8> {
+    let DrainRun {
+        budget,
+        args: a,
+        reserve,
+        name,
+    } = run;
     let opts = drain::Options {
         budget,
         concurrency: usize::from(a.concurrency),
@@ -165,6 +235,17 @@ async fn drain(
         return Ok(EXIT_OK);
     }
     let s = drain::run(cfg, &opts, cancel).await?;
+    // Totals are kept whether or not a Pushgateway is configured yet.
+    metrics::record_drain(&state::Store::open(&cfg.state_dir)?, name, &s)?;
+    {
+        gauges.queue_ready = Some(s.remaining);
+        gauges.credits = Some((s.credits - f64::from(s.sent)).max(0.0));
+        if let Some(d) = &s.depth {
+            gauges.bands = Some(d.bands.clone());
+            gauges.retrying = Some(d.retrying);
+            gauges.parked = Some(d.parked);
+        }
+    }
     if cfg.json {
         output::json(&s)?;
     } else if !quiet || s.fatal.is_some() {

@@ -10,6 +10,7 @@ mod it {
     pub mod generated;
     pub mod legacy;
     pub mod maintenance;
+    pub mod metrics;
     pub mod output;
     pub mod policy;
     pub mod publish;

@@ -127,6 +127,9 @@ pub struct Summary {
     pub sent_by_priority: BTreeMap<u8, u32>,
     /// Parked mails per reason.
     pub parked_by_reason: BTreeMap<String, u32>,
+    /// Queue depths after the run (read only when metrics are pushed).
+    #[serde(skip)]
+    pub depth: Option<super::stats::Depth>,
     /// A failure that ends the run with a non-zero exit after the summary is shown.
     #[serde(skip)]
     pub fatal: Option<String>,
@@ -495,6 +498,11 @@ pub async fn run(cfg: &Config, opts: &Options, cancel: &Cancel) -> Result<Summar
 
     bar.finish_and_clear();
     s.remaining = broker.ready(&cfg.queue).await.unwrap_or(0);
+    if cfg.pushgateway.is_some() && s.fatal.is_none() {
+        s.depth = super::stats::depth(&broker, cfg, s.remaining, now)
+            .await
+            .ok();
+    }
     record_tallies(&store, today, &s)?;
     broker.close_channel(&channel).await;
     broker.close().await;

@@ -66,23 +66,26 @@ pub struct Stats {
     pub warnings: Vec<String>,
 }
 
-/// Runs `stats`.
-pub async fn run(cfg: &Config, lock_wait: Duration) -> Result<Stats> {
-    let credits = match cfg.api_key {
-        Some(_) => Some(super::credits::account(cfg).await?),
-        None => None,
-    };
-    let _lock = state::lock(&cfg.state_dir, lock_wait)?;
-    let (broker, info) = open_queues(cfg).await?;
-    let browsed = broker.browse(&cfg.queue, info.ready.min(SCAN_MAX)).await?;
-    let mut retrying = 0;
-    for d in RETRY_DELAYS_SECS {
-        retrying += broker.ready(&retry_queue_name(&cfg.queue, d)).await?;
-    }
-    let parked = broker.ready(&cfg.dead_queue()).await?;
-    broker.close().await;
+/// How deep the queues are.
+#[derive(Debug, Clone, Default)]
+pub struct Depth {
+    /// Ready mails per urgency band (`bad` = unreadable), from at most [`SCAN_MAX`].
+    pub bands: BTreeMap<String, u32>,
+    /// Mails in the retry queues.
+    pub retrying: u32,
+    /// Mails in the parking queue.
+    pub parked: u32,
+}
 
-    let now = cfg.now();
+/// Reads the queues' depths; the main queue's `ready` mails are browsed (handed back in
+/// place) to count them per urgency band.
+pub async fn depth(
+    broker: &crate::amqp::Broker,
+    cfg: &Config,
+    ready: u32,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Depth> {
+    let browsed = broker.browse(&cfg.queue, ready.min(SCAN_MAX)).await?;
     let mut bands: BTreeMap<String, u32> = BTreeMap::new();
     for b in &browsed {
         let band = match mail::parse(&b.body, cfg.tz) {
@@ -91,6 +94,33 @@ pub async fn run(cfg: &Config, lock_wait: Duration) -> Result<Stats> {
         };
         *bands.entry(band.to_string()).or_default() += 1;
     }
+    let mut retrying = 0;
+    for d in RETRY_DELAYS_SECS {
+        retrying += broker.ready(&retry_queue_name(&cfg.queue, d)).await?;
+    }
+    let parked = broker.ready(&cfg.dead_queue()).await?;
+    Ok(Depth {
+        bands,
+        retrying,
+        parked,
+    })
+}
+
+/// Runs `stats`.
+pub async fn run(cfg: &Config, lock_wait: Duration) -> Result<Stats> {
+    let credits = match cfg.api_key {
+        Some(_) => Some(super::credits::account(cfg).await?),
+        None => None,
+    };
+    let _lock = state::lock(&cfg.state_dir, lock_wait)?;
+    let (broker, info) = open_queues(cfg).await?;
+    let now = cfg.now();
+    let Depth {
+        bands,
+        retrying,
+        parked,
+    } = depth(&broker, cfg, info.ready, now).await?;
+    broker.close().await;
     let today = Store::open(&cfg.state_dir)?.tally(now.with_timezone(&cfg.tz).date_naive())?;
 
     let mut warnings = Vec::new();

@@ -270,3 +270,60 @@ pub fn header_str(h: &FieldTable, key: &str) -> Option<String> {
         _ => None,
     }
 }
+
+/// A real Prometheus Pushgateway (Debian package prometheus-pushgateway) on a free
+/// port, stopped when dropped.
+pub struct Pushgateway {
+    pub url: String,
+    child: std::process::Child,
+}
+
+impl Pushgateway {
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let mut child = std::process::Command::new("prometheus-pushgateway")
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect(
+                "prometheus-pushgateway must be installed: apt-get install prometheus-pushgateway",
+            );
+        let url = format!("http://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Pushgateway { url, child };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("prometheus-pushgateway did not listen on {port}");
+    }
+
+    /// The value of a metric line whose name and labels contain all of `parts`.
+    pub fn value(&self, name: &str, parts: &[&str]) -> Option<f64> {
+        let text = ureq::get(&format!("{}/metrics", self.url))
+            .call()
+            .ok()?
+            .body_mut()
+            .read_to_string()
+            .ok()?;
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| l.split(['{', ' ']).next() == Some(name))
+            .find(|l| parts.iter().all(|p| l.contains(p)))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+}
+
+impl Drop for Pushgateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

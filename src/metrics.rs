@@ -1,0 +1,347 @@
+//! Every run visible in Prometheus: acaso-mail runs once and exits, so at the end of each
+//! run (failed ones included) it pushes its metrics to a Pushgateway, grouped by job,
+//! instance (host) and subcommand. Counters are totals across runs: they are kept in the
+//! state store and pushed whole, so a run never resets them.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use prometheus::{Encoder, GaugeVec, IntCounterVec, Opts, Registry, TextEncoder};
+
+use crate::cmd::drain::Summary;
+use crate::config::Config;
+use crate::state::Store;
+
+/// The Pushgateway job name.
+pub const JOB: &str = "acaso-mail";
+
+/// What one run tells Prometheus besides the stored counters.
+#[derive(Debug, Default)]
+pub struct RunGauges {
+    /// The run did its job.
+    pub success: bool,
+    /// How long it took.
+    pub duration: Duration,
+    /// Ready messages in the main queue afterwards.
+    pub queue_ready: Option<u32>,
+    /// Ready messages per urgency band afterwards.
+    pub bands: Option<BTreeMap<String, u32>>,
+    /// Messages in the retry queues.
+    pub retrying: Option<u32>,
+    /// Messages in the parking queue.
+    pub parked: Option<u32>,
+    /// Brevo credits left after the run.
+    pub credits: Option<f64>,
+}
+
+/// Adds a drain's counts to the stored totals of `subcommand`.
+pub fn record_drain(store: &Store, subcommand: &str, s: &Summary) -> Result<()> {
+    let sub = format!("subcommand={subcommand}");
+    let add = |name: &str, extra: &str, n: u32| -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let labels = if extra.is_empty() {
+            sub.clone()
+        } else {
+            format!("{sub},{extra}")
+        };
+        store.add_counter(name, &labels, f64::from(n))
+    };
+    add("mails_sent_total", "", s.sent)?;
+    add("mails_fails_total", "", s.failed)?;
+    add("acaso_mail_retries_total", "", s.retried)?;
+    add("acaso_mail_expired_total", "", s.expired)?;
+    add("acaso_mail_already_sent_total", "", s.already_sent)?;
+    add("acaso_mail_rate_limited_total", "", s.rate_limited)?;
+    for (t, n) in &s.sent_by_template {
+        add("payload_template_total", &format!("template={t}"), *n)?;
+    }
+    for (p, n) in &s.sent_by_priority {
+        add("payload_priority_total", &format!("priority={p}"), *n)?;
+    }
+    for (r, n) in &s.parked_by_reason {
+        add("acaso_mail_parked_total", &format!("reason={r}"), *n)?;
+    }
+    Ok(())
+}
+
+/// Remembers that `subcommand` succeeded at `unix` seconds (a gauge that must survive
+/// the failed runs that replace the whole push group).
+pub fn record_success(store: &Store, subcommand: &str, unix: f64) -> Result<()> {
+    let labels = format!("subcommand={subcommand}");
+    let prev = last_success(store, subcommand)?;
+    store.add_counter(
+        "acaso_mail_last_success_timestamp_seconds",
+        &labels,
+        unix - prev.unwrap_or(0.0),
+    )
+}
+
+fn last_success(store: &Store, subcommand: &str) -> Result<Option<f64>> {
+    let labels = format!("subcommand={subcommand}");
+    Ok(store
+        .counters()?
+        .into_iter()
+        .find(|(n, l, _)| n == "acaso_mail_last_success_timestamp_seconds" && *l == labels)
+        .map(|(_, _, v)| v))
+}
+
+const HELP: [(&str, &str); 10] = [
+    (
+        "mails_sent_total",
+        "Mails Brevo accepted (the first version's mails_sent).",
+    ),
+    (
+        "mails_fails_total",
+        "Sends that failed, retried or parked (the first version's mails_fails).",
+    ),
+    (
+        "payload_template_total",
+        "Sent mails per Brevo template (the first version's payload_template).",
+    ),
+    (
+        "payload_priority_total",
+        "Sent mails per AMQP priority (the first version's payload_priority).",
+    ),
+    (
+        "acaso_mail_retries_total",
+        "Failed sends put in a retry queue.",
+    ),
+    (
+        "acaso_mail_expired_total",
+        "Mails parked because their deadline passed.",
+    ),
+    ("acaso_mail_parked_total", "Mails parked, per reason."),
+    (
+        "acaso_mail_already_sent_total",
+        "Redelivered mails found already sent and acked without sending.",
+    ),
+    ("acaso_mail_rate_limited_total", "429 answers from Brevo."),
+    (
+        "acaso_mail_last_success_timestamp_seconds",
+        "When this subcommand last did its job (UNIX time).",
+    ),
+];
+
+/// A stored metric: its label names, and (label values, value) rows.
+type Series = (Vec<String>, Vec<(Vec<String>, f64)>);
+
+/// The text exposition of everything `subcommand` pushes.
+pub fn render(
+    store: Option<&Store>,
+    subcommand: &str,
+    g: &RunGauges,
+    now_unix: f64,
+) -> Result<String> {
+    let registry = Registry::new();
+    let sub = format!("subcommand={subcommand}");
+    let mut vecs: BTreeMap<String, Series> = BTreeMap::new();
+    if let Some(store) = store {
+        for (name, labels, value) in store.counters()? {
+            let mut pairs: Vec<(String, String)> = labels
+                .split(',')
+                .filter_map(|p| {
+                    p.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                })
+                .collect();
+            if !pairs
+                .iter()
+                .any(|(k, v)| k == "subcommand" && format!("subcommand={v}") == sub)
+            {
+                continue;
+            }
+            pairs.retain(|(k, _)| k != "subcommand");
+            let entry = vecs
+                .entry(name)
+                .or_insert_with(|| (pairs.iter().map(|(k, _)| k.clone()).collect(), Vec::new()));
+            entry
+                .1
+                .push((pairs.into_iter().map(|(_, v)| v).collect(), value));
+        }
+    }
+    for (name, (label_names, rows)) in vecs {
+        let help = HELP
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or("acaso-mail metric", |(_, h)| *h);
+        let names: Vec<&str> = label_names.iter().map(String::as_str).collect();
+        if name.ends_with("_total") {
+            let c = IntCounterVec::new(Opts::new(name.clone(), help), &names)?;
+            for (values, v) in rows {
+                let vals: Vec<&str> = values.iter().map(String::as_str).collect();
+                // Counters are whole mails; stored as REAL for SQLite's sake.
+                c.with_label_values(&vals).inc_by(v.max(0.0).round() as u64);
+            }
+            registry.register(Box::new(c))?;
+        } else {
+            let gv = GaugeVec::new(Opts::new(name.clone(), help), &names)?;
+            for (values, v) in rows {
+                let vals: Vec<&str> = values.iter().map(String::as_str).collect();
+                gv.with_label_values(&vals).set(v);
+            }
+            registry.register(Box::new(gv))?;
+        }
+    }
+    let gauge = |name: &str, help: &str, v: f64| -> Result<()> {
+        let g = prometheus::Gauge::new(name, help)?;
+        g.set(v);
+        registry.register(Box::new(g))?;
+        Ok(())
+    };
+    gauge(
+        "acaso_mail_last_run_timestamp_seconds",
+        "When this subcommand last ran (UNIX time).",
+        now_unix,
+    )?;
+    gauge(
+        "acaso_mail_last_run_success",
+        "1 if the last run did its job, else 0.",
+        if g.success { 1.0 } else { 0.0 },
+    )?;
+    gauge(
+        "acaso_mail_run_duration_seconds",
+        "How long the last run took.",
+        g.duration.as_secs_f64(),
+    )?;
+    if let Some(n) = g.queue_ready {
+        gauge(
+            "acaso_mail_queue_ready",
+            "Mails ready in the main queue after the run.",
+            f64::from(n),
+        )?;
+    }
+    if let Some(n) = g.retrying {
+        gauge(
+            "acaso_mail_retrying",
+            "Mails waiting in the retry queues.",
+            f64::from(n),
+        )?;
+    }
+    if let Some(n) = g.parked {
+        gauge(
+            "acaso_mail_parked",
+            "Mails in the parking queue.",
+            f64::from(n),
+        )?;
+    }
+    if let Some(c) = g.credits {
+        gauge(
+            "acaso_mail_brevo_credits",
+            "Brevo email credits left after the run.",
+            c,
+        )?;
+    }
+    if let Some(bands) = &g.bands {
+        let gv = GaugeVec::new(
+            Opts::new(
+                "acaso_mail_queue_ready_by_urgency",
+                "Mails ready in the main queue per urgency band.",
+            ),
+            &["band"],
+        )?;
+        for band in crate::urgency::Urgency::BANDS.iter().chain(["bad"].iter()) {
+            gv.with_label_values(&[band])
+                .set(f64::from(bands.get(*band).copied().unwrap_or(0)));
+        }
+        registry.register(Box::new(gv))?;
+    }
+    let mut out = Vec::new();
+    TextEncoder::new().encode(&registry.gather(), &mut out)?;
+    Ok(String::from_utf8(out)?)
+}
+
+/// This host's name, for the `instance` grouping label.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// PUTs `body` as the group job/instance/subcommand (replacing the group's last push).
+pub fn push(cfg: &Config, base: &str, subcommand: &str, body: String) -> Result<()> {
+    let url = format!(
+        "{base}/metrics/job/{JOB}/instance/{}/subcommand/{subcommand}",
+        hostname()
+    );
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(cfg.timeout))
+            .build(),
+    );
+    let mut resp = agent
+        .put(&url)
+        .header("content-type", "text/plain; version=0.0.4")
+        .send(body.as_bytes())
+        .with_context(|| format!("pushing metrics to {url}"))?;
+    let status = resp.status().as_u16();
+    if !(200..300).contains(&status) {
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        anyhow::bail!(
+            "the Pushgateway at {url} answered {status}: {}",
+            text.trim()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_survive_runs_and_stay_in_their_subcommand() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Store::open(dir.path()).expect("store");
+        let mut s = Summary::default();
+        s.sent = 3;
+        s.failed = 1;
+        s.sent_by_template.insert(9, 3);
+        s.sent_by_priority.insert(8, 3);
+        s.parked_by_reason.insert("expired".into(), 1);
+        record_drain(&store, "drain-hourly", &s).expect("record");
+        record_drain(&store, "drain-hourly", &s).expect("record");
+        record_drain(&store, "drain-eod", &s).expect("record");
+        record_success(&store, "drain-hourly", 1000.0).expect("ok");
+        record_success(&store, "drain-hourly", 2000.0).expect("ok");
+        let g = RunGauges {
+            success: true,
+            credits: Some(12.5),
+            ..RunGauges::default()
+        };
+        let text = render(Some(&store), "drain-hourly", &g, 2000.0).expect("render");
+        assert!(text.contains("mails_sent_total 6"), "{text}");
+        assert!(text.contains("mails_fails_total 2"), "{text}");
+        assert!(
+            text.contains("payload_template_total{template=\"9\"} 6"),
+            "{text}"
+        );
+        assert!(
+            text.contains("payload_priority_total{priority=\"8\"} 6"),
+            "{text}"
+        );
+        assert!(
+            text.contains("acaso_mail_parked_total{reason=\"expired\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("acaso_mail_last_success_timestamp_seconds 2000"),
+            "{text}"
+        );
+        assert!(text.contains("acaso_mail_brevo_credits 12.5"), "{text}");
+        assert!(text.contains("# TYPE mails_sent_total counter"), "{text}");
+        let eod = render(Some(&store), "drain-eod", &g, 2000.0).expect("render");
+        assert!(eod.contains("mails_sent_total 3"), "{eod}");
+        assert!(!eod.contains("last_success"), "{eod}");
+    }
+}
