@@ -125,6 +125,28 @@ const HELP: [(&str, &str); 10] = [
     ),
 ];
 
+/// Every metric name acaso-mail pushes (dashboards and alerts may use only these).
+pub const EXPORTED: [&str; 18] = [
+    "mails_sent_total",
+    "mails_fails_total",
+    "payload_template_total",
+    "payload_priority_total",
+    "acaso_mail_retries_total",
+    "acaso_mail_expired_total",
+    "acaso_mail_parked_total",
+    "acaso_mail_already_sent_total",
+    "acaso_mail_rate_limited_total",
+    "acaso_mail_last_success_timestamp_seconds",
+    "acaso_mail_last_run_timestamp_seconds",
+    "acaso_mail_last_run_success",
+    "acaso_mail_run_duration_seconds",
+    "acaso_mail_queue_ready",
+    "acaso_mail_queue_ready_by_urgency",
+    "acaso_mail_retrying",
+    "acaso_mail_parked",
+    "acaso_mail_brevo_credits",
+];
+
 /// A stored metric: its label names, and (label values, value) rows.
 type Series = (Vec<String>, Vec<(Vec<String>, f64)>);
 
@@ -340,6 +362,44 @@ mod tests {
         );
         assert!(text.contains("acaso_mail_brevo_credits 12.5"), "{text}");
         assert!(text.contains("# TYPE mails_sent_total counter"), "{text}");
+        // Every exported name is listed in EXPORTED, and the other way round.
+        let mut all = Summary::default();
+        for (i, n) in [1u32; 6].iter().enumerate() {
+            all.sent_by_template
+                .insert(u32::try_from(i).expect("i"), *n);
+        }
+        all.sent_by_priority.insert(1, 1);
+        all.parked_by_reason.insert("x".into(), 1);
+        (
+            all.sent,
+            all.failed,
+            all.retried,
+            all.expired,
+            all.already_sent,
+            all.rate_limited,
+        ) = (1, 1, 1, 1, 1, 1);
+        record_drain(&store, "full", &all).expect("record");
+        record_success(&store, "full", 1.0).expect("ok");
+        let full = RunGauges {
+            success: true,
+            duration: Duration::from_secs(1),
+            queue_ready: Some(1),
+            bands: Some(BTreeMap::new()),
+            retrying: Some(1),
+            parked: Some(1),
+            credits: Some(1.0),
+        };
+        let text = render(Some(&store), "full", &full, 1.0).expect("render");
+        let names: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        let mut sorted_names = names.clone();
+        sorted_names.sort_unstable();
+        let mut exported = EXPORTED.to_vec();
+        exported.sort_unstable();
+        assert_eq!(sorted_names, exported);
         let eod = render(Some(&store), "drain-eod", &g, 2000.0).expect("render");
         assert!(eod.contains("mails_sent_total 3"), "{eod}");
         assert!(!eod.contains("last_success"), "{eod}");

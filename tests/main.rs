@@ -11,6 +11,7 @@ mod it {
     pub mod legacy;
     pub mod maintenance;
     pub mod metrics;
+    pub mod monitoring;
     pub mod output;
     pub mod policy;
     pub mod publish;
