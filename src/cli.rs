@@ -191,7 +191,7 @@ pub struct PublishArgs {
 #[derive(Debug, Args)]
 pub struct DrainArgs {
     /// How many sends may be in flight to Brevo at once (dispatched in urgency order)
-    #[arg(long, env = "ACASO_MAIL_CONCURRENCY", default_value_t = 16, value_name = "N",
+    #[arg(long, env = "ACASO_MAIL_CONCURRENCY", default_value_t = 32, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
 
