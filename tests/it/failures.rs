@@ -618,3 +618,101 @@ fn broker_lost_during_a_drain_acks_nothing_unsent_and_sends_nothing_twice() {
         ]
     );
 }
+
+#[test]
+fn sigint_during_publish_reports_what_was_confirmed_and_exits_130() {
+    let w = World::new("sigint-publish", 300.0);
+    w.cmd()
+        .env_remove("SENDINBLUE_API_KEY")
+        .arg("stats")
+        .assert()
+        .success();
+    let child = w
+        .std_cmd()
+        .args(["publish", "-n", "5000000"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let start = std::time::Instant::now();
+    while w.ready(&w.queue) < 500 && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    let confirmed: u32 = err
+        .split("interrupted: ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no confirmed count in {err:?}"));
+    // Every confirmed message is queued, and nothing beyond what was published.
+    assert_eq!(w.ready(&w.queue), confirmed);
+}
+
+#[test]
+fn hostile_publish_input_is_refused_cleanly() {
+    let w = World::new("hostile", 300.0);
+    // A 10 MB line.
+    let big = format!(
+        "{{\"template_id\": 1, \"to\": [{{\"email\": \"a@example.org\"}}], \"params\": {{\"x\": \"{}\"}}}}\n",
+        "y".repeat(10 * 1024 * 1024)
+    );
+    let out = w
+        .cmd()
+        .args(["publish", "--file", "-"])
+        .write_stdin(big)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 1"));
+    // Deep nesting, wrong types, invalid UTF-8.
+    for bad in [
+        format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes(),
+        br#"{"template_id": "seven", "to": "a@example.org"}"#.to_vec(),
+        br#"{"template": 9, "mail_params": [], "recipient": 3}"#.to_vec(),
+        vec![0xc3, 0x28, b'\n'],
+    ] {
+        let out = w
+            .cmd()
+            .args(["publish", "--file", "-"])
+            .write_stdin(bad)
+            .output()
+            .expect("run");
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // A count beyond the cap is a usage error, not an attempt.
+    let out = w
+        .cmd()
+        .args(["publish", "-n", "99999999999"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    // Validation comes before any I/O: the queue was not even declared. Declare it and
+    // check that it is empty.
+    w.cmd()
+        .env_remove("SENDINBLUE_API_KEY")
+        .arg("stats")
+        .assert()
+        .success();
+    assert_eq!(w.ready(&w.queue), 0, "something was published");
+}

@@ -153,6 +153,7 @@ fn days(deadline: &str, now: &str) -> i64 {
 #[test]
 fn the_day_experiment() {
     let w = World::new("day", 300.0);
+    let pg = Pushgateway::start();
     let day = "2026-12-01";
     let mut published: HashMap<String, String> = HashMap::new();
     let mut batch = |prefix: &str, n: usize, when: &str, deadline_of: &dyn Fn(usize) -> String| {
@@ -191,12 +192,18 @@ fn the_day_experiment() {
     let mut check_drain = |now: &str, args: &[&str]| {
         let out = w
             .cmd()
+            .env("PUSHGATEWAY_URL", &pg.url)
             .args(["--now", now, "--json"])
             .args(args)
             .output()
             .expect("drain");
         assert!(
             out.status.success(),
+            "{now}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stderr.is_empty(),
             "{now}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
@@ -278,4 +285,14 @@ fn the_day_experiment() {
     assert_eq!(unique.len(), sent.len(), "a mail was sent twice");
     let left = w.ready(&w.queue) as usize;
     assert_eq!(sent.len() + left, published.len(), "mails lost");
+    // The pushed counters agree with what Brevo received.
+    let pushed: f64 = ["drain-hourly", "drain-eod"]
+        .iter()
+        .filter_map(|s| pg.value("mails_sent_total", &[&format!("subcommand=\"{s}\"")]))
+        .sum();
+    assert_eq!(pushed, 300.0);
+    assert_eq!(
+        pg.value("acaso_mail_brevo_credits", &["subcommand=\"drain-eod\""]),
+        Some(0.0)
+    );
 }

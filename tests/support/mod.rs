@@ -286,6 +286,9 @@ impl Pushgateway {
             .expect("a free port");
         let mut child = std::process::Command::new("prometheus-pushgateway")
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            // Debian's build persists to /var/lib/prometheus by default: keep each test's
+            // gateway in memory, its own.
+            .arg("--persistence.file=")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
