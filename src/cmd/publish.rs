@@ -266,18 +266,50 @@ fn mock_job(
         .fixed_offset();
     let (mentor, mentored) = (name(rng), name(rng));
     let to_mentor = matches!(template, 7 | 16);
-    let body = serde_json::json!({
-        "mail_params": {
-            "mentor_name": mentor,
-            "mentoring_datetime": when.format("%Y-%m-%d %H:%M:%S%.6f%:z").to_string(),
-            "mentored_name": mentored,
-            "mentor_id": if to_mentor { Value::Null } else { uuid_v4(rng).into() },
-            "mentored_id": if to_mentor { uuid_v4(rng).into() } else { Value::Null },
+    let (mentor_id, mentored_id) = if to_mentor {
+        (None, Some(uuid_v4(rng)))
+    } else {
+        (Some(uuid_v4(rng)), None)
+    };
+    // Typed serialisation, in the producer's field order: this is the hot path of
+    // `publish -n` (a serde_json::Value tree cost half its CPU).
+    let body = MockBody {
+        mail_params: MockParams {
+            mentor_name: &mentor,
+            mentoring_datetime: when.format("%Y-%m-%d %H:%M:%S%.6f%:z").to_string(),
+            mentored_name: &mentored,
+            mentor_id,
+            mentored_id,
         },
-        "recipient": {"name": if to_mentor { mentor } else { mentored }, "email": to},
-        "template": template,
-    });
-    (body.to_string().into_bytes(), when)
+        recipient: MockRecipient {
+            name: if to_mentor { &mentor } else { &mentored },
+            email: to,
+        },
+        template,
+    };
+    (serde_json::to_vec(&body).expect("a mock job of strings and numbers serialises"), when)
+}
+
+#[derive(Serialize)]
+struct MockBody<'a> {
+    mail_params: MockParams<'a>,
+    recipient: MockRecipient<'a>,
+    template: u32,
+}
+
+#[derive(Serialize)]
+struct MockParams<'a> {
+    mentor_name: &'a str,
+    mentoring_datetime: String,
+    mentored_name: &'a str,
+    mentor_id: Option<String>,
+    mentored_id: Option<String>,
+}
+
+#[derive(Serialize)]
+struct MockRecipient<'a> {
+    name: &'a str,
+    email: &'a str,
 }
 
 /// A random UUID v4.
