@@ -287,7 +287,10 @@ fn mock_job(
         },
         template,
     };
-    (serde_json::to_vec(&body).expect("a mock job of strings and numbers serialises"), when)
+    (
+        serde_json::to_vec(&body).expect("a mock job of strings and numbers serialises"),
+        when,
+    )
 }
 
 #[derive(Serialize)]

@@ -13,17 +13,7 @@ fn mails(n: usize, deadline: &str) -> Vec<serde_json::Value> {
 fn hourly_sends_the_limit_and_never_more_than_the_credits() {
     let w = World::new("hourly-limit", 300.0);
     w.publish(&mails(20, "2026-11-30T10:00:00-03:00"), NOW);
-    let out = w
-        .cmd()
-        .args(["--now", NOW, "--json", "drain-hourly", "--limit", "12"])
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s = stdout_json(&out);
+    let s = w.json(NOW, &["drain-hourly", "--limit", "12"]);
     assert_eq!(
         (
             s["budget"].as_u64(),
@@ -100,17 +90,7 @@ fn eod_spends_the_credits_most_urgent_first() {
         job("d6@example.org", 3, "2026-12-03T10:00:00-03:00"),
     ];
     w.publish(&jobs, NOW);
-    let out = w
-        .cmd()
-        .args(["--now", NOW, "--json", "drain-eod", "--concurrency", "1"])
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s = stdout_json(&out);
+    let s = w.json(NOW, &["drain-eod", "--concurrency", "1"]);
     assert_eq!(
         (
             s["budget"].as_u64(),

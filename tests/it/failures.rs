@@ -33,17 +33,7 @@ fn bad_and_expired_messages_are_parked_with_reasons_and_never_block() {
         &[job("ok2@example.org", 3, "2026-11-29T10:00:00-03:00")],
         NOW,
     );
-    let out = w
-        .cmd()
-        .args(["--now", NOW, "--json", "drain-eod"])
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s = stdout_json(&out);
+    let s = w.json(NOW, &["drain-eod"]);
     assert_eq!(
         (
             s["sent"].as_u64(),
@@ -93,17 +83,7 @@ fn brevo_400_parks_the_mail_and_the_run_goes_on() {
         ],
         NOW,
     );
-    let out = w
-        .cmd()
-        .args(["--now", NOW, "--json", "drain-eod", "--concurrency", "1"])
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s = stdout_json(&out);
+    let s = w.json(NOW, &["drain-eod", "--concurrency", "1"]);
     assert_eq!(
         (
             s["sent"].as_u64(),
@@ -160,17 +140,7 @@ fn out_of_credits_mid_run_keeps_the_rest_queued() {
             .state()
             .script
             .extend([Fault::Pass, Fault::Pass, quota]);
-        let out = w
-            .cmd()
-            .args(["--now", NOW, "--json", "drain-eod", "--concurrency", "1"])
-            .output()
-            .expect("run");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let s = stdout_json(&out);
+        let s = w.json(NOW, &["drain-eod", "--concurrency", "1"]);
         assert_eq!(s["sent"], 2, "{s}");
         assert_eq!(
             w.fake.state().received.len(),
@@ -194,17 +164,7 @@ fn quota_answer_beyond_reported_credits_stops_sending() {
         400,
         r#"{"code":"not_enough_credits","message":"quota"}"#.into(),
     )]);
-    let out = w
-        .cmd()
-        .args(["--now", NOW, "--json", "drain-eod", "--concurrency", "1"])
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s = stdout_json(&out);
+    let s = w.json(NOW, &["drain-eod", "--concurrency", "1"]);
     assert_eq!(s["sent"], 0);
     assert!(
         s["stopped"].as_str().is_some_and(|r| r.contains("credits")),
@@ -232,17 +192,7 @@ fn transient_failures_go_to_retry_then_park_after_max_attempts() {
         .state()
         .script
         .extend([Fault::Status(500, String::new()), Fault::Drop]);
-    let out = w
-        .cmd()
-        .args(["--now", NOW, "--json", "drain-eod", "--concurrency", "1"])
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s = stdout_json(&out);
+    let s = w.json(NOW, &["drain-eod", "--concurrency", "1"]);
     assert_eq!(
         (
             s["sent"].as_u64(),
@@ -342,17 +292,7 @@ fn a_drain_killed_mid_send_never_sends_twice() {
     w.fake.state().latency = Duration::ZERO;
     assert_eq!(w.fake.accepted().len(), 1);
     // The broker gives the unacked mail back; the next drain must not send it again.
-    let out = w
-        .cmd()
-        .args(["--now", NOW, "--json", "drain-eod"])
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s = stdout_json(&out);
+    let s = w.json(NOW, &["drain-eod"]);
     assert_eq!(
         (s["sent"].as_u64(), s["already_sent"].as_u64()),
         (Some(0), Some(1)),
@@ -590,17 +530,7 @@ fn broker_lost_during_a_drain_acks_nothing_unsent_and_sends_nothing_twice() {
     }
     assert_eq!(n, 4);
     w.fake.state().latency = Duration::ZERO;
-    let out = w
-        .cmd()
-        .args(["--now", NOW, "--json", "drain-eod"])
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s = stdout_json(&out);
+    let s = w.json(NOW, &["drain-eod"]);
     assert_eq!(
         (s["sent"].as_u64(), s["already_sent"].as_u64()),
         (Some(3), Some(1)),

@@ -34,17 +34,7 @@ fn reprioritize_puts_old_mail_back_in_day_order_and_parks_the_expired() {
         "without reprioritize the stale order shows"
     );
 
-    let out = w
-        .cmd()
-        .args(["--now", after_midnight, "--json", "reprioritize"])
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s = stdout_json(&out);
+    let s = w.json(after_midnight, &["reprioritize"]);
     assert_eq!(
         (s["requeued"].as_u64(), s["expired"].as_u64()),
         (Some(2), Some(1)),

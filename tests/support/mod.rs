@@ -106,6 +106,23 @@ impl World {
         c
     }
 
+    /// Runs `acaso-mail --now NOW --json ARGS...`, asserts it succeeded, and returns the
+    /// one JSON document it printed.
+    pub fn json(&self, now: &str, args: &[&str]) -> Value {
+        let out = self
+            .cmd()
+            .args(["--now", now, "--json"])
+            .args(args)
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout_json(&out)
+    }
+
     /// Same as [`World::cmd`], as a std command (for tests that signal the process).
     pub fn std_cmd(&self) -> std::process::Command {
         let c = self.cmd();
