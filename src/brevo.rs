@@ -81,6 +81,9 @@ pub enum SendOutcome {
     Transient {
         /// What happened, for logs and headers.
         reason: String,
+        /// Whether Brevo may have accepted it all the same (the request went out and
+        /// the answer was lost: a timeout or a connection broken mid-exchange).
+        ambiguous: bool,
         /// How long Brevo asked us to wait, if it said.
         retry_after: Option<Duration>,
     },
@@ -163,6 +166,7 @@ pub fn classify(status: u16, body: &str, retry_after: Option<Duration>) -> SendO
         429 => SendOutcome::RateLimited { retry_after },
         408 | 500..=599 => SendOutcome::Transient {
             reason: format!("{status} {message}").trim().to_string(),
+            ambiguous: false,
             retry_after,
         },
         _ => SendOutcome::Permanent {
@@ -227,8 +231,17 @@ impl Brevo {
         let mut resp = match result {
             Ok(r) => r,
             Err(e) => {
+                // Refused or unresolvable: the request never reached Brevo. Anything
+                // else (timeout, reset) may have reached it.
+                let never_sent = match &e {
+                    ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => true,
+                    ureq::Error::Io(io) => io.kind() == std::io::ErrorKind::ConnectionRefused,
+                    _ => false,
+                };
+                let ambiguous = !never_sent;
                 return SendOutcome::Transient {
                     reason: format!("network: {e}"),
+                    ambiguous,
                     retry_after: None,
                 };
             }

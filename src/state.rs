@@ -20,6 +20,15 @@ pub struct Store {
     db: Connection,
 }
 
+/// What the journal knows of earlier sends of a mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prior {
+    /// How many sends were started before this one.
+    pub attempts: u32,
+    /// When the last of them started, if its outcome was never seen.
+    pub open_since: Option<DateTime<Utc>>,
+}
+
 /// Per-day tallies.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct DayTally {
@@ -55,7 +64,8 @@ impl Store {
              CREATE TABLE IF NOT EXISTS attempts (
                  identity   TEXT PRIMARY KEY,
                  first_at   TEXT NOT NULL,
-                 count      INTEGER NOT NULL
+                 count      INTEGER NOT NULL,
+                 open_since TEXT
              );
              CREATE TABLE IF NOT EXISTS tally (
                  day   TEXT NOT NULL,
@@ -85,23 +95,42 @@ impl Store {
             .is_some())
     }
 
-    /// Notes that a send of this identity is about to start; returns how many earlier
-    /// attempts there were.
-    pub fn note_attempt(&self, identity: &str, now: DateTime<Utc>) -> Result<u32> {
-        let before: Option<u32> = self
+    /// Notes, durably, that a send of this identity is about to start, and returns what
+    /// is known of the earlier ones. The attempt stays *open* until [`Store::end_send`]:
+    /// an attempt still open when the mail comes back is one whose outcome nobody saw
+    /// (the run died, or the connection broke after the request went out).
+    pub fn begin_send(&self, identity: &str, now: DateTime<Utc>) -> Result<Prior> {
+        let before: Option<(u32, Option<String>)> = self
             .db
             .query_row(
-                "SELECT count FROM attempts WHERE identity = ?1",
+                "SELECT count, open_since FROM attempts WHERE identity = ?1",
                 [identity],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
         self.db.execute(
-            "INSERT INTO attempts (identity, first_at, count) VALUES (?1, ?2, 1)
-             ON CONFLICT(identity) DO UPDATE SET count = count + 1",
+            "INSERT INTO attempts (identity, first_at, count, open_since) VALUES (?1, ?2, 1, ?2)
+             ON CONFLICT(identity) DO UPDATE SET count = count + 1, open_since = excluded.open_since",
             params![identity, now.to_rfc3339()],
         )?;
-        Ok(before.unwrap_or(0))
+        let (attempts, open) = before.unwrap_or((0, None));
+        let open_since = open
+            .as_deref()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.to_utc());
+        Ok(Prior {
+            attempts,
+            open_since,
+        })
+    }
+
+    /// Closes the attempt: its outcome is known (accepted, refused, or never sent).
+    pub fn end_send(&self, identity: &str) -> Result<()> {
+        self.db.execute(
+            "UPDATE attempts SET open_since = NULL WHERE identity = ?1",
+            [identity],
+        )?;
+        Ok(())
     }
 
     /// Records an accepted send, durably. Call before acking the mail.
@@ -243,8 +272,23 @@ mod tests {
         {
             let s = Store::open(dir.path()).expect("open");
             assert!(!s.is_sent("a").expect("q"));
-            assert_eq!(s.note_attempt("a", now).expect("attempt"), 0);
-            assert_eq!(s.note_attempt("a", now).expect("attempt"), 1);
+            let first = s.begin_send("a", now).expect("attempt");
+            assert_eq!(
+                first,
+                Prior {
+                    attempts: 0,
+                    open_since: None
+                }
+            );
+            // The first attempt's outcome was never seen: it is still open.
+            let second = s.begin_send("a", now).expect("attempt");
+            assert_eq!(second.attempts, 1);
+            assert_eq!(
+                second.open_since.map(|t| t.timestamp()),
+                Some(now.timestamp())
+            );
+            s.end_send("a").expect("end");
+            assert_eq!(s.begin_send("a", now).expect("attempt").open_since, None);
             s.record_sent("a", "<id>", 9, "x@example.org", now)
                 .expect("record");
             s.record_sent("a", "<id2>", 9, "x@example.org", now)

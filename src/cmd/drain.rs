@@ -226,6 +226,10 @@ const MAX_RATE_LIMITED: u32 = 50;
 /// The longest pause a run makes for a 429; a longer wait stops the run instead.
 const MAX_RATE_PAUSE: Duration = Duration::from_secs(60);
 
+/// How long after a send whose answer was never seen it is still safe to send again:
+/// Brevo refuses a repeated idempotency key for 30 minutes; keep a margin.
+const UNSEEN_SEND_LIMIT: chrono::Duration = chrono::Duration::minutes(25);
+
 /// After this many transient failures in a row, Brevo is taken to be down.
 const BREAKER: u32 = 5;
 
@@ -333,7 +337,23 @@ pub async fn run(cfg: &Config, opts: &Options, cancel: &Cancel) -> Result<Summar
                 }
                 Decision::Send(m, _) => m,
             };
-            let earlier_attempts = store.note_attempt(&id, now)?;
+            let prior = store.begin_send(&id, now)?;
+            if let Some(since) = prior.open_since
+                && now - since >= UNSEEN_SEND_LIMIT
+            {
+                // An earlier send's outcome was never seen and Brevo's idempotency key
+                // has expired since: sending again could deliver it twice. Set it aside
+                // for a person to check in Brevo's logs and replay if it never went.
+                let detail = format!(
+                    "a send started at {} got no answer (the run died or the connection broke); Brevo may have it: check its logs before replaying",
+                    since.to_rfc3339()
+                );
+                park(&mut publisher, cfg, held, "uncertain_send", &detail, now).await?;
+                store.end_send(&id)?;
+                s.park_count("uncertain_send");
+                continue;
+            }
+            let earlier_attempts = prior.attempts;
             let request = m.brevo_request(&idempotency_key(&id));
             let job = Job {
                 acker: got.acker,
@@ -359,6 +379,7 @@ pub async fn run(cfg: &Config, opts: &Options, cancel: &Cancel) -> Result<Summar
         let (job, outcome) = done.context("a send task panicked")?;
         // A broker failure while settling a mail ends the run (exit 4) but lets the
         // other in-flight sends finish and be journaled; unacked mails go back.
+        let mut keep_open = false;
         let settled: Result<()> = async {
             match outcome {
                 SendOutcome::Sent { message_id } => {
@@ -453,8 +474,14 @@ pub async fn run(cfg: &Config, opts: &Options, cancel: &Cancel) -> Result<Summar
                 }
                 SendOutcome::Transient {
                     reason,
+                    ambiguous,
                     retry_after,
                 } => {
+                    if ambiguous {
+                        // Leave the attempt open: the next take resends with the same key
+                        // while Brevo still deduplicates it, and parks it after.
+                        keep_open = true;
+                    }
                     s.failed += 1;
                     consecutive_transient += 1;
                     let attempts = header_u32(&job.props, H_ATTEMPTS).unwrap_or(0) + 1;
@@ -487,6 +514,10 @@ pub async fn run(cfg: &Config, opts: &Options, cancel: &Cancel) -> Result<Summar
             Ok(())
         }
         .await;
+        if !keep_open && let Err(e) = store.end_send(&job.identity) {
+            s.fail(FatalKind::Unavailable, format!("state store: {e:#}"));
+            taking = false;
+        }
         if let Err(e) = settled {
             s.fail(
                 FatalKind::Unavailable,

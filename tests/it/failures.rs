@@ -646,3 +646,37 @@ fn hostile_publish_input_is_refused_cleanly() {
         .success();
     assert_eq!(w.ready(&w.queue), 0, "something was published");
 }
+
+#[test]
+fn a_killed_send_found_after_the_idempotency_window_is_parked_not_resent() {
+    let w = World::new("sigkill-late", 300.0);
+    w.publish(
+        &[job("once@example.org", 3, "2026-11-28T10:00:00-03:00")],
+        NOW,
+    );
+    w.fake.state().latency = Duration::from_secs(3);
+    let mut child = w
+        .std_cmd()
+        .args(["--now", NOW, "-q", "drain-eod"])
+        .spawn()
+        .expect("spawn");
+    assert!(w.fake.wait_for_sends(1, Duration::from_secs(30)));
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    w.fake.state().latency = Duration::ZERO;
+    // The next drain runs an hour later: Brevo would no longer refuse the key.
+    let s = w.json("2026-11-27T13:00:00-03:00", &["drain-eod"]);
+    assert_eq!(
+        (s["sent"].as_u64(), s["parked"].as_u64()),
+        (Some(0), Some(1)),
+        "{s}"
+    );
+    assert_eq!(w.fake.accepted().len(), 1, "sent twice");
+    let parked = w.take_all(&format!("{}.dead", w.queue));
+    assert_eq!(
+        header_str(&parked[0].0, "x-acaso-reason").as_deref(),
+        Some("uncertain_send")
+    );
+    // Not lost either: it waits in the parking queue, not in the main one.
+    assert_eq!(w.ready(&w.queue), 0);
+}
