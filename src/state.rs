@@ -207,7 +207,7 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
-    /// Forgets attempts and sent records older than `keep` (they only matter while a
+    /// Forgets sent records and attempts from before `before` (they only matter while a
     /// redelivery is possible); returns how many rows went.
     pub fn prune(&self, before: DateTime<Utc>) -> Result<usize> {
         let cut = before.to_rfc3339();

@@ -230,6 +230,9 @@ const MAX_RATE_PAUSE: Duration = Duration::from_secs(60);
 /// Brevo refuses a repeated idempotency key for 30 minutes; keep a margin.
 const UNSEEN_SEND_LIMIT: chrono::Duration = chrono::Duration::minutes(25);
 
+/// How long sent and attempted mails are remembered.
+const JOURNAL_KEEP: chrono::Duration = chrono::Duration::days(30);
+
 /// After this many transient failures in a row, Brevo is taken to be down.
 const BREAKER: u32 = 5;
 
@@ -240,6 +243,9 @@ pub async fn run(cfg: &Config, opts: &Options, cancel: &Cancel) -> Result<Summar
     let store = Store::open(&cfg.state_dir)?;
     let now = cfg.now();
     let today = now.with_timezone(&cfg.tz).date_naive();
+    // Journal entries matter only while a redelivery is possible (minutes, an hour or
+    // two with retries); a month is a wide margin, and keeps the file small.
+    store.prune(now - JOURNAL_KEEP)?;
 
     let brevo = Brevo::new(&cfg.brevo_url, key, cfg.timeout);
     let account = {

@@ -113,7 +113,8 @@ pub async fn run(cfg: &Config, source: Source<'_>, cancel: &Cancel) -> Result<Su
                     bar.inc(1);
                 }
             }
-            (Source::File(_), None) => unreachable!("file jobs are read above"),
+            // A file's jobs were all read (and checked) before connecting.
+            (Source::File(_), None) => {}
         }
         publisher.finish().await.map(|_| ())
     }
