@@ -78,7 +78,6 @@ fn push_metrics(cfg: &Config, base: &str, sub: &str, gauges: &metrics::RunGauges
 }
 
 async fn run_command(cli: Cli, cfg: &Config, gauges: &mut metrics::RunGauges) -> Result<u8> {
-    let cfg = cfg.clone();
     let quiet = cli.global.quiet;
     let lock_wait = Duration::from_secs(cli.global.lock_wait);
     let cancel = Cancel::install()?;
@@ -91,7 +90,7 @@ async fn run_command(cli: Cli, cfg: &Config, gauges: &mut metrics::RunGauges) ->
                     return Err(Failure::Usage("publish needs -n N or --file PATH".into()).into());
                 }
             };
-            let s = cmd::publish::run(&cfg, source, &cancel).await?;
+            let s = cmd::publish::run(cfg, source, &cancel).await?;
             if cfg.json {
                 output::json(&serde_json::json!({"published": s.published, "queue": s.queue}))?;
             } else if !quiet {
@@ -109,7 +108,7 @@ async fn run_command(cli: Cli, cfg: &Config, gauges: &mut metrics::RunGauges) ->
                 reserve: a.reserve,
                 name: "drain-hourly",
             };
-            return drain(&cfg, sub, lock_wait, quiet, &cancel, gauges).await;
+            return drain(cfg, sub, lock_wait, quiet, &cancel, gauges).await;
         }
         Command::DrainEod(a) => {
             let sub = DrainRun {
@@ -118,10 +117,10 @@ async fn run_command(cli: Cli, cfg: &Config, gauges: &mut metrics::RunGauges) ->
                 reserve: 0,
                 name: "drain-eod",
             };
-            return drain(&cfg, sub, lock_wait, quiet, &cancel, gauges).await;
+            return drain(cfg, sub, lock_wait, quiet, &cancel, gauges).await;
         }
         Command::Credits => {
-            let c = cmd::credits::run(&cfg).await?;
+            let c = cmd::credits::run(cfg).await?;
             if cfg.json {
                 output::json(&c)?;
             } else if c.unlimited {
@@ -131,23 +130,23 @@ async fn run_command(cli: Cli, cfg: &Config, gauges: &mut metrics::RunGauges) ->
             }
         }
         Command::Peek(a) => {
-            let p = cmd::peek::run(&cfg, a.count, lock_wait).await?;
+            let p = cmd::peek::run(cfg, a.count, lock_wait).await?;
             if cfg.json {
                 output::json(&p)?;
             } else {
-                output::line(&cmd::peek::table(&p, &cfg))?;
+                output::line(&cmd::peek::table(&p, cfg))?;
             }
         }
         Command::Reprioritize(a) if a.dry_run => {
-            let p = cmd::reprioritize::plan(&cfg, lock_wait).await?;
+            let p = cmd::reprioritize::plan(cfg, lock_wait).await?;
             if cfg.json {
                 output::json(&p)?;
             } else {
-                output::line(&cmd::reprioritize::render_plan(&p, &cfg))?;
+                output::line(&cmd::reprioritize::render_plan(&p, cfg))?;
             }
         }
         Command::Reprioritize(_) => {
-            let s = cmd::reprioritize::run(&cfg, lock_wait, &cancel).await?;
+            let s = cmd::reprioritize::run(cfg, lock_wait, &cancel).await?;
             if cfg.json {
                 output::json(&s)?;
             } else if !quiet {
@@ -172,15 +171,15 @@ async fn run_command(cli: Cli, cfg: &Config, gauges: &mut metrics::RunGauges) ->
                 Some(A::Purge(s)) => Action::Purge(sel(s)),
             };
             let listing = matches!(action, Action::List(_));
-            let r = cmd::dead_letters::run(&cfg, action, lock_wait).await?;
+            let r = cmd::dead_letters::run(cfg, action, lock_wait).await?;
             if cfg.json {
                 output::json(&r)?;
             } else if listing || !quiet {
-                output::line(&cmd::dead_letters::render(&r, &cfg, listing))?;
+                output::line(&cmd::dead_letters::render(&r, cfg, listing))?;
             }
         }
         Command::Stats => {
-            let s = cmd::stats::run(&cfg, lock_wait).await?;
+            let s = cmd::stats::run(cfg, lock_wait).await?;
             gauges.queue_ready = Some(s.queue.ready);
             gauges.bands = Some(s.bands.clone());
             gauges.retrying = Some(s.retrying);
@@ -189,7 +188,7 @@ async fn run_command(cli: Cli, cfg: &Config, gauges: &mut metrics::RunGauges) ->
             if cfg.json {
                 output::json(&s)?;
             } else {
-                output::line(&cmd::stats::render(&s, &cfg))?;
+                output::line(&cmd::stats::render(&s, cfg))?;
             }
         }
     }
