@@ -162,17 +162,8 @@ fn concurrent_sends_stay_within_the_budget_and_in_dispatch_order() {
     }
     jobs.reverse();
     w.publish(&jobs, NOW);
-    let out = w
-        .cmd()
-        .args(["--now", NOW, "--json", "drain-eod", "--concurrency", "8"])
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(stdout_json(&out)["sent"], 40);
+    let out = w.json(NOW, &["drain-eod", "--concurrency", "8"]);
+    assert_eq!(out["sent"], 40);
     let st = w.fake.state();
     assert_eq!(st.accepted.len(), 40);
     assert!(

@@ -221,16 +221,7 @@ fn transient_failures_go_to_retry_then_park_after_max_attempts() {
     let w2 = World::new("retry-park", 300.0);
     w2.publish(&[job("c@example.org", 3, "2026-11-28T10:00:00-03:00")], NOW);
     w2.fake.state().script.push_back(Fault::Drop);
-    let out = w2
-        .cmd()
-        .args(["--now", NOW, "--json", "drain-eod", "--max-attempts", "1"])
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    w2.json(NOW, &["drain-eod", "--max-attempts", "1"]);
     let parked = w2.take_all(&format!("{}.dead", w2.queue));
     assert_eq!(parked.len(), 1);
     assert_eq!(
@@ -349,14 +340,7 @@ fn sigterm_finishes_in_flight_and_leaves_the_rest_queued() {
         .spawn()
         .expect("spawn");
     assert!(w.fake.wait_for_sends(1, Duration::from_secs(30)));
-    let pid = child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    signal(&child, "TERM");
     let out = child.wait_with_output().expect("wait");
     assert_eq!(
         out.status.code(),
@@ -568,14 +552,7 @@ fn sigint_during_publish_reports_what_was_confirmed_and_exits_130() {
     while w.ready(&w.queue) < 500 && start.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let pid = child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    signal(&child, "INT");
     let out = child.wait_with_output().expect("wait");
     assert_eq!(
         out.status.code(),

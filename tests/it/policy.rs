@@ -23,17 +23,8 @@ fn limit_auto_spreads_the_credits_over_the_hours_left() {
         NOW,
     );
     // 12:00 in Recife: 12 hourly runs left, 300 - 30 reserved = 270 -> 23 this run.
-    let out = w
-        .cmd()
-        .args(["--now", NOW, "--json", "drain-hourly", "--limit", "auto"])
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(stdout_json(&out)["sent"], 23);
+    let out = w.json(NOW, &["drain-hourly", "--limit", "auto"]);
+    assert_eq!(out["sent"], 23);
     // A bigger reserve sends less.
     let out = w
         .cmd()
@@ -68,24 +59,8 @@ fn a_plan_without_daily_limit_sends_everything_due() {
     );
     let out = w.cmd().arg("credits").output().expect("credits");
     assert!(String::from_utf8_lossy(&out.stdout).contains("no daily limit"));
-    let out = w
-        .cmd()
-        .args([
-            "--now",
-            NOW,
-            "--json",
-            "drain-hourly",
-            "--limit",
-            "unlimited",
-        ])
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(stdout_json(&out)["sent"], 30);
+    let out = w.json(NOW, &["drain-hourly", "--limit", "unlimited"]);
+    assert_eq!(out["sent"], 30);
     assert_eq!(w.ready(&w.queue), 0);
 }
 
@@ -103,21 +78,12 @@ fn a_429_pauses_the_run_as_asked_and_loses_nothing() {
         reset: 3600,
     });
     let start = Instant::now();
-    let out = w
-        .cmd()
-        .args(["--now", NOW, "--json", "drain-eod", "--concurrency", "1"])
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = w.json(NOW, &["drain-eod", "--concurrency", "1"]);
     assert!(
         start.elapsed() >= Duration::from_secs(1),
         "did not wait the Retry-After"
     );
-    let s = stdout_json(&out);
+    let s = out;
     assert_eq!(
         (
             s["sent"].as_u64(),

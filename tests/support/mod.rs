@@ -272,6 +272,16 @@ pub fn recipients(fake: &FakeBrevo) -> Vec<String> {
         .collect()
 }
 
+/// Sends `sig` (TERM, INT, ...) to a child process.
+pub fn signal(child: &std::process::Child, sig: &str) {
+    let pid = child.id().to_string();
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &pid])
+        .status()
+        .expect("kill");
+    assert!(ok.success(), "kill -{sig} {pid}");
+}
+
 pub fn stdout_json(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
