@@ -23,6 +23,8 @@ pub struct Cli {
 }
 
 /// Options every subcommand takes.
+// The doc comments are the --help text, where a bare URL reads best.
+#[allow(rustdoc::bare_urls)]
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// RabbitMQ URL (amqp:// or amqps://); its password is never printed
