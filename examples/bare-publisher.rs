@@ -2,7 +2,10 @@
 //! pipelined publisher confirms (window 1000), persistent messages, to a queue with
 //! `x-max-priority` 9. Used by `bench/run` as the baseline in the same run.
 //!
-//! `cargo run --release --example bare-publisher -- QUEUE COUNT`
+//! `cargo run --release --example bare-publisher -- QUEUE COUNT [--with-properties]`
+//!
+//! `--with-properties` adds what every acaso-mail message must carry (a message_id, a
+//! timestamp, a content type), for a like-for-like comparison.
 
 use std::collections::VecDeque;
 
@@ -18,6 +21,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .next()
         .ok_or("usage: bare-publisher QUEUE COUNT")?
         .parse()?;
+    let with_properties = args.next().as_deref() == Some("--with-properties");
     let url = std::env::var("QUEUE_SERVICE_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
     let conn = Connection::connect(&url, ConnectionProperties::default()).await?;
@@ -42,9 +46,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let c: lapin::PublisherConfirm = pending.pop_front().ok_or("empty")?;
             c.await?;
         }
-        let props = BasicProperties::default()
+        let mut props = BasicProperties::default()
             .with_delivery_mode(2)
             .with_priority((i % 10) as u8);
+        if with_properties {
+            props = props
+                .with_content_type("application/json".into())
+                .with_message_id(format!("{i:08x}-5e1f-4a7b-8c2d-0123456789ab").into())
+                .with_timestamp(1_795_000_000);
+        }
         pending.push_back(
             ch.basic_publish(
                 "".into(),
