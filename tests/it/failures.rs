@@ -260,9 +260,9 @@ fn brevo_down_stops_the_run_with_exit_4_and_loses_nothing() {
     assert_eq!(retrying + w.ready(&w.queue), 8);
 }
 
-#[test]
-fn a_drain_killed_mid_send_never_sends_twice() {
-    let w = World::new("sigkill", 300.0);
+/// Publishes one mail, starts a drain-eod, and kills it with SIGKILL while Brevo, which
+/// has accepted the mail, is still answering.
+fn kill_drain_mid_send(w: &World) {
     w.publish(
         &[job("once@example.org", 3, "2026-11-28T10:00:00-03:00")],
         NOW,
@@ -270,18 +270,23 @@ fn a_drain_killed_mid_send_never_sends_twice() {
     w.fake.state().latency = Duration::from_secs(3);
     let mut child = w
         .std_cmd()
-        .args(["--now", NOW, "drain-eod"])
+        .args(["--now", NOW, "-q", "drain-eod"])
         .spawn()
         .expect("spawn");
     assert!(
         w.fake.wait_for_sends(1, Duration::from_secs(30)),
         "the drain never reached Brevo"
     );
-    // Brevo has accepted the mail and is still answering: kill -9 now.
     child.kill().expect("SIGKILL");
     let _ = child.wait();
     w.fake.state().latency = Duration::ZERO;
     assert_eq!(w.fake.accepted().len(), 1);
+}
+
+#[test]
+fn a_drain_killed_mid_send_never_sends_twice() {
+    let w = World::new("sigkill", 300.0);
+    kill_drain_mid_send(&w);
     // The broker gives the unacked mail back; the next drain must not send it again.
     let s = w.json(NOW, &["drain-eod"]);
     assert_eq!(
@@ -627,20 +632,7 @@ fn hostile_publish_input_is_refused_cleanly() {
 #[test]
 fn a_killed_send_found_after_the_idempotency_window_is_parked_not_resent() {
     let w = World::new("sigkill-late", 300.0);
-    w.publish(
-        &[job("once@example.org", 3, "2026-11-28T10:00:00-03:00")],
-        NOW,
-    );
-    w.fake.state().latency = Duration::from_secs(3);
-    let mut child = w
-        .std_cmd()
-        .args(["--now", NOW, "-q", "drain-eod"])
-        .spawn()
-        .expect("spawn");
-    assert!(w.fake.wait_for_sends(1, Duration::from_secs(30)));
-    child.kill().expect("SIGKILL");
-    let _ = child.wait();
-    w.fake.state().latency = Duration::ZERO;
+    kill_drain_mid_send(&w);
     // The next drain runs an hour later: Brevo would no longer refuse the key.
     let s = w.json("2026-11-27T13:00:00-03:00", &["drain-eod"]);
     assert_eq!(
