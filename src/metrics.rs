@@ -70,22 +70,11 @@ pub fn record_drain(store: &Store, subcommand: &str, s: &Summary) -> Result<()> 
 /// Remembers that `subcommand` succeeded at `unix` seconds (a gauge that must survive
 /// the failed runs that replace the whole push group).
 pub fn record_success(store: &Store, subcommand: &str, unix: f64) -> Result<()> {
-    let labels = format!("subcommand={subcommand}");
-    let prev = last_success(store, subcommand)?;
-    store.add_counter(
+    store.set_value(
         "acaso_mail_last_success_timestamp_seconds",
-        &labels,
-        unix - prev.unwrap_or(0.0),
+        &format!("subcommand={subcommand}"),
+        unix,
     )
-}
-
-fn last_success(store: &Store, subcommand: &str) -> Result<Option<f64>> {
-    let labels = format!("subcommand={subcommand}");
-    Ok(store
-        .counters()?
-        .into_iter()
-        .find(|(n, l, _)| n == "acaso_mail_last_success_timestamp_seconds" && *l == labels)
-        .map(|(_, _, v)| v))
 }
 
 const HELP: [(&str, &str); 10] = [

@@ -198,7 +198,18 @@ impl Store {
         Ok(())
     }
 
-    /// Every cumulative counter: (name, labels, value).
+    /// Sets a stored value outright (a gauge that must outlive the run, such as the
+    /// last success time).
+    pub fn set_value(&self, name: &str, labels: &str, value: f64) -> Result<()> {
+        self.db.execute(
+            "INSERT INTO counters (name, labels, value) VALUES (?1, ?2, ?3)
+             ON CONFLICT(name, labels) DO UPDATE SET value = excluded.value",
+            params![name, labels, value],
+        )?;
+        Ok(())
+    }
+
+    /// Every stored counter and value: (name, labels, value).
     pub fn counters(&self) -> Result<Vec<(String, String, f64)>> {
         let mut stmt = self
             .db
