@@ -4,8 +4,8 @@
 //!
 //! `cargo run --release --example bare-publisher -- QUEUE COUNT [--with-properties]`
 //!
-//! `--with-properties` adds what every acaso-mail message must carry (a message_id, a
-//! timestamp, a content type), for a like-for-like comparison.
+//! `--with-properties` adds what every acaso-mail message carries (a message_id and a
+//! timestamp), for a like-for-like comparison.
 
 use std::collections::VecDeque;
 
@@ -51,7 +51,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .with_priority((i % 10) as u8);
         if with_properties {
             props = props
-                .with_content_type("application/json".into())
                 .with_message_id(format!("{i:08x}-5e1f-4a7b-8c2d-0123456789ab").into())
                 .with_timestamp(1_795_000_000);
         }

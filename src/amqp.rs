@@ -381,11 +381,12 @@ impl Publisher {
     }
 }
 
-/// Properties for a new persistent message.
+/// Properties for a new persistent message: what the guarantees need (an identity, the
+/// publish time for "oldest first") and nothing more, since every property byte is
+/// stored by the broker; the legacy producer sets no content type either.
 pub fn new_properties(message_id: String, priority: u8, timestamp: u64) -> BasicProperties {
     BasicProperties::default()
         .with_delivery_mode(2)
-        .with_content_type("application/json".into())
         .with_message_id(message_id.into())
         .with_priority(priority)
         .with_timestamp(timestamp)
