@@ -66,55 +66,42 @@ pub async fn run(cfg: &Config, source: Source<'_>, cancel: &Cancel) -> Result<Su
     let mut publisher = Publisher::new(&broker, CONFIRM_WINDOW).await?;
     let ts = unix_seconds(now);
     let mut rng = rand::rng();
-    let total = match (&source, &lines) {
-        (_, Some(jobs)) => jobs.len() as u64,
-        (Source::Mock { count, .. }, None) => u64::from(*count),
-        (Source::File(_), None) => 0,
+    let tz = cfg.tz;
+    // One stream of (body, deadline), whatever the source: a file's jobs were all read
+    // and checked before connecting; mock jobs are made as they go.
+    let (total, jobs): (u64, Jobs) = match (&source, lines) {
+        (_, Some(jobs)) => (
+            jobs.len() as u64,
+            Box::new(jobs.into_iter().map(|j| (j.body, j.deadline))),
+        ),
+        (Source::Mock { count, to }, None) => {
+            let (mut mock_rng, to) = (rand::rng(), to.to_string());
+            let jobs = (0..*count).map(move |_| {
+                let (body, deadline) = mock_job(&mut mock_rng, &to, now, tz);
+                (body, Some(deadline))
+            });
+            (u64::from(*count), Box::new(jobs))
+        }
+        (Source::File(_), None) => (0, Box::new(std::iter::empty())),
     };
     let bar = crate::progress::bar(cfg.progress, total, "publish");
     let result: Result<()> = async {
-        match (&source, lines) {
-            (_, Some(jobs)) => {
-                for job in jobs {
-                    if cancel.received().is_some() {
-                        break;
-                    }
-                    publish_one(
-                        &mut publisher,
-                        &info,
-                        &job.body,
-                        job.deadline,
-                        now,
-                        cfg.tz,
-                        ts,
-                        &mut rng,
-                    )
-                    .await?;
-                    bar.inc(1);
-                }
+        for (body, deadline) in jobs {
+            if cancel.received().is_some() {
+                break;
             }
-            (Source::Mock { count, to }, None) => {
-                for _ in 0..*count {
-                    if cancel.received().is_some() {
-                        break;
-                    }
-                    let (body, deadline) = mock_job(&mut rng, to, now, cfg.tz);
-                    publish_one(
-                        &mut publisher,
-                        &info,
-                        &body,
-                        Some(deadline),
-                        now,
-                        cfg.tz,
-                        ts,
-                        &mut rng,
-                    )
-                    .await?;
-                    bar.inc(1);
-                }
-            }
-            // A file's jobs were all read (and checked) before connecting.
-            (Source::File(_), None) => {}
+            publish_one(
+                &mut publisher,
+                &info,
+                &body,
+                deadline,
+                now,
+                tz,
+                ts,
+                &mut rng,
+            )
+            .await?;
+            bar.inc(1);
         }
         publisher.finish().await.map(|_| ())
     }
@@ -156,6 +143,12 @@ async fn publish_one(
     let props = new_properties(uuid_v4(rng), priority, ts);
     publisher.publish(&info.name, body, props).await
 }
+
+/// When a mail stops being useful.
+type Deadline = DateTime<chrono::FixedOffset>;
+
+/// The bodies to publish, each with its deadline.
+type Jobs = Box<dyn Iterator<Item = (Vec<u8>, Option<Deadline>)>>;
 
 /// A validated job from a file.
 struct FileJob {
