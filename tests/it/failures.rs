@@ -434,11 +434,7 @@ fn broker_lost_during_publish_reports_what_was_confirmed_and_fails() {
     let w = World::new("lost-publish", 300.0);
     let proxy = proxy::Proxy::start();
     // Declare the queues directly first, so that the only thing cut is the publish.
-    w.cmd()
-        .env_remove("SENDINBLUE_API_KEY")
-        .arg("stats")
-        .assert()
-        .success();
+    w.declare_queues();
     let child = w
         .std_cmd()
         .env("QUEUE_SERVICE_URL", proxy.url())
@@ -448,10 +444,7 @@ fn broker_lost_during_publish_reports_what_was_confirmed_and_fails() {
         .spawn()
         .expect("spawn");
     // Wait until messages flow, then cut the connection.
-    let start = std::time::Instant::now();
-    while w.ready(&w.queue) < 1000 && start.elapsed() < Duration::from_secs(60) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    w.wait_until_ready(1000);
     proxy.cut();
     let out = child.wait_with_output().expect("wait");
     assert_eq!(
@@ -541,11 +534,7 @@ fn broker_lost_during_a_drain_acks_nothing_unsent_and_sends_nothing_twice() {
 #[test]
 fn sigint_during_publish_reports_what_was_confirmed_and_exits_130() {
     let w = World::new("sigint-publish", 300.0);
-    w.cmd()
-        .env_remove("SENDINBLUE_API_KEY")
-        .arg("stats")
-        .assert()
-        .success();
+    w.declare_queues();
     let child = w
         .std_cmd()
         .args(["publish", "-n", "5000000"])
@@ -553,10 +542,7 @@ fn sigint_during_publish_reports_what_was_confirmed_and_exits_130() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    let start = std::time::Instant::now();
-    while w.ready(&w.queue) < 500 && start.elapsed() < Duration::from_secs(60) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    w.wait_until_ready(500);
     signal(&child, "INT");
     let out = child.wait_with_output().expect("wait");
     assert_eq!(
@@ -621,11 +607,7 @@ fn hostile_publish_input_is_refused_cleanly() {
     assert_eq!(out.status.code(), Some(2));
     // Validation comes before any I/O: the queue was not even declared. Declare it and
     // check that it is empty.
-    w.cmd()
-        .env_remove("SENDINBLUE_API_KEY")
-        .arg("stats")
-        .assert()
-        .success();
+    w.declare_queues();
     assert_eq!(w.ready(&w.queue), 0, "something was published");
 }
 

@@ -100,11 +100,7 @@ fn dead_letters_lists_replays_and_purges() {
     let w = World::new("dead", 300.0);
     let now = "2026-11-27T12:00:00-03:00";
     // Let acaso-mail declare its queues first (a publish to a missing queue is dropped).
-    w.cmd()
-        .env_remove("SENDINBLUE_API_KEY")
-        .arg("stats")
-        .assert()
-        .success();
+    w.declare_queues();
     raw_publish(&w.queue, &[
         (b"{broken".to_vec(), 9),
         (br#"{"template_id":3,"to":[{"email":"late@example.org"}],"deadline":"2026-11-27T11:00:00-03:00"}"#.to_vec(), 9),

@@ -123,6 +123,24 @@ impl World {
         stdout_json(&out)
     }
 
+    /// Lets acaso-mail declare this world's queues (a publish to a missing queue is
+    /// dropped by the broker), without calling Brevo.
+    pub fn declare_queues(&self) {
+        self.cmd()
+            .env_remove("SENDINBLUE_API_KEY")
+            .arg("stats")
+            .assert()
+            .success();
+    }
+
+    /// Waits (at most 60 s) until the main queue holds at least `n` messages.
+    pub fn wait_until_ready(&self, n: u32) {
+        let start = std::time::Instant::now();
+        while self.ready(&self.queue) < n && start.elapsed() < std::time::Duration::from_secs(60) {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// Same as [`World::cmd`], as a std command (for tests that signal the process).
     pub fn std_cmd(&self) -> std::process::Command {
         let c = self.cmd();
