@@ -106,7 +106,6 @@ async fn run_command(cli: Cli, cfg: &Config, gauges: &mut metrics::RunGauges) ->
                 budget,
                 args: &a.drain,
                 reserve: a.reserve,
-                name: "drain-hourly",
             };
             return drain(cfg, sub, lock_wait, quiet, &cancel, gauges).await;
         }
@@ -115,7 +114,6 @@ async fn run_command(cli: Cli, cfg: &Config, gauges: &mut metrics::RunGauges) ->
                 budget: Budget::EndOfDay,
                 args: &a,
                 reserve: 0,
-                name: "drain-eod",
             };
             return drain(cfg, sub, lock_wait, quiet, &cancel, gauges).await;
         }
@@ -200,7 +198,6 @@ struct DrainRun<'a> {
     budget: Budget,
     args: &'a cli::DrainArgs,
     reserve: u32,
-    name: &'static str,
 }
 
 async fn drain(
@@ -215,7 +212,6 @@ async fn drain(
         budget,
         args: a,
         reserve,
-        name,
     } = run;
     let opts = drain::Options {
         budget,
@@ -234,8 +230,6 @@ async fn drain(
         return Ok(EXIT_OK);
     }
     let s = drain::run(cfg, &opts, cancel).await?;
-    // Totals are kept whether or not a Pushgateway is configured yet.
-    metrics::record_drain(&state::Store::open(&cfg.state_dir)?, name, &s)?;
     {
         gauges.queue_ready = Some(s.remaining);
         gauges.credits = Some((s.credits - f64::from(s.sent)).max(0.0));

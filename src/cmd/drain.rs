@@ -81,6 +81,16 @@ pub enum Budget {
     EndOfDay,
 }
 
+impl Budget {
+    /// The subcommand this budget belongs to.
+    pub fn subcommand(self) -> &'static str {
+        match self {
+            Budget::Hourly { .. } => "drain-hourly",
+            Budget::EndOfDay => "drain-eod",
+        }
+    }
+}
+
 /// Drain options.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -541,6 +551,8 @@ pub async fn run(cfg: &Config, opts: &Options, cancel: &Cancel) -> Result<Summar
             .ok();
     }
     record_tallies(&store, today, &s)?;
+    // Metric totals are kept whether or not a Pushgateway is configured yet.
+    crate::metrics::record_drain(&store, opts.budget.subcommand(), &s)?;
     broker.close_channel(&channel).await;
     broker.close().await;
     if let Some(sig) = cancel.received() {
