@@ -5,8 +5,41 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value;
+use sha2::Digest;
 
+use crate::config::Config;
 use crate::error::{Failure, Secret};
+
+/// What sends one mail to Brevo: the HTTP client, or a scripted stand-in in unit tests.
+/// Sends run on the blocking pool, so a sender is cheap to clone and `Send`.
+pub trait Sender: Clone + Send + Sync + 'static {
+    /// `POST /smtp/email` with a prepared JSON body, and what became of it.
+    fn send(&self, request: &Value) -> SendOutcome;
+}
+
+impl Sender for Brevo {
+    fn send(&self, request: &Value) -> SendOutcome {
+        Brevo::send(self, request)
+    }
+}
+
+/// The Brevo idempotency key of a mail's identity: stable across runs, so a retried
+/// send is refused as a repeat while Brevo remembers the key. It has the UUID v4 layout
+/// Brevo asks for, its bits taken from a digest of the identity.
+pub fn idempotency_key(identity: &str) -> String {
+    let d = sha2::Sha256::digest(identity.as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    uuid::Builder::from_random_bytes(b).into_uuid().to_string()
+}
+
+/// Reads the account's email plan with the configured key (one `GET /account`).
+pub async fn account(cfg: &Config) -> Result<Account, anyhow::Error> {
+    let brevo = Brevo::new(&cfg.brevo_url, cfg.require_api_key()?.clone(), cfg.timeout);
+    Ok(tokio::task::spawn_blocking(move || brevo.account())
+        .await
+        .map_err(|e| anyhow::anyhow!("reading credits: {e}"))??)
+}
 
 /// A blocking Brevo client (calls run on tokio's blocking pool).
 #[derive(Clone)]
@@ -281,6 +314,19 @@ impl Brevo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idempotency_key_is_a_stable_uuid_v4_shape() {
+        let k = idempotency_key("id:m-1");
+        assert_eq!(k, idempotency_key("id:m-1"));
+        assert_ne!(k, idempotency_key("id:m-2"));
+        let u = uuid::Uuid::parse_str(&k).expect("a UUID");
+        assert_eq!(u.get_version_num(), 4);
+        assert_eq!(u.get_variant(), uuid::Variant::RFC4122);
+        // The same key the hand-written derivation gave, so mails in flight across an
+        // upgrade keep their key.
+        assert_eq!(k, "3eefdc0e-676f-4704-8b04-609aa04686c2");
+    }
 
     #[test]
     fn selects_the_email_plan_by_type() {

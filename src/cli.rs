@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::config::{ColorWhen, Settings};
 use crate::error::EXIT_CODES_HELP;
 
 /// Delivers Acaso's transactional emails from a RabbitMQ priority queue through Brevo,
@@ -86,6 +87,31 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "ACASO_MAIL_TIMEOUT", default_value_t = 10, value_name = "SECONDS",
           value_parser = clap::value_parser!(u64).range(1..=600))]
     pub timeout: u64,
+}
+
+impl GlobalArgs {
+    /// The plain settings [`crate::config::Config`] is built from.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            amqp_url: self.amqp_url.clone(),
+            queue: self.queue.clone(),
+            brevo_url: self.brevo_url.clone(),
+            api_key: self.api_key.clone(),
+            pushgateway: self.pushgateway.clone(),
+            tz: self.tz.clone(),
+            now: self.now.clone(),
+            state_dir: self.state_dir.clone(),
+            json: self.json,
+            color: match self.color {
+                ColorChoice::Auto => ColorWhen::Auto,
+                ColorChoice::Always => ColorWhen::Always,
+                ColorChoice::Never => ColorWhen::Never,
+            },
+            quiet: self.quiet,
+            lock_wait: self.lock_wait,
+            timeout: self.timeout,
+        }
+    }
 }
 
 /// When to use colour.
@@ -218,7 +244,7 @@ pub struct DrainHourlyArgs {
         default_value = "12",
         value_name = "N|auto|unlimited"
     )]
-    pub limit: crate::cmd::drain::Limit,
+    pub limit: crate::drain::Limit,
 
     /// Credits --limit auto keeps back for urgent mail that may still arrive today
     #[arg(
@@ -269,7 +295,7 @@ mod tests {
         assert!(matches!(
             cli.command,
             Command::DrainHourly(DrainHourlyArgs {
-                limit: crate::cmd::drain::Limit::Count(3),
+                limit: crate::drain::Limit::Count(3),
                 ..
             })
         ));

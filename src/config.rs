@@ -1,8 +1,8 @@
-//! The validated configuration every subcommand runs with, built from the command line
-//! and the environment before any I/O. Wrong values are refused here, with a message
-//! that says what is expected; secrets are wrapped so they cannot be printed.
+//! The validated configuration every subcommand runs with, built from plain values (the
+//! command line's, as `cli` hands them over) and the environment, before any I/O.
+//! Wrong values are refused here, with a message that says what is expected; secrets
+//! are wrapped so they cannot be printed.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -10,7 +10,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use crate::cli::{ColorChoice, GlobalArgs};
 use crate::error::{Failure, Secret};
 
 /// Default RabbitMQ URL (the contract's).
@@ -21,6 +20,50 @@ pub const DEFAULT_QUEUE: &str = "acaso.mail";
 pub const DEFAULT_BREVO_URL: &str = "https://api.brevo.com/v3";
 /// Default time zone.
 pub const DEFAULT_TZ: &str = "America/Recife";
+
+/// The raw settings, as given on the command line (or by clap from its environment
+/// variables): nothing checked yet.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// `--amqp-url` / `QUEUE_SERVICE_URL`.
+    pub amqp_url: Option<String>,
+    /// `--queue` / `ACASO_MAIL_QUEUE`.
+    pub queue: Option<String>,
+    /// `--brevo-url`.
+    pub brevo_url: Option<String>,
+    /// `--api-key`.
+    pub api_key: Option<String>,
+    /// `--pushgateway` / `PUSHGATEWAY_URL`.
+    pub pushgateway: Option<String>,
+    /// `--tz` / `ACASO_MAIL_TZ`.
+    pub tz: Option<String>,
+    /// `--now` / `ACASO_MAIL_NOW`.
+    pub now: Option<String>,
+    /// `--state-dir` / `ACASO_MAIL_STATE_DIR`.
+    pub state_dir: Option<PathBuf>,
+    /// `--json`.
+    pub json: bool,
+    /// `--color`.
+    pub color: ColorWhen,
+    /// `--quiet`.
+    pub quiet: bool,
+    /// `--lock-wait`, seconds.
+    pub lock_wait: u64,
+    /// `--timeout`, seconds.
+    pub timeout: u64,
+}
+
+/// When to colour tables.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ColorWhen {
+    /// When stdout is a terminal that wants colour.
+    #[default]
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
 
 /// Everything a subcommand needs to know, validated.
 #[derive(Debug, Clone)]
@@ -45,24 +88,28 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// One JSON document on stdout instead of tables.
     pub json: bool,
-    /// Colour in tables.
-    pub color: bool,
+    /// When to colour tables (decided by the output module).
+    pub color: ColorWhen,
+    /// The environment asks for no colour (`NO_COLOR`, `TERM=dumb`).
+    pub env_refuses_color: bool,
+    /// No summary on success.
+    pub quiet: bool,
+    /// How long to wait for another run's lock.
+    pub lock_wait: Duration,
     /// Connect and request timeout.
     pub timeout: Duration,
-    /// Progress bars on stderr (a terminal, not --json, not --quiet).
-    pub progress: bool,
 }
 
 impl Config {
-    /// Builds the configuration from parsed flags and an environment lookup.
-    pub fn from_args(
-        args: &GlobalArgs,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, Failure> {
+    /// Builds the configuration from settings and an environment lookup.
+    pub fn new(args: &Settings, env: impl Fn(&str) -> Option<String>) -> Result<Self, Failure> {
         let env = |k: &str| env(k).filter(|v| !v.is_empty());
+        // RABBITMQ_URL is what Dokku's rabbitmq plugin exports when linked.
         let amqp = args
             .amqp_url
             .clone()
+            .filter(|u| !u.is_empty())
+            .or_else(|| env("RABBITMQ_URL"))
             .unwrap_or_else(|| DEFAULT_AMQP_URL.into());
         let amqp_display = validate_amqp_url(&amqp)?;
 
@@ -129,15 +176,7 @@ impl Config {
             None => default_state_dir(&env)?,
         };
 
-        let color = match args.color {
-            ColorChoice::Always => true,
-            ColorChoice::Never => false,
-            ColorChoice::Auto => {
-                std::io::stdout().is_terminal()
-                    && env("NO_COLOR").is_none()
-                    && env("TERM").as_deref() != Some("dumb")
-            }
-        };
+        let env_refuses_color = env("NO_COLOR").is_some() || env("TERM").as_deref() == Some("dumb");
 
         Ok(Config {
             amqp_url: Secret::new(amqp),
@@ -150,9 +189,11 @@ impl Config {
             fixed_now,
             state_dir,
             json: args.json,
-            color: color && !args.json,
+            color: args.color,
+            env_refuses_color,
+            quiet: args.quiet,
+            lock_wait: Duration::from_secs(args.lock_wait),
             timeout: Duration::from_secs(args.timeout),
-            progress: std::io::stderr().is_terminal() && !args.json && !args.quiet,
         })
     }
 
@@ -170,16 +211,6 @@ impl Config {
             )
         })
     }
-
-    /// The queue where failed sends wait for their next attempt.
-    pub fn retry_queue(&self) -> String {
-        format!("{}.retry", self.queue)
-    }
-
-    /// The queue where mails that must not or cannot be sent are parked.
-    pub fn dead_queue(&self) -> String {
-        format!("{}.dead", self.queue)
-    }
 }
 
 /// Checks an AMQP URL and returns it with the password masked. The error never
@@ -187,7 +218,7 @@ impl Config {
 fn validate_amqp_url(url: &str) -> Result<String, Failure> {
     let bad = |why: &str| {
         Failure::Usage(format!(
-            "invalid --amqp-url / QUEUE_SERVICE_URL ({why}): expected amqp://USER:PASSWORD@HOST:PORT/VHOST, e.g. {DEFAULT_AMQP_URL}"
+            "invalid --amqp-url / QUEUE_SERVICE_URL / RABBITMQ_URL ({why}): expected amqp://USER:PASSWORD@HOST:PORT/VHOST, e.g. {DEFAULT_AMQP_URL}"
         ))
     };
     if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
@@ -239,21 +270,49 @@ fn default_state_dir(env: &impl Fn(&str) -> Option<String>) -> Result<PathBuf, F
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::Cli;
-    use clap::Parser;
 
+    /// Settings from flag pairs such as `["--tz", "UTC"]`.
     fn config(args: &[&str], env: &[(&str, &str)]) -> Result<Config, Failure> {
-        let mut full = vec!["acaso-mail"];
-        full.extend_from_slice(args);
-        full.push("credits");
-        let cli = Cli::try_parse_from(full).expect("clap parse");
+        let mut s = Settings {
+            timeout: 10,
+            lock_wait: 30,
+            ..Settings::default()
+        };
+        for pair in args.chunks(2) {
+            let v = Some(pair[1].to_string());
+            match pair[0] {
+                "--tz" => s.tz = v,
+                "--now" => s.now = v,
+                "--amqp-url" => s.amqp_url = v,
+                "--brevo-url" => s.brevo_url = v,
+                "--pushgateway" => s.pushgateway = v,
+                "--queue" => s.queue = v,
+                other => panic!("no such flag in this test: {other}"),
+            }
+        }
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Config::from_args(&cli.global, move |k| {
+        Config::new(&s, move |k| {
             env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
         })
+    }
+
+    #[test]
+    fn rabbitmq_url_is_taken_when_no_other_url_is_set() {
+        let c = config(
+            &[],
+            &[("HOME", "/h"), ("RABBITMQ_URL", "amqp://u:p@rabbit:5672/v")],
+        )
+        .expect("config");
+        assert_eq!(c.amqp_display, "amqp://u:***@rabbit:5672/v");
+        let c = config(
+            &["--amqp-url", "amqp://a:b@flag:5672/%2f"],
+            &[("HOME", "/h"), ("RABBITMQ_URL", "amqp://u:p@rabbit:5672/v")],
+        )
+        .expect("config");
+        assert_eq!(c.amqp_display, "amqp://a:***@flag:5672//");
     }
 
     #[test]
@@ -268,7 +327,6 @@ mod tests {
             PathBuf::from("/home/op/.local/state/acaso-mail")
         );
         assert!(c.api_key.is_none() && c.fixed_now.is_none() && c.pushgateway.is_none());
-        assert_eq!(c.dead_queue(), "acaso.mail.dead");
     }
 
     #[test]

@@ -1,42 +1,47 @@
 //! acaso-mail: delivers Acaso's transactional emails from a RabbitMQ priority queue
 //! through Brevo, most urgent first, never over the daily budget, never twice.
 //!
-//! `main` parses the command line and calls [`run`]; each subcommand lives in
-//! [`cmd`], the outside world behind [`amqp`] and [`brevo`].
+//! `main` parses the command line and calls [`run`]. The layers point one way:
+//! [`cmd`] (one module per subcommand) uses the domain ([`drain`], [`mail`],
+//! [`urgency`], [`census`], [`mock`]) and the adapters ([`mailbox`] for RabbitMQ,
+//! [`brevo`], [`state`], [`metrics`], [`output`]); all of them read a validated
+//! [`config::Config`], which [`cli`] builds from plain values.
 
-pub mod amqp;
 pub mod brevo;
+pub mod census;
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod drain;
 pub mod error;
 pub mod mail;
+pub mod mailbox;
 pub mod metrics;
+pub mod mock;
 pub mod output;
-pub mod progress;
 pub mod signal;
 pub mod state;
 pub mod urgency;
 
-use std::time::Duration;
-
 use anyhow::Result;
 
-use crate::cli::{Cli, Command};
-use crate::cmd::drain::{self, Budget};
+use crate::cli::{Cli, Command, DeadLettersAction};
+use crate::cmd::dead_letters::{Action, Selection};
 use crate::config::Config;
+use crate::drain::{Budget, Options};
 use crate::error::{EXIT_OK, Failure};
+use crate::output::Report;
 use crate::signal::Cancel;
 
 /// Runs a parsed command line; returns the exit code. Errors are returned, not printed.
 pub fn run(cli: Cli) -> Result<u8> {
-    let cfg = Config::from_args(&cli.global, |k| std::env::var(k).ok())?;
+    let cfg = Config::new(&cli.global.settings(), |k| std::env::var(k).ok())?;
     // The runtime is built only once the configuration is known to be valid.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(dispatch(cli, cfg))
+    runtime.block_on(dispatch(cli.command, cfg))
 }
 
 /// The name a subcommand pushes its metrics under, if it pushes any.
@@ -51,37 +56,35 @@ fn pushes_as(command: &Command) -> Option<&'static str> {
     }
 }
 
-async fn dispatch(cli: Cli, cfg: Config) -> Result<u8> {
-    let pushing = cfg.pushgateway.clone().zip(pushes_as(&cli.command));
+async fn dispatch(command: Command, cfg: Config) -> Result<u8> {
+    let pushing = cfg.pushgateway.clone().zip(pushes_as(&command));
     let start = std::time::Instant::now();
-    let mut gauges = metrics::RunGauges::default();
-    let result = run_command(cli, &cfg, &mut gauges).await;
+    let cancel = Cancel::install()?;
+    let result = run_command(command, &cfg, &cancel).await;
+    let shown = result.as_ref().ok().map(|r| output::emit(&cfg, r));
     if let Some((base, sub)) = pushing {
-        gauges.success = result.is_ok();
+        let mut gauges = match &result {
+            Ok(r) => r.gauges.clone(),
+            Err(_) => metrics::RunGauges::default(),
+        };
+        gauges.success = matches!(&result, Ok(r) if r.failure.is_none());
         gauges.duration = start.elapsed();
-        if let Err(e) = push_metrics(&cfg, &base, sub, &gauges) {
+        if let Err(e) = metrics::push_run(&cfg, &base, sub, &gauges) {
             // The mail run's outcome stands; a monitoring hiccup only warns.
-            eprintln!("acaso-mail: warning: metrics not pushed: {e:#}");
+            output::notice(&format!("warning: metrics not pushed: {e:#}"));
         }
     }
-    result
-}
-
-fn push_metrics(cfg: &Config, base: &str, sub: &str, gauges: &metrics::RunGauges) -> Result<()> {
-    let now = chrono::Utc::now().timestamp() as f64;
-    let store = state::Store::open(&cfg.state_dir).ok();
-    if let (Some(store), true) = (&store, gauges.success) {
-        metrics::record_success(store, sub, now)?;
+    if let Some(Err(e)) = shown {
+        return Err(e.into());
     }
-    let body = metrics::render(store.as_ref(), sub, gauges, now)?;
-    metrics::push(cfg, base, sub, body)
+    match result?.failure {
+        Some(f) => Err(f.into()),
+        None => Ok(EXIT_OK),
+    }
 }
 
-async fn run_command(cli: Cli, cfg: &Config, gauges: &mut metrics::RunGauges) -> Result<u8> {
-    let quiet = cli.global.quiet;
-    let lock_wait = Duration::from_secs(cli.global.lock_wait);
-    let cancel = Cancel::install()?;
-    match cli.command {
+async fn run_command(command: Command, cfg: &Config, cancel: &Cancel) -> Result<Report> {
+    match command {
         Command::Publish(a) => {
             let source = match (&a.file, a.count) {
                 (Some(f), _) => cmd::publish::Source::File(f),
@@ -90,73 +93,22 @@ async fn run_command(cli: Cli, cfg: &Config, gauges: &mut metrics::RunGauges) ->
                     return Err(Failure::Usage("publish needs -n N or --file PATH".into()).into());
                 }
             };
-            let s = cmd::publish::run(cfg, source, &cancel).await?;
-            if cfg.json {
-                output::json(&serde_json::json!({"published": s.published, "queue": s.queue}))?;
-            } else if !quiet {
-                output::line(&format!("published {} mail(s) to {}", s.published, s.queue))?;
-            }
+            cmd::publish::run(cfg, source, cancel).await
         }
         Command::DrainHourly(a) => {
             let budget = Budget::Hourly {
                 limit: a.limit,
                 urgent_beyond_limit: !a.strict_limit,
-            };
-            let sub = DrainRun {
-                budget,
-                args: &a.drain,
                 reserve: a.reserve,
             };
-            return drain(cfg, sub, lock_wait, quiet, &cancel, gauges).await;
+            drain(cfg, budget, &a.drain, cancel).await
         }
-        Command::DrainEod(a) => {
-            let sub = DrainRun {
-                budget: Budget::EndOfDay,
-                args: &a,
-                reserve: 0,
-            };
-            return drain(cfg, sub, lock_wait, quiet, &cancel, gauges).await;
-        }
-        Command::Credits => {
-            let c = cmd::credits::run(cfg).await?;
-            if cfg.json {
-                output::json(&c)?;
-            } else if c.unlimited {
-                output::line(&format!("no daily limit ({} plan)", c.plan))?;
-            } else {
-                output::line(&format!("{}", c.credits))?;
-            }
-        }
-        Command::Peek(a) => {
-            let p = cmd::peek::run(cfg, a.count, lock_wait).await?;
-            if cfg.json {
-                output::json(&p)?;
-            } else {
-                output::line(&cmd::peek::table(&p, cfg))?;
-            }
-        }
-        Command::Reprioritize(a) if a.dry_run => {
-            let p = cmd::reprioritize::plan(cfg, lock_wait).await?;
-            if cfg.json {
-                output::json(&p)?;
-            } else {
-                output::line(&cmd::reprioritize::render_plan(&p, cfg))?;
-            }
-        }
-        Command::Reprioritize(_) => {
-            let s = cmd::reprioritize::run(cfg, lock_wait, &cancel).await?;
-            if cfg.json {
-                output::json(&s)?;
-            } else if !quiet {
-                output::line(&format!(
-                    "re-published {} mail(s), {} with a new priority; parked {} expired and {} unreadable",
-                    s.requeued, s.changed, s.expired, s.parked
-                ))?;
-            }
-        }
+        Command::DrainEod(a) => drain(cfg, Budget::EndOfDay, &a, cancel).await,
+        Command::Credits => cmd::credits::run(cfg).await,
+        Command::Peek(a) => cmd::peek::run(cfg, a.count).await,
+        Command::Reprioritize(a) if a.dry_run => cmd::reprioritize::dry_run(cfg).await,
+        Command::Reprioritize(_) => cmd::reprioritize::run(cfg, cancel).await,
         Command::DeadLetters(a) => {
-            use cli::DeadLettersAction as A;
-            use cmd::dead_letters::{Action, Selection};
             let sel = |s: cli::Selection| Selection {
                 all: s.all,
                 indexes: s.index,
@@ -164,106 +116,28 @@ async fn run_command(cli: Cli, cfg: &Config, gauges: &mut metrics::RunGauges) ->
             };
             let action = match a.action {
                 None => Action::List(100),
-                Some(A::List { count }) => Action::List(count),
-                Some(A::Replay(s)) => Action::Replay(sel(s)),
-                Some(A::Purge(s)) => Action::Purge(sel(s)),
+                Some(DeadLettersAction::List { count }) => Action::List(count),
+                Some(DeadLettersAction::Replay(s)) => Action::Replay(sel(s)),
+                Some(DeadLettersAction::Purge(s)) => Action::Purge(sel(s)),
             };
-            let listing = matches!(action, Action::List(_));
-            let r = cmd::dead_letters::run(cfg, action, lock_wait).await?;
-            if cfg.json {
-                output::json(&r)?;
-            } else if listing || !quiet {
-                output::line(&cmd::dead_letters::render(&r, cfg, listing))?;
-            }
+            cmd::dead_letters::run(cfg, action).await
         }
-        Command::Stats => {
-            let s = cmd::stats::run(cfg, lock_wait).await?;
-            gauges.queue_ready = Some(s.queue.ready);
-            gauges.bands = Some(s.bands.clone());
-            gauges.retrying = Some(s.retrying);
-            gauges.parked = Some(s.parked);
-            gauges.credits = s.credits;
-            if cfg.json {
-                output::json(&s)?;
-            } else {
-                output::line(&cmd::stats::render(&s, cfg))?;
-            }
-        }
+        Command::Stats => cmd::stats::run(cfg).await,
     }
-    Ok(EXIT_OK)
-}
-
-/// Which drain, with what.
-struct DrainRun<'a> {
-    budget: Budget,
-    args: &'a cli::DrainArgs,
-    reserve: u32,
 }
 
 async fn drain(
     cfg: &Config,
-    run: DrainRun<'_>,
-    lock_wait: Duration,
-    quiet: bool,
+    budget: Budget,
+    a: &cli::DrainArgs,
     cancel: &Cancel,
-    gauges: &mut metrics::RunGauges,
-) -> Result<u8> {
-    let DrainRun {
-        budget,
-        args: a,
-        reserve,
-    } = run;
-    let opts = drain::Options {
-        budget,
+) -> Result<Report> {
+    if a.dry_run {
+        return cmd::drain::dry_run(cfg, budget).await;
+    }
+    let options = Options {
         concurrency: usize::from(a.concurrency),
         max_attempts: a.max_attempts,
-        lock_wait,
-        reserve,
     };
-    if a.dry_run {
-        let p = drain::plan(cfg, &opts).await?;
-        if cfg.json {
-            output::json(&p)?;
-        } else {
-            output::line(&drain::render_plan(&p, cfg))?;
-        }
-        return Ok(EXIT_OK);
-    }
-    let s = drain::run(cfg, &opts, cancel).await?;
-    {
-        gauges.queue_ready = Some(s.remaining);
-        gauges.credits = Some((s.credits - f64::from(s.sent)).max(0.0));
-        if let Some(d) = &s.depth {
-            gauges.bands = Some(d.bands.clone());
-            gauges.retrying = Some(d.retrying);
-            gauges.parked = Some(d.parked);
-        }
-    }
-    if cfg.json {
-        output::json(&s)?;
-    } else if !quiet || s.fatal.is_some() {
-        let mut text = format!(
-            "sent {} of a budget of {} ({} credits); {} failed, {} expired, {} parked, {} to retry, {} already sent; {} still queued",
-            s.sent,
-            s.budget,
-            s.credits,
-            s.failed,
-            s.expired,
-            s.parked,
-            s.retried,
-            s.already_sent,
-            s.remaining
-        );
-        if let Some(why) = &s.stopped {
-            text.push_str(&format!("; stopped: {why}"));
-        }
-        output::line(&text)?;
-    }
-    if let Some(f) = s.failure() {
-        return Err(f.into());
-    }
-    if let Some(sig) = cancel.received() {
-        return Err(Failure::Interrupted(sig).into());
-    }
-    Ok(EXIT_OK)
+    cmd::drain::run(cfg, cmd::drain::Args { budget, options }, cancel).await
 }

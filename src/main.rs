@@ -10,7 +10,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) if acaso_mail::output::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("acaso-mail: error: {e:#}");
+            acaso_mail::output::error(&e);
             ExitCode::from(acaso_mail::error::exit_code_of(&e))
         }
     }

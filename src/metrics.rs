@@ -9,7 +9,6 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use prometheus::{Encoder, GaugeVec, IntCounterVec, Opts, Registry, TextEncoder};
 
-use crate::cmd::drain::Summary;
 use crate::config::Config;
 use crate::state::Store;
 
@@ -17,7 +16,7 @@ use crate::state::Store;
 pub const JOB: &str = "acaso-mail";
 
 /// What one run tells Prometheus besides the stored counters.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct RunGauges {
     /// The run did its job.
     pub success: bool,
@@ -35,8 +34,31 @@ pub struct RunGauges {
     pub credits: Option<f64>,
 }
 
+/// What one drain adds to the counters kept across runs.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Totals {
+    /// Mails Brevo accepted.
+    pub sent: u32,
+    /// Sends that failed.
+    pub failed: u32,
+    /// Failed sends put in a retry queue.
+    pub retried: u32,
+    /// Mails parked because their deadline passed.
+    pub expired: u32,
+    /// Redelivered mails found already sent.
+    pub already_sent: u32,
+    /// 429 answers.
+    pub rate_limited: u32,
+    /// Sent mails per template.
+    pub sent_by_template: BTreeMap<u32, u32>,
+    /// Sent mails per priority.
+    pub sent_by_priority: BTreeMap<u8, u32>,
+    /// Parked mails per reason.
+    pub parked_by_reason: BTreeMap<String, u32>,
+}
+
 /// Adds a drain's counts to the stored totals of `subcommand`.
-pub fn record_drain(store: &Store, subcommand: &str, s: &Summary) -> Result<()> {
+pub fn record_drain(store: &Store, subcommand: &str, s: &Totals) -> Result<()> {
     let sub = format!("subcommand={subcommand}");
     let add = |name: &str, extra: &str, n: u32| -> Result<()> {
         if n == 0 {
@@ -278,6 +300,18 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// Pushes everything `subcommand` reports after a run: its stored totals, its last
+/// success time (when this run succeeded), and this run's gauges.
+pub fn push_run(cfg: &Config, base: &str, subcommand: &str, gauges: &RunGauges) -> Result<()> {
+    let now = chrono::Utc::now().timestamp() as f64;
+    let store = Store::open(&cfg.state_dir).ok();
+    if let (Some(store), true) = (&store, gauges.success) {
+        record_success(store, subcommand, now)?;
+    }
+    let body = render(store.as_ref(), subcommand, gauges, now)?;
+    push(cfg, base, subcommand, body)
+}
+
 /// PUTs `body` as the group job/instance/subcommand (replacing the group's last push).
 pub fn push(cfg: &Config, base: &str, subcommand: &str, body: String) -> Result<()> {
     let url = format!(
@@ -314,9 +348,11 @@ mod tests {
     fn totals_survive_runs_and_stay_in_their_subcommand() {
         let dir = tempfile::tempdir().expect("tmp");
         let store = Store::open(dir.path()).expect("store");
-        let mut s = Summary::default();
-        s.sent = 3;
-        s.failed = 1;
+        let mut s = Totals {
+            sent: 3,
+            failed: 1,
+            ..Totals::default()
+        };
         s.sent_by_template.insert(9, 3);
         s.sent_by_priority.insert(8, 3);
         s.parked_by_reason.insert("expired".into(), 1);
@@ -352,7 +388,7 @@ mod tests {
         assert!(text.contains("acaso_mail_brevo_credits 12.5"), "{text}");
         assert!(text.contains("# TYPE mails_sent_total counter"), "{text}");
         // Every exported name is listed in EXPORTED, and the other way round.
-        let mut all = Summary::default();
+        let mut all = Totals::default();
         for (i, n) in [1u32; 6].iter().enumerate() {
             all.sent_by_template
                 .insert(u32::try_from(i).expect("i"), *n);

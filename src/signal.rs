@@ -29,8 +29,8 @@ impl Cancel {
                 _ = term.recv() => 15,
             };
             flag.store(which, Ordering::SeqCst);
-            eprintln!(
-                "acaso-mail: signal received: taking no new mail, finishing what is in flight"
+            crate::output::notice(
+                "signal received: taking no new mail, finishing what is in flight",
             );
         });
         Ok(cancel)

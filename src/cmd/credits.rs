@@ -1,10 +1,11 @@
 //! `credits`: the emails that can still be sent today, from one `GET /account`.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
 
-use crate::brevo::{Account, Brevo};
+use crate::brevo;
 use crate::config::Config;
+use crate::output::Report;
 
 /// What `credits` reports.
 #[derive(Debug, Serialize)]
@@ -17,20 +18,18 @@ pub struct Credits {
     pub unlimited: bool,
 }
 
-/// Reads the account's email plan.
-pub async fn account(cfg: &Config) -> Result<Account> {
-    let brevo = Brevo::new(&cfg.brevo_url, cfg.require_api_key()?.clone(), cfg.timeout);
-    Ok(tokio::task::spawn_blocking(move || brevo.account())
-        .await
-        .context("reading credits")??)
-}
-
 /// Runs `credits`.
-pub async fn run(cfg: &Config) -> Result<Credits> {
-    let a = account(cfg).await?;
-    Ok(Credits {
+pub async fn run(cfg: &Config) -> Result<Report> {
+    let a = brevo::account(cfg).await?;
+    let c = Credits {
         credits: a.credits,
         unlimited: a.unlimited(),
         plan: a.plan,
-    })
+    };
+    let text = if c.unlimited {
+        format!("no daily limit ({} plan)", c.plan)
+    } else {
+        c.credits.to_string()
+    };
+    Ok(Report::json(&c)?.line(text).answer())
 }

@@ -1,16 +1,13 @@
 //! `dead-letters`: list the parked mails with their reasons, replay them to the main
 //! queue unchanged, or purge them. Selected by position in the list, by reason, or all.
 
-use std::time::Duration;
-
-use anyhow::{Context, Result};
-use lapin::options::{BasicAckOptions, BasicGetOptions};
+use anyhow::Result;
 use serde::Serialize;
 
-use super::open_queues;
-use crate::amqp::{self, H_ATTEMPTS, H_DETAIL, H_PARKED_AT, H_REASON, Publisher};
 use crate::config::Config;
 use crate::mail;
+use crate::mailbox::{Envelope, Rabbit, Sweep, Which};
+use crate::output::Report;
 use crate::state;
 
 /// One parked mail.
@@ -53,7 +50,7 @@ impl Selection {
 
 /// What `dead-letters` reports.
 #[derive(Debug, Serialize)]
-pub struct Report {
+pub struct Listing {
     /// The parked mails listed (for `list`), or those acted on.
     pub messages: Vec<Parked>,
     /// How many were replayed to the main queue.
@@ -74,146 +71,94 @@ pub enum Action {
 }
 
 /// Runs `dead-letters`.
-pub async fn run(cfg: &Config, action: Action, lock_wait: Duration) -> Result<Report> {
-    let _lock = state::lock(&cfg.state_dir, lock_wait)?;
-    let (broker, _) = open_queues(cfg).await?;
-    let dead = cfg.dead_queue();
-    let mut report = Report {
+pub async fn run(cfg: &Config, action: Action) -> Result<Report> {
+    let _lock = state::lock(&cfg.state_dir, cfg.lock_wait)?;
+    let mut mailbox = Rabbit::open(cfg).await?;
+    let parking = mailbox.topology().parking();
+    let mut listing = Listing {
         messages: Vec::new(),
         replayed: 0,
         purged: 0,
     };
-    match action {
+    let (sel, act) = match action {
         Action::List(n) => {
-            for (i, b) in broker.browse(&dead, n).await?.into_iter().enumerate() {
-                report.messages.push(describe(
-                    cfg,
-                    u32::try_from(i + 1).unwrap_or(u32::MAX),
-                    &b.props,
-                    &b.body,
-                ));
+            let parked = mailbox.browse(Which::Parking, n).await?;
+            for (i, e) in parked.iter().enumerate() {
+                let index = u32::try_from(i + 1).unwrap_or(u32::MAX);
+                listing.messages.push(describe(cfg, index, e));
             }
+            mailbox.close().await;
+            return render(&listing, &parking, true);
         }
-        Action::Replay(sel) => act(cfg, &broker, &dead, &sel, true, &mut report).await?,
-        Action::Purge(sel) => act(cfg, &broker, &dead, &sel, false, &mut report).await?,
-    }
-    broker.close().await;
-    Ok(report)
-}
-
-async fn act(
-    cfg: &Config,
-    broker: &amqp::Broker,
-    dead: &str,
-    sel: &Selection,
-    replay: bool,
-    report: &mut Report,
-) -> Result<()> {
-    let ch = broker.channel().await?;
-    let mut publisher = Publisher::new(broker, 1).await?;
-    let mut index = 0u32;
-    // Unselected messages stay unacked and go back, in order, when the channel closes.
-    while let Some(m) = broker
-        .within(
-            "reading the parking queue",
-            ch.basic_get(dead.into(), BasicGetOptions::default()),
-        )
-        .await?
-    {
-        index += 1;
-        let d = m.delivery;
-        let reason = amqp::header_str(&d.properties, H_REASON);
-        if !sel.matches(index, reason.as_deref()) {
-            continue;
-        }
-        report
-            .messages
-            .push(describe(cfg, index, &d.properties, &d.data));
-        if replay {
-            // Body and properties as they were, without the parking headers (and with
-            // the attempt count reset, so that it gets its full share of retries).
-            let mut props = d.properties.clone();
-            if let Some(h) = props.headers().clone() {
-                let mut kept = lapin::types::FieldTable::default();
-                for (k, v) in h.inner() {
-                    if ![H_REASON, H_DETAIL, H_PARKED_AT, H_ATTEMPTS].contains(&k.as_str()) {
-                        kept.insert(k.clone(), v.clone());
-                    }
-                }
-                props = props.with_headers(kept);
+        Action::Replay(sel) => (sel, Sweep::Replay),
+        Action::Purge(sel) => (sel, Sweep::Purge),
+    };
+    mailbox
+        .sweep_parking(|index, e| {
+            if !sel.matches(index, e.reason.as_deref()) {
+                return Sweep::Keep;
             }
-            publisher.publish(&cfg.queue, &d.data, props).await?;
-            publisher
-                .finish()
-                .await
-                .context("replaying to the main queue")?;
-            report.replayed += 1;
-        } else {
-            report.purged += 1;
-        }
-        d.acker
-            .ack(BasicAckOptions::default())
-            .await
-            .context("removing from the parking queue")?;
-    }
-    broker
-        .within(
-            "returning the unselected parked mails",
-            ch.close(200, "done".into()),
-        )
+            listing.messages.push(describe(cfg, index, e));
+            match act {
+                Sweep::Replay => listing.replayed += 1,
+                _ => listing.purged += 1,
+            }
+            act
+        })
         .await?;
-    Ok(())
+    mailbox.close().await;
+    render(&listing, &parking, false)
 }
 
-fn describe(cfg: &Config, index: u32, props: &lapin::BasicProperties, body: &[u8]) -> Parked {
-    let m = mail::parse(body, cfg.tz).ok();
+fn describe(cfg: &Config, index: u32, e: &Envelope) -> Parked {
+    let m = mail::parse(&e.body, cfg.tz).ok();
     Parked {
         index,
-        reason: amqp::header_str(props, H_REASON),
-        detail: amqp::header_str(props, H_DETAIL),
-        parked_at: amqp::header_str(props, H_PARKED_AT),
+        reason: e.reason.clone(),
+        detail: e.detail.clone(),
+        parked_at: e.parked_at.clone(),
         template_id: m.as_ref().map(|m| m.template_id),
         to: m.as_ref().map(|m| m.first_recipient().to_string()),
-        message_id: props.message_id().as_ref().map(|s| s.as_str().to_string()),
+        message_id: e.message_id.clone(),
     }
 }
 
-/// Renders the report for people.
-pub fn render(r: &Report, cfg: &Config, listing: bool) -> String {
-    let mut t = crate::output::table(
-        &[
+/// The report: a table of the mails for people (the answer of `list`).
+fn render(r: &Listing, parking: &str, listing: bool) -> Result<Report> {
+    let mut report = Report::json(r)?;
+    if listing {
+        report = report.answer();
+    }
+    report = if r.messages.is_empty() {
+        report.line(format!("no parked mail in {parking}"))
+    } else {
+        let rows = r.messages.iter().map(|m| {
+            vec![
+                m.index.to_string(),
+                m.reason.clone().unwrap_or_else(|| "-".into()),
+                m.parked_at.clone().unwrap_or_else(|| "-".into()),
+                m.template_id.map_or_else(|| "-".into(), |t| t.to_string()),
+                m.to.clone().unwrap_or_else(|| "-".into()),
+                m.detail
+                    .clone()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(80)
+                    .collect(),
+            ]
+        });
+        let headers = [
             "#",
             "reason",
             "parked at",
             "template",
             "recipient",
             "detail",
-        ],
-        cfg.color,
-    );
-    for m in &r.messages {
-        t.add_row(vec![
-            m.index.to_string(),
-            m.reason.clone().unwrap_or_else(|| "-".into()),
-            m.parked_at.clone().unwrap_or_else(|| "-".into()),
-            m.template_id.map_or_else(|| "-".into(), |t| t.to_string()),
-            m.to.clone().unwrap_or_else(|| "-".into()),
-            m.detail
-                .clone()
-                .unwrap_or_default()
-                .chars()
-                .take(80)
-                .collect(),
-        ]);
-    }
-    let table = if r.messages.is_empty() {
-        format!("no parked mail in {}", cfg.dead_queue())
-    } else {
-        t.to_string()
+        ];
+        report.table(&headers, rows)
     };
-    if listing {
-        table
-    } else {
-        format!("{table}\nreplayed {}, purged {}", r.replayed, r.purged)
+    if !listing {
+        report = report.line(format!("replayed {}, purged {}", r.replayed, r.purged));
     }
+    Ok(report)
 }

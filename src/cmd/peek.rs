@@ -3,9 +3,10 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use super::open_queues;
 use crate::config::Config;
 use crate::mail;
+use crate::mailbox::{Rabbit, Which};
+use crate::output::Report;
 use crate::state;
 use crate::urgency::Urgency;
 
@@ -34,16 +35,16 @@ pub struct Peek {
 }
 
 /// Runs `peek`. It takes the run lock so that it never hides mails from a drain.
-pub async fn run(cfg: &Config, n: u32, lock_wait: std::time::Duration) -> Result<Peek> {
-    let _lock = state::lock(&cfg.state_dir, lock_wait)?;
-    let (broker, _) = open_queues(cfg).await?;
-    let browsed = broker.browse(&cfg.queue, n).await?;
-    broker.close().await;
+pub async fn run(cfg: &Config, n: u32) -> Result<Report> {
+    let _lock = state::lock(&cfg.state_dir, cfg.lock_wait)?;
+    let mailbox = Rabbit::open(cfg).await?;
+    let browsed = mailbox.browse(Which::Main, n).await?;
+    mailbox.close().await;
     let now = cfg.now();
     let messages = browsed
         .into_iter()
         .map(|b| {
-            let priority = b.props.priority().unwrap_or(0);
+            let priority = b.priority;
             match mail::parse(&b.body, cfg.tz) {
                 Ok(m) => {
                     let u = Urgency::of(m.deadline, now, cfg.tz);
@@ -68,12 +69,12 @@ pub async fn run(cfg: &Config, n: u32, lock_wait: std::time::Duration) -> Result
             }
         })
         .collect();
-    Ok(Peek { messages })
-}
-
-/// Renders `peek` as a table.
-pub fn table(p: &Peek, cfg: &Config) -> String {
-    let mut t = crate::output::table(
+    let p = Peek { messages };
+    let report = Report::json(&p)?.answer();
+    if p.messages.is_empty() {
+        return Ok(report.line(format!("queue {} is empty", cfg.queue)));
+    }
+    Ok(report.table(
         &[
             "#",
             "urgency",
@@ -82,8 +83,13 @@ pub fn table(p: &Peek, cfg: &Config) -> String {
             "template",
             "recipient",
         ],
-        cfg.color,
-    );
+        rows(&p, cfg),
+    ))
+}
+
+/// One table row per mail.
+fn rows(p: &Peek, cfg: &Config) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
     for (i, m) in p.messages.iter().enumerate() {
         let deadline = m
             .deadline
@@ -100,7 +106,7 @@ pub fn table(p: &Peek, cfg: &Config) -> String {
             (Some(to), Some(p)) => format!("{to} ({p})"),
             (None, p) => p.clone().unwrap_or_default(),
         };
-        t.add_row(vec![
+        rows.push(vec![
             (i + 1).to_string(),
             m.urgency.clone(),
             m.priority.to_string(),
@@ -111,8 +117,5 @@ pub fn table(p: &Peek, cfg: &Config) -> String {
             recipient,
         ]);
     }
-    if p.messages.is_empty() {
-        return format!("queue {} is empty", cfg.queue);
-    }
-    t.to_string()
+    rows
 }

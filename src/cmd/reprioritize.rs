@@ -6,21 +6,17 @@
 //! committed together. Interrupted or crashed before the commit, nothing has changed;
 //! the broker hands the originals back. So no mail is lost or duplicated.
 
-use std::time::Duration;
-
-use anyhow::{Context, Result};
-use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions};
-use lapin::types::AMQPValue;
+use anyhow::Result;
 use serde::Serialize;
 
-use super::open_queues;
-use crate::amqp::{self, H_DETAIL, H_PARKED_AT, H_REASON};
 use crate::config::Config;
 use crate::error::Failure;
 use crate::mail;
+use crate::mailbox::{Envelope, Rabbit, Reorder, Which};
+use crate::output::{self, Report};
 use crate::signal::Cancel;
 use crate::state;
-use crate::urgency::Urgency;
+use crate::urgency::{PriorityScale, Urgency};
 
 /// What `reprioritize` reports.
 #[derive(Debug, Default, Serialize)]
@@ -36,133 +32,60 @@ pub struct Summary {
 }
 
 /// Runs `reprioritize`.
-pub async fn run(cfg: &Config, lock_wait: Duration, cancel: &Cancel) -> Result<Summary> {
-    let _lock = state::lock(&cfg.state_dir, lock_wait)?;
-    let (broker, info) = open_queues(cfg).await?;
-    let ch = broker.channel().await?;
-    ch.tx_select().await.context("starting a transaction")?;
+pub async fn run(cfg: &Config, cancel: &Cancel) -> Result<Report> {
+    let _lock = state::lock(&cfg.state_dir, cfg.lock_wait)?;
+    let mut mailbox = Rabbit::open(cfg).await?;
     let now = cfg.now();
-    let scale = info.scale();
-
-    // Take everything (unacked) in the broker's order.
-    let mut taken = Vec::new();
-    while let Some(m) = broker
-        .within(
-            "reading the queue",
-            ch.basic_get(cfg.queue.as_str().into(), BasicGetOptions::default()),
-        )
-        .await?
-    {
-        if let Some(sig) = cancel.received() {
-            return Err(Failure::Interrupted(sig).into());
-        }
-        taken.push(m.delivery);
-    }
-    let Some(last_tag) = taken.last().map(|d| d.delivery_tag) else {
-        return Ok(Summary::default());
-    };
-
+    let scale = mailbox.info().scale();
+    let bar = output::progress(cfg, u64::from(mailbox.info().ready), "reprioritize");
     let mut s = Summary::default();
-    let mut keep = Vec::new();
-    let publish = |queue: String, body: Vec<u8>, props: lapin::BasicProperties| {
-        let ch = ch.clone();
-        async move {
-            ch.basic_publish(
-                "".into(),
-                queue.as_str().into(),
-                BasicPublishOptions::default(),
-                &body,
-                props,
-            )
-            .await
-            .with_context(|| format!("publishing to {queue}"))
-        }
-    };
-    for (pos, d) in taken.into_iter().enumerate() {
-        match fate(cfg, scale, now, &d.data) {
-            Fate::Park { reason, detail } => {
-                let headers = [
-                    (H_REASON, AMQPValue::LongString(reason.into())),
-                    (H_DETAIL, AMQPValue::LongString(detail.into())),
-                    (H_PARKED_AT, AMQPValue::LongString(now.to_rfc3339().into())),
-                ];
-                let props = amqp::with_headers(&d.properties, &headers);
-                publish(cfg.dead_queue(), d.data, props).await?;
-                if reason == "expired" {
-                    s.expired += 1;
-                } else {
-                    s.parked += 1;
+    let done = mailbox
+        .reorder(
+            |e| {
+                let f = fate(cfg, scale, now, e);
+                match &f {
+                    Reorder::Park { reason, .. } if *reason == "expired" => s.expired += 1,
+                    Reorder::Park { .. } => s.parked += 1,
+                    Reorder::Requeue(new) => {
+                        s.requeued += 1;
+                        s.changed += u32::from(*new != e.priority);
+                    }
                 }
-            }
-            Fate::Requeue(new) => {
-                let ts = d.properties.timestamp().unwrap_or(0);
-                keep.push((new, ts, pos, d));
-            }
-        }
-    }
-    in_new_order(&mut keep);
-    let bar = crate::progress::bar(cfg.progress, keep.len() as u64, "reprioritize");
-    for (new, _, _, d) in keep {
-        bar.inc(1);
-        if d.properties.priority().unwrap_or(0) != new {
-            s.changed += 1;
-        }
-        let props = d
-            .properties
-            .clone()
-            .with_priority(new)
-            .with_delivery_mode(2);
-        publish(cfg.queue.clone(), d.data, props).await?;
-        s.requeued += 1;
-    }
+                f
+            },
+            || bar.inc(1),
+            || cancel.received().is_some(),
+            now,
+        )
+        .await?;
     bar.finish_and_clear();
-    if let Some(sig) = cancel.received() {
-        // Nothing committed: closing the channel rolls back and returns the originals.
-        let _ = ch.tx_rollback().await;
+    mailbox.close().await;
+    if let (false, Some(sig)) = (done, cancel.received()) {
         return Err(Failure::Interrupted(sig).into());
     }
-    broker
-        .within(
-            "acking the originals",
-            ch.basic_ack(last_tag, BasicAckOptions { multiple: true }),
-        )
-        .await?;
-    broker
-        .within("committing the re-published queue", ch.tx_commit())
-        .await?;
-    broker.close_channel(&ch).await;
-    broker.close().await;
-    Ok(s)
+    let line = format!(
+        "re-published {} mail(s), {} with a new priority; parked {} expired and {} unreadable",
+        s.requeued, s.changed, s.expired, s.parked
+    );
+    Ok(Report::json(&s)?.line(line))
 }
 
 /// What reprioritize does with one mail.
-enum Fate {
-    /// Park it (expired or unreadable).
-    Park {
-        /// Reason code.
-        reason: &'static str,
-        /// Details.
-        detail: String,
-    },
-    /// Re-publish it with this priority.
-    Requeue(u8),
-}
-
 fn fate(
     cfg: &Config,
-    scale: crate::urgency::PriorityScale,
+    scale: PriorityScale,
     now: chrono::DateTime<chrono::Utc>,
-    body: &[u8],
-) -> Fate {
-    match mail::parse(body, cfg.tz) {
+    e: &Envelope,
+) -> Reorder {
+    match mail::parse(&e.body, cfg.tz) {
         Ok(m) => match Urgency::of(m.deadline, now, cfg.tz) {
-            Urgency::Expired => Fate::Park {
+            Urgency::Expired => Reorder::Park {
                 reason: "expired",
                 detail: "deadline passed before reprioritize".into(),
             },
-            u => Fate::Requeue(scale.priority(u)),
+            u => Reorder::Requeue(scale.priority(u)),
         },
-        Err(bad) => Fate::Park {
+        Err(bad) => Reorder::Park {
             reason: bad.reason(),
             detail: bad.to_string(),
         },
@@ -206,18 +129,19 @@ pub struct Plan {
 
 /// A dry run of `reprioritize`: reads the queue (handing every mail back in place) and
 /// shows the new order and what would be parked. Nothing moves.
-pub async fn plan(cfg: &Config, lock_wait: Duration) -> Result<Plan> {
-    let _lock = state::lock(&cfg.state_dir, lock_wait)?;
-    let (broker, info) = open_queues(cfg).await?;
-    let browsed = broker.browse(&cfg.queue, info.ready).await?;
-    broker.close().await;
+pub async fn dry_run(cfg: &Config) -> Result<Report> {
+    let _lock = state::lock(&cfg.state_dir, cfg.lock_wait)?;
+    let mailbox = Rabbit::open(cfg).await?;
+    let info = mailbox.info().clone();
+    let browsed = mailbox.browse(Which::Main, info.ready).await?;
+    mailbox.close().await;
     let now = cfg.now();
     let mut summary = Summary::default();
     let mut keep = Vec::new();
     let mut parked = Vec::new();
     for (pos, b) in browsed.into_iter().enumerate() {
         let m = mail::parse(&b.body, cfg.tz).ok();
-        let old = b.props.priority().unwrap_or(0);
+        let old = b.priority;
         let mut mv = Move {
             action: "requeue",
             old_priority: old,
@@ -226,8 +150,8 @@ pub async fn plan(cfg: &Config, lock_wait: Duration) -> Result<Plan> {
             to: m.as_ref().map(|m| m.first_recipient().to_string()),
             reason: None,
         };
-        match fate(cfg, info.scale(), now, &b.body) {
-            Fate::Park { reason, detail } => {
+        match fate(cfg, info.scale(), now, &b) {
+            Reorder::Park { reason, detail } => {
                 if reason == "expired" {
                     summary.expired += 1;
                 } else {
@@ -237,36 +161,44 @@ pub async fn plan(cfg: &Config, lock_wait: Duration) -> Result<Plan> {
                 mv.reason = Some(format!("{reason}: {detail}"));
                 parked.push(mv);
             }
-            Fate::Requeue(new) => {
+            Reorder::Requeue(new) => {
                 summary.requeued += 1;
                 summary.changed += u32::from(new != old);
                 mv.new_priority = Some(new);
-                keep.push((new, b.props.timestamp().unwrap_or(0), pos, mv));
+                keep.push((new, b.timestamp.unwrap_or(0), pos, mv));
             }
         }
     }
     in_new_order(&mut keep);
     let mut mails: Vec<Move> = keep.into_iter().map(|k| k.3).collect();
     mails.extend(parked);
-    Ok(Plan {
+    let p = Plan {
         dry_run: true,
         summary,
         mails,
-    })
+    };
+    let s = &p.summary;
+    let line = format!(
+        "dry run: would re-publish {} mail(s), {} with a new priority, and park {} expired and {} unreadable; nothing was moved",
+        s.requeued, s.changed, s.expired, s.parked
+    );
+    Ok(Report::json(&p)?
+        .line(line)
+        .table(
+            &["#", "action", "priority", "template", "recipient", "reason"],
+            rows(&p),
+        )
+        .answer())
 }
 
-/// Renders a plan for people.
-pub fn render_plan(p: &Plan, cfg: &Config) -> String {
-    let mut t = crate::output::table(
-        &["#", "action", "priority", "template", "recipient", "reason"],
-        cfg.color,
-    );
+fn rows(p: &Plan) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
     for (i, m) in p.mails.iter().enumerate() {
         let prio = match m.new_priority {
             Some(n) if n != m.old_priority => format!("{} -> {n}", m.old_priority),
             _ => m.old_priority.to_string(),
         };
-        t.add_row(vec![
+        rows.push(vec![
             (i + 1).to_string(),
             m.action.to_string(),
             prio,
@@ -275,9 +207,5 @@ pub fn render_plan(p: &Plan, cfg: &Config) -> String {
             m.reason.clone().unwrap_or_default(),
         ]);
     }
-    let s = &p.summary;
-    format!(
-        "dry run: would re-publish {} mail(s), {} with a new priority, and park {} expired and {} unreadable; nothing was moved\n{t}",
-        s.requeued, s.changed, s.expired, s.parked
-    )
+    rows
 }

@@ -2,20 +2,18 @@
 //! today's tallies, and whether today's urgent mail fits in the credits left.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use anyhow::Result;
 use serde::Serialize;
 
-use super::open_queues;
-use crate::amqp::{RETRY_DELAYS_SECS, retry_queue_name};
+use crate::brevo;
+use crate::census::{SCAN_MAX, bands};
 use crate::config::Config;
-use crate::mail;
+use crate::mailbox::{Depth, Rabbit, Which};
+use crate::metrics::RunGauges;
+use crate::output::Report;
 use crate::state::{self, DayTally, Store};
 use crate::urgency::Urgency;
-
-/// At most this many messages are read to break the queue down by urgency.
-pub const SCAN_MAX: u32 = 100_000;
 
 /// The main queue as `stats` reports it.
 #[derive(Debug, Serialize)]
@@ -66,61 +64,25 @@ pub struct Stats {
     pub warnings: Vec<String>,
 }
 
-/// How deep the queues are.
-#[derive(Debug, Clone, Default)]
-pub struct Depth {
-    /// Ready mails per urgency band (`bad` = unreadable), from at most [`SCAN_MAX`].
-    pub bands: BTreeMap<String, u32>,
-    /// Mails in the retry queues.
-    pub retrying: u32,
-    /// Mails in the parking queue.
-    pub parked: u32,
-}
-
-/// Reads the queues' depths; the main queue's `ready` mails are browsed (handed back in
-/// place) to count them per urgency band.
-pub async fn depth(
-    broker: &crate::amqp::Broker,
-    cfg: &Config,
-    ready: u32,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<Depth> {
-    let browsed = broker.browse(&cfg.queue, ready.min(SCAN_MAX)).await?;
-    let mut bands: BTreeMap<String, u32> = BTreeMap::new();
-    for b in &browsed {
-        let band = match mail::parse(&b.body, cfg.tz) {
-            Ok(m) => Urgency::of(m.deadline, now, cfg.tz).band(),
-            Err(_) => "bad",
-        };
-        *bands.entry(band.to_string()).or_default() += 1;
-    }
-    let mut retrying = 0;
-    for d in RETRY_DELAYS_SECS {
-        retrying += broker.ready(&retry_queue_name(&cfg.queue, d)).await?;
-    }
-    let parked = broker.ready(&cfg.dead_queue()).await?;
-    Ok(Depth {
-        bands,
-        retrying,
-        parked,
-    })
-}
-
 /// Runs `stats`.
-pub async fn run(cfg: &Config, lock_wait: Duration) -> Result<Stats> {
+pub async fn run(cfg: &Config) -> Result<Report> {
     let credits = match cfg.api_key {
-        Some(_) => Some(super::credits::account(cfg).await?),
+        Some(_) => Some(brevo::account(cfg).await?),
         None => None,
     };
-    let _lock = state::lock(&cfg.state_dir, lock_wait)?;
-    let (broker, info) = open_queues(cfg).await?;
+    let _lock = state::lock(&cfg.state_dir, cfg.lock_wait)?;
+    let mailbox = Rabbit::open(cfg).await?;
+    let info = mailbox.info().clone();
     let now = cfg.now();
     let Depth {
-        bands,
-        retrying,
-        parked,
-    } = depth(&broker, cfg, info.ready, now).await?;
-    broker.close().await;
+        retrying, parked, ..
+    } = mailbox.depth().await?;
+    let head = mailbox
+        .browse(Which::Main, info.ready.min(SCAN_MAX))
+        .await?;
+    let bands = bands(&head, now, cfg.tz);
+    let parking = mailbox.topology().parking();
+    mailbox.close().await;
     let today = Store::open(&cfg.state_dir)?.tally(now.with_timezone(&cfg.tz).date_naive())?;
 
     let mut warnings = Vec::new();
@@ -138,8 +100,7 @@ pub async fn run(cfg: &Config, lock_wait: Duration) -> Result<Stats> {
     }
     if parked > 0 {
         warnings.push(format!(
-            "{parked} mail(s) parked in {}: see `acaso-mail dead-letters`",
-            cfg.dead_queue()
+            "{parked} mail(s) parked in {parking}: see `acaso-mail dead-letters`"
         ));
     }
     let forecast = credits.as_ref().map(|a| {
@@ -163,7 +124,7 @@ pub async fn run(cfg: &Config, lock_wait: Duration) -> Result<Stats> {
         }
         Forecast { due_today, due_tomorrow, today_short, message }
     });
-    Ok(Stats {
+    let stats = Stats {
         bands_complete: info.ready <= SCAN_MAX,
         queue: QueueStats {
             name: info.name,
@@ -178,34 +139,44 @@ pub async fn run(cfg: &Config, lock_wait: Duration) -> Result<Stats> {
         today,
         forecast,
         warnings,
-    })
+    };
+    let mut report = Report::json(&stats)?.answer();
+    report.gauges = RunGauges {
+        queue_ready: Some(stats.queue.ready),
+        bands: Some(stats.bands.clone()),
+        retrying: Some(stats.retrying),
+        parked: Some(stats.parked),
+        credits: stats.credits,
+        ..RunGauges::default()
+    };
+    Ok(render(&stats, report))
 }
 
-/// Renders `stats` for people.
-pub fn render(s: &Stats, cfg: &Config) -> String {
+/// Adds the text for people to the report.
+fn render(s: &Stats, report: Report) -> Report {
     let durable = match s.queue.durable {
         Some(true) => "durable",
         Some(false) => "NOT durable",
         None => "durability unknown",
     };
-    let mut out = format!(
-        "queue {}: {} ready ({durable}, x-max-priority {})\n",
+    let mut report = report.line(format!(
+        "queue {}: {} ready ({durable}, x-max-priority {})",
         s.queue.name, s.queue.ready, s.queue.max_priority
-    );
-    let mut t = crate::output::table(&["urgency", "mails"], cfg.color);
-    for band in Urgency::BANDS.iter().copied().chain(["bad"]) {
-        if let Some(n) = s.bands.get(band) {
-            t.add_row(vec![band.to_string(), n.to_string()]);
-        }
-    }
-    if !s.bands.is_empty() {
-        out.push_str(&t.to_string());
-        out.push('\n');
-    }
-    out.push_str(&format!(
-        "retrying: {}   parked: {}\n",
-        s.retrying, s.parked
     ));
+    let rows: Vec<Vec<String>> = Urgency::BANDS
+        .iter()
+        .copied()
+        .chain(["bad"])
+        .filter_map(|band| {
+            s.bands
+                .get(band)
+                .map(|n| vec![band.to_string(), n.to_string()])
+        })
+        .collect();
+    if !rows.is_empty() {
+        report = report.table(&["urgency", "mails"], rows);
+    }
+    let mut out = format!("retrying: {}   parked: {}\n", s.retrying, s.parked);
     out.push_str(&match s.credits {
         Some(c) => format!("credits left: {c}\n"),
         None => "credits: unknown (no API key)\n".into(),
@@ -220,5 +191,5 @@ pub fn render(s: &Stats, cfg: &Config) -> String {
     for w in &s.warnings {
         out.push_str(&format!("warning: {w}\n"));
     }
-    out.trim_end().to_string()
+    report.line(out.trim_end())
 }

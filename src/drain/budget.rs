@@ -1,0 +1,148 @@
+//! How much a drain may send: the hourly limit (a count, `auto` or `unlimited`), the
+//! end-of-day budget, and the caps a run derives from them and the credits left.
+
+/// The hourly drain's limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// At most this many mails per run.
+    Count(u32),
+    /// Spread the credits left, less the reserve, over the hours left in the day.
+    Auto,
+    /// Everything the credits allow (a paid plan).
+    Unlimited,
+}
+
+impl std::str::FromStr for Limit {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Limit::Auto),
+            "unlimited" => Ok(Limit::Unlimited),
+            n => n.parse::<u32>().map(Limit::Count).map_err(|_| {
+                format!("{n:?} is not a limit: expected a whole number of mails, \"auto\" or \"unlimited\"")
+            }),
+        }
+    }
+}
+
+impl Limit {
+    /// Mails this run may send out of `credits`, `reserve` kept back for urgent mail
+    /// still to come, at local hour `hour` (0-23).
+    pub fn allowance(self, credits: u32, reserve: u32, hour: u32) -> u32 {
+        match self {
+            Limit::Count(n) => n.min(credits),
+            Limit::Unlimited => credits,
+            Limit::Auto => {
+                // This run and one per hour left before the end-of-day drain.
+                let runs = 24u32.saturating_sub(hour.min(23)).max(1);
+                credits.saturating_sub(reserve).div_ceil(runs)
+            }
+        }
+    }
+}
+
+/// How much a drain may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// At most `limit` (and never more than the credits); with `urgent_beyond_limit`,
+    /// mails due today go out beyond the limit as long as credits last.
+    Hourly {
+        /// Mails per run.
+        limit: Limit,
+        /// Send today's mails beyond the limit.
+        urgent_beyond_limit: bool,
+        /// Credits `Limit::Auto` keeps back for urgent mail that may still arrive.
+        reserve: u32,
+    },
+    /// Everything the credits allow.
+    EndOfDay,
+}
+
+/// A run's caps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    /// Never more than this (the credits; `u32::MAX` on a plan without a daily limit).
+    pub credits: u32,
+    /// The budget before today's overflow.
+    pub soft: u32,
+    /// Whether mail due today goes beyond `soft` (while credits last).
+    pub overflow: bool,
+}
+
+impl Budget {
+    /// The subcommand this budget belongs to.
+    pub fn subcommand(self) -> &'static str {
+        match self {
+            Budget::Hourly { .. } => "drain-hourly",
+            Budget::EndOfDay => "drain-eod",
+        }
+    }
+
+    /// The caps of a run with `credits` sendable at local hour `hour`.
+    pub fn caps(self, credits: u32, hour: u32) -> Caps {
+        match self {
+            Budget::Hourly {
+                limit,
+                urgent_beyond_limit,
+                reserve,
+            } => Caps {
+                credits,
+                soft: limit.allowance(credits, reserve, hour),
+                overflow: urgent_beyond_limit,
+            },
+            Budget::EndOfDay => Caps {
+                credits,
+                soft: credits,
+                overflow: false,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_parse_and_refuse_with_a_hint() {
+        assert_eq!("12".parse::<Limit>(), Ok(Limit::Count(12)));
+        assert_eq!("auto".parse::<Limit>(), Ok(Limit::Auto));
+        assert_eq!("unlimited".parse::<Limit>(), Ok(Limit::Unlimited));
+        let err = "abc".parse::<Limit>().expect_err("abc");
+        assert!(
+            err.contains("auto") && err.contains("whole number"),
+            "{err}"
+        );
+        assert!("-1".parse::<Limit>().is_err());
+    }
+
+    #[test]
+    fn auto_spreads_the_credits_over_the_hours_left_keeping_the_reserve() {
+        // 300 credits, 30 kept back, at 00:xx: 24 runs left -> 12 per run.
+        assert_eq!(Limit::Auto.allowance(300, 30, 0), 12);
+        // A quiet morning: at 12:00 with 290 left, the 12 runs left get more each.
+        assert_eq!(Limit::Auto.allowance(290, 30, 12), 22);
+        // Last hourly run of the day: all but the reserve.
+        assert_eq!(Limit::Auto.allowance(100, 30, 23), 70);
+        // Fewer credits than the reserve: nothing (the end-of-day drain spends it).
+        assert_eq!(Limit::Auto.allowance(20, 30, 15), 0);
+        assert_eq!(Limit::Count(12).allowance(5, 30, 3), 5);
+        assert_eq!(Limit::Unlimited.allowance(u32::MAX, 30, 3), u32::MAX);
+    }
+
+    #[test]
+    fn end_of_day_spends_the_credits_and_hourly_keeps_its_limit() {
+        let eod = Budget::EndOfDay.caps(40, 23);
+        assert_eq!((eod.credits, eod.soft, eod.overflow), (40, 40, false));
+        let hourly = Budget::Hourly {
+            limit: Limit::Count(12),
+            urgent_beyond_limit: true,
+            reserve: 30,
+        }
+        .caps(40, 10);
+        assert_eq!(
+            (hourly.credits, hourly.soft, hourly.overflow),
+            (40, 12, true)
+        );
+    }
+}

@@ -1,0 +1,76 @@
+//! What a drain does with the mail at the head of the queue. Shared by the drain and
+//! its dry run, so that the plan shown is the plan carried out.
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+use super::budget::Caps;
+use crate::mail::{self, Mail};
+use crate::state::Store;
+use crate::urgency::Urgency;
+
+/// The fate of one mail.
+#[derive(Debug)]
+pub enum Decision {
+    /// Journaled as sent by an earlier run: ack it, send nothing.
+    AlreadySent,
+    /// Set it aside.
+    Park {
+        /// The reason code.
+        reason: &'static str,
+        /// The details.
+        detail: String,
+    },
+    /// Budget used: put it back and stop taking mail.
+    Stop,
+    /// Send it.
+    Send(Box<Mail>, Urgency),
+}
+
+/// What [`decide`] needs that is fixed for a run.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    /// The zone that defines "today".
+    pub tz: Tz,
+    /// "Now" for the run.
+    pub now: DateTime<Utc>,
+    /// The run's caps.
+    pub caps: Caps,
+}
+
+/// Decides the fate of one mail, `committed` sends having been made or started.
+pub fn decide(
+    rules: &Rules,
+    journal: Option<&Store>,
+    identity: &str,
+    body: &[u8],
+    committed: u32,
+) -> Result<Decision> {
+    if let Some(store) = journal
+        && store.is_sent(identity)?
+    {
+        return Ok(Decision::AlreadySent);
+    }
+    let m = match mail::parse(body, rules.tz) {
+        Ok(m) => m,
+        Err(bad) => {
+            return Ok(Decision::Park {
+                reason: bad.reason(),
+                detail: bad.to_string(),
+            });
+        }
+    };
+    let urgency = Urgency::of(m.deadline, rules.now, rules.tz);
+    if urgency == Urgency::Expired {
+        let when = m.deadline.map(|d| d.to_rfc3339()).unwrap_or_default();
+        return Ok(Decision::Park {
+            reason: "expired",
+            detail: format!("deadline {when} passed"),
+        });
+    }
+    if committed >= rules.caps.soft && !(rules.caps.overflow && urgency == Urgency::Days(0)) {
+        return Ok(Decision::Stop);
+    }
+    Ok(Decision::Send(Box::new(m), urgency))
+}

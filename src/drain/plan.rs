@@ -1,0 +1,137 @@
+//! The dry run: what a drain would send or set aside, in order, from mails looked at
+//! without being taken. Nothing is sent, acked or moved.
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::decide::{Decision, Rules, decide};
+use crate::mail;
+use crate::mailbox::Envelope;
+use crate::output::Report;
+use crate::state::Store;
+
+/// One mail of a dry run's plan.
+#[derive(Debug, Serialize)]
+pub struct Planned {
+    /// `send`, `park` or `already sent`.
+    pub action: &'static str,
+    /// Urgency band.
+    pub urgency: String,
+    /// Its current priority.
+    pub priority: u8,
+    /// Its template, if readable.
+    pub template_id: Option<u32>,
+    /// Its first recipient, if readable.
+    pub to: Option<String>,
+    /// Why it would be parked.
+    pub reason: Option<String>,
+}
+
+/// What a drain would do, in order.
+#[derive(Debug, Serialize)]
+pub struct Plan {
+    /// Always true: nothing was sent, acked or moved.
+    pub dry_run: bool,
+    /// The budget the run would have.
+    pub budget: u32,
+    /// Credits Brevo reports.
+    pub credits: f64,
+    /// The mails, in the order the drain would take them.
+    pub mails: Vec<Planned>,
+}
+
+/// The plan for `browsed` (the head of the queue, in drain order).
+pub fn plan(
+    rules: &Rules,
+    journal: Option<&Store>,
+    credits: f64,
+    browsed: Vec<Envelope>,
+) -> Result<Plan> {
+    let mut mails = Vec::new();
+    let mut committed = 0u32;
+    for b in browsed {
+        if committed >= rules.caps.credits {
+            break;
+        }
+        let priority = b.priority;
+        let item = match decide(rules, journal, &b.identity, &b.body, committed)? {
+            Decision::Stop => break,
+            Decision::AlreadySent => Planned {
+                action: "already sent",
+                urgency: "-".into(),
+                priority,
+                template_id: None,
+                to: None,
+                reason: None,
+            },
+            Decision::Park { reason, detail } => {
+                let m = mail::parse(&b.body, rules.tz).ok();
+                Planned {
+                    action: "park",
+                    urgency: if reason == "expired" {
+                        "expired"
+                    } else {
+                        "bad"
+                    }
+                    .into(),
+                    priority,
+                    template_id: m.as_ref().map(|m| m.template_id),
+                    to: m.as_ref().map(|m| m.first_recipient().to_string()),
+                    reason: Some(format!("{reason}: {detail}")),
+                }
+            }
+            Decision::Send(m, u) => {
+                committed += 1;
+                Planned {
+                    action: "send",
+                    urgency: u.band().into(),
+                    priority,
+                    template_id: Some(m.template_id),
+                    to: Some(m.first_recipient().to_string()),
+                    reason: None,
+                }
+            }
+        };
+        mails.push(item);
+    }
+    Ok(Plan {
+        dry_run: true,
+        budget: rules.caps.soft,
+        credits,
+        mails,
+    })
+}
+
+impl Plan {
+    /// The plan as a report: a line and a table for people, the plan for scripts.
+    pub fn report(&self) -> Result<Report> {
+        let sends = self.mails.iter().filter(|m| m.action == "send").count();
+        let rows = self.mails.iter().enumerate().map(|(i, m)| {
+            vec![
+                (i + 1).to_string(),
+                m.action.to_string(),
+                m.urgency.clone(),
+                m.priority.to_string(),
+                m.template_id.map_or_else(|| "-".into(), |t| t.to_string()),
+                m.to.clone().unwrap_or_else(|| "-".into()),
+                m.reason.clone().unwrap_or_default(),
+            ]
+        });
+        let headers = [
+            "#",
+            "action",
+            "urgency",
+            "priority",
+            "template",
+            "recipient",
+            "reason",
+        ];
+        Ok(Report::json(self)?
+            .line(format!(
+                "dry run: would send {sends} of a budget of {} ({} credits); nothing was sent or moved",
+                self.budget, self.credits
+            ))
+            .table(&headers, rows)
+            .answer())
+    }
+}

@@ -1,0 +1,398 @@
+//! Every Brevo outcome, settled against an in-memory mailbox and a scripted Brevo: where
+//! the mail goes, what the journal remembers, what the summary says, and the exit code.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use indicatif::ProgressBar;
+use serde_json::Value;
+
+use super::budget::Caps;
+use super::decide::Rules;
+use super::engine::{Drain, Options};
+use super::summary::Summary;
+use crate::brevo::{SendOutcome, Sender};
+use crate::error::exit_code_of;
+use crate::mailbox::memory::{Memory, Settled};
+use crate::mailbox::{Envelope, identity};
+use crate::signal::Cancel;
+use crate::state::Store;
+
+/// A Brevo that answers from a script, and remembers what it was sent.
+#[derive(Clone, Default)]
+struct Scripted {
+    answers: Arc<Mutex<VecDeque<SendOutcome>>>,
+    requests: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Scripted {
+    fn new(answers: impl IntoIterator<Item = SendOutcome>) -> Self {
+        let s = Scripted::default();
+        s.answers.lock().expect("lock").extend(answers);
+        s
+    }
+    fn sent(&self) -> usize {
+        self.requests.lock().expect("lock").len()
+    }
+    fn unused(&self) -> usize {
+        self.answers.lock().expect("lock").len()
+    }
+}
+
+impl Sender for Scripted {
+    fn send(&self, request: &Value) -> SendOutcome {
+        self.requests.lock().expect("lock").push(request.clone());
+        self.answers
+            .lock()
+            .expect("lock")
+            .pop_front()
+            .unwrap_or_else(|| panic!("Brevo was sent more than scripted: {request}"))
+    }
+}
+
+fn now() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-27T12:00:00-03:00")
+        .expect("now")
+        .to_utc()
+}
+
+/// A generic mail due `deadline`, with its identity from `id`.
+fn mail(id: &str, priority: u8, deadline: &str) -> Envelope {
+    let body = format!(
+        r#"{{"template_id": 7, "to": [{{"email": "{id}@example.org"}}], "deadline": "{deadline}"}}"#
+    );
+    Envelope {
+        identity: identity(Some(id), body.as_bytes()),
+        message_id: Some(id.into()),
+        priority,
+        body: body.into_bytes(),
+        ..Envelope::default()
+    }
+}
+
+fn due_today(id: &str) -> Envelope {
+    mail(id, 9, "2026-11-27T20:00:00-03:00")
+}
+
+fn due_in_two_days(id: &str) -> Envelope {
+    mail(id, 7, "2026-11-29T20:00:00-03:00")
+}
+
+fn sent() -> SendOutcome {
+    SendOutcome::Sent {
+        message_id: "<1@smtp-relay>".into(),
+    }
+}
+
+fn transient(ambiguous: bool) -> SendOutcome {
+    SendOutcome::Transient {
+        reason: if ambiguous {
+            "network: timeout".into()
+        } else {
+            "503 unavailable".into()
+        },
+        ambiguous,
+        retry_after: None,
+    }
+}
+
+struct Run {
+    summary: Summary,
+    mailbox: Memory,
+    store: Store,
+    brevo: Scripted,
+    _dir: tempfile::TempDir,
+}
+
+impl Run {
+    fn settled(&self, id: &str) -> Option<Settled> {
+        let identity = format!("id:{id}");
+        self.mailbox
+            .settled
+            .iter()
+            .rev()
+            .find(|(i, _)| *i == identity)
+            .map(|(_, s)| s.clone())
+    }
+    fn exit_code(&self) -> u8 {
+        self.summary
+            .failure()
+            .map_or(0, |f| exit_code_of(&anyhow::Error::new(f)))
+    }
+}
+
+async fn drain_with(
+    mails: Vec<Envelope>,
+    answers: Vec<SendOutcome>,
+    caps: Caps,
+    prepare: impl FnOnce(&Store, &mut Memory),
+) -> Run {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = Store::open(dir.path()).expect("store");
+    let mut mailbox = Memory::with(mails);
+    prepare(&store, &mut mailbox);
+    let brevo = Scripted::new(answers);
+    let rules = Rules {
+        tz: chrono_tz::America::Recife,
+        now: now(),
+        caps,
+    };
+    let opts = Options {
+        concurrency: 1,
+        max_attempts: 3,
+    };
+    let cancel = Cancel::never();
+    let summary = Drain::new(
+        &mut mailbox,
+        brevo.clone(),
+        &store,
+        rules,
+        opts,
+        &cancel,
+        ProgressBar::hidden(),
+        300.0,
+    )
+    .run()
+    .await
+    .expect("drain");
+    assert_eq!(mailbox.held(), 0, "every taken mail is settled or put back");
+    Run {
+        summary,
+        mailbox,
+        store,
+        brevo,
+        _dir: dir,
+    }
+}
+
+fn caps(soft: u32) -> Caps {
+    Caps {
+        credits: 300,
+        soft,
+        overflow: true,
+    }
+}
+
+async fn drain(mails: Vec<Envelope>, answers: Vec<SendOutcome>) -> Run {
+    drain_with(mails, answers, caps(12), |_, _| {}).await
+}
+
+#[tokio::test]
+async fn accepted_2xx_is_journaled_then_acked() {
+    let r = drain(vec![due_today("a")], vec![sent()]).await;
+    assert_eq!(r.settled("a"), Some(Settled::Acked));
+    assert!(r.store.is_sent("id:a").expect("journal"));
+    assert_eq!((r.summary.sent, r.summary.failed, r.exit_code()), (1, 0, 0));
+    let key = &r.brevo.requests.lock().expect("lock")[0]["headers"]["idempotencyKey"];
+    assert_eq!(
+        key.as_str(),
+        Some(crate::brevo::idempotency_key("id:a").as_str())
+    );
+}
+
+#[tokio::test]
+async fn refused_400_is_parked_and_the_next_mail_still_goes() {
+    let refused = SendOutcome::Permanent {
+        status: 400,
+        code: "invalid_parameter".into(),
+        message: "bad template".into(),
+    };
+    let r = drain(vec![due_today("a"), due_today("b")], vec![refused, sent()]).await;
+    assert_eq!(
+        r.settled("a"),
+        Some(Settled::Parked("brevo_rejected".into()))
+    );
+    assert_eq!(r.settled("b"), Some(Settled::Acked));
+    assert_eq!(
+        (r.summary.sent, r.summary.failed, r.summary.parked),
+        (1, 1, 1)
+    );
+    assert!(!r.store.is_sent("id:a").expect("journal"));
+}
+
+#[tokio::test]
+async fn bad_key_401_puts_the_mail_back_and_exits_5() {
+    let refused = SendOutcome::Refused {
+        status: 401,
+        message: "Key not found".into(),
+    };
+    let r = drain(vec![due_today("a"), due_today("b")], vec![refused]).await;
+    assert_eq!(r.mailbox.queued(), ["id:a", "id:b"]);
+    assert_eq!(
+        r.brevo.sent(),
+        1,
+        "nothing more is tried once the key is refused"
+    );
+    assert_eq!(r.exit_code(), 5);
+    assert_eq!(r.summary.sent, 0);
+}
+
+#[tokio::test]
+async fn no_credits_402_stops_sending_and_keeps_the_rest_queued() {
+    let r = drain(
+        vec![due_today("a"), due_today("b")],
+        vec![SendOutcome::NoCredits],
+    )
+    .await;
+    assert_eq!(r.mailbox.queued(), ["id:a", "id:b"]);
+    assert_eq!(r.exit_code(), 0);
+    assert!(
+        r.summary
+            .stopped
+            .as_deref()
+            .is_some_and(|s| s.contains("no credits")),
+        "{:?}",
+        r.summary.stopped
+    );
+}
+
+#[tokio::test]
+async fn rate_limited_429_pauses_then_sends_the_same_mail() {
+    let slow_down = SendOutcome::RateLimited {
+        retry_after: Some(Duration::from_millis(50)),
+    };
+    let r = drain(vec![due_today("a")], vec![slow_down, sent()]).await;
+    assert_eq!(r.settled("a"), Some(Settled::Acked));
+    assert_eq!((r.summary.sent, r.summary.rate_limited), (1, 1));
+    assert_eq!(r.brevo.sent(), 2);
+}
+
+#[tokio::test]
+async fn server_error_5xx_goes_to_the_first_retry_queue_and_closes_the_attempt() {
+    let r = drain(vec![due_today("a")], vec![transient(false)]).await;
+    assert_eq!(
+        r.settled("a"),
+        Some(Settled::Retrying {
+            attempts: 1,
+            delay_secs: 60
+        })
+    );
+    let prior = r.store.begin_send("id:a", now()).expect("journal");
+    assert_eq!((prior.attempts, prior.open_since), (1, None));
+    assert_eq!((r.summary.failed, r.summary.retried), (1, 1));
+}
+
+#[tokio::test]
+async fn timeout_or_dropped_connection_is_retried_with_the_attempt_left_open() {
+    // A timeout and a connection dropped mid-exchange are both "Brevo may have it".
+    let r = drain(vec![due_today("a")], vec![transient(true)]).await;
+    assert!(matches!(
+        r.settled("a"),
+        Some(Settled::Retrying { attempts: 1, .. })
+    ));
+    let prior = r.store.begin_send("id:a", now()).expect("journal");
+    assert_eq!(
+        prior.open_since,
+        Some(now()),
+        "the unseen outcome is remembered"
+    );
+}
+
+#[tokio::test]
+async fn an_open_attempt_older_than_brevos_window_is_parked_not_resent() {
+    let r = drain_with(vec![due_today("a")], vec![], caps(12), |store, _| {
+        let long_ago = now() - chrono::Duration::minutes(40);
+        store.begin_send("id:a", long_ago).expect("journal");
+    })
+    .await;
+    assert_eq!(
+        r.settled("a"),
+        Some(Settled::Parked("uncertain_send".into()))
+    );
+    assert_eq!(r.brevo.sent(), 0);
+}
+
+#[tokio::test]
+async fn retries_run_out_and_the_mail_is_parked() {
+    let mut tired = due_today("a");
+    tired.attempts = 2; // max_attempts is 3 in these tests
+    let r = drain(vec![tired], vec![transient(false)]).await;
+    assert_eq!(
+        r.settled("a"),
+        Some(Settled::Parked("retries_exhausted".into()))
+    );
+}
+
+#[tokio::test]
+async fn five_failures_in_a_row_end_the_run_with_exit_4() {
+    let mails = (0..6).map(|i| due_today(&format!("m{i}"))).collect();
+    let r = drain(mails, (0..5).map(|_| transient(false)).collect()).await;
+    assert_eq!(r.exit_code(), 4);
+    assert_eq!(r.brevo.sent(), 5);
+    assert_eq!(r.mailbox.queued(), ["id:m5"], "the rest stays queued");
+}
+
+#[tokio::test]
+async fn duplicate_parameter_after_our_own_attempt_means_sent() {
+    let dup = SendOutcome::Duplicate;
+    let r = drain_with(vec![due_today("a")], vec![dup], caps(12), |store, _| {
+        store.begin_send("id:a", now()).expect("journal");
+    })
+    .await;
+    assert_eq!(r.settled("a"), Some(Settled::Acked));
+    assert!(r.store.is_sent("id:a").expect("journal"));
+    assert_eq!((r.summary.sent, r.summary.already_sent), (0, 1));
+}
+
+#[tokio::test]
+async fn duplicate_parameter_for_a_mail_never_attempted_is_parked() {
+    let r = drain(vec![due_today("a")], vec![SendOutcome::Duplicate]).await;
+    assert_eq!(
+        r.settled("a"),
+        Some(Settled::Parked("brevo_duplicate".into()))
+    );
+    assert!(!r.store.is_sent("id:a").expect("journal"));
+}
+
+#[tokio::test]
+async fn a_mail_journaled_as_sent_is_acked_without_sending() {
+    let r = drain_with(vec![due_today("a")], vec![], caps(12), |store, _| {
+        store
+            .record_sent("id:a", "<x>", 7, "a@example.org", now())
+            .expect("journal");
+    })
+    .await;
+    assert_eq!(r.settled("a"), Some(Settled::Acked));
+    assert_eq!((r.brevo.sent(), r.summary.already_sent), (0, 1));
+}
+
+#[tokio::test]
+async fn poison_and_expired_mail_is_parked_and_the_mail_behind_is_sent() {
+    let mut poison = due_today("bad");
+    poison.body = b"{not json".to_vec();
+    let expired = mail("old", 9, "2026-11-27T08:00:00-03:00");
+    let r = drain(vec![poison, expired, due_today("good")], vec![sent()]).await;
+    assert_eq!(r.settled("bad"), Some(Settled::Parked("malformed".into())));
+    assert_eq!(r.settled("old"), Some(Settled::Parked("expired".into())));
+    assert_eq!(r.settled("good"), Some(Settled::Acked));
+    assert_eq!(
+        (r.summary.expired, r.summary.parked, r.summary.sent),
+        (1, 1, 1)
+    );
+}
+
+#[tokio::test]
+async fn the_budget_stops_the_run_but_mail_due_today_goes_beyond_it() {
+    let r1 = drain_with(
+        vec![due_today("t1"), due_today("t2"), due_in_two_days("later")],
+        vec![sent(), sent()],
+        caps(1),
+        |_, _| {},
+    )
+    .await;
+    assert_eq!(r1.summary.sent, 2, "today's mail beyond a limit of 1");
+    assert_eq!(r1.mailbox.queued(), ["id:later"]);
+    assert_eq!(r1.brevo.unused(), 0);
+}
+
+#[tokio::test]
+async fn a_lost_broker_ends_the_run_with_exit_4() {
+    let r = drain_with(vec![due_today("a")], vec![], caps(12), |_, mb| {
+        mb.broken = true;
+    })
+    .await;
+    assert_eq!(r.exit_code(), 4);
+    assert_eq!(r.brevo.sent(), 0);
+}

@@ -1,0 +1,226 @@
+//! The connection to RabbitMQ, and the one place where a broker that is gone, failing
+//! or silent becomes [`Failure::Unavailable`] (exit 4): every wait on the broker goes
+//! through [`Broker::call`], bounded by `--timeout`.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use lapin::options::QueueDeclareOptions;
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, Connection, ConnectionProperties};
+
+use super::topology::{QueueInfo, Topology, parse_current_max_priority};
+use crate::config::Config;
+use crate::error::Failure;
+use crate::urgency::OUR_MAX_PRIORITY;
+
+/// A connection to RabbitMQ.
+pub struct Broker {
+    conn: Connection,
+    timeout: Duration,
+}
+
+/// The error for a broker operation that failed or timed out: the connection is likely
+/// gone, and every unacked mail goes back to its queue on its own.
+pub fn lost(what: &str, why: impl std::fmt::Display) -> anyhow::Error {
+    Failure::Unavailable(format!(
+        "lost RabbitMQ while {what}: {why}; unacked mails return to the queue"
+    ))
+    .into()
+}
+
+/// Awaits a broker operation for at most `timeout`, mapping failure and silence alike
+/// to [`Failure::Unavailable`].
+pub async fn within<T, E: std::fmt::Display>(
+    timeout: Duration,
+    what: &str,
+    fut: impl std::future::Future<Output = std::result::Result<T, E>>,
+) -> Result<T> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(lost(what, e)),
+        Err(_) => Err(lost(
+            what,
+            format_args!("no answer within {}s", timeout.as_secs()),
+        )),
+    }
+}
+
+fn durable() -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    }
+}
+
+impl Broker {
+    /// Connects, failing with an "unavailable" error after the configured timeout.
+    pub async fn connect(cfg: &Config) -> Result<Self> {
+        let props = ConnectionProperties::default()
+            .with_connection_name(format!("acaso-mail {}", std::process::id()).into());
+        let hint = "is it running? (rabbitmq-server -detached)";
+        let conn = tokio::time::timeout(
+            cfg.timeout,
+            Connection::connect(cfg.amqp_url.expose(), props),
+        )
+        .await
+        .map_err(|_| {
+            Failure::Unavailable(format!(
+                "RabbitMQ at {} did not answer within {}s; {hint}",
+                cfg.amqp_display,
+                cfg.timeout.as_secs()
+            ))
+        })?
+        .map_err(|e| {
+            Failure::Unavailable(format!(
+                "cannot connect to RabbitMQ at {}: {e}; {hint}",
+                cfg.amqp_display
+            ))
+        })?;
+        Ok(Broker {
+            conn,
+            timeout: cfg.timeout,
+        })
+    }
+
+    /// Awaits a broker operation, bounded by the timeout (see [`within`]).
+    pub async fn call<T, E: std::fmt::Display>(
+        &self,
+        what: &str,
+        fut: impl std::future::Future<Output = std::result::Result<T, E>>,
+    ) -> Result<T> {
+        within(self.timeout, what, fut).await
+    }
+
+    /// The timeout every wait is bounded by.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// A new channel.
+    pub async fn channel(&self) -> Result<Channel> {
+        self.call("opening a channel", self.conn.create_channel())
+            .await
+    }
+
+    /// Declares the main queue (durable, `x-max-priority` 9) or, when it already exists
+    /// with other arguments (the legacy `queue`), adopts it as it is and finds out its
+    /// durability and priority levels from the broker's refusal.
+    pub async fn main_queue(&self, name: &str) -> Result<QueueInfo> {
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-max-priority".into(),
+            AMQPValue::ShortShortUInt(OUR_MAX_PRIORITY),
+        );
+        let mut durable = Some(true);
+        let mut max_priority = OUR_MAX_PRIORITY;
+        let mut ok = self.try_declare(name, true, &args).await?;
+        if let Err(refusal) = &ok
+            && refusal.contains("'durable'")
+        {
+            durable = Some(false);
+            ok = self.try_declare(name, false, &args).await?;
+        }
+        if let Err(refusal) = &ok {
+            // Another argument differs when the refusal names no priority: levels unknown.
+            max_priority = parse_current_max_priority(refusal).unwrap_or(0);
+        }
+        let ready = self.ready(name).await?;
+        Ok(QueueInfo {
+            name: name.to_string(),
+            ready,
+            durable,
+            max_priority,
+        })
+    }
+
+    /// Declares on a throwaway channel; `Ok(Err(text))` is the broker's refusal
+    /// (PRECONDITION_FAILED closes the channel, so it must not be one we keep).
+    async fn try_declare(
+        &self,
+        name: &str,
+        durable: bool,
+        args: &FieldTable,
+    ) -> Result<Result<(), String>> {
+        let ch = self.channel().await?;
+        let opts = QueueDeclareOptions {
+            durable,
+            ..QueueDeclareOptions::default()
+        };
+        let declared = tokio::time::timeout(
+            self.timeout,
+            ch.queue_declare(name.into(), opts, args.clone()),
+        )
+        .await
+        .map_err(|_| lost(&format!("declaring queue {name}"), "no answer"))?;
+        match declared {
+            Ok(_) => {
+                self.close_channel(&ch).await;
+                Ok(Ok(()))
+            }
+            Err(e) if e.to_string().contains("PRECONDITION_FAILED") => Ok(Err(e.to_string())),
+            Err(e) => Err(lost(&format!("declaring queue {name}"), e)),
+        }
+    }
+
+    /// The number of ready messages in an existing queue.
+    pub async fn ready(&self, name: &str) -> Result<u32> {
+        let ch = self.channel().await?;
+        let opts = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        let q = self
+            .call(
+                &format!("counting the messages of {name}"),
+                ch.queue_declare(name.into(), opts, FieldTable::default()),
+            )
+            .await?;
+        self.close_channel(&ch).await;
+        Ok(q.message_count())
+    }
+
+    /// Declares the parking queue and the retry queues (durable, plain). Each retry
+    /// queue holds mails for a fixed delay, then dead-letters them back to the main
+    /// queue through the default exchange.
+    pub async fn side_queues(&self, topo: &Topology) -> Result<()> {
+        let ch = self.channel().await?;
+        let parking = topo.parking();
+        self.call(
+            &format!("declaring parking queue {parking}"),
+            ch.queue_declare(parking.as_str().into(), durable(), FieldTable::default()),
+        )
+        .await?;
+        for (delay, q) in topo.retries() {
+            let mut args = FieldTable::default();
+            let ttl_ms = u32::try_from(delay * 1000).unwrap_or(u32::MAX);
+            args.insert("x-message-ttl".into(), AMQPValue::LongUInt(ttl_ms));
+            args.insert(
+                "x-dead-letter-exchange".into(),
+                AMQPValue::LongString("".into()),
+            );
+            args.insert(
+                "x-dead-letter-routing-key".into(),
+                AMQPValue::LongString(topo.main().into()),
+            );
+            self.call(
+                &format!("declaring retry queue {q}"),
+                ch.queue_declare(q.as_str().into(), durable(), args),
+            )
+            .await?;
+        }
+        self.close_channel(&ch).await;
+        Ok(())
+    }
+
+    /// Closes a channel, bounded by the timeout, ignoring errors (used once its work is
+    /// settled; unacked messages go back to the queue either way).
+    pub async fn close_channel(&self, ch: &Channel) {
+        let _ = tokio::time::timeout(self.timeout, ch.close(200, "done".into())).await;
+    }
+
+    /// Closes the connection politely, without waiting more than the timeout.
+    pub async fn close(self) {
+        let _ = tokio::time::timeout(self.timeout, self.conn.close(200, "bye".into())).await;
+    }
+}

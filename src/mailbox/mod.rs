@@ -1,0 +1,139 @@
+//! The Mailbox: everything acaso-mail does with RabbitMQ, behind one adapter. It owns
+//! the queue topology (the main queue, adopted as it is when it already exists, the
+//! retry queues and the parking queue), what acaso-mail writes on messages, and the
+//! life of a taken message: take, look without taking, ack, return to its place, park
+//! with a reason, retry after a delay, replay, re-publish.
+//!
+//! Commands see [`Envelope`]s and [`Taken`] mails, never an AMQP type. A broker that is
+//! lost, failing or silent surfaces as exit 4 from one place ([`broker::within`]).
+
+mod broker;
+#[cfg(test)]
+pub mod memory;
+mod publisher;
+mod rabbit;
+pub mod topology;
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+
+pub use rabbit::{Depth, Rabbit, Reorder, Sweep, Which};
+pub use topology::{QueueInfo, Topology};
+
+/// A message as acaso-mail reads it: its body and what its properties and our headers
+/// say about it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Envelope {
+    /// Its identity: `id:<message_id>`, or `sha256:<digest of the body>` when the
+    /// producer set no message id (the legacy producer sets none).
+    pub identity: String,
+    /// Its `message_id`, if any.
+    pub message_id: Option<String>,
+    /// Its AMQP priority.
+    pub priority: u8,
+    /// When it was published (UNIX seconds), if it says.
+    pub timestamp: Option<u64>,
+    /// Transient send failures so far (`x-acaso-attempts`).
+    pub attempts: u32,
+    /// Why it was parked (`x-acaso-reason`).
+    pub reason: Option<String>,
+    /// Details of the last failure (`x-acaso-detail`).
+    pub detail: Option<String>,
+    /// When it was parked (`x-acaso-parked-at`, RFC 3339).
+    pub parked_at: Option<String>,
+    /// Its body, byte for byte.
+    pub body: Vec<u8>,
+}
+
+/// The identity of a message: its `message_id` when it has one (acaso-mail sets it),
+/// else a digest of its body (the same body is the same mail).
+pub fn identity(message_id: Option<&str>, body: &[u8]) -> String {
+    match message_id {
+        Some(id) if !id.is_empty() => format!("id:{id}"),
+        _ => format!("sha256:{:x}", Sha256::digest(body)),
+    }
+}
+
+/// A mail taken from the main queue and not yet settled: until it is acked, parked,
+/// retried or put back, the broker holds it for this run (and returns it to the queue
+/// if the run dies).
+#[derive(Debug)]
+pub struct Taken {
+    /// What it is.
+    pub mail: Envelope,
+    ticket: Ticket,
+}
+
+/// What settles a taken mail with the mailbox it came from.
+// The small variant exists only in unit tests.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+enum Ticket {
+    Amqp {
+        acker: lapin::Acker,
+        props: lapin::BasicProperties,
+    },
+    #[cfg(test)]
+    Memory(u64),
+}
+
+impl Ticket {
+    /// The AMQP handles of a mail taken from RabbitMQ.
+    fn amqp(self) -> Result<(lapin::Acker, lapin::BasicProperties)> {
+        match self {
+            Ticket::Amqp { acker, props } => Ok((acker, props)),
+            #[cfg(test)]
+            Ticket::Memory(_) => anyhow::bail!("a mail taken from another mailbox"),
+        }
+    }
+}
+
+/// The life of a taken mail, as the drain sees it. Implemented by [`Rabbit`] and, for
+/// unit tests, by an in-memory mailbox.
+// Used through generics on one runtime: the futures need not be `Send`.
+#[allow(async_fn_in_trait)]
+pub trait Mailbox {
+    /// Takes the mail at the head of the main queue (most urgent first), if any.
+    async fn take(&mut self) -> Result<Option<Taken>>;
+    /// Done with it: the broker forgets it.
+    async fn ack(&mut self, taken: Taken) -> Result<()>;
+    /// Returns it to its place in the main queue.
+    async fn put_back(&mut self, taken: Taken) -> Result<()>;
+    /// Moves it to the parking queue with a reason and details, for a person to see.
+    async fn park(
+        &mut self,
+        taken: Taken,
+        reason: &str,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Moves it to the retry queue of `delay_secs`, counting `attempts` failures.
+    async fn retry(
+        &mut self,
+        taken: Taken,
+        attempts: u32,
+        delay_secs: u64,
+        detail: &str,
+    ) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_prefers_message_id_and_is_stable() {
+        let body = br#"{"template": 9}"#;
+        let a = identity(None, body);
+        assert!(a.starts_with("sha256:") && a.len() == 7 + 64, "{a}");
+        assert_eq!(a, identity(Some(""), body));
+        assert_ne!(a, identity(None, br#"{"template": 7}"#));
+        assert_eq!(identity(Some("m-1"), body), "id:m-1");
+        // The digest of "abc", as every SHA-256 implementation writes it.
+        assert_eq!(
+            identity(None, b"abc"),
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
