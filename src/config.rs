@@ -22,35 +22,24 @@ pub const DEFAULT_BREVO_URL: &str = "https://api.brevo.com/v3";
 pub const DEFAULT_TZ: &str = "America/Recife";
 
 /// The raw settings, as given on the command line (or by clap from its environment
-/// variables): nothing checked yet.
+/// variables), nothing checked yet. Each field is the flag of the same name
+/// (`amqp_url` is `--amqp-url`); `lock_wait` and `timeout` are in seconds.
 #[derive(Debug, Clone, Default)]
+#[allow(missing_docs)] // documented above, one flag each
 pub struct Settings {
-    /// `--amqp-url` / `QUEUE_SERVICE_URL`.
     pub amqp_url: Option<String>,
-    /// `--queue` / `ACASO_MAIL_QUEUE`.
     pub queue: Option<String>,
-    /// `--brevo-url`.
     pub brevo_url: Option<String>,
-    /// `--api-key`.
     pub api_key: Option<String>,
-    /// `--pushgateway` / `PUSHGATEWAY_URL`.
     pub pushgateway: Option<String>,
-    /// `--tz` / `ACASO_MAIL_TZ`.
     pub tz: Option<String>,
-    /// `--now` / `ACASO_MAIL_NOW`.
     pub now: Option<String>,
-    /// `--state-dir` / `ACASO_MAIL_STATE_DIR`.
     pub state_dir: Option<PathBuf>,
-    /// `--json`.
-    pub json: bool,
-    /// `--color`.
-    pub color: ColorWhen,
-    /// `--quiet`.
-    pub quiet: bool,
-    /// `--lock-wait`, seconds.
     pub lock_wait: u64,
-    /// `--timeout`, seconds.
     pub timeout: u64,
+    pub json: bool,
+    pub quiet: bool,
+    pub color: ColorWhen,
 }
 
 /// When to colour tables.
@@ -72,20 +61,20 @@ pub struct Config {
     pub amqp_url: Secret,
     /// The AMQP URL with its password replaced by `***`, for messages.
     pub amqp_display: String,
+    /// The zone that defines "today".
+    pub tz: Tz,
     /// The mail queue.
     pub queue: String,
+    /// A fixed "now", or `None` for the clock.
+    pub fixed_now: Option<DateTime<Utc>>,
+    /// Pushgateway base URL, if configured.
+    pub pushgateway: Option<String>,
+    /// The state directory.
+    pub state_dir: PathBuf,
     /// Brevo API base, without a trailing slash.
     pub brevo_url: String,
     /// Brevo API key, if configured.
     pub api_key: Option<Secret>,
-    /// Pushgateway base URL, if configured.
-    pub pushgateway: Option<String>,
-    /// The zone that defines "today".
-    pub tz: Tz,
-    /// A fixed "now", or `None` for the clock.
-    pub fixed_now: Option<DateTime<Utc>>,
-    /// The state directory.
-    pub state_dir: PathBuf,
     /// One JSON document on stdout instead of tables.
     pub json: bool,
     /// When to colour tables (decided by the output module).
@@ -331,30 +320,34 @@ mod tests {
 
     #[test]
     fn env_fallbacks_and_precedence() {
-        let c = config(
-            &[],
-            &[
-                ("HOME", "/h"),
-                ("BREVO_URL", "http://b/v3/"),
-                ("BREVO_API_KEY", "k2"),
-            ],
-        )
-        .expect("config");
-        assert_eq!(c.brevo_url, "http://b/v3");
-        assert_eq!(c.api_key.as_ref().map(Secret::expose), Some("k2"));
-        let c = config(
-            &["--brevo-url", "http://flag"],
-            &[
-                ("HOME", "/h"),
-                ("SENDINBLUE_URL", "http://s"),
-                ("BREVO_URL", "http://b"),
-                ("SENDINBLUE_API_KEY", "k1"),
-                ("BREVO_API_KEY", "k2"),
-            ],
-        )
-        .expect("config");
-        assert_eq!(c.brevo_url, "http://flag");
-        assert_eq!(c.api_key.as_ref().map(Secret::expose), Some("k1"));
+        // (flags, environment, expected Brevo URL, expected key)
+        type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: [Case; 2] = [
+            (
+                &[],
+                &[("BREVO_URL", "http://b/v3/"), ("BREVO_API_KEY", "k2")],
+                "http://b/v3",
+                "k2",
+            ),
+            (
+                &["--brevo-url", "http://flag"],
+                &[
+                    ("SENDINBLUE_URL", "http://s"),
+                    ("BREVO_URL", "http://b"),
+                    ("SENDINBLUE_API_KEY", "k1"),
+                    ("BREVO_API_KEY", "k2"),
+                ],
+                "http://flag",
+                "k1",
+            ),
+        ];
+        for (flags, env, url, key) in cases {
+            let mut env = env.to_vec();
+            env.push(("HOME", "/h"));
+            let c = config(flags, &env).expect("config");
+            assert_eq!(c.brevo_url, url);
+            assert_eq!(c.api_key.as_ref().map(Secret::expose), Some(key));
+        }
     }
 
     #[test]

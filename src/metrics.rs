@@ -224,48 +224,48 @@ pub fn render(
         registry.register(Box::new(g))?;
         Ok(())
     };
-    gauge(
-        "acaso_mail_last_run_timestamp_seconds",
-        "When this subcommand last ran (UNIX time).",
-        now_unix,
-    )?;
-    gauge(
-        "acaso_mail_last_run_success",
-        "1 if the last run did its job, else 0.",
-        if g.success { 1.0 } else { 0.0 },
-    )?;
-    gauge(
-        "acaso_mail_run_duration_seconds",
-        "How long the last run took.",
-        g.duration.as_secs_f64(),
-    )?;
-    if let Some(n) = g.queue_ready {
-        gauge(
+    let success = if g.success { 1.0 } else { 0.0 };
+    let run_gauges = [
+        (
+            "acaso_mail_last_run_timestamp_seconds",
+            "When this subcommand last ran (UNIX time).",
+            Some(now_unix),
+        ),
+        (
+            "acaso_mail_last_run_success",
+            "1 if the last run did its job, else 0.",
+            Some(success),
+        ),
+        (
+            "acaso_mail_run_duration_seconds",
+            "How long the last run took.",
+            Some(g.duration.as_secs_f64()),
+        ),
+        (
             "acaso_mail_queue_ready",
             "Mails ready in the main queue after the run.",
-            f64::from(n),
-        )?;
-    }
-    if let Some(n) = g.retrying {
-        gauge(
+            g.queue_ready.map(f64::from),
+        ),
+        (
             "acaso_mail_retrying",
             "Mails waiting in the retry queues.",
-            f64::from(n),
-        )?;
-    }
-    if let Some(n) = g.parked {
-        gauge(
+            g.retrying.map(f64::from),
+        ),
+        (
             "acaso_mail_parked",
             "Mails in the parking queue.",
-            f64::from(n),
-        )?;
-    }
-    if let Some(c) = g.credits {
-        gauge(
+            g.parked.map(f64::from),
+        ),
+        (
             "acaso_mail_brevo_credits",
             "Brevo email credits left after the run.",
-            c,
-        )?;
+            g.credits,
+        ),
+    ];
+    for (name, help, value) in run_gauges {
+        if let Some(v) = value {
+            gauge(name, help, v)?;
+        }
     }
     if let Some(bands) = &g.bands {
         let gv = GaugeVec::new(

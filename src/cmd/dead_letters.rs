@@ -5,7 +5,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::mail;
+use crate::mail::Who;
 use crate::mailbox::{Envelope, Rabbit, Sweep, Which};
 use crate::output::Report;
 use crate::state;
@@ -21,10 +21,9 @@ pub struct Parked {
     pub detail: Option<String>,
     /// When (RFC 3339).
     pub parked_at: Option<String>,
-    /// Its template, if the body can be read.
-    pub template_id: Option<u32>,
-    /// Its first recipient, if the body can be read.
-    pub to: Option<String>,
+    /// Its template and first recipient, when readable.
+    #[serde(flatten)]
+    pub who: Who,
     /// Its message id, if any.
     pub message_id: Option<String>,
 }
@@ -111,14 +110,12 @@ pub async fn run(cfg: &Config, action: Action) -> Result<Report> {
 }
 
 fn describe(cfg: &Config, index: u32, e: &Envelope) -> Parked {
-    let m = mail::parse(&e.body, cfg.tz).ok();
     Parked {
         index,
         reason: e.reason.clone(),
         detail: e.detail.clone(),
         parked_at: e.parked_at.clone(),
-        template_id: m.as_ref().map(|m| m.template_id),
-        to: m.as_ref().map(|m| m.first_recipient().to_string()),
+        who: Who::of(&e.body, cfg.tz),
         message_id: e.message_id.clone(),
     }
 }
@@ -137,8 +134,8 @@ fn render(r: &Listing, parking: &str, listing: bool) -> Result<Report> {
                 m.index.to_string(),
                 m.reason.clone().unwrap_or_else(|| "-".into()),
                 m.parked_at.clone().unwrap_or_else(|| "-".into()),
-                m.template_id.map_or_else(|| "-".into(), |t| t.to_string()),
-                m.to.clone().unwrap_or_else(|| "-".into()),
+                m.who.template_cell(),
+                m.who.to_cell(),
                 m.detail
                     .clone()
                     .unwrap_or_default()

@@ -8,7 +8,7 @@ use chrono::Timelike;
 use crate::brevo::{self, Brevo};
 use crate::census::{SCAN_MAX, bands};
 use crate::config::Config;
-use crate::drain::{Budget, Drain, Options, Rules, Summary, plan};
+use crate::drain::{Budget, Drain, Io, Options, Rules, Summary, plan};
 use crate::error::Failure;
 use crate::mailbox::{Rabbit, Which};
 use crate::metrics::{self, RunGauges};
@@ -61,16 +61,14 @@ pub async fn run(cfg: &Config, args: Args, cancel: &Cancel) -> Result<Report> {
         "drain",
     );
     let sender = Brevo::new(&cfg.brevo_url, key, cfg.timeout);
-    let drain = Drain::new(
-        &mut mailbox,
+    let io = Io {
+        mailbox: &mut mailbox,
         sender,
-        &store,
-        rules,
-        args.options,
+        store: &store,
         cancel,
-        bar,
-        account.credits,
-    );
+        progress: bar,
+    };
+    let drain = Drain::new(io, rules, args.options, account.credits);
     let mut s = drain.run().await?;
     s.remaining = mailbox.ready().await.unwrap_or(0);
     let mut gauges = RunGauges {

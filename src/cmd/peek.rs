@@ -4,7 +4,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::mail;
+use crate::mail::{self, Who};
 use crate::mailbox::{Rabbit, Which};
 use crate::output::Report;
 use crate::state;
@@ -15,10 +15,9 @@ use crate::urgency::Urgency;
 pub struct Peeked {
     /// Its AMQP priority.
     pub priority: u8,
-    /// Brevo template, when the body could be read.
-    pub template_id: Option<u32>,
-    /// First recipient, when the body could be read.
-    pub to: Option<String>,
+    /// Its template and first recipient, when readable.
+    #[serde(flatten)]
+    pub who: Who,
     /// Deadline (RFC 3339), if any.
     pub deadline: Option<String>,
     /// Urgency band (`today`, `tomorrow`, `+2`, ..., `expired`, `none`, `bad`).
@@ -50,8 +49,7 @@ pub async fn run(cfg: &Config, n: u32) -> Result<Report> {
                     let u = Urgency::of(m.deadline, now, cfg.tz);
                     Peeked {
                         priority,
-                        template_id: Some(m.template_id),
-                        to: Some(m.first_recipient().to_string()),
+                        who: Who::from(&m),
                         deadline: m.deadline.map(|d| d.to_rfc3339()),
                         urgency: u.band().to_string(),
                         problem: (u == Urgency::Expired)
@@ -60,8 +58,7 @@ pub async fn run(cfg: &Config, n: u32) -> Result<Report> {
                 }
                 Err(bad) => Peeked {
                     priority,
-                    template_id: None,
-                    to: None,
+                    who: Who::default(),
                     deadline: None,
                     urgency: "bad".into(),
                     problem: Some(format!("{}: {bad}", bad.reason())),
@@ -101,7 +98,7 @@ fn rows(p: &Peek, cfg: &Config) -> Vec<Vec<String>> {
                     .to_string()
             })
             .unwrap_or_else(|| "-".into());
-        let recipient = match (&m.to, &m.problem) {
+        let recipient = match (&m.who.to, &m.problem) {
             (Some(to), None) => to.clone(),
             (Some(to), Some(p)) => format!("{to} ({p})"),
             (None, p) => p.clone().unwrap_or_default(),
@@ -111,9 +108,7 @@ fn rows(p: &Peek, cfg: &Config) -> Vec<Vec<String>> {
             m.urgency.clone(),
             m.priority.to_string(),
             deadline,
-            m.template_id
-                .map(|t| t.to_string())
-                .unwrap_or_else(|| "-".into()),
+            m.who.template_cell(),
             recipient,
         ]);
     }

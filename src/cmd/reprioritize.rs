@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::error::Failure;
-use crate::mail;
+use crate::mail::{self, Who};
 use crate::mailbox::{Envelope, Rabbit, Reorder, Which};
 use crate::output::{self, Report};
 use crate::signal::Cancel;
@@ -103,16 +103,15 @@ fn in_new_order<T>(keep: &mut [(u8, u64, usize, T)]) {
 pub struct Move {
     /// `requeue` or `park`.
     pub action: &'static str,
+    /// Why it would be parked.
+    pub reason: Option<String>,
     /// Priority now.
     pub old_priority: u8,
     /// Priority it would get (requeue only).
     pub new_priority: Option<u8>,
-    /// Template, if readable.
-    pub template_id: Option<u32>,
-    /// First recipient, if readable.
-    pub to: Option<String>,
-    /// Why it would be parked.
-    pub reason: Option<String>,
+    /// Its template and first recipient, when readable.
+    #[serde(flatten)]
+    pub who: Who,
 }
 
 /// What reprioritize would do.
@@ -140,14 +139,12 @@ pub async fn dry_run(cfg: &Config) -> Result<Report> {
     let mut keep = Vec::new();
     let mut parked = Vec::new();
     for (pos, b) in browsed.into_iter().enumerate() {
-        let m = mail::parse(&b.body, cfg.tz).ok();
         let old = b.priority;
         let mut mv = Move {
             action: "requeue",
             old_priority: old,
             new_priority: None,
-            template_id: m.as_ref().map(|m| m.template_id),
-            to: m.as_ref().map(|m| m.first_recipient().to_string()),
+            who: Who::of(&b.body, cfg.tz),
             reason: None,
         };
         match fate(cfg, info.scale(), now, &b) {
@@ -202,8 +199,8 @@ fn rows(p: &Plan) -> Vec<Vec<String>> {
             (i + 1).to_string(),
             m.action.to_string(),
             prio,
-            m.template_id.map_or_else(|| "-".into(), |t| t.to_string()),
-            m.to.clone().unwrap_or_else(|| "-".into()),
+            m.who.template_cell(),
+            m.who.to_cell(),
             m.reason.clone().unwrap_or_default(),
         ]);
     }

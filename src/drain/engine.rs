@@ -16,7 +16,7 @@ use super::decide::{Decision, Rules, decide};
 use super::summary::{Fatal, Summary};
 use crate::brevo::{SendOutcome, Sender, idempotency_key};
 use crate::mailbox::topology::retry_delay;
-use crate::mailbox::{Mailbox, Taken};
+use crate::mailbox::{Mailbox, Parking, Retry, Taken};
 use crate::signal::Cancel;
 use crate::state::Store;
 
@@ -47,15 +47,26 @@ struct Job {
     earlier_attempts: u32,
 }
 
+/// What a drain works with: the queue, Brevo, the journal, the stop flag, and a
+/// progress bar (hidden unless a person watches).
+pub struct Io<'a, M: Mailbox, S: Sender> {
+    /// Where mails are taken from and settled.
+    pub mailbox: &'a mut M,
+    /// Where they are sent.
+    pub sender: S,
+    /// The sent-mail journal.
+    pub store: &'a Store,
+    /// Set by SIGINT/SIGTERM: take no new mail.
+    pub cancel: &'a Cancel,
+    /// Advanced once per settled send.
+    pub progress: ProgressBar,
+}
+
 /// A drain in progress.
 pub struct Drain<'a, M: Mailbox, S: Sender> {
-    mailbox: &'a mut M,
-    sender: S,
-    store: &'a Store,
+    io: Io<'a, M, S>,
     rules: Rules,
     opts: Options,
-    cancel: &'a Cancel,
-    progress: ProgressBar,
     s: Summary,
     inflight: JoinSet<(Job, SendOutcome)>,
     taking: bool,
@@ -64,26 +75,12 @@ pub struct Drain<'a, M: Mailbox, S: Sender> {
 }
 
 impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
-    /// A drain of `mailbox` through `sender`, journaled in `store`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        mailbox: &'a mut M,
-        sender: S,
-        store: &'a Store,
-        rules: Rules,
-        opts: Options,
-        cancel: &'a Cancel,
-        progress: ProgressBar,
-        credits: f64,
-    ) -> Self {
+    /// A drain through `io`, by `rules`, starting with `credits` at Brevo.
+    pub fn new(io: Io<'a, M, S>, rules: Rules, opts: Options, credits: f64) -> Self {
         Drain {
-            mailbox,
-            sender,
-            store,
+            io,
             rules,
             opts,
-            cancel,
-            progress,
             s: Summary {
                 budget: rules.caps.soft,
                 credits,
@@ -111,12 +108,12 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
             let Some(done) = self.inflight.join_next().await else {
                 break;
             };
-            self.progress.inc(1);
+            self.io.progress.inc(1);
             let (job, outcome) = done.context("a send task panicked")?;
             self.settle(job, outcome).await;
         }
-        self.progress.finish_and_clear();
-        if let Some(sig) = self.cancel.received() {
+        self.io.progress.finish_and_clear();
+        if let Some(sig) = self.io.cancel.received() {
             self.s.stopped = Some(format!("interrupted by {sig}"));
         }
         Ok(self.s)
@@ -139,7 +136,7 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
         if !self.inflight.is_empty() {
             return;
         }
-        while Instant::now() < until && self.cancel.received().is_none() {
+        while Instant::now() < until && self.io.cancel.received().is_none() {
             tokio::time::sleep(Duration::from_millis(100).min(until - Instant::now())).await;
         }
         self.pause_until = None;
@@ -155,7 +152,7 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
         if self.pause_until.is_some() && !self.inflight.is_empty() {
             return None; // let the sends in flight finish first
         }
-        if let Some(sig) = self.cancel.received() {
+        if let Some(sig) = self.io.cancel.received() {
             self.s.stopped = Some(format!("interrupted by {sig}"));
             self.stop_taking();
             return None;
@@ -164,7 +161,7 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
             self.stop_taking();
             return None;
         }
-        match self.mailbox.take().await {
+        match self.io.mailbox.take().await {
             Ok(Some(t)) => Some(t),
             Ok(None) => {
                 self.stop_taking();
@@ -182,7 +179,7 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
         let id = taken.mail.identity.clone();
         let decision = decide(
             &self.rules,
-            Some(self.store),
+            Some(self.io.store),
             &id,
             &taken.mail.body,
             self.committed(),
@@ -190,20 +187,18 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
         let settled = match decision {
             Decision::AlreadySent => {
                 self.s.already_sent += 1;
-                self.mailbox.ack(taken).await
+                self.io.mailbox.ack(taken).await
             }
             Decision::Park { reason, detail } => {
                 self.s.park_count(reason);
-                self.mailbox
-                    .park(taken, reason, &detail, self.rules.now)
-                    .await
+                self.park(taken, reason, &detail).await
             }
             Decision::Stop => {
                 self.stop_taking();
-                self.mailbox.put_back(taken).await
+                self.io.mailbox.put_back(taken).await
             }
             Decision::Send(m, _) => {
-                let prior = self.store.begin_send(&id, self.rules.now)?;
+                let prior = self.io.store.begin_send(&id, self.rules.now)?;
                 match prior.open_since {
                     Some(since) if self.rules.now - since >= UNSEEN_SEND_LIMIT => {
                         // An earlier send's outcome was never seen and Brevo's idempotency
@@ -214,11 +209,8 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
                             since.to_rfc3339()
                         );
                         self.s.park_count("uncertain_send");
-                        let parked = self
-                            .mailbox
-                            .park(taken, "uncertain_send", &detail, self.rules.now)
-                            .await;
-                        self.store.end_send(&id)?;
+                        let parked = self.park(taken, "uncertain_send", &detail).await;
+                        self.io.store.end_send(&id)?;
                         parked
                     }
                     _ => {
@@ -242,7 +234,7 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
 
     /// **send**: hands the job to Brevo on the blocking pool.
     fn send(&mut self, (job, request): (Job, Value)) {
-        let sender = self.sender.clone();
+        let sender = self.io.sender.clone();
         self.inflight.spawn_blocking(move || {
             let outcome = sender.send(&request);
             (job, outcome)
@@ -263,7 +255,7 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
         let settled = self.settle_outcome(job, outcome).await;
         // An ambiguous attempt stays open: the next take resends with the same key
         // while Brevo still deduplicates it, and parks it after.
-        if !ambiguous && let Err(e) = self.store.end_send(&id) {
+        if !ambiguous && let Err(e) = self.io.store.end_send(&id) {
             self.fail(Fatal::Unavailable(format!("state store: {e:#}")));
         }
         if let Err(e) = settled {
@@ -274,7 +266,6 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
     }
 
     async fn settle_outcome(&mut self, job: Job, outcome: SendOutcome) -> Result<()> {
-        let now = self.rules.now;
         match outcome {
             SendOutcome::Sent { message_id } => {
                 self.transient_in_a_row = 0;
@@ -291,9 +282,7 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
                 let detail = "Brevo answered duplicate_parameter to a mail never attempted before";
                 self.s.failed += 1;
                 self.s.park_count("brevo_duplicate");
-                self.mailbox
-                    .park(job.taken, "brevo_duplicate", detail, now)
-                    .await
+                self.park(job.taken, "brevo_duplicate", detail).await
             }
             SendOutcome::Permanent {
                 status,
@@ -303,20 +292,18 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
                 let detail = format!("{status} {code}: {message}");
                 self.s.failed += 1;
                 self.s.park_count("brevo_rejected");
-                self.mailbox
-                    .park(job.taken, "brevo_rejected", &detail, now)
-                    .await
+                self.park(job.taken, "brevo_rejected", &detail).await
             }
             SendOutcome::NoCredits => {
                 self.stop_taking();
                 self.s
                     .stopped
                     .get_or_insert_with(|| "Brevo reports no credits left".into());
-                self.mailbox.put_back(job.taken).await
+                self.io.mailbox.put_back(job.taken).await
             }
             SendOutcome::Refused { status, message } => {
                 self.fail(Fatal::Credentials(format!("{status} {message}")));
-                self.mailbox.put_back(job.taken).await
+                self.io.mailbox.put_back(job.taken).await
             }
             SendOutcome::RateLimited { retry_after } if self.s.rate_limited < MAX_RATE_LIMITED => {
                 // Slow down: the mail goes back to its place and the run pauses as long
@@ -332,7 +319,7 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
                 } else {
                     self.pause_until = Some(Instant::now() + wait);
                 }
-                self.mailbox.put_back(job.taken).await
+                self.io.mailbox.put_back(job.taken).await
             }
             SendOutcome::RateLimited { retry_after } => {
                 self.s.stopped = Some(format!("Brevo answered 429 {MAX_RATE_LIMITED} times"));
@@ -341,8 +328,7 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
                 let delay = retry_delay(attempts, retry_after.map(|d| d.as_secs()));
                 self.s.failed += 1;
                 self.s.retried += 1;
-                self.mailbox
-                    .retry(job.taken, attempts, delay, "429 rate limited")
+                self.retry(job.taken, attempts, delay, "429 rate limited")
                     .await
             }
             SendOutcome::Transient {
@@ -370,26 +356,44 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
         if attempts >= self.opts.max_attempts {
             let detail = format!("{attempts} attempts failed; last: {reason}");
             self.s.park_count("retries_exhausted");
-            return self
-                .mailbox
-                .park(job.taken, "retries_exhausted", &detail, self.rules.now)
-                .await;
+            return self.park(job.taken, "retries_exhausted", &detail).await;
         }
         let delay = retry_delay(attempts, retry_after.map(|d| d.as_secs()));
         self.s.retried += 1;
-        self.mailbox.retry(job.taken, attempts, delay, reason).await
+        self.retry(job.taken, attempts, delay, reason).await
+    }
+
+    async fn park(&mut self, taken: Taken, reason: &str, detail: &str) -> Result<()> {
+        let at = self.rules.now;
+        let why = Parking { reason, detail, at };
+        self.io.mailbox.park(taken, why).await
+    }
+
+    async fn retry(
+        &mut self,
+        taken: Taken,
+        attempts: u32,
+        delay_secs: u64,
+        detail: &str,
+    ) -> Result<()> {
+        let next = Retry {
+            attempts,
+            delay_secs,
+            detail,
+        };
+        self.io.mailbox.retry(taken, next).await
     }
 
     /// Journals an accepted mail, then acks it: if the ack is lost, the redelivered
     /// mail is recognised by the journal and not sent again.
     async fn accept(&mut self, job: Job, message_id: &str) -> Result<()> {
-        self.store.record_sent(
+        self.io.store.record_sent(
             &job.taken.mail.identity,
             message_id,
             job.template_id,
             &job.recipient,
             self.rules.now,
         )?;
-        self.mailbox.ack(job.taken).await
+        self.io.mailbox.ack(job.taken).await
     }
 }

@@ -17,6 +17,6 @@ mod tests;
 
 pub use budget::{Budget, Caps, Limit};
 pub use decide::Rules;
-pub use engine::{Drain, Options};
+pub use engine::{Drain, Io, Options};
 pub use plan::{Plan, plan};
 pub use summary::Summary;

@@ -5,7 +5,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::decide::{Decision, Rules, decide};
-use crate::mail;
+use crate::mail::Who;
 use crate::mailbox::Envelope;
 use crate::output::Report;
 use crate::state::Store;
@@ -19,10 +19,9 @@ pub struct Planned {
     pub urgency: String,
     /// Its current priority.
     pub priority: u8,
-    /// Its template, if readable.
-    pub template_id: Option<u32>,
-    /// Its first recipient, if readable.
-    pub to: Option<String>,
+    /// Its template and first recipient, when readable.
+    #[serde(flatten)]
+    pub who: Who,
     /// Why it would be parked.
     pub reason: Option<String>,
 }
@@ -60,34 +59,28 @@ pub fn plan(
                 action: "already sent",
                 urgency: "-".into(),
                 priority,
-                template_id: None,
-                to: None,
+                who: Who::default(),
                 reason: None,
             },
-            Decision::Park { reason, detail } => {
-                let m = mail::parse(&b.body, rules.tz).ok();
-                Planned {
-                    action: "park",
-                    urgency: if reason == "expired" {
-                        "expired"
-                    } else {
-                        "bad"
-                    }
-                    .into(),
-                    priority,
-                    template_id: m.as_ref().map(|m| m.template_id),
-                    to: m.as_ref().map(|m| m.first_recipient().to_string()),
-                    reason: Some(format!("{reason}: {detail}")),
+            Decision::Park { reason, detail } => Planned {
+                action: "park",
+                urgency: if reason == "expired" {
+                    "expired"
+                } else {
+                    "bad"
                 }
-            }
+                .into(),
+                priority,
+                who: Who::of(&b.body, rules.tz),
+                reason: Some(format!("{reason}: {detail}")),
+            },
             Decision::Send(m, u) => {
                 committed += 1;
                 Planned {
                     action: "send",
                     urgency: u.band().into(),
                     priority,
-                    template_id: Some(m.template_id),
-                    to: Some(m.first_recipient().to_string()),
+                    who: Who::from(m.as_ref()),
                     reason: None,
                 }
             }
@@ -112,8 +105,8 @@ impl Plan {
                 m.action.to_string(),
                 m.urgency.clone(),
                 m.priority.to_string(),
-                m.template_id.map_or_else(|| "-".into(), |t| t.to_string()),
-                m.to.clone().unwrap_or_else(|| "-".into()),
+                m.who.template_cell(),
+                m.who.to_cell(),
                 m.reason.clone().unwrap_or_default(),
             ]
         });

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::budget::Caps;
 use super::decide::Rules;
-use super::engine::{Drain, Options};
+use super::engine::{Drain, Io, Options};
 use super::summary::Summary;
 use crate::brevo::{SendOutcome, Sender};
 use crate::error::exit_code_of;
@@ -144,19 +144,17 @@ async fn drain_with(
         max_attempts: 3,
     };
     let cancel = Cancel::never();
-    let summary = Drain::new(
-        &mut mailbox,
-        brevo.clone(),
-        &store,
-        rules,
-        opts,
-        &cancel,
-        ProgressBar::hidden(),
-        300.0,
-    )
-    .run()
-    .await
-    .expect("drain");
+    let io = Io {
+        mailbox: &mut mailbox,
+        sender: brevo.clone(),
+        store: &store,
+        cancel: &cancel,
+        progress: ProgressBar::hidden(),
+    };
+    let summary = Drain::new(io, rules, opts, 300.0)
+        .run()
+        .await
+        .expect("drain");
     assert_eq!(mailbox.held(), 0, "every taken mail is settled or put back");
     Run {
         summary,

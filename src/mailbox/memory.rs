@@ -4,9 +4,8 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use chrono::{DateTime, Utc};
 
-use super::{Envelope, Mailbox, Taken, Ticket};
+use super::{Envelope, Mailbox, Parking, Retry, Taken, Ticket};
 
 /// Where a mail ended up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,29 +123,15 @@ impl Mailbox for Memory {
         Ok(())
     }
 
-    async fn park(
-        &mut self,
-        taken: Taken,
-        reason: &str,
-        _detail: &str,
-        _now: DateTime<Utc>,
-    ) -> Result<()> {
-        self.settle(taken, Settled::Parked(reason.into()))
+    async fn park(&mut self, taken: Taken, why: Parking<'_>) -> Result<()> {
+        self.settle(taken, Settled::Parked(why.reason.into()))
     }
 
-    async fn retry(
-        &mut self,
-        taken: Taken,
-        attempts: u32,
-        delay_secs: u64,
-        _detail: &str,
-    ) -> Result<()> {
-        self.settle(
-            taken,
-            Settled::Retrying {
-                attempts,
-                delay_secs,
-            },
-        )
+    async fn retry(&mut self, taken: Taken, next: Retry<'_>) -> Result<()> {
+        let to = Settled::Retrying {
+            attempts: next.attempts,
+            delay_secs: next.delay_secs,
+        };
+        self.settle(taken, to)
     }
 }

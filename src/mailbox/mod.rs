@@ -8,8 +8,10 @@
 //! lost, failing or silent surfaces as exit 4 from one place ([`broker::within`]).
 
 mod broker;
+mod maintenance;
 #[cfg(test)]
 pub mod memory;
+mod message;
 mod publisher;
 mod rabbit;
 pub mod topology;
@@ -101,21 +103,31 @@ pub trait Mailbox {
     /// Returns it to its place in the main queue.
     async fn put_back(&mut self, taken: Taken) -> Result<()>;
     /// Moves it to the parking queue with a reason and details, for a person to see.
-    async fn park(
-        &mut self,
-        taken: Taken,
-        reason: &str,
-        detail: &str,
-        now: DateTime<Utc>,
-    ) -> Result<()>;
-    /// Moves it to the retry queue of `delay_secs`, counting `attempts` failures.
-    async fn retry(
-        &mut self,
-        taken: Taken,
-        attempts: u32,
-        delay_secs: u64,
-        detail: &str,
-    ) -> Result<()>;
+    async fn park(&mut self, taken: Taken, why: Parking<'_>) -> Result<()>;
+    /// Moves it to a retry queue, to come back after a delay.
+    async fn retry(&mut self, taken: Taken, next: Retry<'_>) -> Result<()>;
+}
+
+/// Why and when a mail is parked.
+#[derive(Debug, Clone, Copy)]
+pub struct Parking<'a> {
+    /// A short reason code (`expired`, `malformed`, `brevo_rejected`, ...).
+    pub reason: &'a str,
+    /// What happened, for the operator.
+    pub detail: &'a str,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// A failed send's next attempt.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry<'a> {
+    /// Failures so far, this one included.
+    pub attempts: u32,
+    /// How long it waits before it is back in the main queue.
+    pub delay_secs: u64,
+    /// What went wrong.
+    pub detail: &'a str,
 }
 
 #[cfg(test)]

@@ -3,17 +3,15 @@
 //! the original is acked (a crash in between leaves a duplicate copy, never a loss).
 
 use anyhow::Result;
-use chrono::{DateTime, Utc};
-use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions};
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions};
+use lapin::types::AMQPValue;
 use lapin::{BasicProperties, Channel};
 
 use super::broker::Broker;
+use super::message::{envelope, parking_headers, retry_headers, with_headers};
 use super::publisher::Publisher;
-use super::topology::{
-    H_ATTEMPTS, H_DETAIL, H_PARKED_AT, H_REASON, OUR_HEADERS, QueueInfo, Topology, detail_header,
-};
-use super::{Envelope, Mailbox, Taken, Ticket, identity};
+use super::topology::{QueueInfo, Topology};
+use super::{Envelope, Mailbox, Parking, Retry, Taken, Ticket};
 use crate::config::Config;
 
 /// Unconfirmed publishes allowed in flight: enough to hide the round trip.
@@ -21,8 +19,8 @@ const CONFIRM_WINDOW: usize = 1000;
 
 /// The main queue and its family, on one connection.
 pub struct Rabbit {
-    broker: Broker,
-    topo: Topology,
+    pub(super) broker: Broker,
+    pub(super) topo: Topology,
     info: QueueInfo,
     takes: Option<Channel>,
     publisher: Option<Publisher>,
@@ -73,70 +71,6 @@ pub enum Reorder {
     Requeue(u8),
 }
 
-/// Decodes what acaso-mail reads from a message's properties.
-fn envelope(props: &BasicProperties, body: Vec<u8>) -> Envelope {
-    let message_id = props.message_id().as_ref().map(|s| s.as_str().to_string());
-    Envelope {
-        identity: identity(message_id.as_deref(), &body),
-        message_id,
-        priority: props.priority().unwrap_or(0),
-        timestamp: *props.timestamp(),
-        attempts: header_u32(props, H_ATTEMPTS).unwrap_or(0),
-        reason: header_str(props, H_REASON),
-        detail: header_str(props, H_DETAIL),
-        parked_at: header_str(props, H_PARKED_AT),
-        body,
-    }
-}
-
-fn header_u32(props: &BasicProperties, key: &str) -> Option<u32> {
-    match props.headers().as_ref()?.inner().get(key)? {
-        AMQPValue::ShortShortUInt(n) => Some(u32::from(*n)),
-        AMQPValue::ShortUInt(n) => Some(u32::from(*n)),
-        AMQPValue::LongUInt(n) => Some(*n),
-        AMQPValue::ShortShortInt(n) => u32::try_from(*n).ok(),
-        AMQPValue::ShortInt(n) => u32::try_from(*n).ok(),
-        AMQPValue::LongInt(n) => u32::try_from(*n).ok(),
-        AMQPValue::LongLongInt(n) => u32::try_from(*n).ok(),
-        _ => None,
-    }
-}
-
-fn header_str(props: &BasicProperties, key: &str) -> Option<String> {
-    match props.headers().as_ref()?.inner().get(key)? {
-        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
-        AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
-        _ => None,
-    }
-}
-
-/// A copy of `props`, persistent, with extra headers.
-fn with_headers(props: &BasicProperties, extra: &[(&str, AMQPValue)]) -> BasicProperties {
-    let mut headers = props.headers().clone().unwrap_or_default();
-    for (k, v) in extra {
-        headers.insert((*k).into(), v.clone());
-    }
-    props.clone().with_headers(headers).with_delivery_mode(2)
-}
-
-/// A copy of `props` without acaso-mail's headers.
-fn without_our_headers(props: &BasicProperties) -> BasicProperties {
-    let Some(h) = props.headers().clone() else {
-        return props.clone();
-    };
-    let mut kept = FieldTable::default();
-    for (k, v) in h.inner() {
-        if !OUR_HEADERS.contains(&k.as_str()) {
-            kept.insert(k.clone(), v.clone());
-        }
-    }
-    props.clone().with_headers(kept)
-}
-
-fn text(s: &str) -> AMQPValue {
-    AMQPValue::LongString(s.into())
-}
-
 impl Rabbit {
     /// Connects and declares (or adopts) the main queue and its retry and parking queues.
     pub async fn open(cfg: &Config) -> Result<Self> {
@@ -179,7 +113,7 @@ impl Rabbit {
             .ok_or_else(|| anyhow::anyhow!("no channel"))
     }
 
-    async fn publisher(&mut self) -> Result<&mut Publisher> {
+    pub(super) async fn publisher(&mut self) -> Result<&mut Publisher> {
         if self.publisher.is_none() {
             self.publisher = Some(Publisher::new(&self.broker, CONFIRM_WINDOW).await?);
         }
@@ -196,15 +130,9 @@ impl Rabbit {
         let ch = self.broker.channel().await?;
         let mut out = Vec::new();
         while out.len() < usize::try_from(n).unwrap_or(usize::MAX) {
-            let got = self
-                .broker
-                .call(
-                    &format!("reading {queue}"),
-                    ch.basic_get(queue.as_str().into(), BasicGetOptions::default()),
-                )
-                .await?;
-            let Some(m) = got else { break };
-            out.push(envelope(&m.delivery.properties, m.delivery.data));
+            let got = self.get(&ch, &queue, &format!("reading {queue}")).await?;
+            let Some(d) = got else { break };
+            out.push(envelope(&d.properties, d.data));
         }
         self.broker
             .call(
@@ -213,6 +141,17 @@ impl Rabbit {
             )
             .await?;
         Ok(out)
+    }
+
+    /// One message from `queue` on `ch`, held unacked, if the queue has one.
+    pub(super) async fn get(
+        &self,
+        ch: &Channel,
+        queue: &str,
+        what: &str,
+    ) -> Result<Option<lapin::message::Delivery>> {
+        let got = ch.basic_get(queue.into(), BasicGetOptions::default());
+        Ok(self.broker.call(what, got).await?.map(|m| m.delivery))
     }
 
     /// Ready messages in the main queue now.
@@ -281,127 +220,9 @@ impl Rabbit {
             .await
     }
 
-    /// Goes through the parking queue in order, asking `choose` what to do with each
-    /// mail (numbered from 1); the mails kept return to their places when it ends.
-    pub async fn sweep_parking(
-        &mut self,
-        mut choose: impl FnMut(u32, &Envelope) -> Sweep,
-    ) -> Result<()> {
-        let parking = self.topo.parking();
-        let main = self.topo.main().to_string();
-        let ch = self.broker.channel().await?;
-        let mut index = 0u32;
-        loop {
-            let got = self
-                .broker
-                .call(
-                    "reading the parking queue",
-                    ch.basic_get(parking.as_str().into(), BasicGetOptions::default()),
-                )
-                .await?;
-            let Some(m) = got else { break };
-            index += 1;
-            let d = m.delivery;
-            let env = envelope(&d.properties, d.data);
-            match choose(index, &env) {
-                Sweep::Keep => continue,
-                Sweep::Replay => {
-                    let props = without_our_headers(&d.properties);
-                    let publisher = self.publisher().await?;
-                    publisher.publish(&main, &env.body, props).await?;
-                    publisher.finish().await?;
-                }
-                Sweep::Purge => {}
-            }
-            self.settle(
-                "removing a mail from the parking queue",
-                d.acker.ack(BasicAckOptions::default()),
-            )
-            .await?;
-        }
-        self.broker
-            .call(
-                "returning the unselected parked mails",
-                ch.close(200, "done".into()),
-            )
-            .await
-    }
-
-    /// Re-publishes every mail of the main queue in one AMQP transaction: `fate` says
-    /// for each whether it is parked or requeued with a new priority; the requeued go
-    /// back most urgent first, oldest first within a priority. `tick` is called per mail
-    /// re-published; when `stop` turns true before the commit, nothing changes and
-    /// `Ok(false)` is returned.
-    pub async fn reorder(
-        &mut self,
-        mut fate: impl FnMut(&Envelope) -> Reorder,
-        mut tick: impl FnMut(),
-        stop: impl Fn() -> bool,
-        now: DateTime<Utc>,
-    ) -> Result<bool> {
-        let (main, parking) = (self.topo.main().to_string(), self.topo.parking());
-        let ch = self.broker.channel().await?;
-        self.broker
-            .call("starting a transaction", ch.tx_select())
-            .await?;
-        let mut taken = Vec::new();
-        while let Some(m) = self
-            .broker
-            .call(
-                "reading the queue",
-                ch.basic_get(main.as_str().into(), BasicGetOptions::default()),
-            )
-            .await?
-        {
-            if stop() {
-                return Ok(false);
-            }
-            taken.push(m.delivery);
-        }
-        let Some(last_tag) = taken.last().map(|d| d.delivery_tag) else {
-            return Ok(true);
-        };
-        let mut keep = Vec::new();
-        for (pos, d) in taken.into_iter().enumerate() {
-            let env = envelope(&d.properties, d.data);
-            match fate(&env) {
-                Reorder::Park { reason, detail } => {
-                    let headers = [
-                        (H_REASON, text(reason)),
-                        (H_DETAIL, text(&detail_header(&detail))),
-                        (H_PARKED_AT, text(&now.to_rfc3339())),
-                    ];
-                    let props = with_headers(&d.properties, &headers);
-                    self.tx_publish(&ch, &parking, &env.body, props).await?;
-                }
-                Reorder::Requeue(p) => {
-                    keep.push((p, env.timestamp.unwrap_or(0), pos, env.body, d.properties))
-                }
-            }
-        }
-        keep.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
-        for (p, _, _, body, props) in keep {
-            tick();
-            let props = props.with_priority(p).with_delivery_mode(2);
-            self.tx_publish(&ch, &main, &body, props).await?;
-        }
-        if stop() {
-            // Nothing committed: closing the channel rolls back and returns the originals.
-            let _ = self.broker.call("rolling back", ch.tx_rollback()).await;
-            return Ok(false);
-        }
-        let ack_all = ch.basic_ack(last_tag, BasicAckOptions { multiple: true });
-        self.broker.call("acking the originals", ack_all).await?;
-        self.broker
-            .call("committing the re-published queue", ch.tx_commit())
-            .await?;
-        self.broker.close_channel(&ch).await;
-        Ok(true)
-    }
-
     /// Awaits an ack or nack: lapin answers `false` when the channel was already gone,
     /// so the broker never got it and the mail is still (or again) in its queue.
-    async fn settle(
+    pub(super) async fn settle(
         &self,
         what: &str,
         fut: impl std::future::Future<Output = lapin::Result<bool>>,
@@ -414,26 +235,6 @@ impl Rabbit {
                 "the channel closed before the broker got it",
             ))
         }
-    }
-
-    async fn tx_publish(
-        &self,
-        ch: &Channel,
-        queue: &str,
-        body: &[u8],
-        props: BasicProperties,
-    ) -> Result<()> {
-        let publish = ch.basic_publish(
-            "".into(),
-            queue.into(),
-            BasicPublishOptions::default(),
-            body,
-            props,
-        );
-        self.broker
-            .call(&format!("publishing to {queue}"), publish)
-            .await
-            .map(|_| ())
     }
 
     /// Closes the connection; unacked mails return to their queues.
@@ -449,22 +250,13 @@ impl Mailbox for Rabbit {
     async fn take(&mut self) -> Result<Option<Taken>> {
         let main = self.topo.main().to_string();
         let ch = self.takes().await?.clone();
-        let got = self
-            .broker
-            .call(
-                "taking a mail",
-                ch.basic_get(main.as_str().into(), BasicGetOptions::default()),
-            )
-            .await?;
-        Ok(got.map(|m| {
-            let d = m.delivery;
-            Taken {
-                mail: envelope(&d.properties, d.data),
-                ticket: Ticket::Amqp {
-                    acker: d.acker,
-                    props: d.properties,
-                },
-            }
+        let got = self.get(&ch, &main, "taking a mail").await?;
+        Ok(got.map(|d| Taken {
+            mail: envelope(&d.properties, d.data),
+            ticket: Ticket::Amqp {
+                acker: d.acker,
+                props: d.properties,
+            },
         }))
     }
 
@@ -484,34 +276,15 @@ impl Mailbox for Rabbit {
             .await
     }
 
-    async fn park(
-        &mut self,
-        taken: Taken,
-        reason: &str,
-        detail: &str,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
-        let headers = [
-            (H_REASON, text(reason)),
-            (H_DETAIL, text(&detail_header(detail))),
-            (H_PARKED_AT, text(&now.to_rfc3339())),
-        ];
+    async fn park(&mut self, taken: Taken, why: Parking<'_>) -> Result<()> {
+        let headers = parking_headers(why.reason, why.detail, why.at);
         let parking = self.topo.parking();
         self.move_to(taken, &parking, &headers).await
     }
 
-    async fn retry(
-        &mut self,
-        taken: Taken,
-        attempts: u32,
-        delay_secs: u64,
-        detail: &str,
-    ) -> Result<()> {
-        let headers = [
-            (H_ATTEMPTS, AMQPValue::LongUInt(attempts)),
-            (H_DETAIL, text(&detail_header(detail))),
-        ];
-        let q = self.topo.retry(delay_secs);
+    async fn retry(&mut self, taken: Taken, next: Retry<'_>) -> Result<()> {
+        let headers = retry_headers(next.attempts, next.detail);
+        let q = self.topo.retry(next.delay_secs);
         self.move_to(taken, &q, &headers).await
     }
 }
