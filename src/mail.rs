@@ -290,7 +290,7 @@ pub fn is_plausible_email(s: &str) -> bool {
 
 /// Who a mail is for, as tables and listings show it: its template and first
 /// recipient, when its body can be read.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Who {
     /// Its Brevo template.
     pub template_id: Option<u32>,

@@ -3,7 +3,7 @@
 //! per-day tallies that `stats` shows, and the lock that keeps runs from overlapping.
 
 use std::fs::{File, OpenOptions};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -30,7 +30,7 @@ pub struct Prior {
 }
 
 /// Per-day tallies.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct DayTally {
     /// Mails Brevo accepted.
     pub sent: u64,
@@ -235,8 +235,6 @@ impl Store {
 /// An exclusive lock on the state directory, held for the life of the value.
 pub struct RunLock {
     _file: File,
-    /// Where the lock file is.
-    pub path: PathBuf,
 }
 
 /// Takes the run lock, waiting up to `wait` for a run in progress to finish.
@@ -253,7 +251,7 @@ pub fn lock(dir: &Path, wait: Duration) -> Result<RunLock> {
     let start = Instant::now();
     loop {
         match file.try_lock() {
-            Ok(()) => return Ok(RunLock { _file: file, path }),
+            Ok(()) => return Ok(RunLock { _file: file }),
             Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < wait => {
                 std::thread::sleep(Duration::from_millis(100));
             }

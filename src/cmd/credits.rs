@@ -1,6 +1,7 @@
 //! `credits`: the emails that can still be sent today, from one `GET /account`.
 
 use anyhow::Result;
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::brevo;
@@ -8,7 +9,8 @@ use crate::config::Config;
 use crate::output::Report;
 
 /// What `credits` reports.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(title = "acaso-mail credits --json")]
 pub struct Credits {
     /// Remaining credits as Brevo reports them.
     pub credits: f64,

@@ -2,6 +2,7 @@
 //! queue unchanged, or purge them. Selected by position in the list, by reason, or all.
 
 use anyhow::Result;
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::config::Config;
@@ -11,7 +12,7 @@ use crate::output::Report;
 use crate::state;
 
 /// One parked mail.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Parked {
     /// Its position in the parking queue (1 = next out), for `--index`.
     pub index: u32,
@@ -48,7 +49,8 @@ impl Selection {
 }
 
 /// What `dead-letters` reports.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(title = "acaso-mail dead-letters --json")]
 pub struct Listing {
     /// The parked mails listed (for `list`), or those acted on.
     pub messages: Vec<Parked>,

@@ -9,3 +9,20 @@ pub mod peek;
 pub mod publish;
 pub mod reprioritize;
 pub mod stats;
+
+/// The JSON Schema of every `--json` output, generated from the output types, with the
+/// name of its file in `schemas/` (a test keeps those files fresh).
+pub fn json_schemas() -> Vec<(&'static str, schemars::Schema)> {
+    use schemars::schema_for;
+    vec![
+        ("credits", schema_for!(credits::Credits)),
+        ("dead-letters", schema_for!(dead_letters::Listing)),
+        ("drain", schema_for!(crate::drain::Summary)),
+        ("drain-dry-run", schema_for!(crate::drain::Plan)),
+        ("peek", schema_for!(peek::Peek)),
+        ("publish", schema_for!(publish::Summary)),
+        ("reprioritize", schema_for!(reprioritize::Summary)),
+        ("reprioritize-dry-run", schema_for!(reprioritize::Plan)),
+        ("stats", schema_for!(stats::Stats)),
+    ]
+}

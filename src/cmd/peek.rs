@@ -1,6 +1,7 @@
 //! `peek`: the next mails in the order a drain would take them, consuming nothing.
 
 use anyhow::Result;
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::config::Config;
@@ -11,7 +12,7 @@ use crate::state;
 use crate::urgency::Urgency;
 
 /// One mail as `peek` shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Peeked {
     /// Its AMQP priority.
     pub priority: u8,
@@ -27,7 +28,8 @@ pub struct Peeked {
 }
 
 /// What `peek` reports.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(title = "acaso-mail peek --json")]
 pub struct Peek {
     /// The mails, in drain order.
     pub messages: Vec<Peeked>,

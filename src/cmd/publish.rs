@@ -8,6 +8,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -21,7 +22,8 @@ use crate::signal::Cancel;
 use crate::urgency::Urgency;
 
 /// What `publish` reports.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(title = "acaso-mail publish --json")]
 pub struct Summary {
     /// Messages the broker confirmed.
     pub published: u64,

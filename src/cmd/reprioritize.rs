@@ -7,6 +7,7 @@
 //! the broker hands the originals back. So no mail is lost or duplicated.
 
 use anyhow::Result;
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::config::Config;
@@ -19,7 +20,8 @@ use crate::state;
 use crate::urgency::{PriorityScale, Urgency};
 
 /// What `reprioritize` reports.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, JsonSchema)]
+#[schemars(title = "acaso-mail reprioritize --json")]
 pub struct Summary {
     /// Mails re-published.
     pub requeued: u32,
@@ -98,11 +100,21 @@ fn in_new_order<T>(keep: &mut [(u8, u64, usize, T)]) {
     keep.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
 }
 
+/// What reprioritize would do with a mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Re-publish it with its new priority.
+    Requeue,
+    /// Park it.
+    Park,
+}
+
 /// One mail of a reprioritize dry run.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Move {
-    /// `requeue` or `park`.
-    pub action: &'static str,
+    /// What would become of it.
+    pub action: Action,
     /// Why it would be parked.
     pub reason: Option<String>,
     /// Priority now.
@@ -115,7 +127,8 @@ pub struct Move {
 }
 
 /// What reprioritize would do.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(title = "acaso-mail reprioritize --dry-run --json")]
 pub struct Plan {
     /// Always true.
     pub dry_run: bool,
@@ -141,7 +154,7 @@ pub async fn dry_run(cfg: &Config) -> Result<Report> {
     for (pos, b) in browsed.into_iter().enumerate() {
         let old = b.priority;
         let mut mv = Move {
-            action: "requeue",
+            action: Action::Requeue,
             old_priority: old,
             new_priority: None,
             who: Who::of(&b.body, cfg.tz),
@@ -154,7 +167,7 @@ pub async fn dry_run(cfg: &Config) -> Result<Report> {
                 } else {
                     summary.parked += 1;
                 }
-                mv.action = "park";
+                mv.action = Action::Park;
                 mv.reason = Some(format!("{reason}: {detail}"));
                 parked.push(mv);
             }
@@ -197,7 +210,7 @@ fn rows(p: &Plan) -> Vec<Vec<String>> {
         };
         rows.push(vec![
             (i + 1).to_string(),
-            m.action.to_string(),
+            format!("{:?}", m.action).to_lowercase(),
             prio,
             m.who.template_cell(),
             m.who.to_cell(),

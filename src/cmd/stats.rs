@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::brevo;
@@ -16,7 +17,7 @@ use crate::state::{self, DayTally, Store};
 use crate::urgency::Urgency;
 
 /// The main queue as `stats` reports it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct QueueStats {
     /// Its name.
     pub name: String,
@@ -29,7 +30,7 @@ pub struct QueueStats {
 }
 
 /// Today's urgent mail against the credits.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Forecast {
     /// Queued mails due today.
     pub due_today: u32,
@@ -42,7 +43,8 @@ pub struct Forecast {
 }
 
 /// What `stats` reports.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(title = "acaso-mail stats --json")]
 pub struct Stats {
     /// The main queue.
     pub queue: QueueStats,

@@ -1,7 +1,7 @@
 //! The drain, as a small state machine: a **budget** ([`budget`]) gives the run its
 //! caps; for each mail at the head of the queue, [`decide`] says send, park, stop or
 //! "already sent"; the [`engine`] takes, decides, sends, settles and finishes; the
-//! [`summary`] says what happened; the [`plan`] is the same decisions as a dry run.
+//! [`summary`] says what happened; the [`mod@plan`] is the same decisions as a dry run.
 //!
 //! It speaks to the queue through the [`Mailbox`](crate::mailbox::Mailbox) trait and to
 //! Brevo through the [`Sender`](crate::brevo::Sender) trait, so that every Brevo outcome
@@ -15,7 +15,7 @@ pub mod summary;
 #[cfg(test)]
 mod tests;
 
-pub use budget::{Budget, Caps, Limit};
+pub use budget::{Budget, Limit};
 pub use decide::Rules;
 pub use engine::{Drain, Io, Options};
 pub use plan::{Plan, plan};

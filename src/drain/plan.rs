@@ -2,6 +2,7 @@
 //! without being taken. Nothing is sent, acked or moved.
 
 use anyhow::Result;
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::decide::{Decision, Rules, decide};
@@ -10,11 +11,35 @@ use crate::mailbox::Envelope;
 use crate::output::Report;
 use crate::state::Store;
 
+/// What a drain would do with a mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Send it.
+    Send,
+    /// Park it.
+    Park,
+    /// Ack it: the journal says it was sent.
+    #[serde(rename = "already sent")]
+    AlreadySent,
+}
+
+impl Action {
+    /// The word tables show.
+    pub fn word(self) -> &'static str {
+        match self {
+            Action::Send => "send",
+            Action::Park => "park",
+            Action::AlreadySent => "already sent",
+        }
+    }
+}
+
 /// One mail of a dry run's plan.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Planned {
-    /// `send`, `park` or `already sent`.
-    pub action: &'static str,
+    /// What the drain would do with it.
+    pub action: Action,
     /// Urgency band.
     pub urgency: String,
     /// Its current priority.
@@ -27,7 +52,8 @@ pub struct Planned {
 }
 
 /// What a drain would do, in order.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(title = "acaso-mail drain-hourly|drain-eod --dry-run --json")]
 pub struct Plan {
     /// Always true: nothing was sent, acked or moved.
     pub dry_run: bool,
@@ -56,14 +82,14 @@ pub fn plan(
         let item = match decide(rules, journal, &b.identity, &b.body, committed)? {
             Decision::Stop => break,
             Decision::AlreadySent => Planned {
-                action: "already sent",
+                action: Action::AlreadySent,
                 urgency: "-".into(),
                 priority,
                 who: Who::default(),
                 reason: None,
             },
             Decision::Park { reason, detail } => Planned {
-                action: "park",
+                action: Action::Park,
                 urgency: if reason == "expired" {
                     "expired"
                 } else {
@@ -77,7 +103,7 @@ pub fn plan(
             Decision::Send(m, u) => {
                 committed += 1;
                 Planned {
-                    action: "send",
+                    action: Action::Send,
                     urgency: u.band().into(),
                     priority,
                     who: Who::from(m.as_ref()),
@@ -98,11 +124,15 @@ pub fn plan(
 impl Plan {
     /// The plan as a report: a line and a table for people, the plan for scripts.
     pub fn report(&self) -> Result<Report> {
-        let sends = self.mails.iter().filter(|m| m.action == "send").count();
+        let sends = self
+            .mails
+            .iter()
+            .filter(|m| m.action == Action::Send)
+            .count();
         let rows = self.mails.iter().enumerate().map(|(i, m)| {
             vec![
                 (i + 1).to_string(),
-                m.action.to_string(),
+                m.action.word().to_string(),
                 m.urgency.clone(),
                 m.priority.to_string(),
                 m.who.template_cell(),

@@ -2,13 +2,15 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::error::Failure;
 use crate::metrics::Totals;
 
 /// What a drain did. Serialised as the contract's JSON (fields may be added only).
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, JsonSchema)]
+#[schemars(title = "acaso-mail drain-hourly|drain-eod --json")]
 pub struct Summary {
     /// Mails this run was allowed to send.
     pub budget: u32,

@@ -5,7 +5,7 @@
 //! with a reason, retry after a delay, replay, re-publish.
 //!
 //! Commands see [`Envelope`]s and [`Taken`] mails, never an AMQP type. A broker that is
-//! lost, failing or silent surfaces as exit 4 from one place ([`broker::within`]).
+//! lost, failing or silent surfaces as exit 4 from one place (`broker::within`).
 
 mod broker;
 mod maintenance;
@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 pub use rabbit::{Depth, Rabbit, Reorder, Sweep, Which};
-pub use topology::{QueueInfo, Topology};
+pub use topology::QueueInfo;
 
 /// A message as acaso-mail reads it: its body and what its properties and our headers
 /// say about it.

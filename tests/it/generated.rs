@@ -1,5 +1,6 @@
-//! Completions and man pages are generated from the clap definitions and checked in;
-//! this test regenerates them and fails when the checked-in copies are stale.
+//! Completions and man pages (from the clap definitions) and the `--json` schemas (from
+//! the output types) are generated and checked in; this test regenerates them and fails
+//! when the checked-in copies are stale.
 
 use std::path::{Path, PathBuf};
 
@@ -39,11 +40,42 @@ fn expected() -> Vec<(PathBuf, Vec<u8>)> {
             .expect("man page");
         out.push((root.join(format!("man/{name}.1")), buf));
     }
+    for (name, schema) in acaso_mail::cmd::json_schemas() {
+        let mut text = serde_json::to_string_pretty(&schema).expect("schema JSON");
+        text.push('\n');
+        out.push((
+            root.join(format!("schemas/{name}.schema.json")),
+            text.into_bytes(),
+        ));
+    }
     out
 }
 
 #[test]
-fn completions_and_man_pages_are_up_to_date() {
+fn schemas_keep_the_contract_constraints() {
+    // Generated, but still holding what the contract promises scripts.
+    let schema = |name: &str| -> serde_json::Value {
+        let (_, s) = acaso_mail::cmd::json_schemas()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .expect("schema");
+        s.to_value()
+    };
+    let plan = schema("drain-dry-run").to_string();
+    assert!(plan.contains("already sent"), "{plan}");
+    let drain = schema("drain");
+    for field in ["budget", "sent", "failed", "expired", "remaining"] {
+        assert!(
+            drain["required"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|f| f == field)),
+            "drain schema must require {field}: {drain}"
+        );
+    }
+}
+
+#[test]
+fn completions_man_pages_and_schemas_are_up_to_date() {
     let update = std::env::var_os("UPDATE_GENERATED").is_some();
     let mut stale = Vec::new();
     for (path, content) in expected() {

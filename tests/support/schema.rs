@@ -1,13 +1,14 @@
 //! A small JSON Schema checker for the subset our output schemas use: `type` (one or a
 //! list), `properties`, `required`, `items`, `additionalProperties` (a schema), `enum`,
-//! `minimum`. Enough to hold every `--json` output to its checked-in schema.
+//! `const`, `minimum`, `anyOf`/`oneOf`, and `$ref` into `$defs`. Enough to hold every
+//! `--json` output to its checked-in (generated) schema.
 
 use serde_json::Value;
 
 /// Every violation of `schema` by `value`, as "path: what".
 pub fn violations(schema: &Value, value: &Value) -> Vec<String> {
     let mut out = Vec::new();
-    check(schema, value, "$", &mut out);
+    check(schema, schema, value, "$", &mut out);
     out
 }
 
@@ -23,7 +24,38 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-fn check(schema: &Value, value: &Value, path: &str, out: &mut Vec<String>) {
+fn check(root: &Value, schema: &Value, value: &Value, path: &str, out: &mut Vec<String>) {
+    if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
+        match r
+            .strip_prefix("#/$defs/")
+            .and_then(|name| root.get("$defs")?.get(name))
+        {
+            Some(target) => check(root, target, value, path, out),
+            None => out.push(format!("{path}: unresolvable $ref {r}")),
+        }
+    }
+    for key in ["anyOf", "oneOf"] {
+        if let Some(Value::Array(options)) = schema.get(key) {
+            let fitting = options
+                .iter()
+                .filter(|o| {
+                    let mut v = Vec::new();
+                    check(root, o, value, path, &mut v);
+                    v.is_empty()
+                })
+                .count();
+            if fitting == 0 || (key == "oneOf" && fitting > 1) {
+                out.push(format!(
+                    "{path}: {value} fits {fitting} of the {key} options"
+                ));
+            }
+        }
+    }
+    if let Some(c) = schema.get("const")
+        && c != value
+    {
+        out.push(format!("{path}: {value} is not {c}"));
+    }
     if let Some(t) = schema.get("type") {
         let allowed: Vec<&str> = match t {
             Value::String(s) => vec![s.as_str()],
@@ -60,12 +92,12 @@ fn check(schema: &Value, value: &Value, path: &str, out: &mut Vec<String>) {
         let props = schema.get("properties").and_then(Value::as_object);
         for (k, v) in obj {
             match props.and_then(|p| p.get(k)) {
-                Some(s) => check(s, v, &format!("{path}.{k}"), out),
+                Some(s) => check(root, s, v, &format!("{path}.{k}"), out),
                 None => {
                     if let Some(extra) =
                         schema.get("additionalProperties").filter(|e| e.is_object())
                     {
-                        check(extra, v, &format!("{path}.{k}"), out);
+                        check(root, extra, v, &format!("{path}.{k}"), out);
                     }
                 }
             }
@@ -73,7 +105,7 @@ fn check(schema: &Value, value: &Value, path: &str, out: &mut Vec<String>) {
     }
     if let (Value::Array(items), Some(s)) = (value, schema.get("items")) {
         for (i, v) in items.iter().enumerate() {
-            check(s, v, &format!("{path}[{i}]"), out);
+            check(root, s, v, &format!("{path}[{i}]"), out);
         }
     }
 }
@@ -107,5 +139,18 @@ fn the_checker_catches_what_it_must() {
     assert_eq!(
         violations(&schema, &serde_json::json!({"a": -1, "c": ["y"], "z": "s"})).len(),
         3
+    );
+    let with_refs = serde_json::json!({"type": "object", "properties": {
+        "f": {"anyOf": [{"$ref": "#/$defs/F"}, {"type": "null"}]}},
+        "$defs": {"F": {"type": "object", "required": ["n"], "properties": {"n": {"const": 1}}}}});
+    assert!(violations(&with_refs, &serde_json::json!({"f": null})).is_empty());
+    assert!(violations(&with_refs, &serde_json::json!({"f": {"n": 1}})).is_empty());
+    assert_eq!(
+        violations(&with_refs, &serde_json::json!({"f": {"n": 2}})).len(),
+        1
+    );
+    assert_eq!(
+        violations(&with_refs, &serde_json::json!({"f": {}})).len(),
+        1
     );
 }
