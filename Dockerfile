@@ -43,8 +43,9 @@ EXPOSE 8025
 ENTRYPOINT ["/usr/local/bin/fake-brevo"]
 CMD ["--host", "0.0.0.0", "--port", "8025", "--credits", "300"]
 
-# supercronic: cron made for containers (a crontab file, jobs' output on stdout,
-# SIGTERM passed on to running jobs). Fetched from its release page and checked
+# supercronic: cron made for containers (an ordinary crontab, the container's
+# environment passed to jobs, their output in the container's log, a graceful stop
+# that waits for running jobs on SIGTERM). Fetched from its release page and checked
 # against the checksum its release notes publish. amd64 only.
 FROM debian:${DEBIAN}-slim AS supercronic
 ARG SUPERCRONIC_VERSION=v0.2.29
