@@ -1,7 +1,9 @@
 //! A stand-in for Brevo on your machine: the same fake the test suite uses, so that
 //! acaso-mail can be tried end to end without a Brevo account. Nothing is mailed.
 //!
-//! `cargo run --example fake-brevo -- [--port 8025] [--credits 300] [--key xkeysib-local] [--latency-ms 0]`
+//! `cargo run --example fake-brevo -- [--port 8025] [--credits 300] [--key xkeysib-local] [--latency-ms 0] [--host 127.0.0.1]`
+//!
+//! `--host 0.0.0.0` lets other containers reach it (the compose stack's `brevo` service).
 
 #[path = "../tests/support/fake_brevo.rs"]
 mod fake_brevo;
@@ -13,6 +15,7 @@ fn main() {
     let mut credits = 300.0f64;
     let mut key = String::from("xkeysib-local");
     let mut latency_ms = 0u64;
+    let mut host = String::from("127.0.0.1");
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next();
@@ -32,6 +35,7 @@ fn main() {
                     .unwrap_or_else(|| bad("a number"))
             }
             "--key" => key = value.unwrap_or_else(|| bad("a key")),
+            "--host" => host = value.unwrap_or_else(|| bad("an address such as 0.0.0.0")),
             "--latency-ms" => {
                 latency_ms = value
                     .and_then(|v| v.parse().ok())
@@ -39,16 +43,16 @@ fn main() {
             }
             _ => {
                 eprintln!(
-                    "usage: fake-brevo [--port 8025] [--credits 300] [--key xkeysib-local] [--latency-ms 0]"
+                    "usage: fake-brevo [--port 8025] [--credits 300] [--key xkeysib-local] [--latency-ms 0] [--host 127.0.0.1]"
                 );
                 std::process::exit(2)
             }
         }
     }
-    let fake = match fake_brevo::FakeBrevo::start_on(port, &key, credits) {
+    let fake = match fake_brevo::FakeBrevo::listen(&host, port, &key, credits) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("fake-brevo: cannot listen on 127.0.0.1:{port}: {e}");
+            eprintln!("fake-brevo: cannot listen on {host}:{port}: {e}");
             std::process::exit(1)
         }
     };

@@ -4,6 +4,7 @@ mod support;
 
 mod it {
     pub mod config;
+    pub mod container;
     pub mod deploy;
     pub mod drain;
     pub mod failures;

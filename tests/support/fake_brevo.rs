@@ -83,7 +83,13 @@ static MESSAGE_SEQ: AtomicU64 = AtomicU64::new(1);
 impl FakeBrevo {
     /// Starts on 127.0.0.1:`port` (0 = any) with `credits` on a free plan and `key`.
     pub fn start_on(port: u16, key: &str, credits: f64) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(("127.0.0.1", port))?;
+        Self::listen("127.0.0.1", port, key, credits)
+    }
+
+    /// Starts on `host`:`port`: `0.0.0.0` when other containers must reach it (the
+    /// compose stack), where 127.0.0.1 would only answer inside its own container.
+    pub fn listen(host: &str, port: u16, key: &str, credits: f64) -> std::io::Result<Self> {
+        let listener = TcpListener::bind((host, port))?;
         let url = format!("http://{}/v3", listener.local_addr()?);
         let state = Arc::new(Mutex::new(State {
             key: key.to_string(),
