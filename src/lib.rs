@@ -13,6 +13,7 @@ pub mod error;
 pub mod mail;
 pub mod metrics;
 pub mod output;
+pub mod private;
 pub mod progress;
 pub mod signal;
 pub mod state;
