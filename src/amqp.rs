@@ -66,7 +66,8 @@ impl Broker {
     pub async fn connect(cfg: &Config) -> Result<Self> {
         let props = ConnectionProperties::default()
             .with_connection_name(format!("acaso-mail {}", std::process::id()).into());
-        let conn = tokio::time::timeout(cfg.timeout, Connection::connect(cfg.amqp_url.expose(), props))
+        // Security hook: amqps:// with the CA of --amqp-ca-file (crate::wire).
+        let conn = tokio::time::timeout(cfg.timeout, crate::wire::connect_amqp(cfg, props))
             .await
             .map_err(|_| {
                 Failure::Unavailable(format!(
@@ -76,10 +77,11 @@ impl Broker {
                 ))
             })?
             .map_err(|e| {
-                Failure::Unavailable(format!(
+                // Security hook: an untrusted certificate says so, and which option fixes it.
+                Failure::Unavailable(crate::wire::explain_amqp_error(cfg, &e).unwrap_or_else(|| format!(
                     "cannot connect to RabbitMQ at {}: {e}; is it running? (rabbitmq-server -detached)",
                     cfg.amqp_display
-                ))
+                )))
             })?;
         Ok(Broker {
             conn,

@@ -51,6 +51,8 @@ pub struct Config {
     pub timeout: Duration,
     /// Progress bars on stderr (a terminal, not --json, not --quiet).
     pub progress: bool,
+    /// TLS roots and Pushgateway auth (security hook, see [`crate::wire`]).
+    pub wire: crate::wire::Wire,
 }
 
 impl Config {
@@ -60,10 +62,9 @@ impl Config {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, Failure> {
         let env = |k: &str| env(k).filter(|v| !v.is_empty());
-        let amqp = args
-            .amqp_url
-            .clone()
-            .unwrap_or_else(|| DEFAULT_AMQP_URL.into());
+        // Security hook: the URL may come from a file or a systemd credential.
+        let amqp = crate::secrets::amqp_url(args.amqp_url.as_deref(), &args.security, &env)?
+            .map_or_else(|| DEFAULT_AMQP_URL.into(), |s| s.expose().to_string());
         let amqp_display = validate_amqp_url(&amqp)?;
 
         let queue = args.queue.clone().unwrap_or_else(|| DEFAULT_QUEUE.into());
@@ -81,12 +82,8 @@ impl Config {
             .unwrap_or_else(|| DEFAULT_BREVO_URL.into());
         let brevo_url = validate_http_url(&brevo_url, "--brevo-url / SENDINBLUE_URL")?;
 
-        let api_key = args
-            .api_key
-            .clone()
-            .or_else(|| env("SENDINBLUE_API_KEY"))
-            .or_else(|| env("BREVO_API_KEY"))
-            .map(Secret::new);
+        // Security hook: the key may come from a file or a systemd credential.
+        let api_key = crate::secrets::api_key(args.api_key.as_deref(), &args.security, &env)?;
         if let Some(k) = &api_key
             && k.expose()
                 .chars()
@@ -104,6 +101,9 @@ impl Config {
             .filter(|s| !s.is_empty())
             .map(|u| validate_http_url(u, "--pushgateway / PUSHGATEWAY_URL"))
             .transpose()?;
+        // Security hook: CA files and Pushgateway auth, checked before any I/O.
+        let wire =
+            crate::wire::Wire::from_args(&args.security, &amqp, pushgateway.as_deref(), &env)?;
 
         let tz_name = args.tz.clone().unwrap_or_else(|| DEFAULT_TZ.into());
         let tz = Tz::from_str(&tz_name).map_err(|_| {
@@ -153,6 +153,7 @@ impl Config {
             color: color && !args.json,
             timeout: Duration::from_secs(args.timeout),
             progress: std::io::stderr().is_terminal() && !args.json && !args.quiet,
+            wire,
         })
     }
 
@@ -165,7 +166,7 @@ impl Config {
     pub fn require_api_key(&self) -> Result<&Secret, Failure> {
         self.api_key.as_ref().ok_or_else(|| {
             Failure::Usage(
-                "this command calls Brevo: set SENDINBLUE_API_KEY (or BREVO_API_KEY, or --api-key)"
+                "this command calls Brevo: set SENDINBLUE_API_KEY (or BREVO_API_KEY, or --api-key), or give it in a file: SENDINBLUE_API_KEY_FILE, --api-key-file, or the sendinblue-api-key systemd credential"
                     .into(),
             )
         })

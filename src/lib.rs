@@ -15,9 +15,11 @@ pub mod metrics;
 pub mod output;
 pub mod private;
 pub mod progress;
+pub mod secrets;
 pub mod signal;
 pub mod state;
 pub mod urgency;
+pub mod wire;
 
 use std::time::Duration;
 
