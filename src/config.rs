@@ -81,6 +81,8 @@ impl Config {
             .or_else(|| env("BREVO_URL"))
             .unwrap_or_else(|| DEFAULT_BREVO_URL.into());
         let brevo_url = validate_http_url(&brevo_url, "--brevo-url / SENDINBLUE_URL")?;
+        // Security hook: https:// only, except to a stand-in on loopback.
+        crate::wire::require_tls_off_loopback(&brevo_url, "--brevo-url / SENDINBLUE_URL")?;
 
         // Security hook: the key may come from a file or a systemd credential.
         let api_key = crate::secrets::api_key(args.api_key.as_deref(), &args.security, &env)?;
@@ -278,36 +280,37 @@ mod tests {
             &[],
             &[
                 ("HOME", "/h"),
-                ("BREVO_URL", "http://b/v3/"),
+                ("BREVO_URL", "http://127.0.0.2/v3/"),
                 ("BREVO_API_KEY", "k2"),
             ],
         )
         .expect("config");
-        assert_eq!(c.brevo_url, "http://b/v3");
+        assert_eq!(c.brevo_url, "http://127.0.0.2/v3");
         assert_eq!(c.api_key.as_ref().map(Secret::expose), Some("k2"));
         let c = config(
-            &["--brevo-url", "http://flag"],
+            &["--brevo-url", "http://127.0.0.3"],
             &[
                 ("HOME", "/h"),
-                ("SENDINBLUE_URL", "http://s"),
-                ("BREVO_URL", "http://b"),
+                ("SENDINBLUE_URL", "http://127.0.0.4"),
+                ("BREVO_URL", "http://127.0.0.5"),
                 ("SENDINBLUE_API_KEY", "k1"),
                 ("BREVO_API_KEY", "k2"),
             ],
         )
         .expect("config");
-        assert_eq!(c.brevo_url, "http://flag");
+        assert_eq!(c.brevo_url, "http://127.0.0.3");
         assert_eq!(c.api_key.as_ref().map(Secret::expose), Some("k1"));
     }
 
     #[test]
     fn bad_values_say_what_is_expected() {
-        let cases: [(&[&str], &str); 7] = [
+        let cases: [(&[&str], &str); 8] = [
             (&["--tz", "Mars/Olympus"], "IANA"),
             (&["--now", "yesterday"], "RFC 3339"),
             (&["--amqp-url", "http://x"], "amqp://"),
             (&["--amqp-url", "amqp://u:hunter2@"], "amqp://"),
             (&["--brevo-url", "ftp://x"], "http://"),
+            (&["--brevo-url", "http://api.brevo.com/v3"], "https://"),
             (&["--pushgateway", "localhost:9091"], "http://"),
             (&["--queue", "amq.x"], "queue"),
         ];

@@ -154,6 +154,17 @@ fn read_ca(path: &Path, what: &str) -> Result<CaFile, Failure> {
     })
 }
 
+/// Refuses a plain `http://` Brevo URL off loopback: the API key would cross the network
+/// in clear. `http://` stays fine for a local stand-in on 127.0.0.1 or localhost.
+pub fn require_tls_off_loopback(url: &str, what: &str) -> Result<(), Failure> {
+    if url.starts_with("http://") && !is_loopback_url(url) {
+        return Err(Failure::Usage(format!(
+            "invalid {what} {url:?}: the API key would cross the network in clear; use https:// (http:// only for 127.0.0.1 or localhost)"
+        )));
+    }
+    Ok(())
+}
+
 /// Whether an http(s) URL's host is a loopback address or `localhost`.
 pub fn is_loopback_url(url: &str) -> bool {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
@@ -322,9 +333,15 @@ mod tests {
             "http://10.0.0.1:9091",
             "http://pushgateway:9091",
             "https://example.org",
+            "http://127.0.0.1.evil.example/",
         ] {
             assert!(!is_loopback_url(u), "{u}");
         }
+        let brevo = "--brevo-url / SENDINBLUE_URL";
+        assert!(require_tls_off_loopback("https://api.brevo.com/v3", brevo).is_ok());
+        assert!(require_tls_off_loopback("http://127.0.0.1:8025/v3", brevo).is_ok());
+        let err = require_tls_off_loopback("http://api.brevo.com/v3", brevo).expect_err("clear");
+        assert!(err.to_string().contains("https://"), "{err}");
     }
 
     fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {

@@ -284,6 +284,13 @@ fn secrets_from_files_and_credentials_never_reach_any_output() {
             "amqps://guest:***@",
         ),
         (
+            "Brevo over http:// off loopback",
+            vec![("SENDINBLUE_URL", "http://api.brevo.invalid/v3".into())],
+            vec!["credits".into()],
+            2,
+            "https://",
+        ),
+        (
             "Pushgateway password off loopback in clear",
             vec![
                 ("PUSHGATEWAY_URL", "http://pushgateway.invalid:9091".into()),
