@@ -192,7 +192,8 @@ fn secrets_from_files_and_credentials_never_reach_any_output() {
 
     // Works: the key from --api-key-file, from SENDINBLUE_API_KEY_FILE, and everything
     // from systemd credentials.
-    let ok_runs: Vec<(&str, Vec<(&str, String)>, Vec<String>)> = vec![
+    type Run<'a> = (&'a str, Vec<(&'a str, String)>, Vec<String>);
+    let ok_runs: Vec<Run> = vec![
         (
             "--api-key-file",
             vec![],
@@ -614,7 +615,7 @@ fn pushgateway_basic_auth_over_https_with_the_password_from_a_file() {
     );
     let file_flag = pass_file.display().to_string();
     let out = run(
-        &[ca.clone()],
+        std::slice::from_ref(&ca),
         &["--pushgateway-password-file", &file_flag, "reprioritize"],
     );
     assert!(
