@@ -431,3 +431,28 @@ impl TestCerts {
         }
     }
 }
+
+/// The harness itself: a node stops and starts its app, survives a crash and a restart.
+#[test]
+fn a_private_node_stops_starts_crashes_and_restarts() {
+    let mut node = PrivateNode::start(NodeOptions::default());
+    assert!(port_open(node.port));
+    assert_ne!(node.port, 5672, "never the shared broker's port");
+    node.stop_app();
+    assert!(!port_open(node.port), "stop_app leaves the AMQP port open");
+    node.start_app();
+    assert!(port_open(node.port));
+    let pid = node.pid().expect("pid file");
+    node.kill9();
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "kill9 left {pid} running"
+    );
+    assert!(!port_open(node.port));
+    node.restart();
+    assert!(port_open(node.port));
+    node.stop();
+    assert!(!port_open(node.port), "stop leaves the AMQP port open");
+    // The shared broker was not touched.
+    assert!(port_open(5672), "the shared RabbitMQ on 5672 went away");
+}
