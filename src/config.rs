@@ -63,7 +63,8 @@ impl Config {
     ) -> Result<Self, Failure> {
         let env = |k: &str| env(k).filter(|v| !v.is_empty());
         // Security hook: the URL may come from a file or a systemd credential.
-        let amqp = crate::secrets::amqp_url(args.amqp_url.as_deref(), &args.security, &env)?
+        let security = args.security.settings();
+        let amqp = crate::secrets::amqp_url(args.amqp_url.as_deref(), &security, &env)?
             .map_or_else(|| DEFAULT_AMQP_URL.into(), |s| s.expose().to_string());
         let amqp_display = validate_amqp_url(&amqp)?;
 
@@ -85,7 +86,7 @@ impl Config {
         crate::wire::require_tls_off_loopback(&brevo_url, "--brevo-url / SENDINBLUE_URL")?;
 
         // Security hook: the key may come from a file or a systemd credential.
-        let api_key = crate::secrets::api_key(args.api_key.as_deref(), &args.security, &env)?;
+        let api_key = crate::secrets::api_key(args.api_key.as_deref(), &security, &env)?;
         if let Some(k) = &api_key
             && k.expose()
                 .chars()
@@ -104,8 +105,7 @@ impl Config {
             .map(|u| validate_http_url(u, "--pushgateway / PUSHGATEWAY_URL"))
             .transpose()?;
         // Security hook: CA files and Pushgateway auth, checked before any I/O.
-        let wire =
-            crate::wire::Wire::from_args(&args.security, &amqp, pushgateway.as_deref(), &env)?;
+        let wire = crate::wire::Wire::from_args(&security, &amqp, pushgateway.as_deref(), &env)?;
 
         let tz_name = args.tz.clone().unwrap_or_else(|| DEFAULT_TZ.into());
         let tz = Tz::from_str(&tz_name).map_err(|_| {

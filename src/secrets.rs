@@ -38,7 +38,8 @@ pub const CRED_AMQP_URL: &str = "queue-service-url";
 pub const CRED_PUSHGATEWAY_PASSWORD: &str = "pushgateway-password";
 
 /// The command-line options for secrets in files and for TLS and auth on the wires,
-/// flattened into the global options.
+/// flattened into the global options. [`SecurityArgs::settings`] gives the plain
+/// [`SecuritySettings`] the configuration is built from (no clap type there).
 #[derive(Debug, Default, Args)]
 pub struct SecurityArgs {
     /// File holding the Brevo API key [env: SENDINBLUE_API_KEY_FILE, BREVO_API_KEY_FILE]
@@ -69,6 +70,37 @@ pub struct SecurityArgs {
     /// PEM file of the CA(s) that signed the Pushgateway's certificate (https://)
     #[arg(long, global = true, env = "PUSHGATEWAY_CA_FILE", value_name = "PATH")]
     pub pushgateway_ca_file: Option<PathBuf>,
+}
+
+/// The security options as plain values (see [`SecurityArgs`] for their meaning).
+#[derive(Debug, Clone, Default)]
+pub struct SecuritySettings {
+    /// `--api-key-file`.
+    pub api_key_file: Option<PathBuf>,
+    /// `--amqp-url-file`.
+    pub amqp_url_file: Option<PathBuf>,
+    /// `--amqp-ca-file` / `ACASO_MAIL_AMQP_CA_FILE`.
+    pub amqp_ca_file: Option<PathBuf>,
+    /// `--pushgateway-user` / `PUSHGATEWAY_USER`.
+    pub pushgateway_user: Option<String>,
+    /// `--pushgateway-password-file`.
+    pub pushgateway_password_file: Option<PathBuf>,
+    /// `--pushgateway-ca-file` / `PUSHGATEWAY_CA_FILE`.
+    pub pushgateway_ca_file: Option<PathBuf>,
+}
+
+impl SecurityArgs {
+    /// The plain settings.
+    pub fn settings(&self) -> SecuritySettings {
+        SecuritySettings {
+            api_key_file: self.api_key_file.clone(),
+            amqp_url_file: self.amqp_url_file.clone(),
+            amqp_ca_file: self.amqp_ca_file.clone(),
+            pushgateway_user: self.pushgateway_user.clone(),
+            pushgateway_password_file: self.pushgateway_password_file.clone(),
+            pushgateway_ca_file: self.pushgateway_ca_file.clone(),
+        }
+    }
 }
 
 /// Where one secret may come from, in order.
@@ -185,7 +217,7 @@ pub fn exposure_warning(path: &Path, mode: u32, what: &str) -> Option<String> {
 /// `BREVO_API_KEY(_FILE)`, then the `sendinblue-api-key` credential.
 pub fn api_key(
     flag: Option<&str>,
-    args: &SecurityArgs,
+    args: &SecuritySettings,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<Option<Secret>, Failure> {
     resolve(
@@ -204,7 +236,7 @@ pub fn api_key(
 /// `--amqp-url-file`, `QUEUE_SERVICE_URL_FILE`, then the `queue-service-url` credential.
 pub fn amqp_url(
     flag: Option<&str>,
-    args: &SecurityArgs,
+    args: &SecuritySettings,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<Option<Secret>, Failure> {
     resolve(
@@ -225,7 +257,7 @@ pub fn amqp_url(
 /// The Pushgateway password: `--pushgateway-password-file`, `PUSHGATEWAY_PASSWORD(_FILE)`,
 /// then the `pushgateway-password` credential.
 pub fn pushgateway_password(
-    args: &SecurityArgs,
+    args: &SecuritySettings,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<Option<Secret>, Failure> {
     resolve(
@@ -262,7 +294,11 @@ mod tests {
         v.to_string()
     }
 
-    fn key(flag: Option<&str>, args: &SecurityArgs, env: Vec<(String, String)>) -> Option<String> {
+    fn key(
+        flag: Option<&str>,
+        args: &SecuritySettings,
+        env: Vec<(String, String)>,
+    ) -> Option<String> {
         api_key(flag, args, &env_of(env))
             .expect("resolves")
             .map(|k| k.expose().to_string())
@@ -277,11 +313,11 @@ mod tests {
         std::fs::create_dir(&creds).expect("mkdir");
         write(&creds, CRED_API_KEY, "k-cred", 0o400);
         let cred_env = (s(CREDENTIALS_DIRECTORY), creds.display().to_string());
-        let with_file = SecurityArgs {
+        let with_file = SecuritySettings {
             api_key_file: Some(f1.clone()),
             ..Default::default()
         };
-        let none = SecurityArgs::default();
+        let none = SecuritySettings::default();
         assert_eq!(
             key(Some("k-flag"), &none, vec![cred_env.clone()]).as_deref(),
             Some("k-flag")
@@ -320,7 +356,7 @@ mod tests {
     fn a_value_and_a_file_for_the_same_secret_is_refused() {
         let dir = tempfile::tempdir().expect("tmp");
         let f = write(dir.path(), "k", "k-file", 0o600);
-        let args = SecurityArgs {
+        let args = SecuritySettings {
             api_key_file: Some(f.clone()),
             ..Default::default()
         };
@@ -330,7 +366,7 @@ mod tests {
             (s("SENDINBLUE_API_KEY"), s("SECRET-2")),
             (s("SENDINBLUE_API_KEY_FILE"), f.display().to_string()),
         ]);
-        let err = api_key(None, &SecurityArgs::default(), &env).expect_err("both");
+        let err = api_key(None, &SecuritySettings::default(), &env).expect_err("both");
         let msg = err.to_string();
         assert!(msg.contains("SENDINBLUE_API_KEY_FILE"), "{msg}");
         assert!(!msg.contains("SECRET") && !msg.contains("k-file"), "{msg}");
@@ -348,7 +384,7 @@ mod tests {
             (dir.path().join("missing"), "No such file"),
             (dir.path().to_path_buf(), "regular file"),
         ] {
-            let args = SecurityArgs {
+            let args = SecuritySettings {
                 pushgateway_password_file: Some(path.clone()),
                 ..Default::default()
             };
@@ -383,7 +419,7 @@ mod tests {
             "amqps://u:pw@h:5671/%2f\n",
             0o600,
         );
-        let args = SecurityArgs {
+        let args = SecuritySettings {
             amqp_url_file: Some(f),
             ..Default::default()
         };
@@ -395,7 +431,7 @@ mod tests {
             s(CREDENTIALS_DIRECTORY),
             dir.path().display().to_string(),
         )]);
-        let url = amqp_url(None, &SecurityArgs::default(), &env)
+        let url = amqp_url(None, &SecuritySettings::default(), &env)
             .expect("ok")
             .expect("some");
         assert_eq!(url.expose(), "amqps://u:pw@h:5671/%2f");

@@ -13,7 +13,7 @@ use lapin::{Connection, ConnectionProperties};
 
 use crate::config::Config;
 use crate::error::{Failure, Secret};
-use crate::secrets::{self, SecurityArgs};
+use crate::secrets::{self, SecuritySettings};
 
 /// What the wires need besides the URLs.
 #[derive(Debug, Clone, Default)]
@@ -62,7 +62,7 @@ impl Wire {
     /// Reads and checks the TLS and auth options. `amqp_url` is the (secret) AMQP URL,
     /// `pushgateway` the validated Pushgateway URL if pushing is on.
     pub fn from_args(
-        args: &SecurityArgs,
+        args: &SecuritySettings,
         amqp_url: &str,
         pushgateway: Option<&str>,
         env: &impl Fn(&str) -> Option<String>,
@@ -355,7 +355,7 @@ mod tests {
 
     #[test]
     fn pushgateway_auth_needs_both_halves_and_tls_off_loopback() {
-        let args = SecurityArgs {
+        let args = SecuritySettings {
             pushgateway_user: Some("acaso".into()),
             ..Default::default()
         };
@@ -373,7 +373,7 @@ mod tests {
         for (a, url, env) in [
             (&args, "http://pg.example:9091", &pw),
             (&args, "https://pg.example:9091", &none),
-            (&SecurityArgs::default(), "https://pg.example:9091", &pw),
+            (&SecuritySettings::default(), "https://pg.example:9091", &pw),
         ] {
             let err = Wire::from_args(a, amqp, Some(url), env).expect_err(url);
             assert!(matches!(err, Failure::Usage(_)));
@@ -386,14 +386,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let bad = dir.path().join("bad.pem");
         std::fs::write(&bad, "not a certificate").expect("write");
-        let args = SecurityArgs {
+        let args = SecuritySettings {
             amqp_ca_file: Some(bad),
             ..Default::default()
         };
         let err =
             Wire::from_args(&args, "amqps://g:g@h/%2f", None, &env_of(&[])).expect_err("no cert");
         assert!(err.to_string().contains("BEGIN CERTIFICATE"), "{err}");
-        let args = SecurityArgs {
+        let args = SecuritySettings {
             amqp_ca_file: Some(dir.path().join("missing.pem")),
             ..Default::default()
         };
