@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_acaso_mail_global_optspecs
-    string join \n amqp-url= queue= brevo-url= api-key= pushgateway= tz= now= state-dir= json color= q/quiet lock-wait= timeout= h/help V/version
+    string join \n amqp-url= queue= brevo-url= api-key= pushgateway= tz= now= state-dir= json color= q/quiet lock-wait= timeout= api-key-file= amqp-url-file= amqp-ca-file= pushgateway-user= pushgateway-password-file= pushgateway-ca-file= h/help V/version
 end
 
 function __fish_acaso_mail_needs_command
@@ -37,6 +37,12 @@ always\t'Always colour'
 never\t'Never colour'"
 complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -l lock-wait -d 'Seconds to wait for another run\'s lock before giving up (exit 6)' -r
 complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -l timeout -d 'Seconds to wait for RabbitMQ or Brevo to connect or answer' -r
+complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -l api-key-file -d 'File holding the Brevo API key [env: SENDINBLUE_API_KEY_FILE, BREVO_API_KEY_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -l amqp-url-file -d 'File holding the RabbitMQ URL, password included [env: QUEUE_SERVICE_URL_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -l amqp-ca-file -d 'PEM file of the CA(s) that signed RabbitMQ\'s certificate, for amqps:// with a private CA' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -l pushgateway-user -d 'User for the Pushgateway\'s basic auth (password: PUSHGATEWAY_PASSWORD or a file)' -r
+complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -l pushgateway-password-file -d 'File holding the Pushgateway password [env: PUSHGATEWAY_PASSWORD_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -l pushgateway-ca-file -d 'PEM file of the CA(s) that signed the Pushgateway\'s certificate (https://)' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -l json -d 'Print exactly one JSON document on stdout, nothing else'
 complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -s q -l quiet -d 'No summary on success (errors still go to stderr): for cron'
 complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -66,6 +72,12 @@ always\t'Always colour'
 never\t'Never colour'"
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l lock-wait -d 'Seconds to wait for another run\'s lock before giving up (exit 6)' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l timeout -d 'Seconds to wait for RabbitMQ or Brevo to connect or answer' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l api-key-file -d 'File holding the Brevo API key [env: SENDINBLUE_API_KEY_FILE, BREVO_API_KEY_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l amqp-url-file -d 'File holding the RabbitMQ URL, password included [env: QUEUE_SERVICE_URL_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l amqp-ca-file -d 'PEM file of the CA(s) that signed RabbitMQ\'s certificate, for amqps:// with a private CA' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l pushgateway-user -d 'User for the Pushgateway\'s basic auth (password: PUSHGATEWAY_PASSWORD or a file)' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l pushgateway-password-file -d 'File holding the Pushgateway password [env: PUSHGATEWAY_PASSWORD_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l pushgateway-ca-file -d 'PEM file of the CA(s) that signed the Pushgateway\'s certificate (https://)' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l json -d 'Print exactly one JSON document on stdout, nothing else'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -s q -l quiet -d 'No summary on success (errors still go to stderr): for cron'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -86,6 +98,12 @@ always\t'Always colour'
 never\t'Never colour'"
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l lock-wait -d 'Seconds to wait for another run\'s lock before giving up (exit 6)' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l timeout -d 'Seconds to wait for RabbitMQ or Brevo to connect or answer' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l api-key-file -d 'File holding the Brevo API key [env: SENDINBLUE_API_KEY_FILE, BREVO_API_KEY_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l amqp-url-file -d 'File holding the RabbitMQ URL, password included [env: QUEUE_SERVICE_URL_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l amqp-ca-file -d 'PEM file of the CA(s) that signed RabbitMQ\'s certificate, for amqps:// with a private CA' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l pushgateway-user -d 'User for the Pushgateway\'s basic auth (password: PUSHGATEWAY_PASSWORD or a file)' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l pushgateway-password-file -d 'File holding the Pushgateway password [env: PUSHGATEWAY_PASSWORD_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l pushgateway-ca-file -d 'PEM file of the CA(s) that signed the Pushgateway\'s certificate (https://)' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l strict-limit -d 'Stop at --limit even for mails due today (by default those go out while credits last)'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l dry-run -d 'Show what would be sent or set aside, in order, and touch nothing'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l json -d 'Print exactly one JSON document on stdout, nothing else'
@@ -106,6 +124,12 @@ always\t'Always colour'
 never\t'Never colour'"
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l lock-wait -d 'Seconds to wait for another run\'s lock before giving up (exit 6)' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l timeout -d 'Seconds to wait for RabbitMQ or Brevo to connect or answer' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l api-key-file -d 'File holding the Brevo API key [env: SENDINBLUE_API_KEY_FILE, BREVO_API_KEY_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l amqp-url-file -d 'File holding the RabbitMQ URL, password included [env: QUEUE_SERVICE_URL_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l amqp-ca-file -d 'PEM file of the CA(s) that signed RabbitMQ\'s certificate, for amqps:// with a private CA' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l pushgateway-user -d 'User for the Pushgateway\'s basic auth (password: PUSHGATEWAY_PASSWORD or a file)' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l pushgateway-password-file -d 'File holding the Pushgateway password [env: PUSHGATEWAY_PASSWORD_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l pushgateway-ca-file -d 'PEM file of the CA(s) that signed the Pushgateway\'s certificate (https://)' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l dry-run -d 'Show what would be sent or set aside, in order, and touch nothing'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l json -d 'Print exactly one JSON document on stdout, nothing else'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -s q -l quiet -d 'No summary on success (errors still go to stderr): for cron'
@@ -123,6 +147,12 @@ always\t'Always colour'
 never\t'Never colour'"
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand credits" -l lock-wait -d 'Seconds to wait for another run\'s lock before giving up (exit 6)' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand credits" -l timeout -d 'Seconds to wait for RabbitMQ or Brevo to connect or answer' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand credits" -l api-key-file -d 'File holding the Brevo API key [env: SENDINBLUE_API_KEY_FILE, BREVO_API_KEY_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand credits" -l amqp-url-file -d 'File holding the RabbitMQ URL, password included [env: QUEUE_SERVICE_URL_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand credits" -l amqp-ca-file -d 'PEM file of the CA(s) that signed RabbitMQ\'s certificate, for amqps:// with a private CA' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand credits" -l pushgateway-user -d 'User for the Pushgateway\'s basic auth (password: PUSHGATEWAY_PASSWORD or a file)' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand credits" -l pushgateway-password-file -d 'File holding the Pushgateway password [env: PUSHGATEWAY_PASSWORD_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand credits" -l pushgateway-ca-file -d 'PEM file of the CA(s) that signed the Pushgateway\'s certificate (https://)' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand credits" -l json -d 'Print exactly one JSON document on stdout, nothing else'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand credits" -s q -l quiet -d 'No summary on success (errors still go to stderr): for cron'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand credits" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -140,6 +170,12 @@ always\t'Always colour'
 never\t'Never colour'"
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand peek" -l lock-wait -d 'Seconds to wait for another run\'s lock before giving up (exit 6)' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand peek" -l timeout -d 'Seconds to wait for RabbitMQ or Brevo to connect or answer' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand peek" -l api-key-file -d 'File holding the Brevo API key [env: SENDINBLUE_API_KEY_FILE, BREVO_API_KEY_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand peek" -l amqp-url-file -d 'File holding the RabbitMQ URL, password included [env: QUEUE_SERVICE_URL_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand peek" -l amqp-ca-file -d 'PEM file of the CA(s) that signed RabbitMQ\'s certificate, for amqps:// with a private CA' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand peek" -l pushgateway-user -d 'User for the Pushgateway\'s basic auth (password: PUSHGATEWAY_PASSWORD or a file)' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand peek" -l pushgateway-password-file -d 'File holding the Pushgateway password [env: PUSHGATEWAY_PASSWORD_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand peek" -l pushgateway-ca-file -d 'PEM file of the CA(s) that signed the Pushgateway\'s certificate (https://)' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand peek" -l json -d 'Print exactly one JSON document on stdout, nothing else'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand peek" -s q -l quiet -d 'No summary on success (errors still go to stderr): for cron'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand peek" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -156,6 +192,12 @@ always\t'Always colour'
 never\t'Never colour'"
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand stats" -l lock-wait -d 'Seconds to wait for another run\'s lock before giving up (exit 6)' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand stats" -l timeout -d 'Seconds to wait for RabbitMQ or Brevo to connect or answer' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand stats" -l api-key-file -d 'File holding the Brevo API key [env: SENDINBLUE_API_KEY_FILE, BREVO_API_KEY_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand stats" -l amqp-url-file -d 'File holding the RabbitMQ URL, password included [env: QUEUE_SERVICE_URL_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand stats" -l amqp-ca-file -d 'PEM file of the CA(s) that signed RabbitMQ\'s certificate, for amqps:// with a private CA' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand stats" -l pushgateway-user -d 'User for the Pushgateway\'s basic auth (password: PUSHGATEWAY_PASSWORD or a file)' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand stats" -l pushgateway-password-file -d 'File holding the Pushgateway password [env: PUSHGATEWAY_PASSWORD_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand stats" -l pushgateway-ca-file -d 'PEM file of the CA(s) that signed the Pushgateway\'s certificate (https://)' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand stats" -l json -d 'Print exactly one JSON document on stdout, nothing else'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand stats" -s q -l quiet -d 'No summary on success (errors still go to stderr): for cron'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand stats" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -172,6 +214,12 @@ always\t'Always colour'
 never\t'Never colour'"
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -l lock-wait -d 'Seconds to wait for another run\'s lock before giving up (exit 6)' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -l timeout -d 'Seconds to wait for RabbitMQ or Brevo to connect or answer' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -l api-key-file -d 'File holding the Brevo API key [env: SENDINBLUE_API_KEY_FILE, BREVO_API_KEY_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -l amqp-url-file -d 'File holding the RabbitMQ URL, password included [env: QUEUE_SERVICE_URL_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -l amqp-ca-file -d 'PEM file of the CA(s) that signed RabbitMQ\'s certificate, for amqps:// with a private CA' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -l pushgateway-user -d 'User for the Pushgateway\'s basic auth (password: PUSHGATEWAY_PASSWORD or a file)' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -l pushgateway-password-file -d 'File holding the Pushgateway password [env: PUSHGATEWAY_PASSWORD_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -l pushgateway-ca-file -d 'PEM file of the CA(s) that signed the Pushgateway\'s certificate (https://)' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -l dry-run -d 'Show what would move (old and new priority) and touch nothing'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -l json -d 'Print exactly one JSON document on stdout, nothing else'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -s q -l quiet -d 'No summary on success (errors still go to stderr): for cron'
@@ -189,6 +237,12 @@ always\t'Always colour'
 never\t'Never colour'"
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge help" -l lock-wait -d 'Seconds to wait for another run\'s lock before giving up (exit 6)' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge help" -l timeout -d 'Seconds to wait for RabbitMQ or Brevo to connect or answer' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge help" -l api-key-file -d 'File holding the Brevo API key [env: SENDINBLUE_API_KEY_FILE, BREVO_API_KEY_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge help" -l amqp-url-file -d 'File holding the RabbitMQ URL, password included [env: QUEUE_SERVICE_URL_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge help" -l amqp-ca-file -d 'PEM file of the CA(s) that signed RabbitMQ\'s certificate, for amqps:// with a private CA' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge help" -l pushgateway-user -d 'User for the Pushgateway\'s basic auth (password: PUSHGATEWAY_PASSWORD or a file)' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge help" -l pushgateway-password-file -d 'File holding the Pushgateway password [env: PUSHGATEWAY_PASSWORD_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge help" -l pushgateway-ca-file -d 'PEM file of the CA(s) that signed the Pushgateway\'s certificate (https://)' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge help" -l json -d 'Print exactly one JSON document on stdout, nothing else'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge help" -s q -l quiet -d 'No summary on success (errors still go to stderr): for cron'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge help" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -210,6 +264,12 @@ always\t'Always colour'
 never\t'Never colour'"
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from list" -l lock-wait -d 'Seconds to wait for another run\'s lock before giving up (exit 6)' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from list" -l timeout -d 'Seconds to wait for RabbitMQ or Brevo to connect or answer' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from list" -l api-key-file -d 'File holding the Brevo API key [env: SENDINBLUE_API_KEY_FILE, BREVO_API_KEY_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from list" -l amqp-url-file -d 'File holding the RabbitMQ URL, password included [env: QUEUE_SERVICE_URL_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from list" -l amqp-ca-file -d 'PEM file of the CA(s) that signed RabbitMQ\'s certificate, for amqps:// with a private CA' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from list" -l pushgateway-user -d 'User for the Pushgateway\'s basic auth (password: PUSHGATEWAY_PASSWORD or a file)' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from list" -l pushgateway-password-file -d 'File holding the Pushgateway password [env: PUSHGATEWAY_PASSWORD_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from list" -l pushgateway-ca-file -d 'PEM file of the CA(s) that signed the Pushgateway\'s certificate (https://)' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from list" -l json -d 'Print exactly one JSON document on stdout, nothing else'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from list" -s q -l quiet -d 'No summary on success (errors still go to stderr): for cron'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -228,6 +288,12 @@ always\t'Always colour'
 never\t'Never colour'"
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from replay" -l lock-wait -d 'Seconds to wait for another run\'s lock before giving up (exit 6)' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from replay" -l timeout -d 'Seconds to wait for RabbitMQ or Brevo to connect or answer' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from replay" -l api-key-file -d 'File holding the Brevo API key [env: SENDINBLUE_API_KEY_FILE, BREVO_API_KEY_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from replay" -l amqp-url-file -d 'File holding the RabbitMQ URL, password included [env: QUEUE_SERVICE_URL_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from replay" -l amqp-ca-file -d 'PEM file of the CA(s) that signed RabbitMQ\'s certificate, for amqps:// with a private CA' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from replay" -l pushgateway-user -d 'User for the Pushgateway\'s basic auth (password: PUSHGATEWAY_PASSWORD or a file)' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from replay" -l pushgateway-password-file -d 'File holding the Pushgateway password [env: PUSHGATEWAY_PASSWORD_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from replay" -l pushgateway-ca-file -d 'PEM file of the CA(s) that signed the Pushgateway\'s certificate (https://)' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from replay" -l all -d 'All of them'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from replay" -l json -d 'Print exactly one JSON document on stdout, nothing else'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from replay" -s q -l quiet -d 'No summary on success (errors still go to stderr): for cron'
@@ -247,6 +313,12 @@ always\t'Always colour'
 never\t'Never colour'"
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -l lock-wait -d 'Seconds to wait for another run\'s lock before giving up (exit 6)' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -l timeout -d 'Seconds to wait for RabbitMQ or Brevo to connect or answer' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -l api-key-file -d 'File holding the Brevo API key [env: SENDINBLUE_API_KEY_FILE, BREVO_API_KEY_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -l amqp-url-file -d 'File holding the RabbitMQ URL, password included [env: QUEUE_SERVICE_URL_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -l amqp-ca-file -d 'PEM file of the CA(s) that signed RabbitMQ\'s certificate, for amqps:// with a private CA' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -l pushgateway-user -d 'User for the Pushgateway\'s basic auth (password: PUSHGATEWAY_PASSWORD or a file)' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -l pushgateway-password-file -d 'File holding the Pushgateway password [env: PUSHGATEWAY_PASSWORD_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -l pushgateway-ca-file -d 'PEM file of the CA(s) that signed the Pushgateway\'s certificate (https://)' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -l all -d 'All of them'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -l json -d 'Print exactly one JSON document on stdout, nothing else'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -s q -l quiet -d 'No summary on success (errors still go to stderr): for cron'

@@ -87,6 +87,10 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "ACASO_MAIL_TIMEOUT", default_value_t = 10, value_name = "SECONDS",
           value_parser = clap::value_parser!(u64).range(1..=600))]
     pub timeout: u64,
+
+    // Security hook (issue 16): secret files, CA files, Pushgateway auth.
+    #[command(flatten)]
+    pub security: crate::secrets::SecurityArgs,
 }
 
 impl GlobalArgs {
@@ -110,6 +114,7 @@ impl GlobalArgs {
             quiet: self.quiet,
             lock_wait: self.lock_wait,
             timeout: self.timeout,
+            security: self.security.settings(),
         }
     }
 }

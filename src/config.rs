@@ -35,6 +35,7 @@ pub struct Settings {
     pub tz: Option<String>,
     pub now: Option<String>,
     pub state_dir: Option<PathBuf>,
+    pub security: crate::secrets::SecuritySettings,
     pub lock_wait: u64,
     pub timeout: u64,
     pub json: bool,
@@ -87,19 +88,19 @@ pub struct Config {
     pub lock_wait: Duration,
     /// Connect and request timeout.
     pub timeout: Duration,
+    /// TLS roots and Pushgateway auth (see [`crate::wire`]).
+    pub wire: crate::wire::Wire,
 }
 
 impl Config {
     /// Builds the configuration from settings and an environment lookup.
     pub fn new(args: &Settings, env: impl Fn(&str) -> Option<String>) -> Result<Self, Failure> {
         let env = |k: &str| env(k).filter(|v| !v.is_empty());
-        // RABBITMQ_URL is what Dokku's rabbitmq plugin exports when linked.
-        let amqp = args
-            .amqp_url
-            .clone()
-            .filter(|u| !u.is_empty())
-            .or_else(|| env("RABBITMQ_URL"))
-            .unwrap_or_else(|| DEFAULT_AMQP_URL.into());
+        // The URL may come from a file or a systemd credential; RABBITMQ_URL is what
+        // Dokku's rabbitmq plugin exports when linked.
+        let security = &args.security;
+        let amqp = crate::secrets::amqp_url(args.amqp_url.as_deref(), security, &env)?
+            .map_or_else(|| DEFAULT_AMQP_URL.into(), |s| s.expose().to_string());
         let amqp_display = validate_amqp_url(&amqp)?;
 
         let queue = args.queue.clone().unwrap_or_else(|| DEFAULT_QUEUE.into());
@@ -116,13 +117,11 @@ impl Config {
             .or_else(|| env("BREVO_URL"))
             .unwrap_or_else(|| DEFAULT_BREVO_URL.into());
         let brevo_url = validate_http_url(&brevo_url, "--brevo-url / SENDINBLUE_URL")?;
+        // Security hook: https:// only, except to a stand-in on loopback.
+        crate::wire::require_tls_off_loopback(&brevo_url, "--brevo-url / SENDINBLUE_URL")?;
 
-        let api_key = args
-            .api_key
-            .clone()
-            .or_else(|| env("SENDINBLUE_API_KEY"))
-            .or_else(|| env("BREVO_API_KEY"))
-            .map(Secret::new);
+        // Security hook: the key may come from a file or a systemd credential.
+        let api_key = crate::secrets::api_key(args.api_key.as_deref(), security, &env)?;
         if let Some(k) = &api_key
             && k.expose()
                 .chars()
@@ -140,6 +139,8 @@ impl Config {
             .filter(|s| !s.is_empty())
             .map(|u| validate_http_url(u, "--pushgateway / PUSHGATEWAY_URL"))
             .transpose()?;
+        // Security hook: CA files and Pushgateway auth, checked before any I/O.
+        let wire = crate::wire::Wire::from_args(security, &amqp, pushgateway.as_deref(), &env)?;
 
         let tz_name = args.tz.clone().unwrap_or_else(|| DEFAULT_TZ.into());
         let tz = Tz::from_str(&tz_name).map_err(|_| {
@@ -183,6 +184,7 @@ impl Config {
             quiet: args.quiet,
             lock_wait: Duration::from_secs(args.lock_wait),
             timeout: Duration::from_secs(args.timeout),
+            wire,
         })
     }
 
@@ -195,7 +197,7 @@ impl Config {
     pub fn require_api_key(&self) -> Result<&Secret, Failure> {
         self.api_key.as_ref().ok_or_else(|| {
             Failure::Usage(
-                "this command calls Brevo: set SENDINBLUE_API_KEY (or BREVO_API_KEY, or --api-key)"
+                "this command calls Brevo: set SENDINBLUE_API_KEY (or BREVO_API_KEY, or --api-key), or give it in a file: SENDINBLUE_API_KEY_FILE, --api-key-file, or the sendinblue-api-key systemd credential"
                     .into(),
             )
         })
@@ -325,19 +327,22 @@ mod tests {
         let cases: [Case; 2] = [
             (
                 &[],
-                &[("BREVO_URL", "http://b/v3/"), ("BREVO_API_KEY", "k2")],
-                "http://b/v3",
+                &[
+                    ("BREVO_URL", "http://127.0.0.2/v3/"),
+                    ("BREVO_API_KEY", "k2"),
+                ],
+                "http://127.0.0.2/v3",
                 "k2",
             ),
             (
-                &["--brevo-url", "http://flag"],
+                &["--brevo-url", "http://127.0.0.3"],
                 &[
-                    ("SENDINBLUE_URL", "http://s"),
-                    ("BREVO_URL", "http://b"),
+                    ("SENDINBLUE_URL", "http://127.0.0.4"),
+                    ("BREVO_URL", "http://127.0.0.5"),
                     ("SENDINBLUE_API_KEY", "k1"),
                     ("BREVO_API_KEY", "k2"),
                 ],
-                "http://flag",
+                "http://127.0.0.3",
                 "k1",
             ),
         ];
@@ -352,12 +357,13 @@ mod tests {
 
     #[test]
     fn bad_values_say_what_is_expected() {
-        let cases: [(&[&str], &str); 7] = [
+        let cases: [(&[&str], &str); 8] = [
             (&["--tz", "Mars/Olympus"], "IANA"),
             (&["--now", "yesterday"], "RFC 3339"),
             (&["--amqp-url", "http://x"], "amqp://"),
             (&["--amqp-url", "amqp://u:hunter2@"], "amqp://"),
             (&["--brevo-url", "ftp://x"], "http://"),
+            (&["--brevo-url", "http://api.brevo.com/v3"], "https://"),
             (&["--pushgateway", "localhost:9091"], "http://"),
             (&["--queue", "amq.x"], "queue"),
         ];

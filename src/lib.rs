@@ -19,9 +19,12 @@ pub mod mailbox;
 pub mod metrics;
 pub mod mock;
 pub mod output;
+pub mod private;
+pub mod secrets;
 pub mod signal;
 pub mod state;
 pub mod urgency;
+pub mod wire;
 
 use anyhow::Result;
 

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use prometheus::{Encoder, GaugeVec, IntCounterVec, Opts, Registry, TextEncoder};
 
 use crate::config::Config;
@@ -318,17 +318,8 @@ pub fn push(cfg: &Config, base: &str, subcommand: &str, body: String) -> Result<
         "{base}/metrics/job/{JOB}/instance/{}/subcommand/{subcommand}",
         hostname()
     );
-    let agent = ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(cfg.timeout))
-            .build(),
-    );
-    let mut resp = agent
-        .put(&url)
-        .header("content-type", "text/plain; version=0.0.4")
-        .send(body.as_bytes())
-        .with_context(|| format!("pushing metrics to {url}"))?;
+    // Security hook: TLS roots and basic auth of the Pushgateway (crate::wire).
+    let mut resp = crate::wire::put_metrics(cfg, &url, &body)?;
     let status = resp.status().as_u16();
     if !(200..300).contains(&status) {
         let text = resp.body_mut().read_to_string().unwrap_or_default();

@@ -45,9 +45,12 @@ pub struct DayTally {
 impl Store {
     /// Opens (creating) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir)
+        // Security hook: 0700 directory, 0600 files (crate::private).
+        crate::private::state_dir(dir)
             .with_context(|| format!("creating state directory {}", dir.display()))?;
         let path = dir.join(DB_FILE);
+        crate::private::state_file(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
         let db = Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
         db.busy_timeout(Duration::from_secs(30))?;
         // WAL + FULL: a commit is on disk when it returns, before we ack the mail.
@@ -239,9 +242,12 @@ pub struct RunLock {
 
 /// Takes the run lock, waiting up to `wait` for a run in progress to finish.
 pub fn lock(dir: &Path, wait: Duration) -> Result<RunLock> {
-    std::fs::create_dir_all(dir)
+    // Security hook: 0700 directory, 0600 lock file (crate::private).
+    crate::private::state_dir(dir)
         .with_context(|| format!("creating state directory {}", dir.display()))?;
     let path = dir.join("run.lock");
+    crate::private::state_file(&path)
+        .with_context(|| format!("creating lock file {}", path.display()))?;
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)

@@ -16,4 +16,5 @@ mod it {
     pub mod output;
     pub mod policy;
     pub mod publish;
+    pub mod security;
 }

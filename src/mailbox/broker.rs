@@ -59,24 +59,27 @@ impl Broker {
         let props = ConnectionProperties::default()
             .with_connection_name(format!("acaso-mail {}", std::process::id()).into());
         let hint = "is it running? (rabbitmq-server -detached)";
-        let conn = tokio::time::timeout(
-            cfg.timeout,
-            Connection::connect(cfg.amqp_url.expose(), props),
-        )
-        .await
-        .map_err(|_| {
-            Failure::Unavailable(format!(
-                "RabbitMQ at {} did not answer within {}s; {hint}",
-                cfg.amqp_display,
-                cfg.timeout.as_secs()
-            ))
-        })?
-        .map_err(|e| {
-            Failure::Unavailable(format!(
-                "cannot connect to RabbitMQ at {}: {e}; {hint}",
-                cfg.amqp_display
-            ))
-        })?;
+        // amqps:// trusts the CA of --amqp-ca-file when one is given (crate::wire).
+        let conn = tokio::time::timeout(cfg.timeout, crate::wire::connect_amqp(cfg, props))
+            .await
+            .map_err(|_| {
+                Failure::Unavailable(format!(
+                    "RabbitMQ at {} did not answer within {}s; {hint}",
+                    cfg.amqp_display,
+                    cfg.timeout.as_secs()
+                ))
+            })?
+            .map_err(|e| {
+                // An untrusted certificate says so, and which option fixes it.
+                Failure::Unavailable(crate::wire::explain_amqp_error(cfg, &e).unwrap_or_else(
+                    || {
+                        format!(
+                            "cannot connect to RabbitMQ at {}: {e}; {hint}",
+                            cfg.amqp_display
+                        )
+                    },
+                ))
+            })?;
         Ok(Broker {
             conn,
             timeout: cfg.timeout,

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fake_brevo;
+pub mod node;
 pub mod proxy;
 pub mod schema;
 
@@ -70,9 +71,16 @@ pub struct World {
 
 impl World {
     pub fn new(name: &str, credits: f64) -> Self {
+        let state = tempfile::tempdir().expect("tempdir");
+        // Private, as acaso-mail makes a state directory (else it warns on every run).
+        std::fs::set_permissions(
+            state.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .expect("chmod 700 the state directory");
         World {
             queue: unique(name),
-            state: tempfile::tempdir().expect("tempdir"),
+            state,
             fake: FakeBrevo::start(KEY, credits),
         }
     }
