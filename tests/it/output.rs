@@ -180,11 +180,7 @@ fn progress_bars_only_on_a_terminal_and_colour_only_when_asked() {
         let bin = assert_cmd::cargo::cargo_bin("acaso-mail");
         let run = |extra: &str| {
             let mut c = std::process::Command::new("script");
-            for (k, v) in w.cmd().get_envs() {
-                if let Some(v) = v {
-                    c.env(k, v);
-                }
-            }
+            w.apply_env(&mut c);
             let line = format!("'{}' {extra} publish -n 8000", bin.display());
             let out = c
                 .args(["-qec", &line, "/dev/null"])

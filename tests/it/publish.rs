@@ -227,11 +227,7 @@ fn a_closed_pipe_is_not_an_error() {
         bin.display()
     );
     let mut sh = std::process::Command::new("bash");
-    for (k, v) in w.cmd().get_envs() {
-        if let Some(v) = v {
-            sh.env(k, v);
-        }
-    }
+    w.apply_env(&mut sh);
     let st = sh.args(["-c", &script]).output().expect("bash");
     assert!(
         st.status.success(),

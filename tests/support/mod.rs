@@ -23,6 +23,12 @@ pub use fake_brevo::{FakeBrevo, Fault};
 pub const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const KEY: &str = "xkeysib-test-0123456789abcdef";
 
+/// The caller's variables a child keeps: `PATH` (the shells some tests run through
+/// `script` and `bash` look up their commands), `HOME` (where a program with no
+/// `--state-dir` would look), and `TERM` (`script` gives its child a terminal of this
+/// type). Everything else is cleared; see [`World::env`].
+pub const INHERITED: &[&str] = &["PATH", "HOME", "TERM"];
+
 pub fn rt() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RT.get_or_init(|| {
@@ -61,6 +67,19 @@ pub fn unique(name: &str) -> String {
     )
 }
 
+/// The binary with none of the caller's environment but [`INHERITED`], for tests
+/// without a [`World`].
+pub fn bare_cmd() -> std::process::Command {
+    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("acaso-mail"));
+    c.env_clear();
+    for k in INHERITED {
+        if let Some(v) = std::env::var_os(k) {
+            c.env(k, v);
+        }
+    }
+    c
+}
+
 /// One test's world.
 pub struct World {
     pub queue: String,
@@ -77,32 +96,48 @@ impl World {
         }
     }
 
-    /// The binary, configured for this world only (nothing from the caller's env).
+    /// The variables of this world, the only ones its commands see besides
+    /// [`INHERITED`]: every child starts from an empty environment, so nothing the
+    /// caller exported (`ACASO_MAIL_LOCK_WAIT`, `ACASO_MAIL_CONCURRENCY`,
+    /// `SENDINBLUE_API_KEY`, `RUST_BACKTRACE`...) can change what a test sees.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = INHERITED
+            .iter()
+            .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+            .collect();
+        for (k, v) in [
+            ("QUEUE_SERVICE_URL", AMQP.to_string()),
+            ("ACASO_MAIL_QUEUE", self.queue.clone()),
+            ("SENDINBLUE_URL", self.fake.url.clone()),
+            ("SENDINBLUE_API_KEY", KEY.to_string()),
+            (
+                "ACASO_MAIL_STATE_DIR",
+                self.state.path().display().to_string(),
+            ),
+            ("ACASO_MAIL_TIMEOUT", "5".to_string()),
+        ] {
+            env.push((k.to_string(), v));
+        }
+        env
+    }
+
+    /// Gives `c` exactly this world's environment (see [`World::env`]).
+    pub fn apply_env(&self, c: &mut std::process::Command) {
+        c.env_clear();
+        for (k, v) in self.env() {
+            c.env(k, v);
+        }
+    }
+
+    /// The binary, configured for this world only (nothing from the caller's env), with
+    /// a timeout.
     pub fn cmd(&self) -> Command {
         let mut c = Command::cargo_bin("acaso-mail").expect("binary");
-        for k in [
-            "QUEUE_SERVICE_URL",
-            "ACASO_MAIL_QUEUE",
-            "SENDINBLUE_URL",
-            "BREVO_URL",
-            "SENDINBLUE_API_KEY",
-            "BREVO_API_KEY",
-            "SENDINBLUE_MAILS_PER_HOUR",
-            "PUSHGATEWAY_URL",
-            "ACASO_MAIL_TZ",
-            "ACASO_MAIL_NOW",
-            "ACASO_MAIL_STATE_DIR",
-            "NO_COLOR",
-        ] {
-            c.env_remove(k);
+        c.env_clear();
+        for (k, v) in self.env() {
+            c.env(k, v);
         }
-        c.env("QUEUE_SERVICE_URL", AMQP)
-            .env("ACASO_MAIL_QUEUE", &self.queue)
-            .env("SENDINBLUE_URL", &self.fake.url)
-            .env("SENDINBLUE_API_KEY", KEY)
-            .env("ACASO_MAIL_STATE_DIR", self.state.path())
-            .env("ACASO_MAIL_TIMEOUT", "5")
-            .timeout(std::time::Duration::from_secs(120));
+        c.timeout(std::time::Duration::from_secs(120));
         c
     }
 
@@ -143,14 +178,8 @@ impl World {
 
     /// Same as [`World::cmd`], as a std command (for tests that signal the process).
     pub fn std_cmd(&self) -> std::process::Command {
-        let c = self.cmd();
         let mut s = std::process::Command::new(assert_cmd::cargo::cargo_bin("acaso-mail"));
-        for (k, v) in c.get_envs() {
-            match v {
-                Some(v) => s.env(k, v),
-                None => s.env_remove(k),
-            };
-        }
+        self.apply_env(&mut s);
         s
     }
 
