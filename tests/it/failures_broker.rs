@@ -32,18 +32,15 @@ fn broker_lost_during_publish_reports_what_was_confirmed_and_fails() {
     let proxy = proxy::Proxy::start();
     // Declare the queues directly first, so that the only thing cut is the publish.
     w.declare_queues();
-    let child = w
-        .std_cmd()
-        .env("QUEUE_SERVICE_URL", proxy.url())
-        .args(["publish", "-n", "2000000"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let mut child = spawn(
+        w.std_cmd()
+            .env("QUEUE_SERVICE_URL", proxy.url())
+            .args(["publish", "-n", "2000000"]),
+    );
     // Wait until messages flow, then cut the connection.
     w.wait_until_ready(1000);
     proxy.cut();
-    let out = child.wait_with_output().expect("wait");
+    let out = child.wait_with_output();
     assert_eq!(
         out.status.code(),
         Some(4),
@@ -76,17 +73,17 @@ fn broker_lost_during_a_drain_acks_nothing_unsent_and_sends_nothing_twice() {
     );
     let proxy = proxy::Proxy::start();
     w.fake.state().latency = Duration::from_secs(2);
-    let child = w
-        .std_cmd()
-        .env("QUEUE_SERVICE_URL", proxy.url())
-        .args(["--now", NOW, "--json", "drain-eod", "--concurrency", "1"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    assert!(w.fake.wait_for_sends(1, Duration::from_secs(30)));
+    let mut child = spawn(w.std_cmd().env("QUEUE_SERVICE_URL", proxy.url()).args([
+        "--now",
+        NOW,
+        "--json",
+        "drain-eod",
+        "--concurrency",
+        "1",
+    ]));
+    w.fake.wait_for_sends(1, Duration::from_secs(30));
     proxy.cut();
-    let out = child.wait_with_output().expect("wait");
+    let out = child.wait_with_output();
     assert_eq!(
         out.status.code(),
         Some(4),
@@ -99,15 +96,7 @@ fn broker_lost_during_a_drain_acks_nothing_unsent_and_sends_nothing_twice() {
         "Brevo accepted the mail that was in flight"
     );
     // All four are back in the queue: the one Brevo accepted could not be acked.
-    let mut n = 0;
-    for _ in 0..50 {
-        n = w.ready(&w.queue);
-        if n == 4 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(n, 4);
+    w.wait_until_ready_exactly(&w.queue, 4);
     w.fake.state().latency = Duration::ZERO;
     let s = w.json(NOW, &["drain-eod"]);
     assert_eq!(

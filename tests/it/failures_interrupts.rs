@@ -14,19 +14,11 @@ fn kill_drain_mid_send(w: &World) {
         NOW,
     );
     w.fake.state().latency = Duration::from_secs(3);
-    let mut child = w
-        .std_cmd()
-        .args(["--now", NOW, "-q", "drain-eod"])
-        .spawn()
-        .expect("spawn");
-    assert!(
-        w.fake.wait_for_sends(1, Duration::from_secs(30)),
-        "the drain never reached Brevo"
-    );
-    child.kill().expect("SIGKILL");
-    let _ = child.wait();
-    w.fake.state().latency = Duration::ZERO;
+    let child = spawn(w.std_cmd().args(["--now", NOW, "-q", "drain-eod"]));
+    w.fake.wait_for_sends(1, Duration::from_secs(30));
+    drop(child); // SIGKILL
     assert_eq!(w.fake.accepted().len(), 1);
+    w.fake.state().latency = Duration::ZERO;
 }
 
 #[test]
@@ -77,12 +69,8 @@ fn overlapping_runs_wait_for_the_lock_then_give_up() {
     let w = World::new("lock", 300.0);
     w.publish(&[job("a@example.org", 3, "2026-11-28T10:00:00-03:00")], NOW);
     w.fake.state().latency = Duration::from_secs(4);
-    let mut first = w
-        .std_cmd()
-        .args(["--now", NOW, "-q", "drain-eod"])
-        .spawn()
-        .expect("spawn");
-    assert!(w.fake.wait_for_sends(1, Duration::from_secs(30)));
+    let mut first = spawn(w.std_cmd().args(["--now", NOW, "-q", "drain-eod"]));
+    w.fake.wait_for_sends(1, Duration::from_secs(30));
     let out = w
         .cmd()
         .args(["--now", NOW, "--lock-wait", "1", "drain-hourly"])
@@ -90,7 +78,12 @@ fn overlapping_runs_wait_for_the_lock_then_give_up() {
         .expect("run");
     assert_eq!(out.status.code(), Some(6));
     assert!(String::from_utf8_lossy(&out.stderr).contains("another acaso-mail run"));
-    assert!(first.wait().expect("wait").success());
+    let first = first.wait_with_output();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
     assert_eq!(w.fake.accepted().len(), 1);
 }
 
@@ -104,16 +97,14 @@ fn sigterm_finishes_in_flight_and_leaves_the_rest_queued() {
         NOW,
     );
     w.fake.state().latency = Duration::from_secs(2);
-    let child = w
-        .std_cmd()
-        .args(["--now", NOW, "--json", "drain-eod", "--concurrency", "1"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    assert!(w.fake.wait_for_sends(1, Duration::from_secs(30)));
+    let mut child =
+        spawn(
+            w.std_cmd()
+                .args(["--now", NOW, "--json", "drain-eod", "--concurrency", "1"]),
+        );
+    w.fake.wait_for_sends(1, Duration::from_secs(30));
     signal(&child, "TERM");
-    let out = child.wait_with_output().expect("wait");
+    let out = child.wait_with_output();
     assert_eq!(
         out.status.code(),
         Some(143),
@@ -130,16 +121,10 @@ fn sigterm_finishes_in_flight_and_leaves_the_rest_queued() {
 fn sigint_during_publish_reports_what_was_confirmed_and_exits_130() {
     let w = World::new("sigint-publish", 300.0);
     w.declare_queues();
-    let child = w
-        .std_cmd()
-        .args(["publish", "-n", "5000000"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let mut child = spawn(w.std_cmd().args(["publish", "-n", "5000000"]));
     w.wait_until_ready(500);
     signal(&child, "INT");
-    let out = child.wait_with_output().expect("wait");
+    let out = child.wait_with_output();
     assert_eq!(
         out.status.code(),
         Some(130),

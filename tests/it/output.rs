@@ -182,10 +182,13 @@ fn progress_bars_only_on_a_terminal_and_colour_only_when_asked() {
             let mut c = std::process::Command::new("script");
             w.apply_env(&mut c);
             let line = format!("'{}' {extra} publish -n 8000", bin.display());
-            let out = c
-                .args(["-qec", &line, "/dev/null"])
-                .output()
-                .expect("script");
+            let out = output_within(c.args(["-qec", &line, "/dev/null"]), CHILD_TIMEOUT);
+            assert!(
+                out.status.success(),
+                "script -qec {line:?}: {:?} {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
             String::from_utf8_lossy(&out.stdout).into_owned()
         };
         let shown = run("");

@@ -228,7 +228,7 @@ fn a_closed_pipe_is_not_an_error() {
     );
     let mut sh = std::process::Command::new("bash");
     w.apply_env(&mut sh);
-    let st = sh.args(["-c", &script]).output().expect("bash");
+    let st = output_within(sh.args(["-c", &script]), CHILD_TIMEOUT);
     assert!(
         st.status.success(),
         "exit {:?}: {}",

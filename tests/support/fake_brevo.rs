@@ -133,22 +133,24 @@ impl FakeBrevo {
         self.state().accepted.clone()
     }
 
-    /// Waits until at least `n` send requests have arrived (accepted or not).
-    pub fn wait_for_sends(&self, n: u64, timeout: Duration) -> bool {
+    /// Waits until at least `n` send requests have arrived (accepted or not); fails
+    /// the test when they have not within `timeout`.
+    pub fn wait_for_sends(&self, n: u64, timeout: Duration) {
         let (m, cv) = &*self.arrivals;
         let deadline = Instant::now() + timeout;
         let mut got = m.lock().unwrap_or_else(|p| p.into_inner());
         while *got < n {
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
+            assert!(
+                !left.is_zero(),
+                "the fake Brevo received {} send(s), not {n}, within {timeout:?}",
+                *got
+            );
             got = cv
                 .wait_timeout(got, left)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
-        true
     }
 }
 
