@@ -5,7 +5,7 @@ use std::path::Path;
 
 use clap::Parser;
 
-use crate::support::{CHILD_TIMEOUT, output_within};
+use crate::support::{CHILD_TIMEOUT, output_within, require_tool};
 
 fn deploy(file: &str) -> String {
     std::fs::read_to_string(
@@ -82,14 +82,7 @@ fn every_scheduled_command_is_a_valid_acaso_mail_command_line() {
 
 #[test]
 fn systemd_analyze_verifies_the_units() {
-    let Ok(status) = std::process::Command::new("systemd-analyze")
-        .arg("--version")
-        .output()
-    else {
-        eprintln!("systemd-analyze not installed: unit files checked by parsing only");
-        return;
-    };
-    assert!(status.status.success());
+    require_tool("systemd-analyze", "systemd");
     let dir = tempfile::tempdir().expect("tmp");
     let bin = assert_cmd::cargo::cargo_bin("acaso-mail");
     let env = dir.path().join("acaso-mail.env");

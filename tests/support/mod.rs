@@ -384,6 +384,7 @@ pub struct Pushgateway {
 
 impl Pushgateway {
     pub fn start() -> Self {
+        require_tool("prometheus-pushgateway", "prometheus-pushgateway");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
@@ -608,4 +609,22 @@ impl Drop for Running {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Fails the test, naming the tool and the Debian package that has it, when `tool` is
+/// not on `PATH`: a test that needs a tool never passes by skipping its checks.
+pub fn require_tool(tool: &str, package: &str) {
+    let found = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join(tool)).is_ok_and(|m| {
+                m.is_file()
+                    && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+            })
+        })
+    });
+    assert!(
+        found,
+        "{tool} is not installed, and this test needs it: apt-get install {package} \
+         (bash .ci/run installs it)"
+    );
 }
