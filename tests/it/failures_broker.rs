@@ -39,6 +39,7 @@ fn broker_lost_during_publish_reports_what_was_confirmed_and_fails() {
     );
     // Wait until messages flow, then cut the connection.
     w.wait_until_ready(1000);
+    assert!(child.is_running(), "the publish ended before the cut");
     proxy.cut();
     let out = child.wait_with_output();
     assert_eq!(
@@ -82,6 +83,8 @@ fn broker_lost_during_a_drain_acks_nothing_unsent_and_sends_nothing_twice() {
         "1",
     ]));
     w.fake.wait_for_sends(1, Duration::from_secs(30));
+    // The cut lands mid-send: Brevo has not answered the first mail yet.
+    assert_eq!(w.fake.in_flight(), 1, "the send was already answered");
     proxy.cut();
     let out = child.wait_with_output();
     assert_eq!(

@@ -16,7 +16,9 @@ fn kill_drain_mid_send(w: &World) {
     w.fake.state().latency = Duration::from_secs(3);
     let child = spawn(w.std_cmd().args(["--now", NOW, "-q", "drain-eod"]));
     w.fake.wait_for_sends(1, Duration::from_secs(30));
-    drop(child); // SIGKILL
+    // The kill lands mid-send: Brevo holds the request and has not answered yet.
+    assert_eq!(w.fake.in_flight(), 1, "the send was already answered");
+    child.kill_mid_run();
     assert_eq!(w.fake.accepted().len(), 1);
     w.fake.state().latency = Duration::ZERO;
 }
@@ -78,6 +80,10 @@ fn overlapping_runs_wait_for_the_lock_then_give_up() {
         .expect("run");
     assert_eq!(out.status.code(), Some(6));
     assert!(String::from_utf8_lossy(&out.stderr).contains("another acaso-mail run"));
+    assert!(
+        first.is_running(),
+        "the first run ended before the second one tried the lock"
+    );
     let first = first.wait_with_output();
     assert!(
         first.status.success(),
@@ -103,6 +109,8 @@ fn sigterm_finishes_in_flight_and_leaves_the_rest_queued() {
                 .args(["--now", NOW, "--json", "drain-eod", "--concurrency", "1"]),
         );
     w.fake.wait_for_sends(1, Duration::from_secs(30));
+    // The signal lands mid-send: the first mail's answer is still pending.
+    assert_eq!(w.fake.in_flight(), 1, "the send was already answered");
     signal(&child, "TERM");
     let out = child.wait_with_output();
     assert_eq!(
@@ -123,6 +131,8 @@ fn sigint_during_publish_reports_what_was_confirmed_and_exits_130() {
     w.declare_queues();
     let mut child = spawn(w.std_cmd().args(["publish", "-n", "5000000"]));
     w.wait_until_ready(500);
+    // Mid-run: 5,000,000 mails take far longer than this test may run.
+    assert!(child.is_running(), "the publish ended before the signal");
     signal(&child, "INT");
     let out = child.wait_with_output();
     assert_eq!(

@@ -173,6 +173,11 @@ impl FakeBrevo {
                 .0;
         }
     }
+
+    /// Sends being handled right now: received, not yet answered.
+    pub fn in_flight(&self) -> u32 {
+        self.state().concurrent
+    }
 }
 
 /// A fault the test scripted and no send consumed means the test did not exercise
