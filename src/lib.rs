@@ -74,11 +74,11 @@ async fn dispatch(command: Command, cfg: Config) -> Result<u8> {
         gauges.duration = start.elapsed();
         if let Err(e) = metrics::push_run(&cfg, &base, sub, &gauges) {
             // The mail run's outcome stands; a monitoring hiccup only warns.
-            output::notice(&format!("warning: metrics not pushed: {e:#}"));
+            output::stderr::notice(&format!("warning: metrics not pushed: {e:#}"));
         }
     }
     if let Some(Err(e)) = shown {
-        return Err(e.into());
+        return Err(e);
     }
     match result?.failure {
         Some(f) => Err(f.into()),

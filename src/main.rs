@@ -8,9 +8,9 @@ fn main() -> ExitCode {
     let cli = acaso_mail::cli::Cli::parse();
     match acaso_mail::run(cli) {
         Ok(code) => ExitCode::from(code),
-        Err(e) if acaso_mail::output::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if acaso_mail::output::is_stdout_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            acaso_mail::output::error(&e);
+            acaso_mail::output::stderr::error(&e);
             ExitCode::from(acaso_mail::error::exit_code_of(&e))
         }
     }

@@ -29,7 +29,7 @@ impl Cancel {
                 _ = term.recv() => 15,
             };
             flag.store(which, Ordering::SeqCst);
-            crate::output::notice(
+            crate::output::stderr::notice(
                 "signal received: taking no new mail, finishing what is in flight",
             );
         });

@@ -8,10 +8,6 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
-use lapin::{Connection, ConnectionProperties};
-
-use crate::config::Config;
 use crate::error::{Failure, Secret};
 use crate::secrets::{self, SecuritySettings};
 
@@ -177,99 +173,6 @@ pub fn is_loopback_url(url: &str) -> bool {
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
-}
-
-/// The TLS options lapin connects with: the built-in roots plus `--amqp-ca-file`.
-pub fn amqp_tls_config(wire: &Wire) -> lapin::tcp::OwnedTLSConfig {
-    lapin::tcp::OwnedTLSConfig {
-        identity: None,
-        cert_chain: wire.amqp_ca.as_ref().map(|ca| ca.pem.clone()),
-    }
-}
-
-/// Connects to RabbitMQ with the configured URL and TLS options.
-pub async fn connect_amqp(cfg: &Config, props: ConnectionProperties) -> lapin::Result<Connection> {
-    lapin::DefaultConnectionBuilder::new()?
-        .with_uri_str(cfg.amqp_url.expose().to_string())
-        .with_properties(props)
-        .with_tls_config(amqp_tls_config(&cfg.wire))
-        .connect()
-        .await
-}
-
-/// A clear message for a connection refused because of RabbitMQ's certificate, if
-/// that is what `err` is.
-pub fn explain_amqp_error(cfg: &Config, err: &lapin::Error) -> Option<String> {
-    let text = error_text(err);
-    if !text.to_ascii_lowercase().contains("certificate") {
-        return None;
-    }
-    let fix = match &cfg.wire.amqp_ca {
-        Some(ca) => format!(
-            "it is not signed by a CA in {} (--amqp-ca-file / ACASO_MAIL_AMQP_CA_FILE), or it does not name the host of the URL",
-            ca.path.display()
-        ),
-        None => "if a private CA signed it, give that CA's PEM file with --amqp-ca-file / ACASO_MAIL_AMQP_CA_FILE".into(),
-    };
-    Some(format!(
-        "the TLS certificate of RabbitMQ at {} was not trusted ({text}): {fix}",
-        cfg.amqp_display
-    ))
-}
-
-/// PUTs a metrics body to the Pushgateway, with the configured TLS roots and basic auth.
-pub fn put_metrics(
-    cfg: &Config,
-    url: &str,
-    body: &str,
-) -> Result<ureq::http::Response<ureq::Body>> {
-    let mut config = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(cfg.timeout));
-    if let Some(ca) = &cfg.wire.pushgateway_ca {
-        let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(ca.pem.as_bytes())
-            .filter_map(|i| match i {
-                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-                _ => None,
-            })
-            .collect();
-        config = config.tls_config(
-            ureq::tls::TlsConfig::builder()
-                .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
-                .build(),
-        );
-    }
-    let agent = ureq::Agent::new_with_config(config.build());
-    let mut req = agent
-        .put(url)
-        .header("content-type", "text/plain; version=0.0.4");
-    if let Some(auth) = &cfg.wire.pushgateway_auth {
-        req = req.header("authorization", auth.header());
-    }
-    req.send(body.as_bytes()).map_err(|e| {
-        let mut msg = format!("pushing metrics to {url}: {e}");
-        if msg.to_ascii_lowercase().contains("certificate") {
-            msg.push_str(
-                ": the Pushgateway's TLS certificate was not trusted; if a private CA signed it, give that CA's PEM file with --pushgateway-ca-file / PUSHGATEWAY_CA_FILE",
-            );
-        }
-        anyhow::anyhow!(msg)
-    })
-}
-
-/// An error and its sources, one line.
-fn error_text(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let t = s.to_string();
-        if !text.contains(&t) {
-            text.push_str(": ");
-            text.push_str(&t);
-        }
-        source = s.source();
-    }
-    text
 }
 
 /// Standard base64 with padding (for the basic-auth header).

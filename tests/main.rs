@@ -7,7 +7,11 @@ mod it {
     pub mod container;
     pub mod deploy;
     pub mod drain;
-    pub mod failures;
+    pub mod failures_brevo;
+    pub mod failures_broker;
+    pub mod failures_interrupts;
+    pub mod failures_mail;
+    pub mod failures_secrets;
     pub mod generated;
     pub mod legacy;
     pub mod maintenance;

@@ -46,6 +46,59 @@ pub async fn within<T, E: std::fmt::Display>(
     }
 }
 
+/// The TLS options lapin connects with: the built-in roots plus `--amqp-ca-file`.
+fn amqp_tls_config(wire: &crate::wire::Wire) -> lapin::tcp::OwnedTLSConfig {
+    lapin::tcp::OwnedTLSConfig {
+        identity: None,
+        cert_chain: wire.amqp_ca.as_ref().map(|ca| ca.pem.clone()),
+    }
+}
+
+/// Connects to RabbitMQ with the configured URL and TLS options.
+async fn connect_amqp(cfg: &Config, props: ConnectionProperties) -> lapin::Result<Connection> {
+    lapin::DefaultConnectionBuilder::new()?
+        .with_uri_str(cfg.amqp_url.expose().to_string())
+        .with_properties(props)
+        .with_tls_config(amqp_tls_config(&cfg.wire))
+        .connect()
+        .await
+}
+
+/// A clear message for a connection refused because of RabbitMQ's certificate, if
+/// that is what `err` is.
+fn explain_amqp_error(cfg: &Config, err: &lapin::Error) -> Option<String> {
+    let text = error_text(err);
+    if !text.to_ascii_lowercase().contains("certificate") {
+        return None;
+    }
+    let fix = match &cfg.wire.amqp_ca {
+        Some(ca) => format!(
+            "it is not signed by a CA in {} (--amqp-ca-file / ACASO_MAIL_AMQP_CA_FILE), or it does not name the host of the URL",
+            ca.path.display()
+        ),
+        None => "if a private CA signed it, give that CA's PEM file with --amqp-ca-file / ACASO_MAIL_AMQP_CA_FILE".into(),
+    };
+    Some(format!(
+        "the TLS certificate of RabbitMQ at {} was not trusted ({text}): {fix}",
+        cfg.amqp_display
+    ))
+}
+
+/// An error and its sources, one line.
+fn error_text(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let t = s.to_string();
+        if !text.contains(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        source = s.source();
+    }
+    text
+}
+
 fn durable() -> QueueDeclareOptions {
     QueueDeclareOptions {
         durable: true,
@@ -60,7 +113,7 @@ impl Broker {
             .with_connection_name(format!("acaso-mail {}", std::process::id()).into());
         let hint = "is it running? (rabbitmq-server -detached)";
         // amqps:// trusts the CA of --amqp-ca-file when one is given (crate::wire).
-        let conn = tokio::time::timeout(cfg.timeout, crate::wire::connect_amqp(cfg, props))
+        let conn = tokio::time::timeout(cfg.timeout, connect_amqp(cfg, props))
             .await
             .map_err(|_| {
                 Failure::Unavailable(format!(
@@ -71,14 +124,12 @@ impl Broker {
             })?
             .map_err(|e| {
                 // An untrusted certificate says so, and which option fixes it.
-                Failure::Unavailable(crate::wire::explain_amqp_error(cfg, &e).unwrap_or_else(
-                    || {
-                        format!(
-                            "cannot connect to RabbitMQ at {}: {e}; {hint}",
-                            cfg.amqp_display
-                        )
-                    },
-                ))
+                Failure::Unavailable(explain_amqp_error(cfg, &e).unwrap_or_else(|| {
+                    format!(
+                        "cannot connect to RabbitMQ at {}: {e}; {hint}",
+                        cfg.amqp_display
+                    )
+                }))
             })?;
         Ok(Broker {
             conn,

@@ -50,10 +50,7 @@ fn commands_that_call_brevo_need_a_key() {
 
 #[test]
 fn help_lists_the_exit_codes() {
-    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("acaso-mail"))
-        .arg("--help")
-        .output()
-        .expect("run");
+    let out = output_within(bare_cmd().arg("--help"), CHILD_TIMEOUT);
     let text = String::from_utf8_lossy(&out.stdout);
     for code in ["0 ", "2 ", "3 ", "4 ", "5 ", "6 ", "130", "143"] {
         assert!(

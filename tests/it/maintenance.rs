@@ -65,30 +65,41 @@ fn reprioritize_puts_old_mail_back_in_day_order_and_parks_the_expired() {
 
 #[test]
 fn reprioritize_killed_at_any_point_loses_and_duplicates_nothing() {
+    use proxy::Method::{BasicGet, BasicPublish, TxCommit};
     let w = World::new("reprio-kill", 300.0);
     w.cmd()
         .args(["-q", "publish", "-n", "4000"])
         .assert()
         .success();
-    for delay_ms in [50u64, 200, 600] {
-        let mut child = w
-            .std_cmd()
-            .args(["-q", "reprioritize"])
-            .spawn()
-            .expect("spawn");
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        let _ = child.kill();
-        let _ = child.wait();
-        // Give the broker a moment to return the unacked originals.
+    // Killed (SIGKILL) while held at each step of the protocol, so that every kill is
+    // known to land mid-run: taking the first and the last mail, publishing the first
+    // and the last new copy, and committing.
+    for (method, nth) in [
+        (BasicGet, 1),
+        (BasicGet, 4000),
+        (BasicPublish, 1),
+        (BasicPublish, 4000),
+        (TxCommit, 1),
+    ] {
+        let proxy = proxy::Proxy::hold_at(method, nth);
+        let child = spawn(
+            w.std_cmd()
+                .env("QUEUE_SERVICE_URL", proxy.url())
+                .args(["-q", "reprioritize"]),
+        );
+        proxy.wait_triggered(Duration::from_secs(60));
+        child.kill_mid_run();
+        drop(proxy);
+        // The broker returns the unacked originals once it sees the connection gone.
         let mut n = 0;
-        for _ in 0..50 {
+        let back = wait_for(Duration::from_secs(30), || {
             n = w.ready(&w.queue);
-            if n == 4000 {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        assert_eq!(n, 4000, "after a kill at {delay_ms} ms");
+            n == 4000
+        });
+        assert!(
+            back,
+            "{n} mails queued, not 4000, after a kill at {method:?} #{nth}"
+        );
     }
     let all = w.take_all(&w.queue);
     let ids: HashSet<Vec<u8>> = all.iter().map(|(_, b)| b.clone()).collect();

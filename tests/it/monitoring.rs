@@ -8,16 +8,20 @@ use std::path::{Path, PathBuf};
 
 use serde_yaml::Value;
 
+use crate::support::{CHILD_TIMEOUT, output_within, require_tool};
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn promtool(args: &[&str]) {
-    let out = std::process::Command::new("promtool")
-        .args(args)
-        .current_dir(root().join("monitoring"))
-        .output()
-        .expect("promtool must be installed: apt-get install prometheus (bash .ci/run does it)");
+    require_tool("promtool", "prometheus");
+    let out = output_within(
+        std::process::Command::new("promtool")
+            .args(args)
+            .current_dir(root().join("monitoring")),
+        CHILD_TIMEOUT,
+    );
     assert!(
         out.status.success(),
         "promtool {args:?}:\n{}{}",

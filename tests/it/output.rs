@@ -172,34 +172,28 @@ fn progress_bars_only_on_a_terminal_and_colour_only_when_asked() {
         String::from_utf8_lossy(&out.stderr)
     );
     // On a terminal (script(1) gives one), the bar shows; with --quiet or --json it does not.
-    if std::process::Command::new("script")
-        .arg("--version")
-        .output()
-        .is_ok()
-    {
-        let bin = assert_cmd::cargo::cargo_bin("acaso-mail");
-        let run = |extra: &str| {
-            let mut c = std::process::Command::new("script");
-            for (k, v) in w.cmd().get_envs() {
-                if let Some(v) = v {
-                    c.env(k, v);
-                }
-            }
-            let line = format!("'{}' {extra} publish -n 8000", bin.display());
-            let out = c
-                .args(["-qec", &line, "/dev/null"])
-                .output()
-                .expect("script");
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        };
-        let shown = run("");
+    require_tool("script", "bsdutils");
+    let bin = assert_cmd::cargo::cargo_bin("acaso-mail");
+    let run = |extra: &str| {
+        let mut c = std::process::Command::new("script");
+        w.apply_env(&mut c);
+        let line = format!("'{}' {extra} publish -n 8000", bin.display());
+        let out = output_within(c.args(["-qec", &line, "/dev/null"]), CHILD_TIMEOUT);
         assert!(
-            shown.contains("publish [") && shown.contains("/8000"),
-            "no progress bar on a terminal: {shown:?}"
+            out.status.success(),
+            "script -qec {line:?}: {:?} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
         );
-        assert!(!run("--quiet").contains("/8000"));
-        assert!(!run("--json").contains("/8000"));
-    }
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let shown = run("");
+    assert!(
+        shown.contains("publish [") && shown.contains("/8000"),
+        "no progress bar on a terminal: {shown:?}"
+    );
+    assert!(!run("--quiet").contains("/8000"));
+    assert!(!run("--json").contains("/8000"));
     let plain = w.cmd().args(["peek", "-n", "2"]).output().expect("peek");
     assert!(!plain.stdout.contains(&0x1b), "colour in a pipe");
     let coloured = w

@@ -227,12 +227,8 @@ fn a_closed_pipe_is_not_an_error() {
         bin.display()
     );
     let mut sh = std::process::Command::new("bash");
-    for (k, v) in w.cmd().get_envs() {
-        if let Some(v) = v {
-            sh.env(k, v);
-        }
-    }
-    let st = sh.args(["-c", &script]).output().expect("bash");
+    w.apply_env(&mut sh);
+    let st = output_within(sh.args(["-c", &script]), CHILD_TIMEOUT);
     assert!(
         st.status.success(),
         "exit {:?}: {}",

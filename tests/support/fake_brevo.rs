@@ -33,6 +33,27 @@ pub enum Fault {
     Drop,
     /// Accept the mail, then close the connection without answering.
     AcceptThenDrop,
+    /// This fault if a send comes to take it; unlike the others, it may be left
+    /// unused without failing the test (see `Drop for FakeBrevo`).
+    Optional(Box<Fault>),
+}
+
+impl Fault {
+    /// The same fault, allowed to go unused.
+    pub fn optional(self) -> Fault {
+        Fault::Optional(Box::new(self))
+    }
+
+    fn required(&self) -> bool {
+        !matches!(self, Fault::Optional(_))
+    }
+
+    fn unwrap_optional(self) -> Fault {
+        match self {
+            Fault::Optional(f) => f.unwrap_optional(),
+            f => f,
+        }
+    }
 }
 
 /// What the fake was told and what it saw.
@@ -139,22 +160,52 @@ impl FakeBrevo {
         self.state().accepted.clone()
     }
 
-    /// Waits until at least `n` send requests have arrived (accepted or not).
-    pub fn wait_for_sends(&self, n: u64, timeout: Duration) -> bool {
+    /// Waits until at least `n` send requests have arrived (accepted or not); fails
+    /// the test when they have not within `timeout`.
+    pub fn wait_for_sends(&self, n: u64, timeout: Duration) {
         let (m, cv) = &*self.arrivals;
         let deadline = Instant::now() + timeout;
         let mut got = m.lock().unwrap_or_else(|p| p.into_inner());
         while *got < n {
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
+            assert!(
+                !left.is_zero(),
+                "the fake Brevo received {} send(s), not {n}, within {timeout:?}",
+                *got
+            );
             got = cv
                 .wait_timeout(got, left)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
-        true
+    }
+
+    /// Sends being handled right now: received, not yet answered.
+    pub fn in_flight(&self) -> u32 {
+        self.state().concurrent
+    }
+}
+
+/// A fault the test scripted and no send consumed means the test did not exercise
+/// what it meant to (as xh's test server checks): fail it, unless the fault was marked
+/// [`Fault::optional`] or the test is already failing.
+impl Drop for FakeBrevo {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let unused: Vec<Fault> = self
+            .state()
+            .script
+            .iter()
+            .filter(|f| f.required())
+            .cloned()
+            .collect();
+        assert!(
+            unused.is_empty(),
+            "the fake Brevo was scripted faults no send consumed: {unused:?} \
+             (mark a fault that may go unused with Fault::optional)"
+        );
     }
 }
 
@@ -296,7 +347,7 @@ fn handle_send(
             .push(body.as_ref().cloned().unwrap_or(Value::Null));
         s.concurrent += 1;
         s.max_concurrent = s.max_concurrent.max(s.concurrent);
-        (s.latency, s.script.pop_front())
+        (s.latency, s.script.pop_front().map(Fault::unwrap_optional))
     };
     {
         let (m, cv) = &**arrivals;
@@ -311,6 +362,7 @@ fn handle_send(
             let _ = w.shutdown(std::net::Shutdown::Both);
             return Err(std::io::Error::other("dropped on purpose"));
         }
+        (Some(Fault::Optional(_)), _) => unreachable!("unwrapped when taken"),
         (Some(Fault::Status(code, text)), _) => {
             let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
             (code, v, vec![])

@@ -7,9 +7,10 @@ pub mod node;
 pub mod proxy;
 pub mod schema;
 
+use std::io::Read;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use assert_cmd::Command;
 use lapin::options::{
@@ -23,6 +24,15 @@ pub use fake_brevo::{FakeBrevo, Fault};
 
 pub const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const KEY: &str = "xkeysib-test-0123456789abcdef";
+
+/// The caller's variables a child keeps: `PATH` (the shells some tests run through
+/// `script` and `bash` look up their commands), `HOME` (where a program with no
+/// `--state-dir` would look), and `TERM` (`script` gives its child a terminal of this
+/// type). Everything else is cleared; see [`World::env`].
+pub const INHERITED: &[&str] = &["PATH", "HOME", "TERM"];
+
+/// How long any child of a test may run before it is killed and the test fails.
+pub const CHILD_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub fn rt() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
@@ -62,6 +72,19 @@ pub fn unique(name: &str) -> String {
     )
 }
 
+/// The binary with none of the caller's environment but [`INHERITED`], for tests
+/// without a [`World`]; run it with [`output_within`] or [`spawn`].
+pub fn bare_cmd() -> std::process::Command {
+    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("acaso-mail"));
+    c.env_clear();
+    for k in INHERITED {
+        if let Some(v) = std::env::var_os(k) {
+            c.env(k, v);
+        }
+    }
+    c
+}
+
 /// One test's world.
 pub struct World {
     pub queue: String,
@@ -85,32 +108,48 @@ impl World {
         }
     }
 
-    /// The binary, configured for this world only (nothing from the caller's env).
+    /// The variables of this world, the only ones its commands see besides
+    /// [`INHERITED`]: every child starts from an empty environment, so nothing the
+    /// caller exported (`ACASO_MAIL_LOCK_WAIT`, `ACASO_MAIL_CONCURRENCY`,
+    /// `SENDINBLUE_API_KEY`, `RUST_BACKTRACE`...) can change what a test sees.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = INHERITED
+            .iter()
+            .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+            .collect();
+        for (k, v) in [
+            ("QUEUE_SERVICE_URL", AMQP.to_string()),
+            ("ACASO_MAIL_QUEUE", self.queue.clone()),
+            ("SENDINBLUE_URL", self.fake.url.clone()),
+            ("SENDINBLUE_API_KEY", KEY.to_string()),
+            (
+                "ACASO_MAIL_STATE_DIR",
+                self.state.path().display().to_string(),
+            ),
+            ("ACASO_MAIL_TIMEOUT", "5".to_string()),
+        ] {
+            env.push((k.to_string(), v));
+        }
+        env
+    }
+
+    /// Gives `c` exactly this world's environment (see [`World::env`]).
+    pub fn apply_env(&self, c: &mut std::process::Command) {
+        c.env_clear();
+        for (k, v) in self.env() {
+            c.env(k, v);
+        }
+    }
+
+    /// The binary, configured for this world only (nothing from the caller's env), with
+    /// a timeout.
     pub fn cmd(&self) -> Command {
         let mut c = Command::cargo_bin("acaso-mail").expect("binary");
-        for k in [
-            "QUEUE_SERVICE_URL",
-            "ACASO_MAIL_QUEUE",
-            "SENDINBLUE_URL",
-            "BREVO_URL",
-            "SENDINBLUE_API_KEY",
-            "BREVO_API_KEY",
-            "SENDINBLUE_MAILS_PER_HOUR",
-            "PUSHGATEWAY_URL",
-            "ACASO_MAIL_TZ",
-            "ACASO_MAIL_NOW",
-            "ACASO_MAIL_STATE_DIR",
-            "NO_COLOR",
-        ] {
-            c.env_remove(k);
+        c.env_clear();
+        for (k, v) in self.env() {
+            c.env(k, v);
         }
-        c.env("QUEUE_SERVICE_URL", AMQP)
-            .env("ACASO_MAIL_QUEUE", &self.queue)
-            .env("SENDINBLUE_URL", &self.fake.url)
-            .env("SENDINBLUE_API_KEY", KEY)
-            .env("ACASO_MAIL_STATE_DIR", self.state.path())
-            .env("ACASO_MAIL_TIMEOUT", "5")
-            .timeout(std::time::Duration::from_secs(120));
+        c.timeout(CHILD_TIMEOUT);
         c
     }
 
@@ -141,24 +180,40 @@ impl World {
             .success();
     }
 
-    /// Waits (at most 60 s) until the main queue holds at least `n` messages.
+    /// Waits (at most 60 s) until the main queue holds at least `n` messages; fails the
+    /// test when it does not.
     pub fn wait_until_ready(&self, n: u32) {
-        let start = std::time::Instant::now();
-        while self.ready(&self.queue) < n && start.elapsed() < std::time::Duration::from_secs(60) {
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        let mut last = 0;
+        wait_until(
+            &format!("{} to hold at least {n} messages", self.queue),
+            Duration::from_secs(60),
+            || {
+                last = self.ready(&self.queue);
+                last >= n
+            },
+        );
     }
 
-    /// Same as [`World::cmd`], as a std command (for tests that signal the process).
+    /// Waits (at most 30 s) until `queue` holds exactly `n` ready messages (the broker
+    /// returns a dead client's unacked messages asynchronously); fails the test with the
+    /// last count when it does not.
+    pub fn wait_until_ready_exactly(&self, queue: &str, n: u32) {
+        let mut last = 0;
+        let done = wait_for(Duration::from_secs(30), || {
+            last = self.ready(queue);
+            last == n
+        });
+        assert!(
+            done,
+            "{queue} holds {last} ready messages, not {n}, after 30 s"
+        );
+    }
+
+    /// Same as [`World::cmd`], as a std command (for tests that signal the process):
+    /// run it with [`spawn`], which keeps the timeout.
     pub fn std_cmd(&self) -> std::process::Command {
-        let c = self.cmd();
         let mut s = std::process::Command::new(assert_cmd::cargo::cargo_bin("acaso-mail"));
-        for (k, v) in c.get_envs() {
-            match v {
-                Some(v) => s.env(k, v),
-                None => s.env_remove(k),
-            };
-        }
+        self.apply_env(&mut s);
         s
     }
 
@@ -298,14 +353,18 @@ pub fn recipients(fake: &FakeBrevo) -> Vec<String> {
         .collect()
 }
 
-/// Sends `sig` (TERM, INT, ...) to a child process.
-pub fn signal(child: &std::process::Child, sig: &str) {
+/// Sends `sig` (TERM, INT, ...) to a running child.
+pub fn signal(child: &Running, sig: &str) {
     let pid = child.id().to_string();
-    let ok = std::process::Command::new("kill")
-        .args([&format!("-{sig}"), &pid])
-        .status()
-        .expect("kill");
-    assert!(ok.success(), "kill -{sig} {pid}");
+    let out = output_within(
+        std::process::Command::new("kill").args([&format!("-{sig}"), &pid]),
+        Duration::from_secs(10),
+    );
+    assert!(
+        out.status.success(),
+        "kill -{sig} {pid}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 pub fn stdout_json(out: &std::process::Output) -> Value {
@@ -333,6 +392,7 @@ pub struct Pushgateway {
 
 impl Pushgateway {
     pub fn start() -> Self {
+        require_tool("prometheus-pushgateway", "prometheus-pushgateway");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
@@ -382,4 +442,197 @@ impl Drop for Pushgateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Polls `done` every 20 ms until it holds or `timeout` passes; says which.
+pub fn wait_for(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if done() {
+            return true;
+        }
+        if start.elapsed() >= timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls `done` until it holds; fails the test, naming `what`, when `timeout` passes.
+pub fn wait_until(what: &str, timeout: Duration, done: impl FnMut() -> bool) {
+    assert!(
+        wait_for(timeout, done),
+        "timed out after {timeout:?} waiting for {what}"
+    );
+}
+
+/// Runs a command to completion, killing it and failing the test when it takes longer
+/// than `limit` (a tool or a child that hangs must not hang the suite).
+pub fn output_within(c: &mut std::process::Command, limit: Duration) -> std::process::Output {
+    let what = format!("{c:?}");
+    spawn_within(
+        c.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped()),
+        limit,
+    )
+    .unwrap_or_else(|e| panic!("cannot run {what}: {e}"))
+    .wait_with_output()
+}
+
+/// Starts a command whose stdout and stderr are piped (see [`spawn`]); it is killed,
+/// failing the test, when it runs longer than [`CHILD_TIMEOUT`].
+pub fn spawn(c: &mut std::process::Command) -> Running {
+    let what = format!("{c:?}");
+    spawn_within(
+        c.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped()),
+        CHILD_TIMEOUT,
+    )
+    .unwrap_or_else(|e| panic!("cannot start {what}: {e}"))
+}
+
+fn spawn_within(c: &mut std::process::Command, limit: Duration) -> std::io::Result<Running> {
+    let what = format!("{:?}", c.get_program());
+    let mut child = c.spawn()?;
+    let read = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let stdout = read(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = read(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    Ok(Running {
+        child,
+        what,
+        deadline: Instant::now() + limit,
+        limit,
+        stdout: Some(stdout),
+        stderr: Some(stderr),
+    })
+}
+
+/// A child process with a deadline: waiting past it kills the child and fails the
+/// test; dropping it kills the child.
+pub struct Running {
+    child: std::process::Child,
+    what: String,
+    deadline: Instant,
+    limit: Duration,
+    stdout: Option<std::thread::JoinHandle<Vec<u8>>>,
+    stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
+}
+
+impl Running {
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the child is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGKILLs the child, asserting that it was still running, and returns its
+    /// output once it is gone; the status says it died of SIGKILL.
+    pub fn kill_mid_run(mut self) -> std::process::Output {
+        assert!(
+            self.is_running(),
+            "{} had already exited before the kill: the kill did not land mid-run",
+            self.what
+        );
+        self.child.kill().expect("SIGKILL");
+        let out = self.wait_with_output();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&out.status),
+            Some(9),
+            "{} was not ended by the SIGKILL: {:?}",
+            self.what_of(&out),
+            out.status
+        );
+        out
+    }
+
+    fn what_of(&self, out: &std::process::Output) -> String {
+        format!(
+            "{} (stderr: {})",
+            self.what,
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+
+    /// Waits for the child to exit and returns what it wrote; kills it and fails the
+    /// test when it is still running at its deadline.
+    pub fn wait_with_output(&mut self) -> std::process::Output {
+        let status = loop {
+            match self.child.try_wait().expect("wait") {
+                Some(status) => break status,
+                None if Instant::now() >= self.deadline => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    let err = self
+                        .stderr
+                        .take()
+                        .and_then(|h| h.join().ok())
+                        .unwrap_or_default();
+                    panic!(
+                        "{} still ran after {:?}; killed. stderr: {}",
+                        self.what,
+                        self.limit,
+                        String::from_utf8_lossy(&err)
+                    );
+                }
+                None => std::thread::sleep(Duration::from_millis(10)),
+            }
+        };
+        let join = |h: Option<std::thread::JoinHandle<Vec<u8>>>| {
+            h.and_then(|h| h.join().ok()).unwrap_or_default()
+        };
+        std::process::Output {
+            status,
+            stdout: join(self.stdout.take()),
+            stderr: join(self.stderr.take()),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Fails the test, naming the tool and the Debian package that has it, when `tool` is
+/// not on `PATH`: a test that needs a tool never passes by skipping its checks.
+pub fn require_tool(tool: &str, package: &str) {
+    let found = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join(tool)).is_ok_and(|m| {
+                m.is_file()
+                    && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+            })
+        })
+    });
+    assert!(
+        found,
+        "{tool} is not installed, and this test needs it: apt-get install {package} \
+         (bash .ci/run installs it)"
+    );
 }

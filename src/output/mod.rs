@@ -11,6 +11,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use serde_json::Value;
 
+pub mod stderr;
+
 use crate::config::{ColorWhen, Config};
 use crate::error::Failure;
 use crate::metrics::RunGauges;
@@ -92,12 +94,16 @@ impl Report {
     }
 }
 
+/// Stdout was closed by its reader (`acaso-mail peek | head -1`): not a failure.
+#[derive(Debug, thiserror::Error)]
+#[error("stdout was closed")]
+pub struct StdoutClosed;
+
 /// Prints a report as the configuration asks: its JSON with `--json`; else its text,
 /// unless `--quiet` hides a summary that reports no failure.
-pub fn emit(cfg: &Config, report: &Report) -> io::Result<()> {
+pub fn emit(cfg: &Config, report: &Report) -> anyhow::Result<()> {
     if cfg.json {
-        let text = serde_json::to_string_pretty(&report.json).map_err(io::Error::other)?;
-        return line(&text);
+        return line(&serde_json::to_string_pretty(&report.json)?);
     }
     if cfg.quiet && !report.is_answer && report.failure.is_none() {
         return Ok(());
@@ -108,10 +114,14 @@ pub fn emit(cfg: &Config, report: &Report) -> io::Result<()> {
     line(&report.text(colour(cfg)))
 }
 
-fn line(text: &str) -> io::Result<()> {
+fn line(text: &str) -> anyhow::Result<()> {
     let mut out = io::stdout().lock();
-    writeln!(out, "{text}")?;
-    out.flush()
+    writeln!(out, "{text}")
+        .and_then(|()| out.flush())
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::BrokenPipe => anyhow::Error::new(StdoutClosed),
+            _ => anyhow::Error::new(e).context("writing to stdout"),
+        })
 }
 
 /// Whether tables get colour: asked for, or `auto` on a terminal that wants it.
@@ -159,21 +169,10 @@ pub fn progress(cfg: &Config, len: u64, what: &str) -> ProgressBar {
     pb
 }
 
-/// A note for the operator on stderr, whatever the output mode.
-pub fn notice(text: &str) {
-    eprintln!("acaso-mail: {text}");
-}
-
-/// The error that ends a run, with its whole chain, on stderr.
-pub fn error(err: &anyhow::Error) {
-    eprintln!("acaso-mail: error: {err:#}");
-}
-
-/// Whether an error is a closed stdout (`acaso-mail peek | head -1`).
-pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain()
-        .filter_map(|e| e.downcast_ref::<io::Error>())
-        .any(|e| e.kind() == io::ErrorKind::BrokenPipe)
+/// Whether a run ended because its reader closed stdout. Only a write to stdout says
+/// so: a broken pipe anywhere else (a socket to RabbitMQ) is a real failure.
+pub fn is_stdout_closed(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| e.is::<StdoutClosed>())
 }
 
 #[cfg(test)]

@@ -1,0 +1,20 @@
+//! Notes for the operator and the error that ends a run, on stderr, whatever the
+//! output mode. A leaf module, so that any layer may warn without importing the rest
+//! of the output machinery.
+
+use std::io::{self, Write};
+
+/// A note for the operator. A closed stderr is ignored: there is no one left to tell.
+pub fn notice(text: &str) {
+    let _ = writeln!(io::stderr(), "acaso-mail: {text}");
+}
+
+/// A warning for the operator.
+pub fn warning(text: &str) {
+    notice(&format!("warning: {text}"));
+}
+
+/// The error that ends a run, with its whole chain.
+pub fn error(err: &anyhow::Error) {
+    let _ = writeln!(io::stderr(), "acaso-mail: error: {err:#}");
+}

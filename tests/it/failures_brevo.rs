@@ -1,0 +1,194 @@
+//! Brevo failing: rejected mail parked, a bad key, the quota running out, transient
+//! failures retried, Brevo down. Nothing lost, nothing sent twice.
+
+use crate::it::publish::NOW;
+use crate::support::*;
+
+#[test]
+fn brevo_400_parks_the_mail_and_the_run_goes_on() {
+    let w = World::new("brevo-400", 300.0);
+    w.fake.state().missing_templates.insert(77);
+    w.publish(
+        &[
+            job("a@example.org", 77, "2026-11-28T10:00:00-03:00"),
+            job("b@example.org", 3, "2026-11-29T10:00:00-03:00"),
+        ],
+        NOW,
+    );
+    let s = w.json(NOW, &["drain-eod", "--concurrency", "1"]);
+    assert_eq!(
+        (
+            s["sent"].as_u64(),
+            s["failed"].as_u64(),
+            s["parked"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1))
+    );
+    let parked = w.take_all(&format!("{}.dead", w.queue));
+    assert_eq!(parked.len(), 1);
+    assert_eq!(
+        header_str(&parked[0].0, "x-acaso-reason").as_deref(),
+        Some("brevo_rejected")
+    );
+    assert!(
+        header_str(&parked[0].0, "x-acaso-detail").is_some_and(|d| d.contains("invalid_parameter"))
+    );
+}
+
+#[test]
+fn bad_key_stops_at_once_and_acks_nothing() {
+    let w = World::new("401", 300.0);
+    w.publish(&[job("a@example.org", 3, "2026-11-28T10:00:00-03:00")], NOW);
+    let out = w
+        .cmd()
+        .env("SENDINBLUE_API_KEY", "xkeysib-wrong-key-SECRET123")
+        .args(["--now", NOW, "drain-eod"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(5));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("check SENDINBLUE_API_KEY"), "{err}");
+    assert!(!err.contains("SECRET123"));
+    assert!(w.fake.accepted().is_empty());
+    assert_eq!(w.ready(&w.queue), 1);
+}
+
+#[test]
+fn out_of_credits_mid_run_keeps_the_rest_queued() {
+    // The quota runs out after two sends although /account said 300: as 402, or as 400.
+    for status in [402u16, 400] {
+        let w = World::new("402", 300.0);
+        w.publish(
+            &(0..5)
+                .map(|i| job(&format!("m{i}@example.org"), 3, "2026-11-28T10:00:00-03:00"))
+                .collect::<Vec<_>>(),
+            NOW,
+        );
+        let quota = Fault::Status(
+            status,
+            r#"{"code":"not_enough_credits","message":"Not enough credits"}"#.into(),
+        );
+        w.fake
+            .state()
+            .script
+            .extend([Fault::Pass, Fault::Pass, quota]);
+        let s = w.json(NOW, &["drain-eod", "--concurrency", "1"]);
+        assert_eq!(s["sent"], 2, "{s}");
+        assert_eq!(
+            w.fake.state().received.len(),
+            3,
+            "no send after the quota answer"
+        );
+        assert_eq!(w.ready(&w.queue), 3);
+    }
+}
+
+#[test]
+fn quota_answer_beyond_reported_credits_stops_sending() {
+    let w = World::new("quota-script", 300.0);
+    w.publish(
+        &(0..4)
+            .map(|i| job(&format!("m{i}@example.org"), 3, "2026-11-28T10:00:00-03:00"))
+            .collect::<Vec<_>>(),
+        NOW,
+    );
+    w.fake.state().script.extend([Fault::Status(
+        400,
+        r#"{"code":"not_enough_credits","message":"quota"}"#.into(),
+    )]);
+    let s = w.json(NOW, &["drain-eod", "--concurrency", "1"]);
+    assert_eq!(s["sent"], 0);
+    assert!(
+        s["stopped"].as_str().is_some_and(|r| r.contains("credits")),
+        "{s}"
+    );
+    assert_eq!(w.ready(&w.queue), 4);
+    assert_eq!(
+        w.fake.state().received.len(),
+        1,
+        "no send after the quota answer"
+    );
+}
+
+#[test]
+fn transient_failures_go_to_retry_then_park_after_max_attempts() {
+    let w = World::new("retry", 300.0);
+    w.publish(
+        &[
+            job("a@example.org", 3, "2026-11-28T10:00:00-03:00"),
+            job("b@example.org", 3, "2026-11-29T10:00:00-03:00"),
+        ],
+        NOW,
+    );
+    w.fake
+        .state()
+        .script
+        .extend([Fault::Status(500, String::new()), Fault::Drop]);
+    let s = w.json(NOW, &["drain-eod", "--concurrency", "1"]);
+    assert_eq!(
+        (
+            s["sent"].as_u64(),
+            s["failed"].as_u64(),
+            s["retried"].as_u64()
+        ),
+        (Some(0), Some(2), Some(2))
+    );
+    assert_eq!(w.ready(&w.queue), 0);
+    let retried = w.take_all(&format!("{}.retry.60s", w.queue));
+    assert_eq!(
+        retried.len(),
+        2,
+        "first attempts wait in the 60 s retry queue"
+    );
+    assert_eq!(
+        retried[0]
+            .0
+            .inner()
+            .get("x-acaso-attempts")
+            .map(|v| format!("{v:?}")),
+        Some("LongUInt(1)".into())
+    );
+
+    // A mail at its last attempt is parked instead of retried.
+    let w2 = World::new("retry-park", 300.0);
+    w2.publish(&[job("c@example.org", 3, "2026-11-28T10:00:00-03:00")], NOW);
+    w2.fake.state().script.push_back(Fault::Drop);
+    w2.json(NOW, &["drain-eod", "--max-attempts", "1"]);
+    let parked = w2.take_all(&format!("{}.dead", w2.queue));
+    assert_eq!(parked.len(), 1);
+    assert_eq!(
+        header_str(&parked[0].0, "x-acaso-reason").as_deref(),
+        Some("retries_exhausted")
+    );
+}
+
+#[test]
+fn brevo_down_stops_the_run_with_exit_4_and_loses_nothing() {
+    let w = World::new("brevo-down", 300.0);
+    w.publish(
+        &(0..8)
+            .map(|i| job(&format!("m{i}@example.org"), 3, "2026-11-28T10:00:00-03:00"))
+            .collect::<Vec<_>>(),
+        NOW,
+    );
+    w.fake.state().script.extend((0..8).map(|i| {
+        let down = Fault::Status(503, "<html>down</html>".into());
+        // The run stops after five; the other three answer a run that would not.
+        if i < 5 { down } else { down.optional() }
+    }));
+    let out = w
+        .cmd()
+        .args(["--now", NOW, "--json", "drain-eod", "--concurrency", "1"])
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = stdout_json(&out);
+    assert_eq!(s["failed"], 5, "stops after 5 failures in a row: {s}");
+    let retrying = w.ready(&format!("{}.retry.60s", w.queue));
+    assert_eq!(retrying + w.ready(&w.queue), 8);
+}

@@ -1,0 +1,153 @@
+//! Runs killed, interrupted or overlapping: a kill (even SIGKILL) mid-send never sends
+//! twice, signals finish what is in flight, a second run waits for the lock.
+
+use std::time::Duration;
+
+use crate::it::publish::NOW;
+use crate::support::*;
+
+/// Publishes one mail, starts a drain-eod, and kills it with SIGKILL while Brevo, which
+/// has accepted the mail, is still answering.
+fn kill_drain_mid_send(w: &World) {
+    w.publish(
+        &[job("once@example.org", 3, "2026-11-28T10:00:00-03:00")],
+        NOW,
+    );
+    w.fake.state().latency = Duration::from_secs(3);
+    let child = spawn(w.std_cmd().args(["--now", NOW, "-q", "drain-eod"]));
+    w.fake.wait_for_sends(1, Duration::from_secs(30));
+    // The kill lands mid-send: Brevo holds the request and has not answered yet.
+    assert_eq!(w.fake.in_flight(), 1, "the send was already answered");
+    child.kill_mid_run();
+    assert_eq!(w.fake.accepted().len(), 1);
+    w.fake.state().latency = Duration::ZERO;
+}
+
+#[test]
+fn a_drain_killed_mid_send_never_sends_twice() {
+    let w = World::new("sigkill", 300.0);
+    kill_drain_mid_send(&w);
+    // The broker gives the unacked mail back; the next drain must not send it again.
+    let s = w.json(NOW, &["drain-eod"]);
+    assert_eq!(
+        (s["sent"].as_u64(), s["already_sent"].as_u64()),
+        (Some(0), Some(1)),
+        "{s}"
+    );
+    assert_eq!(w.fake.accepted().len(), 1, "Brevo received the mail twice");
+    assert_eq!(w.ready(&w.queue), 0);
+    // And a third run finds nothing to do.
+    let out = w
+        .cmd()
+        .args(["--now", NOW, "--json", "drain-eod"])
+        .output()
+        .expect("run");
+    assert_eq!(stdout_json(&out)["already_sent"], 0);
+}
+
+#[test]
+fn a_killed_send_found_after_the_idempotency_window_is_parked_not_resent() {
+    let w = World::new("sigkill-late", 300.0);
+    kill_drain_mid_send(&w);
+    // The next drain runs an hour later: Brevo would no longer refuse the key.
+    let s = w.json("2026-11-27T13:00:00-03:00", &["drain-eod"]);
+    assert_eq!(
+        (s["sent"].as_u64(), s["parked"].as_u64()),
+        (Some(0), Some(1)),
+        "{s}"
+    );
+    assert_eq!(w.fake.accepted().len(), 1, "sent twice");
+    let parked = w.take_all(&format!("{}.dead", w.queue));
+    assert_eq!(
+        header_str(&parked[0].0, "x-acaso-reason").as_deref(),
+        Some("uncertain_send")
+    );
+    // Not lost either: it waits in the parking queue, not in the main one.
+    assert_eq!(w.ready(&w.queue), 0);
+}
+
+#[test]
+fn overlapping_runs_wait_for_the_lock_then_give_up() {
+    let w = World::new("lock", 300.0);
+    w.publish(&[job("a@example.org", 3, "2026-11-28T10:00:00-03:00")], NOW);
+    w.fake.state().latency = Duration::from_secs(4);
+    let mut first = spawn(w.std_cmd().args(["--now", NOW, "-q", "drain-eod"]));
+    w.fake.wait_for_sends(1, Duration::from_secs(30));
+    let out = w
+        .cmd()
+        .args(["--now", NOW, "--lock-wait", "1", "drain-hourly"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(6));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another acaso-mail run"));
+    assert!(
+        first.is_running(),
+        "the first run ended before the second one tried the lock"
+    );
+    let first = first.wait_with_output();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert_eq!(w.fake.accepted().len(), 1);
+}
+
+#[test]
+fn sigterm_finishes_in_flight_and_leaves_the_rest_queued() {
+    let w = World::new("sigterm", 300.0);
+    w.publish(
+        &(0..5)
+            .map(|i| job(&format!("m{i}@example.org"), 3, "2026-11-28T10:00:00-03:00"))
+            .collect::<Vec<_>>(),
+        NOW,
+    );
+    w.fake.state().latency = Duration::from_secs(2);
+    let mut child =
+        spawn(
+            w.std_cmd()
+                .args(["--now", NOW, "--json", "drain-eod", "--concurrency", "1"]),
+        );
+    w.fake.wait_for_sends(1, Duration::from_secs(30));
+    // The signal lands mid-send: the first mail's answer is still pending.
+    assert_eq!(w.fake.in_flight(), 1, "the send was already answered");
+    signal(&child, "TERM");
+    let out = child.wait_with_output();
+    assert_eq!(
+        out.status.code(),
+        Some(143),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = stdout_json(&out);
+    assert_eq!(s["sent"], 1, "the in-flight send was finished: {s}");
+    assert_eq!(w.fake.accepted().len(), 1);
+    assert_eq!(w.ready(&w.queue), 4);
+}
+
+#[test]
+fn sigint_during_publish_reports_what_was_confirmed_and_exits_130() {
+    let w = World::new("sigint-publish", 300.0);
+    w.declare_queues();
+    let mut child = spawn(w.std_cmd().args(["publish", "-n", "5000000"]));
+    w.wait_until_ready(500);
+    // Mid-run: 5,000,000 mails take far longer than this test may run.
+    assert!(child.is_running(), "the publish ended before the signal");
+    signal(&child, "INT");
+    let out = child.wait_with_output();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    let confirmed: u32 = err
+        .split("interrupted: ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no confirmed count in {err:?}"));
+    // Every confirmed message is queued, and nothing beyond what was published.
+    assert_eq!(w.ready(&w.queue), confirmed);
+}
