@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{ColorWhen, Settings};
 use crate::error::EXIT_CODES_HELP;
+use crate::secrets::SecuritySettings;
 
 /// Delivers Acaso's transactional emails from a RabbitMQ priority queue through Brevo,
 /// most urgent first, never over the daily budget.
@@ -90,7 +91,7 @@ pub struct GlobalArgs {
 
     // Security hook (issue 16): secret files, CA files, Pushgateway auth.
     #[command(flatten)]
-    pub security: crate::secrets::SecurityArgs,
+    pub security: SecurityArgs,
 }
 
 impl GlobalArgs {
@@ -115,6 +116,51 @@ impl GlobalArgs {
             lock_wait: self.lock_wait,
             timeout: self.timeout,
             security: self.security.settings(),
+        }
+    }
+}
+
+/// The command-line options for secrets in files and for TLS and auth on the wires,
+/// flattened into the global options. [`SecurityArgs::settings`] gives the plain
+/// [`SecuritySettings`] the configuration is built from.
+#[derive(Debug, Default, Args)]
+pub struct SecurityArgs {
+    /// File holding the Brevo API key [env: SENDINBLUE_API_KEY_FILE, BREVO_API_KEY_FILE]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub api_key_file: Option<PathBuf>,
+
+    /// File holding the RabbitMQ URL, password included [env: QUEUE_SERVICE_URL_FILE]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub amqp_url_file: Option<PathBuf>,
+
+    /// PEM file of the CA(s) that signed RabbitMQ's certificate, for amqps:// with a private CA
+    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(env = "ACASO_MAIL_AMQP_CA_FILE")]
+    pub amqp_ca_file: Option<PathBuf>,
+
+    /// User for the Pushgateway's basic auth (password: PUSHGATEWAY_PASSWORD or a file)
+    #[arg(long, global = true, env = "PUSHGATEWAY_USER", value_name = "USER")]
+    pub pushgateway_user: Option<String>,
+
+    /// File holding the Pushgateway password [env: PUSHGATEWAY_PASSWORD_FILE]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub pushgateway_password_file: Option<PathBuf>,
+
+    /// PEM file of the CA(s) that signed the Pushgateway's certificate (https://)
+    #[arg(long, global = true, env = "PUSHGATEWAY_CA_FILE", value_name = "PATH")]
+    pub pushgateway_ca_file: Option<PathBuf>,
+}
+
+impl SecurityArgs {
+    /// The plain settings.
+    pub fn settings(&self) -> SecuritySettings {
+        SecuritySettings {
+            api_key_file: self.api_key_file.clone(),
+            amqp_url_file: self.amqp_url_file.clone(),
+            amqp_ca_file: self.amqp_ca_file.clone(),
+            pushgateway_user: self.pushgateway_user.clone(),
+            pushgateway_password_file: self.pushgateway_password_file.clone(),
+            pushgateway_ca_file: self.pushgateway_ca_file.clone(),
         }
     }
 }

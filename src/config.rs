@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::error::{Failure, Secret};
+use crate::secrets::Which;
 
 /// Default RabbitMQ URL (the contract's).
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -31,11 +32,11 @@ pub struct Settings {
     pub queue: Option<String>,
     pub brevo_url: Option<String>,
     pub api_key: Option<String>,
+    pub security: crate::secrets::SecuritySettings,
     pub pushgateway: Option<String>,
     pub tz: Option<String>,
     pub now: Option<String>,
     pub state_dir: Option<PathBuf>,
-    pub security: crate::secrets::SecuritySettings,
     pub lock_wait: u64,
     pub timeout: u64,
     pub json: bool,
@@ -99,7 +100,7 @@ impl Config {
         // The URL may come from a file or a systemd credential; RABBITMQ_URL is what
         // Dokku's rabbitmq plugin exports when linked.
         let security = &args.security;
-        let amqp = crate::secrets::amqp_url(args.amqp_url.as_deref(), security, &env)?
+        let amqp = crate::secrets::read(Which::AmqpUrl, args.amqp_url.as_deref(), security, &env)?
             .map_or_else(|| DEFAULT_AMQP_URL.into(), |s| s.expose().to_string());
         let amqp_display = validate_amqp_url(&amqp)?;
 
@@ -121,7 +122,7 @@ impl Config {
         crate::wire::require_tls_off_loopback(&brevo_url, "--brevo-url / SENDINBLUE_URL")?;
 
         // Security hook: the key may come from a file or a systemd credential.
-        let api_key = crate::secrets::api_key(args.api_key.as_deref(), security, &env)?;
+        let api_key = crate::secrets::read(Which::ApiKey, args.api_key.as_deref(), security, &env)?;
         if let Some(k) = &api_key
             && k.expose()
                 .chars()

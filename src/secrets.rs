@@ -20,8 +20,6 @@ use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use clap::Args;
-
 use crate::error::{Failure, Secret};
 
 /// The largest secret file read (a key or a URL is far smaller).
@@ -37,42 +35,7 @@ pub const CRED_AMQP_URL: &str = "queue-service-url";
 /// The Pushgateway basic-auth password.
 pub const CRED_PUSHGATEWAY_PASSWORD: &str = "pushgateway-password";
 
-/// The command-line options for secrets in files and for TLS and auth on the wires,
-/// flattened into the global options. [`SecurityArgs::settings`] gives the plain
-/// [`SecuritySettings`] the configuration is built from (no clap type there).
-#[derive(Debug, Default, Args)]
-pub struct SecurityArgs {
-    /// File holding the Brevo API key [env: SENDINBLUE_API_KEY_FILE, BREVO_API_KEY_FILE]
-    #[arg(long, global = true, value_name = "PATH")]
-    pub api_key_file: Option<PathBuf>,
-
-    /// File holding the RabbitMQ URL, password included [env: QUEUE_SERVICE_URL_FILE]
-    #[arg(long, global = true, value_name = "PATH")]
-    pub amqp_url_file: Option<PathBuf>,
-
-    /// PEM file of the CA(s) that signed RabbitMQ's certificate, for amqps:// with a private CA
-    #[arg(
-        long,
-        global = true,
-        env = "ACASO_MAIL_AMQP_CA_FILE",
-        value_name = "PATH"
-    )]
-    pub amqp_ca_file: Option<PathBuf>,
-
-    /// User for the Pushgateway's basic auth (password: PUSHGATEWAY_PASSWORD or a file)
-    #[arg(long, global = true, env = "PUSHGATEWAY_USER", value_name = "USER")]
-    pub pushgateway_user: Option<String>,
-
-    /// File holding the Pushgateway password [env: PUSHGATEWAY_PASSWORD_FILE]
-    #[arg(long, global = true, value_name = "PATH")]
-    pub pushgateway_password_file: Option<PathBuf>,
-
-    /// PEM file of the CA(s) that signed the Pushgateway's certificate (https://)
-    #[arg(long, global = true, env = "PUSHGATEWAY_CA_FILE", value_name = "PATH")]
-    pub pushgateway_ca_file: Option<PathBuf>,
-}
-
-/// The security options as plain values (see [`SecurityArgs`] for their meaning).
+/// The security options as plain values (the flags of the same names; see `--help`).
 #[derive(Debug, Clone, Default)]
 pub struct SecuritySettings {
     /// `--api-key-file`.
@@ -87,20 +50,6 @@ pub struct SecuritySettings {
     pub pushgateway_password_file: Option<PathBuf>,
     /// `--pushgateway-ca-file` / `PUSHGATEWAY_CA_FILE`.
     pub pushgateway_ca_file: Option<PathBuf>,
-}
-
-impl SecurityArgs {
-    /// The plain settings.
-    pub fn settings(&self) -> SecuritySettings {
-        SecuritySettings {
-            api_key_file: self.api_key_file.clone(),
-            amqp_url_file: self.amqp_url_file.clone(),
-            amqp_ca_file: self.amqp_ca_file.clone(),
-            pushgateway_user: self.pushgateway_user.clone(),
-            pushgateway_password_file: self.pushgateway_password_file.clone(),
-            pushgateway_ca_file: self.pushgateway_ca_file.clone(),
-        }
-    }
 }
 
 /// Where one secret may come from, in order.
@@ -213,67 +162,78 @@ pub fn exposure_warning(path: &Path, mode: u32, what: &str) -> Option<String> {
     })
 }
 
-/// The Brevo API key: `--api-key`, `--api-key-file`, `SENDINBLUE_API_KEY(_FILE)`,
-/// `BREVO_API_KEY(_FILE)`, then the `sendinblue-api-key` credential.
-pub fn api_key(
+/// The secrets acaso-mail reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    /// The Brevo API key: `--api-key`, `--api-key-file`, `SENDINBLUE_API_KEY(_FILE)`,
+    /// `BREVO_API_KEY(_FILE)`, then the `sendinblue-api-key` credential.
+    ApiKey,
+    /// The AMQP URL: `--amqp-url` (or `QUEUE_SERVICE_URL`, which clap reads into it),
+    /// `--amqp-url-file`, `QUEUE_SERVICE_URL_FILE`, `RABBITMQ_URL` (what Dokku's
+    /// rabbitmq plugin exports), then the `queue-service-url` credential.
+    AmqpUrl,
+    /// The Pushgateway password: `--pushgateway-password-file`,
+    /// `PUSHGATEWAY_PASSWORD(_FILE)`, then the `pushgateway-password` credential.
+    PushgatewayPassword,
+}
+
+impl Which {
+    /// What it is, how its value flag is named in messages, and its variables.
+    fn names(self) -> (&'static str, &'static str, &'static [&'static str]) {
+        match self {
+            Which::ApiKey => (
+                "API key",
+                "--api-key",
+                &["SENDINBLUE_API_KEY", "BREVO_API_KEY"],
+            ),
+            Which::AmqpUrl => ("RabbitMQ URL", "--amqp-url / QUEUE_SERVICE_URL", &AMQP_VARS),
+            Which::PushgatewayPassword => ("Pushgateway password", "", &["PUSHGATEWAY_PASSWORD"]),
+        }
+    }
+
+    /// Its file flag, and the file given with it.
+    fn file(self, args: &SecuritySettings) -> (&'static str, Option<&Path>) {
+        match self {
+            Which::ApiKey => ("--api-key-file", args.api_key_file.as_deref()),
+            Which::AmqpUrl => ("--amqp-url-file", args.amqp_url_file.as_deref()),
+            Which::PushgatewayPassword => {
+                let file = args.pushgateway_password_file.as_deref();
+                ("--pushgateway-password-file", file)
+            }
+        }
+    }
+
+    /// Its systemd credential's name.
+    fn credential(self) -> &'static str {
+        match self {
+            Which::ApiKey => CRED_API_KEY,
+            Which::AmqpUrl => CRED_AMQP_URL,
+            Which::PushgatewayPassword => CRED_PUSHGATEWAY_PASSWORD,
+        }
+    }
+}
+
+/// The variables the AMQP URL is read from, in order.
+const AMQP_VARS: [&str; 2] = ["QUEUE_SERVICE_URL", "RABBITMQ_URL"];
+
+/// Reads one secret from its first source that is set (see [`Which`]); `flag` is the
+/// value its flag was given, if it has one.
+pub fn read(
+    which: Which,
     flag: Option<&str>,
     args: &SecuritySettings,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<Option<Secret>, Failure> {
-    resolve(
-        &Sources {
-            what: "API key",
-            value: flag.map(|v| (v, "--api-key")),
-            file: args.api_key_file.as_deref().map(|p| (p, "--api-key-file")),
-            vars: &["SENDINBLUE_API_KEY", "BREVO_API_KEY"],
-            credential: CRED_API_KEY,
-        },
-        env,
-    )
-}
-
-/// The AMQP URL: `--amqp-url` (or `QUEUE_SERVICE_URL`, which clap reads into it),
-/// `--amqp-url-file`, `QUEUE_SERVICE_URL_FILE`, `RABBITMQ_URL` (what Dokku's rabbitmq
-/// plugin exports), then the `queue-service-url` credential.
-pub fn amqp_url(
-    flag: Option<&str>,
-    args: &SecuritySettings,
-    env: &impl Fn(&str) -> Option<String>,
-) -> Result<Option<Secret>, Failure> {
-    resolve(
-        &Sources {
-            what: "RabbitMQ URL",
-            value: flag.map(|v| (v, "--amqp-url / QUEUE_SERVICE_URL")),
-            file: args
-                .amqp_url_file
-                .as_deref()
-                .map(|p| (p, "--amqp-url-file")),
-            vars: &["QUEUE_SERVICE_URL", "RABBITMQ_URL"],
-            credential: CRED_AMQP_URL,
-        },
-        env,
-    )
-}
-
-/// The Pushgateway password: `--pushgateway-password-file`, `PUSHGATEWAY_PASSWORD(_FILE)`,
-/// then the `pushgateway-password` credential.
-pub fn pushgateway_password(
-    args: &SecuritySettings,
-    env: &impl Fn(&str) -> Option<String>,
-) -> Result<Option<Secret>, Failure> {
-    resolve(
-        &Sources {
-            what: "Pushgateway password",
-            value: None,
-            file: args
-                .pushgateway_password_file
-                .as_deref()
-                .map(|p| (p, "--pushgateway-password-file")),
-            vars: &["PUSHGATEWAY_PASSWORD"],
-            credential: CRED_PUSHGATEWAY_PASSWORD,
-        },
-        env,
-    )
+    let (what, flag_name, vars) = which.names();
+    let (file_flag, file) = which.file(args);
+    let sources = Sources {
+        what,
+        value: flag.map(|v| (v, flag_name)),
+        file: file.map(|p| (p, file_flag)),
+        vars,
+        credential: which.credential(),
+    };
+    resolve(&sources, env)
 }
 
 #[cfg(test)]
@@ -300,7 +260,7 @@ mod tests {
         args: &SecuritySettings,
         env: Vec<(String, String)>,
     ) -> Option<String> {
-        api_key(flag, args, &env_of(env))
+        read(Which::ApiKey, flag, args, &env_of(env))
             .expect("resolves")
             .map(|k| k.expose().to_string())
     }
@@ -361,13 +321,13 @@ mod tests {
             api_key_file: Some(f.clone()),
             ..Default::default()
         };
-        let err = api_key(Some("SECRET-1"), &args, &env_of(vec![])).expect_err("both");
+        let err = read(Which::ApiKey, Some("SECRET-1"), &args, &env_of(vec![])).expect_err("both");
         assert!(err.to_string().contains("--api-key-file"), "{err}");
         let env = env_of(vec![
             (s("SENDINBLUE_API_KEY"), s("SECRET-2")),
             (s("SENDINBLUE_API_KEY_FILE"), f.display().to_string()),
         ]);
-        let err = api_key(None, &SecuritySettings::default(), &env).expect_err("both");
+        let err = read(Which::ApiKey, None, &SecuritySettings::default(), &env).expect_err("both");
         let msg = err.to_string();
         assert!(msg.contains("SENDINBLUE_API_KEY_FILE"), "{msg}");
         assert!(!msg.contains("SECRET") && !msg.contains("k-file"), "{msg}");
@@ -389,7 +349,8 @@ mod tests {
                 pushgateway_password_file: Some(path.clone()),
                 ..Default::default()
             };
-            let err = pushgateway_password(&args, &env_of(vec![])).expect_err("bad");
+            let err =
+                read(Which::PushgatewayPassword, None, &args, &env_of(vec![])).expect_err("bad");
             let msg = err.to_string();
             assert!(msg.contains(hint), "{msg}");
             assert!(msg.contains("--pushgateway-password-file"), "{msg}");
@@ -424,7 +385,7 @@ mod tests {
             amqp_url_file: Some(f),
             ..Default::default()
         };
-        let url = amqp_url(None, &args, &env_of(vec![]))
+        let url = read(Which::AmqpUrl, None, &args, &env_of(vec![]))
             .expect("ok")
             .expect("some");
         assert_eq!(url.expose(), "amqps://u:pw@h:5671/%2f");
@@ -432,7 +393,7 @@ mod tests {
             s(CREDENTIALS_DIRECTORY),
             dir.path().display().to_string(),
         )]);
-        let url = amqp_url(None, &SecuritySettings::default(), &env)
+        let url = read(Which::AmqpUrl, None, &SecuritySettings::default(), &env)
             .expect("ok")
             .expect("some");
         assert_eq!(url.expose(), "amqps://u:pw@h:5671/%2f");

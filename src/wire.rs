@@ -63,17 +63,11 @@ impl Wire {
         pushgateway: Option<&str>,
         env: &impl Fn(&str) -> Option<String>,
     ) -> Result<Self, Failure> {
-        let amqp_ca = args
-            .amqp_ca_file
-            .as_deref()
-            .map(|p| read_ca(p, "--amqp-ca-file / ACASO_MAIL_AMQP_CA_FILE"))
-            .transpose()?;
-        if amqp_ca.is_some() && !amqp_url.starts_with("amqps://") {
-            return Err(Failure::Usage(
-                "--amqp-ca-file / ACASO_MAIL_AMQP_CA_FILE is for TLS: the RabbitMQ URL must start with amqps://"
-                    .into(),
-            ));
-        }
+        let amqp_ca = tls_roots(
+            args.amqp_ca_file.as_deref(),
+            "--amqp-ca-file / ACASO_MAIL_AMQP_CA_FILE",
+            ("the RabbitMQ URL", amqp_url, "amqps://"),
+        )?;
         let Some(pg) = pushgateway else {
             // No push: the Pushgateway's options are not used.
             return Ok(Wire {
@@ -81,19 +75,13 @@ impl Wire {
                 ..Wire::default()
             });
         };
-        let pushgateway_ca = args
-            .pushgateway_ca_file
-            .as_deref()
-            .map(|p| read_ca(p, "--pushgateway-ca-file / PUSHGATEWAY_CA_FILE"))
-            .transpose()?;
-        if pushgateway_ca.is_some() && !pg.starts_with("https://") {
-            return Err(Failure::Usage(
-                "--pushgateway-ca-file / PUSHGATEWAY_CA_FILE is for TLS: the Pushgateway URL must start with https://"
-                    .into(),
-            ));
-        }
+        let pushgateway_ca = tls_roots(
+            args.pushgateway_ca_file.as_deref(),
+            "--pushgateway-ca-file / PUSHGATEWAY_CA_FILE",
+            ("the Pushgateway URL", pg, "https://"),
+        )?;
         let user = args.pushgateway_user.clone().filter(|u| !u.is_empty());
-        let password = secrets::pushgateway_password(args, env)?;
+        let password = secrets::read(secrets::Which::PushgatewayPassword, None, args, env)?;
         let pushgateway_auth = match (user, password) {
             (None, None) => None,
             (Some(user), Some(password)) => {
@@ -132,6 +120,25 @@ impl Wire {
 }
 
 /// Reads a PEM file that must hold at least one certificate.
+/// The CA file given with `option`, read, for a URL `(name, url, scheme)` that must
+/// then use TLS.
+fn tls_roots(
+    path: Option<&Path>,
+    option: &str,
+    (name, url, scheme): (&str, &str, &str),
+) -> Result<Option<CaFile>, Failure> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let ca = read_ca(path, option)?;
+    if !url.starts_with(scheme) {
+        return Err(Failure::Usage(format!(
+            "{option} is for TLS: {name} must start with {scheme}"
+        )));
+    }
+    Ok(Some(ca))
+}
+
 fn read_ca(path: &Path, what: &str) -> Result<CaFile, Failure> {
     let fail =
         |why: String| Failure::Usage(format!("cannot use {} as {what}: {why}", path.display()));

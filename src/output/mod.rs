@@ -194,4 +194,14 @@ mod tests {
         assert!(r.text(true).contains('\u{1b}'));
         assert_eq!(r.json["n"], 1);
     }
+
+    #[test]
+    fn only_a_closed_stdout_ends_a_run_quietly() {
+        let closed = anyhow::Error::new(StdoutClosed).context("printing the table");
+        assert!(is_stdout_closed(&closed));
+        // A broken pipe to RabbitMQ (or anything else) is a failure, not success.
+        let socket = io::Error::new(io::ErrorKind::BrokenPipe, "Broken pipe (os error 32)");
+        let broker = anyhow::Error::new(socket).context("publishing to acaso.mail");
+        assert!(!is_stdout_closed(&broker));
+    }
 }
