@@ -489,6 +489,85 @@ mod tests {
         );
     }
 
+    mod properties {
+        use super::super::*;
+        use crate::urgency::Urgency;
+        use proptest::prelude::*;
+
+        fn any_tz() -> impl Strategy<Value = Tz> {
+            proptest::sample::select(chrono_tz::TZ_VARIANTS.to_vec())
+        }
+
+        /// (year, month, day, hour): any date, with chrono's first and last days (where a
+        /// time zone's offset or a day's subtraction overflows) well covered.
+        fn any_date() -> BoxedStrategy<(i64, u32, u32, u32)> {
+            prop_oneof![
+                (Just(-262_143i64), Just(1u32), 1u32..3, 0u32..24),
+                (Just(262_142i64), Just(12u32), 30u32..32, 0u32..24),
+                (-300_000i64..300_000, 1u32..13, 1u32..32, 0u32..24),
+                (1i64..10_000, 1u32..13, 1u32..32, 0u32..24),
+            ]
+            .boxed()
+        }
+
+        /// Date-times as a producer might write them, sane or not: any text, and dates of
+        /// any year, day and hour, with or without an offset.
+        fn any_datetime_text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "\\PC{0,30}",
+                (any_date(), -14i32..15).prop_map(|((y, m, d, h), o)| format!(
+                    "{y:+05}-{m:02}-{d:02}T{h:02}:00:00{o:+03}:00"
+                )),
+                any_date().prop_map(|(y, m, d, h)| format!("{y:+05}-{m:02}-{d:02}T{h:02}:59:59")),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn any_bytes_are_a_mail_or_a_reason_never_a_panic(body in proptest::collection::vec(any::<u8>(), 0..300), tz in any_tz()) {
+                if let Err(e) = parse(&body, tz) {
+                    prop_assert!(!e.reason().is_empty());
+                }
+            }
+
+            #[test]
+            fn any_deadline_in_either_format_is_a_mail_or_a_reason(
+                when in any_datetime_text(),
+                template in prop_oneof![Just(7i64), Just(9), Just(10), Just(11), Just(16), any::<i64>()],
+                tz in any_tz(),
+                now_secs in 0i64..253_402_300_799,
+            ) {
+                let legacy = serde_json::json!({
+                    "mail_params": {"mentor_name": "A", "mentoring_datetime": when},
+                    "recipient": {"email": "a@example.org"},
+                    "template": template,
+                });
+                let generic = serde_json::json!({
+                    "template_id": 1, "to": [{"email": "a@example.org"}], "deadline": when,
+                });
+                let now = chrono::DateTime::from_timestamp(now_secs, 0).unwrap_or_default();
+                for body in [legacy, generic] {
+                    match parse(body.to_string().as_bytes(), tz) {
+                        // What a drain does next must not panic either.
+                        Ok(m) => prop_assert!(!Urgency::of(m.deadline, now, tz).band().is_empty()),
+                        Err(e) => prop_assert!(!e.reason().is_empty()),
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn poison_dates_are_malformed_in_both_formats() {
+        let tokyo: Tz = "Asia/Tokyo".parse().expect("tz");
+        let legacy = legacy(9, "-262143-01-01T00:00:00");
+        let err = parse(legacy.as_bytes(), recife()).expect_err("legacy poison");
+        assert_eq!(err.reason(), "malformed", "{err}");
+        let generic = br#"{"template_id": 1, "to": [{"email": "a@example.org"}], "deadline": "+262142-12-31T23:59:59"}"#;
+        let err = parse(generic, tokyo).expect_err("generic poison");
+        assert_eq!(err.reason(), "malformed", "{err}");
+    }
+
     #[test]
     fn long_names_are_cut_to_what_brevo_accepts() {
         let name = "é".repeat(100);

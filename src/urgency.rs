@@ -5,13 +5,32 @@
 //! the configured time zone. Priorities must make a broker that serves the highest
 //! priority first take today, then tomorrow, then each day up to +6, then coarser bands.
 
-use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
+
+/// The years a deadline may fall in: RFC 3339's. Outside them, date arithmetic in a
+/// time zone can overflow chrono's range (a poison message must be parked, not crash a
+/// run), and no mentoring is that far away anyway.
+pub const YEARS: std::ops::RangeInclusive<i32> = 1..=9999;
 
 /// Parses a deadline the way the Acaso producer writes it: Python's `str(datetime)`
 /// (`2026-11-28 14:06:34.887287-03:00`, fraction and offset optional) or RFC 3339
-/// (`2026-11-28T14:06:34-03:00`, `...Z`). A value without offset is UTC.
+/// (`2026-11-28T14:06:34-03:00`, `...Z`). A value without offset is UTC. A year outside
+/// [`YEARS`] is refused.
 pub fn parse_datetime(s: &str) -> Result<DateTime<FixedOffset>, String> {
+    let dt = parse_any_year(s)?;
+    if YEARS.contains(&dt.naive_utc().year()) {
+        Ok(dt)
+    } else {
+        Err(format!(
+            "date-time {s:?} is out of range: expected a year from {} to {}",
+            YEARS.start(),
+            YEARS.end()
+        ))
+    }
+}
+
+fn parse_any_year(s: &str) -> Result<DateTime<FixedOffset>, String> {
     let t = s.trim();
     let expected = || {
         format!(
@@ -243,6 +262,90 @@ mod tests {
         assert_eq!(PriorityScale::new(3).priority(Urgency::Days(0)), 3);
         assert_eq!(PriorityScale::new(3).priority(Urgency::Days(5)), 0);
         assert_eq!(PriorityScale::new(0).priority(Urgency::Days(0)), 0);
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn any_tz() -> impl Strategy<Value = Tz> {
+            proptest::sample::select(chrono_tz::TZ_VARIANTS.to_vec())
+        }
+
+        fn any_instant() -> impl Strategy<Value = DateTime<Utc>> {
+            // Every instant chrono can hold, to the second.
+            let (lo, hi) = (
+                DateTime::<Utc>::MIN_UTC.timestamp(),
+                DateTime::<Utc>::MAX_UTC.timestamp(),
+            );
+            (lo..=hi).prop_map(|t| DateTime::from_timestamp(t, 0).unwrap_or_default())
+        }
+
+        proptest! {
+            #[test]
+            fn parsing_any_text_never_panics(s in "\\PC{0,40}") {
+                if let Ok(d) = parse_datetime(&s) {
+                    prop_assert!(YEARS.contains(&d.naive_utc().year()));
+                }
+            }
+
+            #[test]
+            fn dates_of_any_year_and_offset_parse_or_are_refused(
+                year in -300_000i64..300_000,
+                month in 0u32..14,
+                day in 0u32..33,
+                hour in 0u32..25,
+                offset in -1500i32..1500,
+                space in any::<bool>(),
+            ) {
+                let sep = if space { ' ' } else { 'T' };
+                let sign = if offset < 0 { '-' } else { '+' };
+                let (oh, om) = (offset.abs() / 60, offset.abs() % 60);
+                let s = format!("{year:04}-{month:02}-{day:02}{sep}{hour:02}:30:00{sign}{oh:02}:{om:02}");
+                if let Ok(d) = parse_datetime(&s) {
+                    prop_assert!(YEARS.contains(&d.naive_utc().year()));
+                }
+            }
+
+            #[test]
+            fn urgency_and_priority_of_any_deadline_never_panic(
+                deadline in any_instant(),
+                now in any_instant(),
+                tz in any_tz(),
+                max in any::<u8>(),
+            ) {
+                // A deadline as parsing lets it through, "now" anything chrono holds.
+                let deadline = deadline.fixed_offset();
+                if YEARS.contains(&deadline.year()) {
+                    let u = Urgency::of(Some(deadline), now, tz);
+                    prop_assert!(!u.band().is_empty());
+                    prop_assert!(PriorityScale::new(max).priority(u) <= max);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn poison_years_are_refused_not_panicked_on() {
+        for bad in [
+            "-262143-01-01T00:00:00",
+            "+262142-12-31T23:59:59",
+            "0000-01-01 00:00:00",
+            "10000-01-01T00:00:00Z",
+        ] {
+            let err = parse_datetime(bad).expect_err(bad);
+            assert!(
+                err.contains("out of range") || err.contains("expected"),
+                "{err}"
+            );
+        }
+        let tokyo: Tz = "Asia/Tokyo".parse().expect("tz");
+        let edge = parse_datetime("9999-12-31T23:59:59+12:00").expect("the last year");
+        let now = utc("2026-11-27T15:00:00Z");
+        assert!(matches!(
+            Urgency::of(Some(edge), now, tokyo),
+            Urgency::Days(_)
+        ));
     }
 
     #[test]

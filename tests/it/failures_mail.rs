@@ -123,3 +123,59 @@ fn hostile_publish_input_is_refused_cleanly() {
     w.declare_queues();
     assert_eq!(w.ready(&w.queue), 0, "something was published");
 }
+
+#[test]
+fn a_poison_date_at_the_head_of_the_queue_is_parked_and_the_mail_behind_is_sent() {
+    // Dates at chrono's edges used to panic every command that read them (exit 101),
+    // run after run, and nothing behind them was ever sent.
+    let w = World::new("poison", 300.0);
+    w.publish(
+        &[
+            job("ok1@example.org", 3, "2026-11-28T10:00:00-03:00"),
+            job("ok2@example.org", 3, "2026-11-29T10:00:00-03:00"),
+        ],
+        NOW,
+    );
+    let legacy = br#"{"mail_params":{"mentor_name":"A","mentoring_datetime":"-262143-01-01T00:00:00"},"recipient":{"name":"A","email":"a@example.org"},"template":9}"#;
+    let generic = br#"{"template_id":3,"to":[{"email":"b@example.org"}],"deadline":"+262142-12-31T23:59:59"}"#;
+    raw_publish(&w.queue, &[(legacy.to_vec(), 9), (generic.to_vec(), 9)]);
+    for args in [
+        &["peek"][..],
+        &["--tz", "Asia/Tokyo", "stats"],
+        &["drain-eod", "--dry-run"],
+        &["--tz", "Asia/Tokyo", "reprioritize", "--dry-run"],
+    ] {
+        let out = w.cmd().args(["--now", NOW]).args(args).output().expect("run");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+    }
+    let s = w.json(NOW, &["--tz", "Asia/Tokyo", "drain-eod"]);
+    assert_eq!((s["sent"].as_u64(), s["parked"].as_u64()), (Some(2), Some(2)), "{s}");
+    let mut sent = recipients(&w.fake);
+    sent.sort();
+    assert_eq!(sent, ["ok1@example.org", "ok2@example.org"]);
+    let parked = w.take_all(&format!("{}.dead", w.queue));
+    let reasons: Vec<String> = parked
+        .iter()
+        .filter_map(|(h, _)| header_str(h, "x-acaso-reason"))
+        .collect();
+    assert_eq!(reasons, ["malformed", "malformed"]);
+}
+
+#[test]
+fn publish_refuses_a_poison_date_naming_its_line() {
+    let w = World::new("poison-publish", 300.0);
+    let input = format!(
+        "{}\n{}\n",
+        job("a@example.org", 1, "2026-11-28T10:00:00-03:00"),
+        r#"{"template_id":3,"to":[{"email":"b@example.org"}],"deadline":"+262142-12-31T23:59:59"}"#,
+    );
+    let out = w
+        .cmd()
+        .args(["--now", NOW, "--tz", "Asia/Tokyo", "publish", "--file", "-"])
+        .write_stdin(input)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 2") && err.contains("out of range"), "{err}");
+}
