@@ -6,6 +6,23 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::error::Signal;
 
+/// The signal this process received, for code that waits without a [`Cancel`] at hand
+/// (the run lock): signals are the process's, not a command's.
+static RECEIVED: AtomicU8 = AtomicU8::new(0);
+
+/// The signal this process received since [`Cancel::install`], if any.
+pub fn received() -> Option<Signal> {
+    decode(RECEIVED.load(Ordering::SeqCst))
+}
+
+fn decode(n: u8) -> Option<Signal> {
+    match n {
+        2 => Some(Signal::Int),
+        15 => Some(Signal::Term),
+        _ => None,
+    }
+}
+
 /// A shared "stop taking new work" flag, set by the first SIGINT or SIGTERM.
 #[derive(Clone, Default)]
 pub struct Cancel(Arc<AtomicU8>);
@@ -29,6 +46,7 @@ impl Cancel {
                 _ = term.recv() => 15,
             };
             flag.store(which, Ordering::SeqCst);
+            RECEIVED.store(which, Ordering::SeqCst);
             crate::output::stderr::notice(
                 "signal received: taking no new mail, finishing what is in flight",
             );
@@ -38,10 +56,6 @@ impl Cancel {
 
     /// The signal received, if any.
     pub fn received(&self) -> Option<Signal> {
-        match self.0.load(Ordering::SeqCst) {
-            2 => Some(Signal::Int),
-            15 => Some(Signal::Term),
-            _ => None,
-        }
+        decode(self.0.load(Ordering::SeqCst))
     }
 }

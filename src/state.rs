@@ -25,8 +25,19 @@ pub struct Store {
 pub struct Prior {
     /// How many sends were started before this one.
     pub attempts: u32,
-    /// When the last of them started, if its outcome was never seen.
-    pub open_since: Option<DateTime<Utc>>,
+    /// When the first attempt whose outcome nobody saw started (the run died, or the
+    /// connection broke after the request went out): Brevo may have accepted it then.
+    /// A later definite refusal does not clear it: it does not prove that attempt failed.
+    pub uncertain_since: Option<DateTime<Utc>>,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Its answer was seen (accepted, refused, or it never left).
+    Known,
+    /// It may or may not have reached Brevo (a timeout, a connection broken mid-way).
+    Unknown,
 }
 
 /// Per-day tallies.
@@ -84,6 +95,16 @@ impl Store {
              );",
         )
         .context("creating the state tables")?;
+        // Journals from before 0.2 lack the column that remembers an unseen outcome.
+        let has_uncertain: bool = db.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('attempts') WHERE name = 'uncertain_since'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )? > 0;
+        if !has_uncertain {
+            db.execute_batch("ALTER TABLE attempts ADD COLUMN uncertain_since TEXT")
+                .context("adding uncertain_since to the journal")?;
+        }
         Ok(Store { db })
     }
 
@@ -101,38 +122,46 @@ impl Store {
     /// Notes, durably, that a send of this identity is about to start, and returns what
     /// is known of the earlier ones. The attempt stays *open* until [`Store::end_send`]:
     /// an attempt still open when the mail comes back is one whose outcome nobody saw
-    /// (the run died, or the connection broke after the request went out).
+    /// (the run died), and from then on the mail is uncertain.
     pub fn begin_send(&self, identity: &str, now: DateTime<Utc>) -> Result<Prior> {
-        let before: Option<(u32, Option<String>)> = self
+        let before: Option<(u32, Option<String>, Option<String>)> = self
             .db
             .query_row(
-                "SELECT count, open_since FROM attempts WHERE identity = ?1",
+                "SELECT count, open_since, uncertain_since FROM attempts WHERE identity = ?1",
                 [identity],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
+        let (attempts, open, uncertain) = before.unwrap_or((0, None, None));
+        // The first unseen outcome is kept: Brevo's window counts from its acceptance.
+        let uncertain = uncertain.or(open);
         self.db.execute(
-            "INSERT INTO attempts (identity, first_at, count, open_since) VALUES (?1, ?2, 1, ?2)
-             ON CONFLICT(identity) DO UPDATE SET count = count + 1, open_since = excluded.open_since",
-            params![identity, now.to_rfc3339()],
+            "INSERT INTO attempts (identity, first_at, count, open_since, uncertain_since)
+             VALUES (?1, ?2, 1, ?2, ?3)
+             ON CONFLICT(identity) DO UPDATE SET count = count + 1,
+                 open_since = excluded.open_since, uncertain_since = excluded.uncertain_since",
+            params![identity, now.to_rfc3339(), uncertain],
         )?;
-        let (attempts, open) = before.unwrap_or((0, None));
-        let open_since = open
-            .as_deref()
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.to_utc());
         Ok(Prior {
             attempts,
-            open_since,
+            uncertain_since: uncertain
+                .as_deref()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.to_utc()),
         })
     }
 
-    /// Closes the attempt: its outcome is known (accepted, refused, or never sent).
-    pub fn end_send(&self, identity: &str) -> Result<()> {
-        self.db.execute(
-            "UPDATE attempts SET open_since = NULL WHERE identity = ?1",
-            [identity],
-        )?;
+    /// Closes the attempt. An [`Outcome::Unknown`] one makes the mail uncertain from the
+    /// time the attempt started (unless it already was, from an earlier time).
+    pub fn end_send(&self, identity: &str, outcome: Outcome) -> Result<()> {
+        let sql = match outcome {
+            Outcome::Known => "UPDATE attempts SET open_since = NULL WHERE identity = ?1",
+            Outcome::Unknown => {
+                "UPDATE attempts SET uncertain_since = COALESCE(uncertain_since, open_since),
+                     open_since = NULL WHERE identity = ?1"
+            }
+        };
+        self.db.execute(sql, [identity])?;
         Ok(())
     }
 
@@ -258,7 +287,11 @@ pub fn lock(dir: &Path, wait: Duration) -> Result<RunLock> {
     loop {
         match file.try_lock() {
             Ok(()) => return Ok(RunLock { _file: file }),
+            // A signal ends the wait at once: the run has done nothing yet.
             Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < wait => {
+                if let Some(sig) = crate::signal::received() {
+                    return Err(Failure::Interrupted(sig).into());
+                }
                 std::thread::sleep(Duration::from_millis(100));
             }
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -292,18 +325,41 @@ mod tests {
                 first,
                 Prior {
                     attempts: 0,
-                    open_since: None
+                    uncertain_since: None
                 }
             );
-            // The first attempt's outcome was never seen: it is still open.
-            let second = s.begin_send("a", now).expect("attempt");
+            // The first attempt's outcome was never seen (the run died): uncertain since.
+            let later = now + chrono::Duration::minutes(20);
+            let second = s.begin_send("a", later).expect("attempt");
             assert_eq!(second.attempts, 1);
             assert_eq!(
-                second.open_since.map(|t| t.timestamp()),
+                second.uncertain_since.map(|t| t.timestamp()),
                 Some(now.timestamp())
             );
-            s.end_send("a").expect("end");
-            assert_eq!(s.begin_send("a", now).expect("attempt").open_since, None);
+            // A definite answer to a later attempt does not clear it, and a third attempt
+            // still counts from the first unseen one, not the latest.
+            s.end_send("a", Outcome::Known).expect("end");
+            let third = s.begin_send("a", later).expect("attempt");
+            assert_eq!(
+                third.uncertain_since.map(|t| t.timestamp()),
+                Some(now.timestamp())
+            );
+            s.end_send("a", Outcome::Known).expect("end");
+            // An attempt that timed out makes a fresh mail uncertain from its start.
+            s.begin_send("b", later).expect("attempt");
+            s.end_send("b", Outcome::Unknown).expect("end");
+            let b = s
+                .begin_send("b", later + chrono::Duration::minutes(5))
+                .expect("b");
+            assert_eq!(
+                b.uncertain_since.map(|t| t.timestamp()),
+                Some(later.timestamp())
+            );
+            s.end_send("b", Outcome::Known).expect("end");
+            let c = s.begin_send("c", now).expect("c");
+            s.end_send("c", Outcome::Known).expect("end");
+            assert_eq!(c.uncertain_since, None);
+            assert_eq!(s.begin_send("c", now).expect("c").uncertain_since, None);
             s.record_sent("a", "<id>", 9, "x@example.org", now)
                 .expect("record");
             s.record_sent("a", "<id2>", 9, "x@example.org", now)
@@ -329,11 +385,38 @@ mod tests {
             s.counters().expect("c"),
             vec![("mails_sent".into(), String::new(), 3.0)]
         );
+        // The sent record of "a", and the attempts of "a" and "c" (b's came later).
         assert_eq!(
             s.prune(now + chrono::Duration::seconds(1)).expect("prune"),
-            2
+            3
         );
         assert!(!s.is_sent("a").expect("q"));
+    }
+
+    #[test]
+    fn a_journal_from_before_uncertain_since_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().expect("tmp");
+        {
+            let db = Connection::open(dir.path().join(DB_FILE)).expect("old db");
+            db.execute_batch(
+                "CREATE TABLE attempts (identity TEXT PRIMARY KEY, first_at TEXT NOT NULL,
+                     count INTEGER NOT NULL, open_since TEXT);
+                 INSERT INTO attempts VALUES ('a', '2026-11-27T12:00:00+00:00', 1,
+                     '2026-11-27T12:00:00+00:00');",
+            )
+            .expect("old schema");
+        }
+        let s = Store::open(dir.path()).expect("upgraded");
+        let now = Utc::now();
+        // The open attempt of the old journal is an unseen outcome from its start.
+        let prior = s.begin_send("a", now).expect("attempt");
+        assert_eq!(prior.attempts, 1);
+        assert_eq!(
+            prior.uncertain_since.map(|t| t.to_rfc3339()),
+            Some("2026-11-27T12:00:00+00:00".into())
+        );
+        drop(s);
+        Store::open(dir.path()).expect("opened again, already upgraded");
     }
 
     #[test]

@@ -76,8 +76,9 @@ pub async fn run(cfg: &Config, args: Args, cancel: &Cancel) -> Result<Report> {
         credits: Some((s.credits - f64::from(s.sent)).max(0.0)),
         ..RunGauges::default()
     };
-    if cfg.pushgateway.is_some() && s.fatal.is_none() {
+    if cfg.pushgateway.is_some() {
         // Queue depths only when metrics are pushed: the bands cost a read of the queue.
+        // A broker that is gone fails these at once; they are left out then.
         if let (Ok(depth), Ok(head)) = (
             mailbox.depth().await,
             mailbox.browse(Which::Main, s.remaining.min(SCAN_MAX)).await,

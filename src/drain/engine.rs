@@ -15,20 +15,13 @@ use tokio::time::Instant;
 use super::decide::{Decision, Rules, decide};
 use super::summary::{Fatal, Summary};
 use crate::brevo::{SendOutcome, Sender, idempotency_key};
-use crate::mailbox::topology::retry_delay;
-use crate::mailbox::{Mailbox, Parking, Retry, Taken};
+use crate::mailbox::{Mailbox, Taken};
 use crate::signal::Cancel;
-use crate::state::Store;
+use crate::state::{Outcome, Store};
 
-/// 429 answers a run honours by pausing; past that it stops.
-const MAX_RATE_LIMITED: u32 = 50;
-/// The longest pause a run makes for a 429; a longer wait stops the run instead.
-const MAX_RATE_PAUSE: Duration = Duration::from_secs(60);
 /// How long after a send whose answer was never seen it is still safe to send again:
 /// Brevo refuses a repeated idempotency key for 30 minutes; keep a margin.
 const UNSEEN_SEND_LIMIT: chrono::Duration = chrono::Duration::minutes(25);
-/// After this many transient failures in a row, Brevo is taken to be down.
-const BREAKER: u32 = 5;
 
 /// How a drain runs, besides its caps.
 #[derive(Debug, Clone, Copy)]
@@ -40,11 +33,13 @@ pub struct Options {
 }
 
 /// One mail on its way to Brevo.
-struct Job {
-    taken: Taken,
-    template_id: u32,
-    recipient: String,
-    earlier_attempts: u32,
+pub(super) struct Job {
+    pub(super) taken: Taken,
+    pub(super) template_id: u32,
+    pub(super) recipient: String,
+    pub(super) earlier_attempts: u32,
+    /// An earlier attempt's outcome was never seen: Brevo may have accepted it.
+    pub(super) uncertain: bool,
 }
 
 /// What a drain works with: the queue, Brevo, the journal, the stop flag, and a
@@ -64,14 +59,15 @@ pub struct Io<'a, M: Mailbox, S: Sender> {
 
 /// A drain in progress.
 pub struct Drain<'a, M: Mailbox, S: Sender> {
-    io: Io<'a, M, S>,
-    rules: Rules,
-    opts: Options,
-    s: Summary,
+    pub(super) io: Io<'a, M, S>,
+    pub(super) rules: Rules,
+    pub(super) opts: Options,
+    pub(super) s: Summary,
     inflight: JoinSet<(Job, SendOutcome)>,
-    taking: bool,
-    transient_in_a_row: u32,
-    pause_until: Option<Instant>,
+    pub(super) taking: bool,
+    pub(super) transient_in_a_row: u32,
+    pub(super) transient_total: u32,
+    pub(super) pause_until: Option<Instant>,
 }
 
 impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
@@ -89,6 +85,7 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
             inflight: JoinSet::new(),
             taking: true,
             transient_in_a_row: 0,
+            transient_total: 0,
             pause_until: None,
         }
     }
@@ -112,18 +109,15 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
             let (job, outcome) = done.context("a send task panicked")?;
             self.settle(job, outcome).await;
         }
-        self.io.progress.finish_and_clear();
-        if let Some(sig) = self.io.cancel.received() {
-            self.s.stopped = Some(format!("interrupted by {sig}"));
-        }
+        self.finish().await;
         Ok(self.s)
     }
 
-    fn stop_taking(&mut self) {
+    pub(super) fn stop_taking(&mut self) {
         self.taking = false;
     }
 
-    fn fail(&mut self, fatal: Fatal) {
+    pub(super) fn fail(&mut self, fatal: Fatal) {
         self.s.fail(fatal);
         self.stop_taking();
     }
@@ -199,18 +193,19 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
             }
             Decision::Send(m, _) => {
                 let prior = self.io.store.begin_send(&id, self.rules.now)?;
-                match prior.open_since {
+                match prior.uncertain_since {
                     Some(since) if self.rules.now - since >= UNSEEN_SEND_LIMIT => {
                         // An earlier send's outcome was never seen and Brevo's idempotency
-                        // key has expired since: sending again could deliver it twice. Set
-                        // it aside for a person to check in Brevo's logs and replay.
+                        // key has expired since (its window counts from the first unseen
+                        // attempt, whatever came after): sending again could deliver it
+                        // twice. Set it aside for a person to check in Brevo's logs.
                         let detail = format!(
                             "a send started at {} got no answer (the run died or the connection broke); Brevo may have it: check its logs before replaying",
                             since.to_rfc3339()
                         );
                         self.s.park_count("uncertain_send");
                         let parked = self.park(taken, "uncertain_send", &detail).await;
-                        self.io.store.end_send(&id)?;
+                        self.io.store.end_send(&id, Outcome::Known)?;
                         parked
                     }
                     _ => {
@@ -220,6 +215,7 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
                             template_id: m.template_id,
                             recipient: m.first_recipient().to_string(),
                             earlier_attempts: prior.attempts,
+                            uncertain: prior.uncertain_since.is_some(),
                         };
                         return Ok(Some((job, request)));
                     }
@@ -239,161 +235,5 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
             let outcome = sender.send(&request);
             (job, outcome)
         });
-    }
-
-    /// **settle**: acts on Brevo's answer. A broker failure here ends the run (exit 4)
-    /// but lets the other sends in flight finish and be journaled.
-    async fn settle(&mut self, job: Job, outcome: SendOutcome) {
-        let id = job.taken.mail.identity.clone();
-        let ambiguous = matches!(
-            outcome,
-            SendOutcome::Transient {
-                ambiguous: true,
-                ..
-            }
-        );
-        let settled = self.settle_outcome(job, outcome).await;
-        // An ambiguous attempt stays open: the next take resends with the same key
-        // while Brevo still deduplicates it, and parks it after.
-        if !ambiguous && let Err(e) = self.io.store.end_send(&id) {
-            self.fail(Fatal::Unavailable(format!("state store: {e:#}")));
-        }
-        if let Err(e) = settled {
-            self.fail(Fatal::Unavailable(format!(
-                "RabbitMQ failed while settling a mail: {e:#}"
-            )));
-        }
-    }
-
-    async fn settle_outcome(&mut self, job: Job, outcome: SendOutcome) -> Result<()> {
-        match outcome {
-            SendOutcome::Sent { message_id } => {
-                self.transient_in_a_row = 0;
-                self.s.sent_one(job.template_id, job.taken.mail.priority);
-                self.accept(job, &message_id).await
-            }
-            SendOutcome::Duplicate if job.earlier_attempts > 0 => {
-                // An earlier attempt of ours was accepted, but its run died before
-                // journaling it: Brevo has it, so this is sent.
-                self.s.already_sent += 1;
-                self.accept(job, "(accepted by an earlier attempt)").await
-            }
-            SendOutcome::Duplicate => {
-                let detail = "Brevo answered duplicate_parameter to a mail never attempted before";
-                self.s.failed += 1;
-                self.s.park_count("brevo_duplicate");
-                self.park(job.taken, "brevo_duplicate", detail).await
-            }
-            SendOutcome::Permanent {
-                status,
-                code,
-                message,
-            } => {
-                let detail = format!("{status} {code}: {message}");
-                self.s.failed += 1;
-                self.s.park_count("brevo_rejected");
-                self.park(job.taken, "brevo_rejected", &detail).await
-            }
-            SendOutcome::NoCredits => {
-                self.stop_taking();
-                self.s
-                    .stopped
-                    .get_or_insert_with(|| "Brevo reports no credits left".into());
-                self.io.mailbox.put_back(job.taken).await
-            }
-            SendOutcome::Refused { status, message } => {
-                self.fail(Fatal::Credentials(format!("{status} {message}")));
-                self.io.mailbox.put_back(job.taken).await
-            }
-            SendOutcome::RateLimited { retry_after } if self.s.rate_limited < MAX_RATE_LIMITED => {
-                // Slow down: the mail goes back to its place and the run pauses as long
-                // as Brevo asks (bounded), then goes on.
-                self.s.rate_limited += 1;
-                let wait = retry_after.unwrap_or(Duration::from_secs(1));
-                if wait > MAX_RATE_PAUSE {
-                    self.stop_taking();
-                    self.s.stopped = Some(format!(
-                        "Brevo rate limit: asked to wait {}s",
-                        wait.as_secs()
-                    ));
-                } else {
-                    self.pause_until = Some(Instant::now() + wait);
-                }
-                self.io.mailbox.put_back(job.taken).await
-            }
-            SendOutcome::RateLimited { retry_after } => {
-                self.s.stopped = Some(format!("Brevo answered 429 {MAX_RATE_LIMITED} times"));
-                self.stop_taking();
-                let attempts = job.taken.mail.attempts + 1;
-                let delay = retry_delay(attempts, retry_after.map(|d| d.as_secs()));
-                self.s.failed += 1;
-                self.s.retried += 1;
-                self.retry(job.taken, attempts, delay, "429 rate limited")
-                    .await
-            }
-            SendOutcome::Transient {
-                reason,
-                retry_after,
-                ..
-            } => self.transient(job, &reason, retry_after).await,
-        }
-    }
-
-    async fn transient(
-        &mut self,
-        job: Job,
-        reason: &str,
-        retry_after: Option<Duration>,
-    ) -> Result<()> {
-        self.s.failed += 1;
-        self.transient_in_a_row += 1;
-        if self.transient_in_a_row >= BREAKER && self.taking {
-            self.fail(Fatal::Unavailable(format!(
-                "Brevo failed {BREAKER} sends in a row; last: {reason}"
-            )));
-        }
-        let attempts = job.taken.mail.attempts + 1;
-        if attempts >= self.opts.max_attempts {
-            let detail = format!("{attempts} attempts failed; last: {reason}");
-            self.s.park_count("retries_exhausted");
-            return self.park(job.taken, "retries_exhausted", &detail).await;
-        }
-        let delay = retry_delay(attempts, retry_after.map(|d| d.as_secs()));
-        self.s.retried += 1;
-        self.retry(job.taken, attempts, delay, reason).await
-    }
-
-    async fn park(&mut self, taken: Taken, reason: &str, detail: &str) -> Result<()> {
-        let at = self.rules.now;
-        let why = Parking { reason, detail, at };
-        self.io.mailbox.park(taken, why).await
-    }
-
-    async fn retry(
-        &mut self,
-        taken: Taken,
-        attempts: u32,
-        delay_secs: u64,
-        detail: &str,
-    ) -> Result<()> {
-        let next = Retry {
-            attempts,
-            delay_secs,
-            detail,
-        };
-        self.io.mailbox.retry(taken, next).await
-    }
-
-    /// Journals an accepted mail, then acks it: if the ack is lost, the redelivered
-    /// mail is recognised by the journal and not sent again.
-    async fn accept(&mut self, job: Job, message_id: &str) -> Result<()> {
-        self.io.store.record_sent(
-            &job.taken.mail.identity,
-            message_id,
-            job.template_id,
-            &job.recipient,
-            self.rules.now,
-        )?;
-        self.io.mailbox.ack(job.taken).await
     }
 }

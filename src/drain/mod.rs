@@ -11,6 +11,7 @@ pub mod budget;
 pub mod decide;
 pub mod engine;
 pub mod plan;
+mod settle;
 pub mod summary;
 #[cfg(test)]
 mod tests;

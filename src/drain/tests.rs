@@ -18,7 +18,7 @@ use crate::error::exit_code_of;
 use crate::mailbox::memory::{Memory, Settled};
 use crate::mailbox::{Envelope, identity};
 use crate::signal::Cancel;
-use crate::state::Store;
+use crate::state::{Outcome, Store};
 
 /// A Brevo that answers from a script, and remembers what it was sent.
 #[derive(Clone, Default)]
@@ -129,6 +129,17 @@ async fn drain_with(
     caps: Caps,
     prepare: impl FnOnce(&Store, &mut Memory),
 ) -> Run {
+    drain_at(now(), 1, mails, answers, caps, prepare).await
+}
+
+async fn drain_at(
+    at: DateTime<Utc>,
+    concurrency: usize,
+    mails: Vec<Envelope>,
+    answers: Vec<SendOutcome>,
+    caps: Caps,
+    prepare: impl FnOnce(&Store, &mut Memory),
+) -> Run {
     let dir = tempfile::tempdir().expect("tmp");
     let store = Store::open(dir.path()).expect("store");
     let mut mailbox = Memory::with(mails);
@@ -136,11 +147,11 @@ async fn drain_with(
     let brevo = Scripted::new(answers);
     let rules = Rules {
         tz: chrono_tz::America::Recife,
-        now: now(),
+        now: at,
         caps,
     };
     let opts = Options {
-        concurrency: 1,
+        concurrency,
         max_attempts: 3,
     };
     let cancel = Cancel::never();
@@ -268,7 +279,7 @@ async fn server_error_5xx_goes_to_the_first_retry_queue_and_closes_the_attempt()
         })
     );
     let prior = r.store.begin_send("id:a", now()).expect("journal");
-    assert_eq!((prior.attempts, prior.open_since), (1, None));
+    assert_eq!((prior.attempts, prior.uncertain_since), (1, None));
     assert_eq!((r.summary.failed, r.summary.retried), (1, 1));
 }
 
@@ -282,7 +293,7 @@ async fn timeout_or_dropped_connection_is_retried_with_the_attempt_left_open() {
     ));
     let prior = r.store.begin_send("id:a", now()).expect("journal");
     assert_eq!(
-        prior.open_since,
+        prior.uncertain_since,
         Some(now()),
         "the unseen outcome is remembered"
     );
@@ -393,4 +404,106 @@ async fn a_lost_broker_ends_the_run_with_exit_4() {
     .await;
     assert_eq!(r.exit_code(), 4);
     assert_eq!(r.brevo.sent(), 0);
+}
+
+// Issue 11's findings: each of these failed before its fix.
+
+/// The journal of a mail first sent at `t0`, whose answer was never seen.
+fn journal(store: &Store, t0: DateTime<Utc>, later: &[(i64, Option<Outcome>)]) {
+    store.begin_send("id:a", t0).expect("journal");
+    for (minutes, ended) in later {
+        if let Some(o) = ended {
+            store.end_send("id:a", *o).expect("journal");
+        }
+        let at = t0 + chrono::Duration::minutes(*minutes);
+        store.begin_send("id:a", at).expect("journal");
+    }
+}
+
+#[tokio::test]
+async fn brevos_window_counts_from_the_first_attempt_whose_answer_was_never_seen() {
+    // (a) A send timed out (Brevo may have it); its retry, 5 minutes later, got a
+    // definite 500. (b) Two runs died mid-send 20 minutes apart. Either way, forty
+    // minutes after the first attempt Brevo's window has passed: sending again could
+    // deliver it twice, so it is set aside. Both were sent again before.
+    let cases: [&[(i64, Option<Outcome>)]; 2] = [&[(5, Some(Outcome::Unknown))], &[(20, None)]];
+    for later in cases {
+        let t0 = now() - chrono::Duration::minutes(40);
+        let r = drain_with(vec![due_today("a")], vec![], caps(12), |store, _| {
+            journal(store, t0, later);
+            store.end_send("id:a", Outcome::Known).expect("journal");
+        })
+        .await;
+        let what = format!("{later:?}");
+        assert_eq!(
+            r.settled("a"),
+            Some(Settled::Parked("uncertain_send".into())),
+            "{what}"
+        );
+        assert_eq!(r.brevo.sent(), 0, "{what}");
+    }
+}
+
+#[tokio::test]
+async fn a_key_brevo_kept_from_a_refused_attempt_is_not_taken_as_sent() {
+    // The earlier attempt got a 500 (a definite answer) and Brevo recorded its key all
+    // the same: duplicate_parameter now means nothing was sent. The mail is retried
+    // once the key has expired (it was acked, and lost, before).
+    let r = drain_with(
+        vec![due_today("a")],
+        vec![SendOutcome::Duplicate],
+        caps(12),
+        |store, _| {
+            store.begin_send("id:a", now()).expect("journal");
+            store.end_send("id:a", Outcome::Known).expect("journal");
+        },
+    )
+    .await;
+    assert!(
+        matches!(r.settled("a"), Some(Settled::Retrying { delay_secs, .. }) if delay_secs >= 1800),
+        "{:?}",
+        r.settled("a")
+    );
+    assert!(!r.store.is_sent("id:a").expect("journal"));
+    assert_eq!(r.summary.already_sent, 0);
+}
+
+#[tokio::test]
+async fn a_run_whose_every_send_failed_does_not_exit_0() {
+    let mails = (0..3).map(|i| due_today(&format!("m{i}"))).collect();
+    let r = drain(mails, (0..3).map(|_| transient(true)).collect()).await;
+    assert_eq!(r.exit_code(), 4, "{:?}", r.summary);
+    assert!(r.summary.stopped.is_some());
+}
+
+#[tokio::test]
+async fn acks_the_broker_may_not_have_got_do_not_exit_0() {
+    let r = drain_with(vec![due_today("a")], vec![sent()], caps(12), |_, mb| {
+        mb.sync_fails = true;
+    })
+    .await;
+    assert_eq!(r.summary.sent, 1, "it was sent, and the journal says so");
+    assert!(r.store.is_sent("id:a").expect("journal"));
+    assert_eq!(r.exit_code(), 4);
+}
+
+#[tokio::test]
+async fn mail_put_back_by_a_429_is_taken_again_after_the_pause() {
+    // With room for two sends, the second take finds the queue empty; the 429 on the
+    // only mail then puts it back, and the run must take it again.
+    let slow_down = SendOutcome::RateLimited {
+        retry_after: Some(Duration::from_millis(50)),
+    };
+    let r = drain_at(
+        now(),
+        2,
+        vec![due_today("a")],
+        vec![slow_down, sent()],
+        caps(12),
+        |_, _| {},
+    )
+    .await;
+    assert_eq!(r.settled("a"), Some(Settled::Acked));
+    assert_eq!((r.summary.sent, r.exit_code()), (1, 0));
+    assert!(r.mailbox.queued().is_empty());
 }

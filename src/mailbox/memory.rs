@@ -33,6 +33,8 @@ pub struct Memory {
     pub settled: Vec<(String, Settled)>,
     /// Fail every operation from now on, as a lost broker would.
     pub broken: bool,
+    /// Fail only the final sync, as a broker lost after the last ack was written would.
+    pub sync_fails: bool,
 }
 
 impl Memory {
@@ -125,6 +127,17 @@ impl Mailbox for Memory {
 
     async fn park(&mut self, taken: Taken, why: Parking<'_>) -> Result<()> {
         self.settle(taken, Settled::Parked(why.reason.into()))
+    }
+
+    async fn sync(&mut self) -> Result<()> {
+        self.check()?;
+        if self.sync_fails {
+            return Err(super::broker::lost(
+                "confirming the acks",
+                "connection reset",
+            ));
+        }
+        Ok(())
     }
 
     async fn retry(&mut self, taken: Taken, next: Retry<'_>) -> Result<()> {

@@ -106,6 +106,9 @@ pub trait Mailbox {
     async fn park(&mut self, taken: Taken, why: Parking<'_>) -> Result<()>;
     /// Moves it to a retry queue, to come back after a delay.
     async fn retry(&mut self, taken: Taken, next: Retry<'_>) -> Result<()>;
+    /// Waits until the broker has every ack and move made so far (an ack is a one-way
+    /// message: only a round trip behind it shows it arrived).
+    async fn sync(&mut self) -> Result<()>;
 }
 
 /// Why and when a mail is parked.

@@ -282,6 +282,20 @@ impl Mailbox for Rabbit {
         self.move_to(taken, &parking, &headers).await
     }
 
+    async fn sync(&mut self) -> Result<()> {
+        // Closing the channel is a round trip the broker answers only after every ack
+        // sent on it before; the next take opens a fresh one.
+        if let Some(ch) = self.takes.take() {
+            self.broker
+                .call(
+                    "confirming the acks of this run",
+                    ch.close(200, "settled".into()),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
     async fn retry(&mut self, taken: Taken, next: Retry<'_>) -> Result<()> {
         let headers = retry_headers(next.attempts, next.detail);
         let q = self.topo.retry(next.delay_secs);

@@ -124,7 +124,14 @@ fn transient_failures_go_to_retry_then_park_after_max_attempts() {
         .state()
         .script
         .extend([Fault::Status(500, String::new()), Fault::Drop]);
-    let s = w.json(NOW, &["drain-eod", "--concurrency", "1"]);
+    let out = w
+        .cmd()
+        .args(["--now", NOW, "--json", "drain-eod", "--concurrency", "1"])
+        .output()
+        .expect("run");
+    // No send went through: the run says so with exit 4, and still reports its work.
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let s = stdout_json(&out);
     assert_eq!(
         (
             s["sent"].as_u64(),
@@ -153,7 +160,12 @@ fn transient_failures_go_to_retry_then_park_after_max_attempts() {
     let w2 = World::new("retry-park", 300.0);
     w2.publish(&[job("c@example.org", 3, "2026-11-28T10:00:00-03:00")], NOW);
     w2.fake.state().script.push_back(Fault::Drop);
-    w2.json(NOW, &["drain-eod", "--max-attempts", "1"]);
+    let out = w2
+        .cmd()
+        .args(["--now", NOW, "drain-eod", "--max-attempts", "1"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(4), "its only send failed: {out:?}");
     let parked = w2.take_all(&format!("{}.dead", w2.queue));
     assert_eq!(parked.len(), 1);
     assert_eq!(

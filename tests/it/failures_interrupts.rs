@@ -151,3 +151,35 @@ fn sigint_during_publish_reports_what_was_confirmed_and_exits_130() {
     // Every confirmed message is queued, and nothing beyond what was published.
     assert_eq!(w.ready(&w.queue), confirmed);
 }
+
+#[test]
+fn a_signal_ends_a_lock_wait_at_once() {
+    // SIGTERM used to be ignored until --lock-wait ran out (then exit 6).
+    let w = World::new("lock-signal", 300.0);
+    w.publish(&[job("a@example.org", 3, "2026-11-28T10:00:00-03:00")], NOW);
+    // Under the 5 s timeout the world sets, so the first run succeeds.
+    w.fake.state().latency = Duration::from_secs(4);
+    let mut first = spawn(w.std_cmd().args(["--now", NOW, "-q", "drain-eod"]));
+    w.fake.wait_for_sends(1, Duration::from_secs(30));
+    let mut waiting = spawn(
+        w.std_cmd()
+            .args(["--now", NOW, "--lock-wait", "60", "drain-hourly"]),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        waiting.is_running(),
+        "the second run did not wait for the lock"
+    );
+    let start = std::time::Instant::now();
+    signal(&waiting, "TERM");
+    let out = waiting.wait_with_output();
+    assert_eq!(out.status.code(), Some(143), "{out:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "took {:?} to stop",
+        start.elapsed()
+    );
+    assert!(first.is_running(), "the first run ended before the signal");
+    assert!(first.wait_with_output().status.success());
+    assert_eq!(w.fake.accepted().len(), 1);
+}

@@ -145,11 +145,20 @@ fn a_poison_date_at_the_head_of_the_queue_is_parked_and_the_mail_behind_is_sent(
         &["drain-eod", "--dry-run"],
         &["--tz", "Asia/Tokyo", "reprioritize", "--dry-run"],
     ] {
-        let out = w.cmd().args(["--now", NOW]).args(args).output().expect("run");
+        let out = w
+            .cmd()
+            .args(["--now", NOW])
+            .args(args)
+            .output()
+            .expect("run");
         assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
     }
     let s = w.json(NOW, &["--tz", "Asia/Tokyo", "drain-eod"]);
-    assert_eq!((s["sent"].as_u64(), s["parked"].as_u64()), (Some(2), Some(2)), "{s}");
+    assert_eq!(
+        (s["sent"].as_u64(), s["parked"].as_u64()),
+        (Some(2), Some(2)),
+        "{s}"
+    );
     let mut sent = recipients(&w.fake);
     sent.sort();
     assert_eq!(sent, ["ok1@example.org", "ok2@example.org"]);
@@ -177,5 +186,8 @@ fn publish_refuses_a_poison_date_naming_its_line() {
         .expect("run");
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("line 2") && err.contains("out of range"), "{err}");
+    assert!(
+        err.contains("line 2") && err.contains("out of range"),
+        "{err}"
+    );
 }

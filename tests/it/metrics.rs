@@ -56,12 +56,17 @@ fn drains_push_totals_that_survive_runs_and_failures() {
     assert!(run(&["drain-hourly", "--limit", "3"]).status.success());
     assert_eq!(pg.value("mails_sent_total", &[sub]), Some(7.0));
 
-    // Failed sends are counted (the 3 left go to the retry queue).
+    // Failed sends are counted (the 3 left go to the retry queue); a run in which no
+    // send went through exits 4, and still pushes.
     w.fake
         .state()
         .script
         .extend((0..3).map(|_| Fault::Status(500, String::new())));
-    assert!(run(&["drain-hourly", "--limit", "5"]).status.success());
+    assert_eq!(
+        run(&["drain-hourly", "--limit", "5"]).status.code(),
+        Some(4)
+    );
+    assert_eq!(pg.value("acaso_mail_last_run_success", &[sub]), Some(0.0));
     assert_eq!(pg.value("mails_fails_total", &[sub]), Some(3.0));
     assert_eq!(pg.value("acaso_mail_retries_total", &[sub]), Some(3.0));
     assert_eq!(pg.value("acaso_mail_retrying", &[sub]), Some(3.0));

@@ -1,0 +1,214 @@
+//! The drain's **settle** and **finish** steps: what each Brevo answer does to the
+//! mail, the journal and the summary, and the checks that keep a run's ending truthful.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use tokio::time::Instant;
+
+use super::engine::{Drain, Job};
+use super::summary::Fatal;
+use crate::brevo::{SendOutcome, Sender};
+use crate::mailbox::topology::retry_delay;
+use crate::mailbox::{Mailbox, Parking, Retry, Taken};
+use crate::state::Outcome;
+
+/// 429 answers a run honours by pausing; past that it stops.
+const MAX_RATE_LIMITED: u32 = 50;
+/// The longest pause a run makes for a 429; a longer wait stops the run instead.
+const MAX_RATE_PAUSE: Duration = Duration::from_secs(60);
+/// After this many transient failures in a row, Brevo is taken to be down.
+const BREAKER: u32 = 5;
+/// Brevo's idempotency window: a key it recorded is refused for this long.
+const KEY_WINDOW_SECS: u64 = 30 * 60;
+
+impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
+    /// **settle**: acts on Brevo's answer. A broker failure here ends the run (exit 4)
+    /// but lets the other sends in flight finish and be journaled.
+    pub(super) async fn settle(&mut self, job: Job, outcome: SendOutcome) {
+        let id = job.taken.mail.identity.clone();
+        // An attempt Brevo may have accepted makes the mail uncertain: the next take
+        // resends it with the same key while Brevo still deduplicates it, parks it after.
+        let seen = match outcome {
+            SendOutcome::Transient {
+                ambiguous: true, ..
+            } => Outcome::Unknown,
+            _ => Outcome::Known,
+        };
+        let settled = self.settle_outcome(job, outcome).await;
+        if let Err(e) = self.io.store.end_send(&id, seen) {
+            self.fail(Fatal::Unavailable(format!("state store: {e:#}")));
+        }
+        if let Err(e) = settled {
+            self.fail(Fatal::Unavailable(format!(
+                "RabbitMQ failed while settling a mail: {e:#}"
+            )));
+        }
+    }
+
+    async fn settle_outcome(&mut self, job: Job, outcome: SendOutcome) -> Result<()> {
+        match outcome {
+            SendOutcome::Sent { message_id } => {
+                self.transient_in_a_row = 0;
+                self.s.sent_one(job.template_id, job.taken.mail.priority);
+                self.accept(job, &message_id).await
+            }
+            SendOutcome::Duplicate if job.uncertain => {
+                // An earlier attempt whose answer nobody saw was accepted: Brevo has it.
+                self.s.already_sent += 1;
+                self.accept(job, "(accepted by an earlier attempt)").await
+            }
+            SendOutcome::Duplicate if job.earlier_attempts > 0 => {
+                // Every earlier attempt was refused, yet Brevo recorded the key on one of
+                // them: nothing was sent. Try again once the key has expired.
+                let attempts = job.taken.mail.attempts + 1;
+                let delay = retry_delay(attempts, Some(KEY_WINDOW_SECS));
+                let detail = "Brevo kept the key of a refused attempt (duplicate_parameter); retried once it expires";
+                self.s.failed += 1;
+                self.s.retried += 1;
+                self.retry(job.taken, attempts, delay, detail).await
+            }
+            SendOutcome::Duplicate => {
+                let detail = "Brevo answered duplicate_parameter to a mail never attempted before";
+                self.s.failed += 1;
+                self.s.park_count("brevo_duplicate");
+                self.park(job.taken, "brevo_duplicate", detail).await
+            }
+            SendOutcome::Permanent {
+                status,
+                code,
+                message,
+            } => {
+                let detail = format!("{status} {code}: {message}");
+                self.s.failed += 1;
+                self.s.park_count("brevo_rejected");
+                self.park(job.taken, "brevo_rejected", &detail).await
+            }
+            SendOutcome::NoCredits => {
+                self.stop_taking();
+                self.s
+                    .stopped
+                    .get_or_insert_with(|| "Brevo reports no credits left".into());
+                self.io.mailbox.put_back(job.taken).await
+            }
+            SendOutcome::Refused { status, message } => {
+                self.fail(Fatal::Credentials(format!("{status} {message}")));
+                self.io.mailbox.put_back(job.taken).await
+            }
+            SendOutcome::RateLimited { retry_after } if self.s.rate_limited < MAX_RATE_LIMITED => {
+                // Slow down: the mail goes back to its place and the run pauses as long
+                // as Brevo asks (bounded), then goes on.
+                self.s.rate_limited += 1;
+                let wait = retry_after.unwrap_or(Duration::from_secs(1));
+                if wait > MAX_RATE_PAUSE {
+                    self.stop_taking();
+                    self.s.stopped = Some(format!(
+                        "Brevo rate limit: asked to wait {}s",
+                        wait.as_secs()
+                    ));
+                } else {
+                    self.pause_until = Some(Instant::now() + wait);
+                    // The mail goes back to the queue: take it again after the pause, even
+                    // when the queue had looked empty before.
+                    self.taking = self.s.fatal.is_none() && self.s.stopped.is_none();
+                }
+                self.io.mailbox.put_back(job.taken).await
+            }
+            SendOutcome::RateLimited { retry_after } => {
+                self.s.stopped = Some(format!("Brevo answered 429 {MAX_RATE_LIMITED} times"));
+                self.stop_taking();
+                let attempts = job.taken.mail.attempts + 1;
+                let delay = retry_delay(attempts, retry_after.map(|d| d.as_secs()));
+                self.s.failed += 1;
+                self.s.retried += 1;
+                self.retry(job.taken, attempts, delay, "429 rate limited")
+                    .await
+            }
+            SendOutcome::Transient {
+                reason,
+                retry_after,
+                ..
+            } => self.transient(job, &reason, retry_after).await,
+        }
+    }
+
+    async fn transient(
+        &mut self,
+        job: Job,
+        reason: &str,
+        retry_after: Option<Duration>,
+    ) -> Result<()> {
+        self.s.failed += 1;
+        self.transient_in_a_row += 1;
+        self.transient_total += 1;
+        if self.transient_in_a_row >= BREAKER {
+            self.fail(Fatal::Unavailable(format!(
+                "Brevo failed {BREAKER} sends in a row; last: {reason}"
+            )));
+        }
+        let attempts = job.taken.mail.attempts + 1;
+        if attempts >= self.opts.max_attempts {
+            let detail = format!("{attempts} attempts failed; last: {reason}");
+            self.s.park_count("retries_exhausted");
+            return self.park(job.taken, "retries_exhausted", &detail).await;
+        }
+        let delay = retry_delay(attempts, retry_after.map(|d| d.as_secs()));
+        self.s.retried += 1;
+        self.retry(job.taken, attempts, delay, reason).await
+    }
+
+    pub(super) async fn park(&mut self, taken: Taken, reason: &str, detail: &str) -> Result<()> {
+        let at = self.rules.now;
+        let why = Parking { reason, detail, at };
+        self.io.mailbox.park(taken, why).await
+    }
+
+    async fn retry(
+        &mut self,
+        taken: Taken,
+        attempts: u32,
+        delay_secs: u64,
+        detail: &str,
+    ) -> Result<()> {
+        let next = Retry {
+            attempts,
+            delay_secs,
+            detail,
+        };
+        self.io.mailbox.retry(taken, next).await
+    }
+
+    /// Journals an accepted mail, then acks it: if the ack is lost, the redelivered
+    /// mail is recognised by the journal and not sent again.
+    async fn accept(&mut self, job: Job, message_id: &str) -> Result<()> {
+        self.io.store.record_sent(
+            &job.taken.mail.identity,
+            message_id,
+            job.template_id,
+            &job.recipient,
+            self.rules.now,
+        )?;
+        self.io.mailbox.ack(job.taken).await
+    }
+
+    /// **finish**: the broker confirms it got every ack and move of the run (or the run
+    /// says it could not), and a run in which no send went through does not pass for a
+    /// good one.
+    pub(super) async fn finish(&mut self) {
+        self.io.progress.finish_and_clear();
+        if let Err(e) = self.io.mailbox.sync().await {
+            self.fail(Fatal::Unavailable(format!(
+                "could not confirm that RabbitMQ got this run's acks: {e:#}; mails it did not get come back, and the journal keeps them from being sent twice"
+            )));
+        }
+        if self.transient_total > 0 && self.s.sent == 0 && self.s.already_sent == 0 {
+            self.fail(Fatal::Unavailable(format!(
+                "none of the {} sends of this run went through (Brevo failing or unreachable)",
+                self.transient_total
+            )));
+        }
+        if let Some(sig) = self.io.cancel.received() {
+            self.s.stopped = Some(format!("interrupted by {sig}"));
+        }
+    }
+}
