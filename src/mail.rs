@@ -347,7 +347,8 @@ impl Mail {
             "to": to,
             "params": self.params,
             "headers": {"idempotencyKey": idempotency_key},
-            "tags": ["acaso-mail"],
+            // The key as a tag too: it is how this mail is found in Brevo's log.
+            "tags": ["acaso-mail", idempotency_key],
         })
     }
 

@@ -165,6 +165,16 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets that an earlier attempt's outcome was unknown (Brevo's log showed it was
+    /// not sent).
+    pub fn clear_uncertain(&self, identity: &str) -> Result<()> {
+        self.db.execute(
+            "UPDATE attempts SET uncertain_since = NULL WHERE identity = ?1",
+            [identity],
+        )?;
+        Ok(())
+    }
+
     /// Records an accepted send, durably. Call before acking the mail.
     pub fn record_sent(
         &self,

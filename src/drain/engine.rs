@@ -14,14 +14,10 @@ use tokio::time::Instant;
 
 use super::decide::{Decision, Rules, decide};
 use super::summary::{Fatal, Summary};
-use crate::brevo::{SendOutcome, Sender, idempotency_key};
+use crate::brevo::{SendOutcome, Sender};
 use crate::mailbox::{Mailbox, Taken};
 use crate::signal::Cancel;
-use crate::state::{Outcome, Store};
-
-/// How long after a send whose answer was never seen it is still safe to send again:
-/// Brevo refuses a repeated idempotency key for 30 minutes; keep a margin.
-const UNSEEN_SEND_LIMIT: chrono::Duration = chrono::Duration::minutes(25);
+use crate::state::Store;
 
 /// How a drain runs, besides its caps.
 #[derive(Debug, Clone, Copy)]
@@ -57,6 +53,14 @@ pub struct Io<'a, M: Mailbox, S: Sender> {
     pub progress: ProgressBar,
 }
 
+/// A mail the drain decided to send, once its journal has been read.
+pub(super) enum Prepared {
+    /// Send it: the job, and the request.
+    Send(Box<(Job, Value)>),
+    /// Not to be sent after all (found sent, or parked); the result of settling it.
+    Settled(Result<()>),
+}
+
 /// A drain in progress.
 pub struct Drain<'a, M: Mailbox, S: Sender> {
     pub(super) io: Io<'a, M, S>,
@@ -68,6 +72,7 @@ pub struct Drain<'a, M: Mailbox, S: Sender> {
     pub(super) transient_in_a_row: u32,
     pub(super) transient_total: u32,
     pub(super) pause_until: Option<Instant>,
+    pub(super) lookups: u32,
 }
 
 impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
@@ -87,6 +92,7 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
             transient_in_a_row: 0,
             transient_total: 0,
             pause_until: None,
+            lookups: 0,
         }
     }
 
@@ -191,36 +197,10 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
                 self.stop_taking();
                 self.io.mailbox.put_back(taken).await
             }
-            Decision::Send(m, _) => {
-                let prior = self.io.store.begin_send(&id, self.rules.now)?;
-                match prior.uncertain_since {
-                    Some(since) if self.rules.now - since >= UNSEEN_SEND_LIMIT => {
-                        // An earlier send's outcome was never seen and Brevo's idempotency
-                        // key has expired since (its window counts from the first unseen
-                        // attempt, whatever came after): sending again could deliver it
-                        // twice. Set it aside for a person to check in Brevo's logs.
-                        let detail = format!(
-                            "a send started at {} got no answer (the run died or the connection broke); Brevo may have it: check its logs before replaying",
-                            since.to_rfc3339()
-                        );
-                        self.s.park_count("uncertain_send");
-                        let parked = self.park(taken, "uncertain_send", &detail).await;
-                        self.io.store.end_send(&id, Outcome::Known)?;
-                        parked
-                    }
-                    _ => {
-                        let request = m.brevo_request(&idempotency_key(&id));
-                        let job = Job {
-                            taken,
-                            template_id: m.template_id,
-                            recipient: m.first_recipient().to_string(),
-                            earlier_attempts: prior.attempts,
-                            uncertain: prior.uncertain_since.is_some(),
-                        };
-                        return Ok(Some((job, request)));
-                    }
-                }
-            }
+            Decision::Send(m, _) => match self.prepare(taken, &m).await? {
+                Prepared::Send(job) => return Ok(Some(*job)),
+                Prepared::Settled(settled) => settled,
+            },
         };
         if let Err(e) = settled {
             self.fail(Fatal::Unavailable(format!("{e:#}")));

@@ -10,6 +10,7 @@
 pub mod budget;
 pub mod decide;
 pub mod engine;
+mod lookup;
 pub mod plan;
 mod settle;
 pub mod summary;

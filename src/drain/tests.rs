@@ -13,7 +13,7 @@ use super::budget::Caps;
 use super::decide::Rules;
 use super::engine::{Drain, Io, Options};
 use super::summary::Summary;
-use crate::brevo::{SendOutcome, Sender};
+use crate::brevo::{LogAnswer, LogQuery, SendOutcome, Sender};
 use crate::error::exit_code_of;
 use crate::mailbox::memory::{Memory, Settled};
 use crate::mailbox::{Envelope, identity};
@@ -25,6 +25,8 @@ use crate::state::{Outcome, Store};
 struct Scripted {
     answers: Arc<Mutex<VecDeque<SendOutcome>>>,
     requests: Arc<Mutex<Vec<Value>>>,
+    log: Arc<Mutex<VecDeque<LogAnswer>>>,
+    log_queries: Arc<Mutex<Vec<LogQuery>>>,
 }
 
 impl Scripted {
@@ -41,14 +43,24 @@ impl Scripted {
     }
 }
 
+/// The next scripted answer; an unscripted call panics (a test failure).
+fn next<T>(script: &Mutex<VecDeque<T>>, what: &dyn std::fmt::Debug) -> T {
+    script
+        .lock()
+        .expect("lock")
+        .pop_front()
+        .unwrap_or_else(|| panic!("Brevo was asked more than scripted: {what:?}"))
+}
+
 impl Sender for Scripted {
+    fn find_in_log(&self, query: &LogQuery) -> LogAnswer {
+        self.log_queries.lock().expect("lock").push(query.clone());
+        next(&self.log, query)
+    }
+
     fn send(&self, request: &Value) -> SendOutcome {
         self.requests.lock().expect("lock").push(request.clone());
-        self.answers
-            .lock()
-            .expect("lock")
-            .pop_front()
-            .unwrap_or_else(|| panic!("Brevo was sent more than scripted: {request}"))
+        next(&self.answers, request)
     }
 }
 
@@ -129,7 +141,7 @@ async fn drain_with(
     caps: Caps,
     prepare: impl FnOnce(&Store, &mut Memory),
 ) -> Run {
-    drain_at(now(), 1, mails, answers, caps, prepare).await
+    drain_at(now(), 1, mails, answers, vec![], caps, prepare).await
 }
 
 async fn drain_at(
@@ -137,6 +149,7 @@ async fn drain_at(
     concurrency: usize,
     mails: Vec<Envelope>,
     answers: Vec<SendOutcome>,
+    log: Vec<LogAnswer>,
     caps: Caps,
     prepare: impl FnOnce(&Store, &mut Memory),
 ) -> Run {
@@ -145,6 +158,8 @@ async fn drain_at(
     let mut mailbox = Memory::with(mails);
     prepare(&store, &mut mailbox);
     let brevo = Scripted::new(answers);
+    let log_answers = log.len();
+    brevo.log.lock().expect("lock").extend(log);
     let rules = Rules {
         tz: chrono_tz::America::Recife,
         now: at,
@@ -167,6 +182,13 @@ async fn drain_at(
         .await
         .expect("drain");
     assert_eq!(mailbox.held(), 0, "every taken mail is settled or put back");
+    // A look-up nobody scripted panics in the sender, which the drain would take for an
+    // unreadable log: count them instead.
+    let asked = brevo.log_queries.lock().expect("lock").len();
+    assert_eq!(
+        asked, log_answers,
+        "Brevo's log was asked {asked} times, scripted {log_answers}"
+    );
     Run {
         summary,
         mailbox,
@@ -300,20 +322,6 @@ async fn timeout_or_dropped_connection_is_retried_with_the_attempt_left_open() {
 }
 
 #[tokio::test]
-async fn an_open_attempt_older_than_brevos_window_is_parked_not_resent() {
-    let r = drain_with(vec![due_today("a")], vec![], caps(12), |store, _| {
-        let long_ago = now() - chrono::Duration::minutes(40);
-        store.begin_send("id:a", long_ago).expect("journal");
-    })
-    .await;
-    assert_eq!(
-        r.settled("a"),
-        Some(Settled::Parked("uncertain_send".into()))
-    );
-    assert_eq!(r.brevo.sent(), 0);
-}
-
-#[tokio::test]
 async fn retries_run_out_and_the_mail_is_parked() {
     let mut tired = due_today("a");
     tired.attempts = 2; // max_attempts is 3 in these tests
@@ -424,15 +432,25 @@ fn journal(store: &Store, t0: DateTime<Utc>, later: &[(i64, Option<Outcome>)]) {
 async fn brevos_window_counts_from_the_first_attempt_whose_answer_was_never_seen() {
     // (a) A send timed out (Brevo may have it); its retry, 5 minutes later, got a
     // definite 500. (b) Two runs died mid-send 20 minutes apart. Either way, forty
-    // minutes after the first attempt Brevo's window has passed: sending again could
-    // deliver it twice, so it is set aside. Both were sent again before.
+    // minutes after the first attempt Brevo's window has passed: sending again blindly
+    // could deliver it twice (both were sent again before). Brevo's log is asked; when
+    // it cannot be read, the mail is set aside.
     let cases: [&[(i64, Option<Outcome>)]; 2] = [&[(5, Some(Outcome::Unknown))], &[(20, None)]];
     for later in cases {
         let t0 = now() - chrono::Duration::minutes(40);
-        let r = drain_with(vec![due_today("a")], vec![], caps(12), |store, _| {
-            journal(store, t0, later);
-            store.end_send("id:a", Outcome::Known).expect("journal");
-        })
+        let log = vec![LogAnswer::Unreachable("down".into())];
+        let r = drain_at(
+            now(),
+            1,
+            vec![due_today("a")],
+            vec![],
+            log,
+            caps(12),
+            |store, _| {
+                journal(store, t0, later);
+                store.end_send("id:a", Outcome::Known).expect("journal");
+            },
+        )
         .await;
         let what = format!("{later:?}");
         assert_eq!(
@@ -442,6 +460,52 @@ async fn brevos_window_counts_from_the_first_attempt_whose_answer_was_never_seen
         );
         assert_eq!(r.brevo.sent(), 0, "{what}");
     }
+}
+
+/// A drain forty minutes after an attempt whose answer was never seen, with Brevo's log
+/// answering `log`, and Brevo answering `answers` to sends.
+async fn after_the_window(log: LogAnswer, answers: Vec<SendOutcome>) -> Run {
+    let t0 = now() - chrono::Duration::minutes(40);
+    drain_at(
+        now(),
+        1,
+        vec![due_today("a")],
+        answers,
+        vec![log],
+        caps(12),
+        |store, _| {
+            store.begin_send("id:a", t0).expect("journal");
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn found_in_brevos_log_means_sent() {
+    let r = after_the_window(LogAnswer::Found, vec![]).await;
+    assert_eq!(r.settled("a"), Some(Settled::Acked));
+    assert!(r.store.is_sent("id:a").expect("journal"));
+    assert_eq!((r.brevo.sent(), r.summary.already_sent), (0, 1));
+    let q = r.brevo.log_queries.lock().expect("lock")[0].clone();
+    assert_eq!(q.email, "a@example.org");
+    assert_eq!(q.tag, crate::brevo::idempotency_key("id:a"));
+}
+
+#[tokio::test]
+async fn absent_from_brevos_log_means_it_never_went_so_it_is_sent() {
+    let r = after_the_window(LogAnswer::Absent, vec![sent()]).await;
+    assert_eq!(r.settled("a"), Some(Settled::Acked));
+    assert_eq!((r.brevo.sent(), r.summary.sent), (1, 1));
+}
+
+#[tokio::test]
+async fn an_unreadable_log_sets_the_mail_aside() {
+    let r = after_the_window(LogAnswer::Unreachable("503".into()), vec![]).await;
+    assert_eq!(
+        r.settled("a"),
+        Some(Settled::Parked("uncertain_send".into()))
+    );
+    assert_eq!(r.brevo.sent(), 0);
 }
 
 #[tokio::test]
@@ -494,15 +558,8 @@ async fn mail_put_back_by_a_429_is_taken_again_after_the_pause() {
     let slow_down = SendOutcome::RateLimited {
         retry_after: Some(Duration::from_millis(50)),
     };
-    let r = drain_at(
-        now(),
-        2,
-        vec![due_today("a")],
-        vec![slow_down, sent()],
-        caps(12),
-        |_, _| {},
-    )
-    .await;
+    let (mails, answers) = (vec![due_today("a")], vec![slow_down, sent()]);
+    let r = drain_at(now(), 2, mails, answers, vec![], caps(12), |_, _| {}).await;
     assert_eq!(r.settled("a"), Some(Settled::Acked));
     assert_eq!((r.summary.sent, r.exit_code()), (1, 0));
     assert!(r.mailbox.queued().is_empty());

@@ -46,10 +46,56 @@ fn a_drain_killed_mid_send_never_sends_twice() {
 }
 
 #[test]
-fn a_killed_send_found_after_the_idempotency_window_is_parked_not_resent() {
+fn a_killed_send_taken_after_the_idempotency_window_is_looked_up_in_brevos_log() {
+    // The next drain runs an hour later: Brevo would no longer refuse the key, so a
+    // blind resend could deliver it twice. Brevo's log shows it went: acked as sent.
     let w = World::new("sigkill-late", 300.0);
     kill_drain_mid_send(&w);
-    // The next drain runs an hour later: Brevo would no longer refuse the key.
+    let s = w.json("2026-11-27T13:00:00-03:00", &["drain-eod"]);
+    assert_eq!(
+        (
+            s["sent"].as_u64(),
+            s["already_sent"].as_u64(),
+            s["parked"].as_u64()
+        ),
+        (Some(0), Some(1), Some(0)),
+        "{s}"
+    );
+    assert_eq!(w.fake.accepted().len(), 1, "sent twice");
+    assert_eq!(w.fake.state().log_calls, 1);
+    assert_eq!(w.ready(&w.queue), 0);
+    assert_eq!(w.ready(&format!("{}.dead", w.queue)), 0);
+}
+
+#[test]
+fn a_killed_send_brevo_never_got_is_sent_once_its_log_says_so() {
+    let w = World::new("sigkill-absent", 300.0);
+    w.publish(
+        &[job("once@example.org", 3, "2026-11-28T10:00:00-03:00")],
+        NOW,
+    );
+    // The connection is dropped after 3 s without Brevo accepting anything.
+    w.fake.state().latency = Duration::from_secs(3);
+    w.fake.state().script.push_back(Fault::Drop);
+    let child = spawn(w.std_cmd().args(["--now", NOW, "-q", "drain-eod"]));
+    w.fake.wait_for_sends(1, Duration::from_secs(30));
+    assert_eq!(w.fake.in_flight(), 1, "the send was already answered");
+    child.kill_mid_run();
+    w.fake.state().latency = Duration::ZERO;
+    let s = w.json("2026-11-27T13:00:00-03:00", &["drain-eod"]);
+    assert_eq!(
+        (s["sent"].as_u64(), s["parked"].as_u64()),
+        (Some(1), Some(0)),
+        "{s}"
+    );
+    assert_eq!(recipients(&w.fake), ["once@example.org"]);
+}
+
+#[test]
+fn a_killed_send_is_parked_when_brevos_log_cannot_tell() {
+    let w = World::new("sigkill-nolog", 300.0);
+    kill_drain_mid_send(&w);
+    w.fake.state().log_down = true;
     let s = w.json("2026-11-27T13:00:00-03:00", &["drain-eod"]);
     assert_eq!(
         (s["sent"].as_u64(), s["parked"].as_u64()),

@@ -88,6 +88,12 @@ pub struct State {
     concurrent: u32,
     /// Per-hour request allowance reported in headers.
     pub rate_limit: u64,
+    /// `GET /smtp/emails` answers 503 (the transactional log is down).
+    pub log_down: bool,
+    /// The last N accepted mails are not in the log yet (it takes time to settle).
+    pub log_lag: usize,
+    /// Number of `GET /smtp/emails` calls.
+    pub log_calls: u32,
 }
 
 /// A running fake Brevo.
@@ -128,6 +134,9 @@ impl FakeBrevo {
             max_concurrent: 0,
             concurrent: 0,
             rate_limit: 3_600_000,
+            log_down: false,
+            log_lag: 0,
+            log_calls: 0,
         }));
         let arrivals = Arc::new((Mutex::new(0u64), Condvar::new()));
         let (st, arr) = (state.clone(), arrivals.clone());
@@ -320,6 +329,17 @@ fn serve(conn: TcpStream, st: &Arc<Mutex<State>>, arrivals: &Arc<(Mutex<u64>, Co
             } else {
                 respond(&mut w, 401, &err("unauthorized", "Key not found"), &[], &s)
             }
+        } else if req.method == "GET" && req.path.contains("/smtp/emails") {
+            let mut s = lock();
+            s.log_calls += 1;
+            let (status, body) = if !authorised {
+                (401, err("unauthorized", "Key not found"))
+            } else if s.log_down {
+                (503, err("service_unavailable", "try again later"))
+            } else {
+                (200, transactional_log(&s, &req.path))
+            };
+            respond(&mut w, status, &body, &[], &s)
         } else if req.method == "POST" && req.path.ends_with("/smtp/email") {
             handle_send(&mut w, &req, authorised, st, arrivals)
         } else {
@@ -399,6 +419,58 @@ fn handle_send(
             .collect::<Vec<_>>(),
         &s,
     )
+}
+
+/// `GET /smtp/emails?email=...&templateId=...`: the accepted mails to that address
+/// (and template), as Brevo lists them, without the last `log_lag` ones.
+fn transactional_log(s: &State, path: &str) -> Value {
+    let query = path.split_once('?').map_or("", |(_, q)| q);
+    let param = |name: &str| {
+        query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| percent_decode(v))
+    };
+    let (email, template) = (param("email"), param("templateId"));
+    let settled = s.accepted.len().saturating_sub(s.log_lag);
+    let emails: Vec<Value> = s.accepted[..settled]
+        .iter()
+        .filter(|m| {
+            let to = m["to"][0]["email"].as_str().map(str::to_string);
+            let t = m["templateId"].as_u64().map(|t| t.to_string());
+            (email.is_none() || to == email) && (template.is_none() || t == template)
+        })
+        .map(|m| {
+            json!({"email": m["to"][0]["email"], "subject": "Mentoria", "templateId": m["templateId"],
+                   "messageId": "<log@smtp-relay.mailin.fr>", "uuid": "0", "date": "2026-11-27T12:00:00Z",
+                   "tags": m.get("tags").cloned().unwrap_or(Value::Null)})
+        })
+        .collect();
+    json!({"count": emails.len(), "transactionalEmails": emails})
+}
+
+fn percent_decode(v: &str) -> String {
+    let bytes = v.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn is_email(s: &str) -> bool {

@@ -7,6 +7,10 @@ use serde::Deserialize;
 use serde_json::Value;
 use sha2::Digest;
 
+mod log;
+
+pub use log::{LogAnswer, LogQuery};
+
 use crate::config::Config;
 use crate::error::{Failure, Secret};
 
@@ -15,11 +19,16 @@ use crate::error::{Failure, Secret};
 pub trait Sender: Clone + Send + Sync + 'static {
     /// `POST /smtp/email` with a prepared JSON body, and what became of it.
     fn send(&self, request: &Value) -> SendOutcome;
+    /// Whether Brevo's transactional log holds a mail (`GET /smtp/emails`).
+    fn find_in_log(&self, query: &LogQuery) -> LogAnswer;
 }
 
 impl Sender for Brevo {
     fn send(&self, request: &Value) -> SendOutcome {
         Brevo::send(self, request)
+    }
+    fn find_in_log(&self, query: &LogQuery) -> LogAnswer {
+        Brevo::find_in_log(self, query)
     }
 }
 

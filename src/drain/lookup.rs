@@ -1,0 +1,112 @@
+//! Asking Brevo instead of guessing: a mail whose earlier attempt's answer was never
+//! seen, taken again after Brevo's idempotency window, is looked up in Brevo's
+//! transactional log. Found means sent (journal it, ack it); absent means the earlier
+//! attempt never went (send it); a log that cannot be read means nobody can tell (park
+//! it as `uncertain_send` for a person).
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+
+use super::engine::{Drain, Job, Prepared};
+use crate::brevo::{LogAnswer, LogQuery, Sender, idempotency_key};
+use crate::mail::Mail;
+use crate::mailbox::{Mailbox, Taken};
+use crate::state::Outcome;
+
+/// Log look-ups one run may make: Brevo allows 100 an hour for all such calls.
+const MAX_LOOKUPS: u32 = 10;
+
+/// How long after a send whose answer was never seen it is still safe to send again:
+/// Brevo refuses a repeated idempotency key for 30 minutes; keep a margin. Past it,
+/// Brevo's log is asked (it has settled by then).
+const UNSEEN_SEND_LIMIT: chrono::Duration = chrono::Duration::minutes(25);
+
+/// What the log said, for the drain.
+pub(super) enum Looked {
+    /// The mail is settled (acked as sent, or parked); the result of doing so.
+    Settled(Result<()>),
+    /// Not sent: send it.
+    NotSent(Box<Taken>),
+}
+
+impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
+    /// Opens the attempt in the journal and, when an earlier attempt's answer was never
+    /// seen and Brevo's window has passed since, asks Brevo's log first.
+    pub(super) async fn prepare(&mut self, taken: Taken, m: &Mail) -> Result<Prepared> {
+        let id = taken.mail.identity.clone();
+        let prior = self.io.store.begin_send(&id, self.rules.now)?;
+        let (taken, uncertain) = match prior.uncertain_since {
+            Some(since) if self.rules.now - since >= UNSEEN_SEND_LIMIT => {
+                match self.look_up(taken, m, since).await? {
+                    Looked::Settled(settled) => return Ok(Prepared::Settled(settled)),
+                    Looked::NotSent(taken) => (*taken, false),
+                }
+            }
+            other => (taken, other.is_some()),
+        };
+        let request = m.brevo_request(&idempotency_key(&id));
+        let job = Job {
+            taken,
+            template_id: m.template_id,
+            recipient: m.first_recipient().to_string(),
+            earlier_attempts: prior.attempts,
+            uncertain,
+        };
+        Ok(Prepared::Send(Box::new((job, request))))
+    }
+
+    /// Looks up a mail first attempted at `since` in Brevo's log.
+    pub(super) async fn look_up(
+        &mut self,
+        taken: Taken,
+        m: &Mail,
+        since: DateTime<Utc>,
+    ) -> Result<Looked> {
+        let id = taken.mail.identity.clone();
+        let answer = if self.lookups >= MAX_LOOKUPS {
+            LogAnswer::Unreachable(format!(
+                "this run already asked Brevo's log {MAX_LOOKUPS} times"
+            ))
+        } else {
+            self.lookups += 1;
+            let query = LogQuery {
+                email: m.first_recipient().to_string(),
+                template_id: m.template_id,
+                tag: idempotency_key(&id),
+                days: (
+                    (since - chrono::Duration::days(1)).date_naive(),
+                    (self.rules.now + chrono::Duration::days(1)).date_naive(),
+                ),
+            };
+            let sender = self.io.sender.clone();
+            tokio::task::spawn_blocking(move || sender.find_in_log(&query))
+                .await
+                .unwrap_or_else(|e| LogAnswer::Unreachable(format!("the log look-up failed: {e}")))
+        };
+        self.io.store.end_send(&id, Outcome::Known)?;
+        Ok(match answer {
+            LogAnswer::Found => {
+                self.s.already_sent += 1;
+                let note = "(found in Brevo's log)";
+                let recipient = m.first_recipient();
+                self.io
+                    .store
+                    .record_sent(&id, note, m.template_id, recipient, self.rules.now)?;
+                Looked::Settled(self.io.mailbox.ack(taken).await)
+            }
+            LogAnswer::Absent => {
+                self.io.store.clear_uncertain(&id)?;
+                self.io.store.begin_send(&id, self.rules.now)?;
+                Looked::NotSent(Box::new(taken))
+            }
+            LogAnswer::Unreachable(why) => {
+                let detail = format!(
+                    "a send started at {} got no answer, and Brevo's log could not tell whether it went ({why}): check the log before replaying",
+                    since.to_rfc3339()
+                );
+                self.s.park_count("uncertain_send");
+                Looked::Settled(self.park(taken, "uncertain_send", &detail).await)
+            }
+        })
+    }
+}
