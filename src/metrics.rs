@@ -158,6 +158,41 @@ pub const EXPORTED: [&str; 18] = [
     "acaso_mail_brevo_credits",
 ];
 
+/// The drain counters and their known label sets: (name, label name, label values).
+/// A counter, its label name (if any) and its known label values (`None`: unlabelled).
+type Known = (&'static str, Option<&'static str>, Vec<Option<String>>);
+
+fn known_series() -> Vec<Known> {
+    let plain = [
+        "mails_sent_total",
+        "mails_fails_total",
+        "acaso_mail_retries_total",
+        "acaso_mail_expired_total",
+        "acaso_mail_already_sent_total",
+        "acaso_mail_rate_limited_total",
+    ];
+    let mut out: Vec<_> = plain.iter().map(|n| (*n, None, vec![None])).collect();
+    let templates = crate::mail::LEGACY_TEMPLATES
+        .iter()
+        .map(|(t, _)| Some(t.to_string()));
+    out.push((
+        "payload_template_total",
+        Some("template"),
+        templates.collect(),
+    ));
+    let priorities = (0..=crate::urgency::OUR_MAX_PRIORITY).map(|p| Some(p.to_string()));
+    out.push((
+        "payload_priority_total",
+        Some("priority"),
+        priorities.collect(),
+    ));
+    let reasons = crate::mailbox::topology::PARK_REASONS
+        .iter()
+        .map(|r| Some(r.to_string()));
+    out.push(("acaso_mail_parked_total", Some("reason"), reasons.collect()));
+    out
+}
+
 /// A stored metric: its label names, and (label values, value) rows.
 type Series = (Vec<String>, Vec<(Vec<String>, f64)>);
 
@@ -171,6 +206,18 @@ pub fn render(
     let registry = Registry::new();
     let sub = format!("subcommand={subcommand}");
     let mut vecs: BTreeMap<String, Series> = BTreeMap::new();
+    // A drain's counters start at 0, with every known label set, so that a dashboard or
+    // rate() sees a series before the first failure, retry or parked mail.
+    if subcommand.starts_with("drain-") {
+        for (name, label, values) in known_series() {
+            let entry = vecs
+                .entry(name.to_string())
+                .or_insert_with(|| (label.iter().map(|l| l.to_string()).collect(), Vec::new()));
+            for v in values {
+                entry.1.push((v.into_iter().collect(), 0.0));
+            }
+        }
+    }
     if let Some(store) = store {
         for (name, labels, value) in store.counters()? {
             let mut pairs: Vec<(String, String)> = labels
@@ -416,6 +463,20 @@ mod tests {
         let mut exported = EXPORTED.to_vec();
         exported.sort_unstable();
         assert_eq!(sorted_names, exported);
+        // A drain's counters are there from the start, at 0, with their known labels.
+        let fresh = render(None, "drain-hourly", &g, 1.0).expect("render");
+        for series in [
+            "mails_sent_total 0",
+            "mails_fails_total 0",
+            "acaso_mail_retries_total 0",
+            "acaso_mail_rate_limited_total 0",
+            "acaso_mail_parked_total{reason=\"expired\"} 0",
+            "acaso_mail_parked_total{reason=\"uncertain_send\"} 0",
+            "payload_template_total{template=\"16\"} 0",
+            "payload_priority_total{priority=\"9\"} 0",
+        ] {
+            assert!(fresh.contains(series), "{series}: {fresh}");
+        }
         let eod = render(Some(&store), "drain-eod", &g, 2000.0).expect("render");
         assert!(eod.contains("mails_sent_total 3"), "{eod}");
         assert!(!eod.contains("last_success"), "{eod}");
