@@ -169,6 +169,13 @@ pub fn error(err: &anyhow::Error) {
     eprintln!("acaso-mail: error: {err:#}");
 }
 
+/// A command line clap refused, on stderr, in the same form as every other error
+/// (`acaso-mail: error: ...`, then clap's usage line and hint).
+pub fn usage_error(rendered: &str) {
+    let text = rendered.strip_prefix("error: ").unwrap_or(rendered);
+    eprint!("acaso-mail: error: {text}");
+}
+
 /// Whether an error is a closed stdout (`acaso-mail peek | head -1`).
 pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain()
