@@ -260,3 +260,123 @@ fn user_uid(name: &str) -> u32 {
         .parse()
         .expect("uid")
 }
+
+#[test]
+fn the_runbooks_run_commands_through_acaso_mail_run() {
+    let files = [
+        "monitoring/alerts.yml",
+        "monitoring/alerts.test.yml",
+        "README.md",
+    ];
+    for file in files {
+        let text = std::fs::read_to_string(root().join(file)).expect(file);
+        for line in text
+            .lines()
+            .filter(|l| l.contains("description:") || l.starts_with("| `AcasoMail"))
+        {
+            for sub in [
+                "drain-hourly",
+                "drain-eod",
+                "stats",
+                "dead-letters",
+                "--json",
+            ] {
+                assert!(
+                    !line.contains(&format!("acaso-mail {sub}")),
+                    "{file}: a runbook runs acaso-mail without acaso-mail-run: {line}"
+                );
+            }
+        }
+    }
+    let alerts = std::fs::read_to_string(root().join("monitoring/alerts.yml")).expect("alerts");
+    assert!(alerts.contains("sudo acaso-mail-run drain-hourly --limit unlimited"));
+}
+
+/// A vhost and a user of this test's own, removed at the end.
+struct Broker {
+    vhost: String,
+    user: String,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl")
+            .args(["-q", "delete_user", &self.user])
+            .output();
+        let _ = Command::new("rabbitmqctl")
+            .args(["-q", "delete_vhost", &self.vhost])
+            .output();
+    }
+}
+
+#[test]
+fn the_readme_rabbitmq_user_can_run_every_command_on_its_queues_only() {
+    let id = std::process::id();
+    let b = Broker {
+        vhost: format!("acaso-test-{id}"),
+        user: format!("acaso-test-{id}"),
+    };
+    let password = format!("pw{id}");
+    let block = readme_block("### RabbitMQ user");
+    let script = block
+        .replace(
+            "add_user acaso 'PASSWORD'",
+            &format!("add_user {} '{password}'", b.user),
+        )
+        .replace(
+            "authenticate_user acaso 'PASSWORD'",
+            &format!("authenticate_user {} '{password}'", b.user),
+        )
+        .replace(
+            "set_permissions -p / acaso ",
+            &format!("set_permissions -p {} {} ", b.vhost, b.user),
+        );
+    assert!(
+        !script.contains("acaso '") && !script.contains(" acaso "),
+        "{script}"
+    );
+    let script = format!(
+        "set -euxo pipefail\nrabbitmqctl -q add_vhost {}\n{script}",
+        b.vhost
+    );
+    let out = Command::new("bash")
+        .args(["-c", &script])
+        .output()
+        .expect("bash");
+    check(&format!("the README's RabbitMQ block:\n{script}"), &out);
+
+    let w = World::new("rabbit-user", 300.0);
+    let url = format!("amqp://{}:{password}@127.0.0.1:5672/{}", b.user, b.vhost);
+    let run = |queue: &str, args: &[&str]| {
+        w.cmd()
+            .env("QUEUE_SERVICE_URL", &url)
+            .env("ACASO_MAIL_QUEUE", queue)
+            .args(args)
+            .output()
+            .expect("run")
+    };
+    for args in [
+        &["publish", "-n", "3"][..],
+        &["peek"],
+        &["stats"],
+        &["reprioritize"],
+        &["drain-hourly"],
+        &["drain-eod"],
+        &["dead-letters"],
+        &["dead-letters", "purge", "--all"],
+    ] {
+        check(
+            &format!("{args:?} as the README's user"),
+            &run("acaso.mail", args),
+        );
+    }
+    assert_eq!(w.fake.accepted().len(), 3);
+    // Another queue is not its own.
+    let out = run("other.queue", &["publish", "-n", "1"]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
