@@ -208,6 +208,57 @@ fn the_readme_deploy_runs_as_written() {
         "one journal for cron and by hand"
     );
 
+    // With systemd's credentials instead of secret files (the README's systemd block up
+    // to the units, which need a running systemd): a manual run from root gets them the
+    // way the unit does, and the private copy is gone afterwards.
+    let systemd: String = readme_block("**With systemd**")
+        .lines()
+        .take_while(|l| !l.starts_with("install -m 0644 deploy/systemd"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let systemd = systemd
+        .replace("/etc/acaso-mail", &etc.display().to_string())
+        .replace("'xkeysib-...'", &format!("'{KEY}'"))
+        .replace(
+            "'amqp://acaso:PASSWORD@127.0.0.1:5672/%2f'",
+            &format!("'{AMQP}'"),
+        );
+    let out = Command::new("bash")
+        .args(["-c", &format!("set -euxo pipefail\n{systemd}")])
+        .output()
+        .expect("bash");
+    check(&format!("the README's credentials:\n{systemd}"), &out);
+    let env = std::fs::read_to_string(&env_file).expect("env");
+    let without_files: String = env
+        .lines()
+        .filter(|l| !l.contains("_FILE="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&env_file, without_files).expect("env");
+    let run_dirs = || {
+        std::fs::read_dir("/run")
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| {
+                        e.file_name()
+                            .to_string_lossy()
+                            .starts_with("acaso-mail-run.")
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let before = run_dirs();
+    let stats = as_root(&["--json", "stats"]);
+    check("stats with the credentials", &stats);
+    assert_eq!(
+        stdout_json(&stats)["credits"],
+        295.0,
+        "the key came from the credential"
+    );
+    assert_eq!(run_dirs(), before, "the credentials' copy was left behind");
+    std::fs::write(&env_file, env).expect("env back as cron needs it");
+
     // One lock: held by someone else, a manual run and a cron line both wait for it.
     let lock = home.join("run.lock");
     // -o: the lock is flock's own, so killing it releases the lock.
