@@ -63,7 +63,7 @@ pub struct Cli {
 
 /// Options every subcommand takes.
 // The doc comments are the --help text, where a bare URL reads best.
-#[allow(rustdoc::bare_urls)]
+#[allow(rustdoc::bare_urls, rustdoc::broken_intra_doc_links)]
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
