@@ -102,6 +102,7 @@ fn stats_tallies_belong_to_their_queue() {
     assert_eq!(mine["today"]["parked"], 1, "{mine}");
     // Another queue, same state directory: none of those tallies.
     let other = unique("tally-other");
+    let _gone = Family(other.clone());
     let out = w
         .cmd()
         .env("ACASO_MAIL_QUEUE", &other)
@@ -113,7 +114,15 @@ fn stats_tallies_belong_to_their_queue() {
     for kind in ["sent", "failed", "expired", "parked"] {
         assert_eq!(theirs["today"][kind], 0, "{kind}: {theirs}");
     }
-    delete_family(&other);
+}
+
+/// A queue family deleted when the test ends, passed or not.
+struct Family(String);
+
+impl Drop for Family {
+    fn drop(&mut self) {
+        delete_family(&self.0);
+    }
 }
 
 #[test]
