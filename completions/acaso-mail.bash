@@ -28,9 +28,6 @@ _acaso__mail() {
             acaso__mail,drain-hourly)
                 cmd="acaso__mail__subcmd__drain__subcmd__hourly"
                 ;;
-            acaso__mail,help)
-                cmd="acaso__mail__subcmd__help"
-                ;;
             acaso__mail,peek)
                 cmd="acaso__mail__subcmd__peek"
                 ;;
@@ -43,9 +40,6 @@ _acaso__mail() {
             acaso__mail,stats)
                 cmd="acaso__mail__subcmd__stats"
                 ;;
-            acaso__mail__subcmd__dead__subcmd__letters,help)
-                cmd="acaso__mail__subcmd__dead__subcmd__letters__subcmd__help"
-                ;;
             acaso__mail__subcmd__dead__subcmd__letters,list)
                 cmd="acaso__mail__subcmd__dead__subcmd__letters__subcmd__list"
                 ;;
@@ -55,54 +49,6 @@ _acaso__mail() {
             acaso__mail__subcmd__dead__subcmd__letters,replay)
                 cmd="acaso__mail__subcmd__dead__subcmd__letters__subcmd__replay"
                 ;;
-            acaso__mail__subcmd__dead__subcmd__letters__subcmd__help,help)
-                cmd="acaso__mail__subcmd__dead__subcmd__letters__subcmd__help__subcmd__help"
-                ;;
-            acaso__mail__subcmd__dead__subcmd__letters__subcmd__help,list)
-                cmd="acaso__mail__subcmd__dead__subcmd__letters__subcmd__help__subcmd__list"
-                ;;
-            acaso__mail__subcmd__dead__subcmd__letters__subcmd__help,purge)
-                cmd="acaso__mail__subcmd__dead__subcmd__letters__subcmd__help__subcmd__purge"
-                ;;
-            acaso__mail__subcmd__dead__subcmd__letters__subcmd__help,replay)
-                cmd="acaso__mail__subcmd__dead__subcmd__letters__subcmd__help__subcmd__replay"
-                ;;
-            acaso__mail__subcmd__help,credits)
-                cmd="acaso__mail__subcmd__help__subcmd__credits"
-                ;;
-            acaso__mail__subcmd__help,dead-letters)
-                cmd="acaso__mail__subcmd__help__subcmd__dead__subcmd__letters"
-                ;;
-            acaso__mail__subcmd__help,drain-eod)
-                cmd="acaso__mail__subcmd__help__subcmd__drain__subcmd__eod"
-                ;;
-            acaso__mail__subcmd__help,drain-hourly)
-                cmd="acaso__mail__subcmd__help__subcmd__drain__subcmd__hourly"
-                ;;
-            acaso__mail__subcmd__help,help)
-                cmd="acaso__mail__subcmd__help__subcmd__help"
-                ;;
-            acaso__mail__subcmd__help,peek)
-                cmd="acaso__mail__subcmd__help__subcmd__peek"
-                ;;
-            acaso__mail__subcmd__help,publish)
-                cmd="acaso__mail__subcmd__help__subcmd__publish"
-                ;;
-            acaso__mail__subcmd__help,reprioritize)
-                cmd="acaso__mail__subcmd__help__subcmd__reprioritize"
-                ;;
-            acaso__mail__subcmd__help,stats)
-                cmd="acaso__mail__subcmd__help__subcmd__stats"
-                ;;
-            acaso__mail__subcmd__help__subcmd__dead__subcmd__letters,list)
-                cmd="acaso__mail__subcmd__help__subcmd__dead__subcmd__letters__subcmd__list"
-                ;;
-            acaso__mail__subcmd__help__subcmd__dead__subcmd__letters,purge)
-                cmd="acaso__mail__subcmd__help__subcmd__dead__subcmd__letters__subcmd__purge"
-                ;;
-            acaso__mail__subcmd__help__subcmd__dead__subcmd__letters,replay)
-                cmd="acaso__mail__subcmd__help__subcmd__dead__subcmd__letters__subcmd__replay"
-                ;;
             *)
                 ;;
         esac
@@ -110,7 +56,7 @@ _acaso__mail() {
 
     case "${cmd}" in
         acaso__mail)
-            opts="-q -h -V --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help --version publish drain-hourly drain-eod credits peek stats reprioritize dead-letters help"
+            opts="-q -h -V --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help --version publish drain-hourly drain-eod credits peek stats reprioritize dead-letters"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -191,7 +137,7 @@ _acaso__mail() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        acaso__subcmd__mail__subcmd__credits)
+        acaso__mail__subcmd__credits)
             opts="-q -h --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -273,8 +219,8 @@ _acaso__mail() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        acaso__subcmd__mail__subcmd__dead__subcmd__letters)
-            opts="-q -h --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help list replay purge help"
+        acaso__mail__subcmd__dead__subcmd__letters)
+            opts="-q -h --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help list replay purge"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -355,77 +301,7 @@ _acaso__mail() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        acaso__subcmd__mail__subcmd__dead__subcmd__letters__subcmd__help)
-            opts="list replay purge help"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        acaso__subcmd__mail__subcmd__dead__subcmd__letters__subcmd__help__subcmd__help)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        acaso__subcmd__mail__subcmd__dead__subcmd__letters__subcmd__help__subcmd__list)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        acaso__subcmd__mail__subcmd__dead__subcmd__letters__subcmd__help__subcmd__purge)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        acaso__subcmd__mail__subcmd__dead__subcmd__letters__subcmd__help__subcmd__replay)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        acaso__subcmd__mail__subcmd__dead__subcmd__letters__subcmd__list)
+        acaso__mail__subcmd__dead__subcmd__letters__subcmd__list)
             opts="-n -q -h --count --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -515,7 +391,7 @@ _acaso__mail() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        acaso__subcmd__mail__subcmd__dead__subcmd__letters__subcmd__purge)
+        acaso__mail__subcmd__dead__subcmd__letters__subcmd__purge)
             opts="-q -h --all --index --reason --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -605,7 +481,7 @@ _acaso__mail() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        acaso__subcmd__mail__subcmd__dead__subcmd__letters__subcmd__replay)
+        acaso__mail__subcmd__dead__subcmd__letters__subcmd__replay)
             opts="-q -h --all --index --reason --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -695,7 +571,7 @@ _acaso__mail() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        acaso__subcmd__mail__subcmd__drain__subcmd__eod)
+        acaso__mail__subcmd__drain__subcmd__eod)
             opts="-q -h --concurrency --max-attempts --dry-run --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -785,7 +661,7 @@ _acaso__mail() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        acaso__subcmd__mail__subcmd__drain__subcmd__hourly)
+        acaso__mail__subcmd__drain__subcmd__hourly)
             opts="-q -h --limit --reserve --strict-limit --concurrency --max-attempts --dry-run --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -883,189 +759,7 @@ _acaso__mail() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        acaso__subcmd__mail__subcmd__help)
-            opts="publish drain-hourly drain-eod credits peek stats reprioritize dead-letters help"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        acaso__subcmd__mail__subcmd__help__subcmd__credits)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        acaso__subcmd__mail__subcmd__help__subcmd__dead__subcmd__letters)
-            opts="list replay purge"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        acaso__subcmd__mail__subcmd__help__subcmd__dead__subcmd__letters__subcmd__list)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        acaso__subcmd__mail__subcmd__help__subcmd__dead__subcmd__letters__subcmd__purge)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        acaso__subcmd__mail__subcmd__help__subcmd__dead__subcmd__letters__subcmd__replay)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        acaso__subcmd__mail__subcmd__help__subcmd__drain__subcmd__eod)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        acaso__subcmd__mail__subcmd__help__subcmd__drain__subcmd__hourly)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        acaso__subcmd__mail__subcmd__help__subcmd__help)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        acaso__subcmd__mail__subcmd__help__subcmd__peek)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        acaso__subcmd__mail__subcmd__help__subcmd__publish)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        acaso__subcmd__mail__subcmd__help__subcmd__reprioritize)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        acaso__subcmd__mail__subcmd__help__subcmd__stats)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        acaso__subcmd__mail__subcmd__peek)
+        acaso__mail__subcmd__peek)
             opts="-n -q -h --count --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1155,7 +849,7 @@ _acaso__mail() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        acaso__subcmd__mail__subcmd__publish)
+        acaso__mail__subcmd__publish)
             opts="-n -q -h --count --file --to --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1253,7 +947,7 @@ _acaso__mail() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        acaso__subcmd__mail__subcmd__reprioritize)
+        acaso__mail__subcmd__reprioritize)
             opts="-q -h --dry-run --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1335,7 +1029,7 @@ _acaso__mail() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        acaso__subcmd__mail__subcmd__stats)
+        acaso__mail__subcmd__stats)
             opts="-q -h --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

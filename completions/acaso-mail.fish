@@ -24,8 +24,8 @@ function __fish_acaso_mail_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -l amqp-url -d 'RabbitMQ URL (amqp:// or amqps://); its password is never printed' -r
-complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -l queue -d 'The mail queue; retry and parking queues are named after it' -r
+complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -l amqp-url -d 'RabbitMQ URL (amqp:// or amqps://); its password is never printed [default: amqp://guest:guest@127.0.0.1:5672/%2f]' -r
+complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -l queue -d 'The mail queue; retry and parking queues are named after it [default: acaso.mail]' -r
 complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -l brevo-url -d 'Brevo API base URL [env: SENDINBLUE_URL, BREVO_URL] [default: https://api.brevo.com/v3]' -r
 complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -l api-key -d 'Brevo API key [env: SENDINBLUE_API_KEY, BREVO_API_KEY]; required by commands that call Brevo' -r
 complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -l pushgateway -d 'Pushgateway URL to push run metrics to (no push when unset)' -r
@@ -55,12 +55,11 @@ complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -f -a "peek" -d 'Sho
 complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -f -a "stats" -d 'Queue depths, urgency breakdown, credits'
 complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -f -a "reprioritize" -d 'Re-publish every queued mail with today\'s urgency (run daily, after midnight)'
 complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -f -a "dead-letters" -d 'List parked mails with their reasons; replay them to the queue, or purge them'
-complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -s n -l count -d 'Publish N mock jobs like the Acaso producer\'s (templates 7, 9, 10, 11, 16, mentoring 0-10 days ahead)' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l file -d 'Publish the JSON Lines of PATH (- for stdin), legacy or generic format; all or nothing' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l to -d 'Recipient address of the mock jobs' -r
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l amqp-url -d 'RabbitMQ URL (amqp:// or amqps://); its password is never printed' -r
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l queue -d 'The mail queue; retry and parking queues are named after it' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l amqp-url -d 'RabbitMQ URL (amqp:// or amqps://); its password is never printed [default: amqp://guest:guest@127.0.0.1:5672/%2f]' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l queue -d 'The mail queue; retry and parking queues are named after it [default: acaso.mail]' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l brevo-url -d 'Brevo API base URL [env: SENDINBLUE_URL, BREVO_URL] [default: https://api.brevo.com/v3]' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l api-key -d 'Brevo API key [env: SENDINBLUE_API_KEY, BREVO_API_KEY]; required by commands that call Brevo' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l pushgateway -d 'Pushgateway URL to push run metrics to (no push when unset)' -r
@@ -81,12 +80,12 @@ complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l pushga
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l json -d 'Print exactly one JSON document on stdout, nothing else'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -s q -l quiet -d 'No summary on success (errors still go to stderr): for cron'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l limit -d 'At most N mails this run; "auto" spreads the credits over the hours left in the day, keeping --reserve back; "unlimited" sends all the credits allow (paid plans)' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l limit -d 'At most N mails this run; "auto" spreads the credits over the hours left in the day, keeping --reserve back; "unlimited" sends all the credits allow (paid plans) [env: SENDINBLUE_MAILS_PER_HOUR] [default: 12]' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l reserve -d 'Credits --limit auto keeps back for urgent mail that may still arrive today' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l concurrency -d 'How many sends may be in flight to Brevo at once (dispatched in urgency order)' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l max-attempts -d 'Failed attempts (network, 5xx, 429) before a mail is parked' -r
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l amqp-url -d 'RabbitMQ URL (amqp:// or amqps://); its password is never printed' -r
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l queue -d 'The mail queue; retry and parking queues are named after it' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l amqp-url -d 'RabbitMQ URL (amqp:// or amqps://); its password is never printed [default: amqp://guest:guest@127.0.0.1:5672/%2f]' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l queue -d 'The mail queue; retry and parking queues are named after it [default: acaso.mail]' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l brevo-url -d 'Brevo API base URL [env: SENDINBLUE_URL, BREVO_URL] [default: https://api.brevo.com/v3]' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l api-key -d 'Brevo API key [env: SENDINBLUE_API_KEY, BREVO_API_KEY]; required by commands that call Brevo' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l pushgateway -d 'Pushgateway URL to push run metrics to (no push when unset)' -r
@@ -111,8 +110,8 @@ complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -s q
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l concurrency -d 'How many sends may be in flight to Brevo at once (dispatched in urgency order)' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l max-attempts -d 'Failed attempts (network, 5xx, 429) before a mail is parked' -r
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l amqp-url -d 'RabbitMQ URL (amqp:// or amqps://); its password is never printed' -r
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l queue -d 'The mail queue; retry and parking queues are named after it' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l amqp-url -d 'RabbitMQ URL (amqp:// or amqps://); its password is never printed [default: amqp://guest:guest@127.0.0.1:5672/%2f]' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l queue -d 'The mail queue; retry and parking queues are named after it [default: acaso.mail]' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l brevo-url -d 'Brevo API base URL [env: SENDINBLUE_URL, BREVO_URL] [default: https://api.brevo.com/v3]' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l api-key -d 'Brevo API key [env: SENDINBLUE_API_KEY, BREVO_API_KEY]; required by commands that call Brevo' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l pushgateway -d 'Pushgateway URL to push run metrics to (no push when unset)' -r
@@ -134,8 +133,8 @@ complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l dry-
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l json -d 'Print exactly one JSON document on stdout, nothing else'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -s q -l quiet -d 'No summary on success (errors still go to stderr): for cron'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand credits" -l amqp-url -d 'RabbitMQ URL (amqp:// or amqps://); its password is never printed' -r
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand credits" -l queue -d 'The mail queue; retry and parking queues are named after it' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand credits" -l amqp-url -d 'RabbitMQ URL (amqp:// or amqps://); its password is never printed [default: amqp://guest:guest@127.0.0.1:5672/%2f]' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand credits" -l queue -d 'The mail queue; retry and parking queues are named after it [default: acaso.mail]' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand credits" -l brevo-url -d 'Brevo API base URL [env: SENDINBLUE_URL, BREVO_URL] [default: https://api.brevo.com/v3]' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand credits" -l api-key -d 'Brevo API key [env: SENDINBLUE_API_KEY, BREVO_API_KEY]; required by commands that call Brevo' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand credits" -l pushgateway -d 'Pushgateway URL to push run metrics to (no push when unset)' -r
@@ -157,8 +156,8 @@ complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand credits" -l json -
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand credits" -s q -l quiet -d 'No summary on success (errors still go to stderr): for cron'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand credits" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand peek" -s n -l count -d 'How many mails to show' -r
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand peek" -l amqp-url -d 'RabbitMQ URL (amqp:// or amqps://); its password is never printed' -r
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand peek" -l queue -d 'The mail queue; retry and parking queues are named after it' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand peek" -l amqp-url -d 'RabbitMQ URL (amqp:// or amqps://); its password is never printed [default: amqp://guest:guest@127.0.0.1:5672/%2f]' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand peek" -l queue -d 'The mail queue; retry and parking queues are named after it [default: acaso.mail]' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand peek" -l brevo-url -d 'Brevo API base URL [env: SENDINBLUE_URL, BREVO_URL] [default: https://api.brevo.com/v3]' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand peek" -l api-key -d 'Brevo API key [env: SENDINBLUE_API_KEY, BREVO_API_KEY]; required by commands that call Brevo' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand peek" -l pushgateway -d 'Pushgateway URL to push run metrics to (no push when unset)' -r
@@ -179,8 +178,8 @@ complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand peek" -l pushgatew
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand peek" -l json -d 'Print exactly one JSON document on stdout, nothing else'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand peek" -s q -l quiet -d 'No summary on success (errors still go to stderr): for cron'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand peek" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand stats" -l amqp-url -d 'RabbitMQ URL (amqp:// or amqps://); its password is never printed' -r
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand stats" -l queue -d 'The mail queue; retry and parking queues are named after it' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand stats" -l amqp-url -d 'RabbitMQ URL (amqp:// or amqps://); its password is never printed [default: amqp://guest:guest@127.0.0.1:5672/%2f]' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand stats" -l queue -d 'The mail queue; retry and parking queues are named after it [default: acaso.mail]' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand stats" -l brevo-url -d 'Brevo API base URL [env: SENDINBLUE_URL, BREVO_URL] [default: https://api.brevo.com/v3]' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand stats" -l api-key -d 'Brevo API key [env: SENDINBLUE_API_KEY, BREVO_API_KEY]; required by commands that call Brevo' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand stats" -l pushgateway -d 'Pushgateway URL to push run metrics to (no push when unset)' -r
@@ -201,8 +200,8 @@ complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand stats" -l pushgate
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand stats" -l json -d 'Print exactly one JSON document on stdout, nothing else'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand stats" -s q -l quiet -d 'No summary on success (errors still go to stderr): for cron'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand stats" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -l amqp-url -d 'RabbitMQ URL (amqp:// or amqps://); its password is never printed' -r
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -l queue -d 'The mail queue; retry and parking queues are named after it' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -l amqp-url -d 'RabbitMQ URL (amqp:// or amqps://); its password is never printed [default: amqp://guest:guest@127.0.0.1:5672/%2f]' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -l queue -d 'The mail queue; retry and parking queues are named after it [default: acaso.mail]' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -l brevo-url -d 'Brevo API base URL [env: SENDINBLUE_URL, BREVO_URL] [default: https://api.brevo.com/v3]' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -l api-key -d 'Brevo API key [env: SENDINBLUE_API_KEY, BREVO_API_KEY]; required by commands that call Brevo' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -l pushgateway -d 'Pushgateway URL to push run metrics to (no push when unset)' -r
@@ -224,35 +223,34 @@ complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -l d
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -l json -d 'Print exactly one JSON document on stdout, nothing else'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -s q -l quiet -d 'No summary on success (errors still go to stderr): for cron'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge help" -l amqp-url -d 'RabbitMQ URL (amqp:// or amqps://); its password is never printed' -r
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge help" -l queue -d 'The mail queue; retry and parking queues are named after it' -r
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge help" -l brevo-url -d 'Brevo API base URL [env: SENDINBLUE_URL, BREVO_URL] [default: https://api.brevo.com/v3]' -r
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge help" -l api-key -d 'Brevo API key [env: SENDINBLUE_API_KEY, BREVO_API_KEY]; required by commands that call Brevo' -r
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge help" -l pushgateway -d 'Pushgateway URL to push run metrics to (no push when unset)' -r
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge help" -l tz -d 'Time zone that defines "today" and renders dates [default: America/Recife]' -r
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge help" -l now -d 'An RFC 3339 instant used as "now" for urgency, expiry and "today" [default: the clock]' -r
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge help" -l state-dir -d 'Where the sent-mail journal and the run lock live [default: $XDG_STATE_HOME/acaso-mail]' -r -F
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge help" -l color -d 'When to colour tables' -r -f -a "auto\t'Colour when stdout is a terminal and NO_COLOR is unset'
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge" -l amqp-url -d 'RabbitMQ URL (amqp:// or amqps://); its password is never printed [default: amqp://guest:guest@127.0.0.1:5672/%2f]' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge" -l queue -d 'The mail queue; retry and parking queues are named after it [default: acaso.mail]' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge" -l brevo-url -d 'Brevo API base URL [env: SENDINBLUE_URL, BREVO_URL] [default: https://api.brevo.com/v3]' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge" -l api-key -d 'Brevo API key [env: SENDINBLUE_API_KEY, BREVO_API_KEY]; required by commands that call Brevo' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge" -l pushgateway -d 'Pushgateway URL to push run metrics to (no push when unset)' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge" -l tz -d 'Time zone that defines "today" and renders dates [default: America/Recife]' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge" -l now -d 'An RFC 3339 instant used as "now" for urgency, expiry and "today" [default: the clock]' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge" -l state-dir -d 'Where the sent-mail journal and the run lock live [default: $XDG_STATE_HOME/acaso-mail]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge" -l color -d 'When to colour tables' -r -f -a "auto\t'Colour when stdout is a terminal and NO_COLOR is unset'
 always\t'Always colour'
 never\t'Never colour'"
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge help" -l lock-wait -d 'Seconds to wait for another run\'s lock before giving up (exit 6)' -r
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge help" -l timeout -d 'Seconds to wait for RabbitMQ or Brevo to connect or answer' -r
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge help" -l api-key-file -d 'File holding the Brevo API key [env: SENDINBLUE_API_KEY_FILE, BREVO_API_KEY_FILE]' -r -F
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge help" -l amqp-url-file -d 'File holding the RabbitMQ URL, password included [env: QUEUE_SERVICE_URL_FILE]' -r -F
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge help" -l amqp-ca-file -d 'PEM file of the CA(s) that signed RabbitMQ\'s certificate, for amqps:// with a private CA' -r -F
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge help" -l pushgateway-user -d 'User for the Pushgateway\'s basic auth (password: PUSHGATEWAY_PASSWORD or a file)' -r
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge help" -l pushgateway-password-file -d 'File holding the Pushgateway password [env: PUSHGATEWAY_PASSWORD_FILE]' -r -F
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge help" -l pushgateway-ca-file -d 'PEM file of the CA(s) that signed the Pushgateway\'s certificate (https://)' -r -F
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge help" -l json -d 'Print exactly one JSON document on stdout, nothing else'
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge help" -s q -l quiet -d 'No summary on success (errors still go to stderr): for cron'
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge help" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge help" -f -a "list" -d 'List them (the default)'
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge help" -f -a "replay" -d 'Put the selected ones back in the main queue, body and properties unchanged'
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge help" -f -a "purge" -d 'Delete the selected ones for good'
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge" -l lock-wait -d 'Seconds to wait for another run\'s lock before giving up (exit 6)' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge" -l timeout -d 'Seconds to wait for RabbitMQ or Brevo to connect or answer' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge" -l api-key-file -d 'File holding the Brevo API key [env: SENDINBLUE_API_KEY_FILE, BREVO_API_KEY_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge" -l amqp-url-file -d 'File holding the RabbitMQ URL, password included [env: QUEUE_SERVICE_URL_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge" -l amqp-ca-file -d 'PEM file of the CA(s) that signed RabbitMQ\'s certificate, for amqps:// with a private CA' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge" -l pushgateway-user -d 'User for the Pushgateway\'s basic auth (password: PUSHGATEWAY_PASSWORD or a file)' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge" -l pushgateway-password-file -d 'File holding the Pushgateway password [env: PUSHGATEWAY_PASSWORD_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge" -l pushgateway-ca-file -d 'PEM file of the CA(s) that signed the Pushgateway\'s certificate (https://)' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge" -l json -d 'Print exactly one JSON document on stdout, nothing else'
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge" -s q -l quiet -d 'No summary on success (errors still go to stderr): for cron'
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge" -f -a "list" -d 'List them (the default)'
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge" -f -a "replay" -d 'Put the selected ones back in the main queue, body and properties unchanged'
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge" -f -a "purge" -d 'Delete the selected ones for good'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from list" -s n -l count -d 'At most this many' -r
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from list" -l amqp-url -d 'RabbitMQ URL (amqp:// or amqps://); its password is never printed' -r
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from list" -l queue -d 'The mail queue; retry and parking queues are named after it' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from list" -l amqp-url -d 'RabbitMQ URL (amqp:// or amqps://); its password is never printed [default: amqp://guest:guest@127.0.0.1:5672/%2f]' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from list" -l queue -d 'The mail queue; retry and parking queues are named after it [default: acaso.mail]' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from list" -l brevo-url -d 'Brevo API base URL [env: SENDINBLUE_URL, BREVO_URL] [default: https://api.brevo.com/v3]' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from list" -l api-key -d 'Brevo API key [env: SENDINBLUE_API_KEY, BREVO_API_KEY]; required by commands that call Brevo' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from list" -l pushgateway -d 'Pushgateway URL to push run metrics to (no push when unset)' -r
@@ -275,8 +273,8 @@ complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and 
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from replay" -l index -d 'These positions, as `dead-letters list` numbers them (comma-separated)' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from replay" -l reason -d 'Those parked for this reason (expired, malformed, brevo_rejected, retries_exhausted, ...)' -r
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from replay" -l amqp-url -d 'RabbitMQ URL (amqp:// or amqps://); its password is never printed' -r
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from replay" -l queue -d 'The mail queue; retry and parking queues are named after it' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from replay" -l amqp-url -d 'RabbitMQ URL (amqp:// or amqps://); its password is never printed [default: amqp://guest:guest@127.0.0.1:5672/%2f]' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from replay" -l queue -d 'The mail queue; retry and parking queues are named after it [default: acaso.mail]' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from replay" -l brevo-url -d 'Brevo API base URL [env: SENDINBLUE_URL, BREVO_URL] [default: https://api.brevo.com/v3]' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from replay" -l api-key -d 'Brevo API key [env: SENDINBLUE_API_KEY, BREVO_API_KEY]; required by commands that call Brevo' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from replay" -l pushgateway -d 'Pushgateway URL to push run metrics to (no push when unset)' -r
@@ -300,8 +298,8 @@ complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and 
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from replay" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -l index -d 'These positions, as `dead-letters list` numbers them (comma-separated)' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -l reason -d 'Those parked for this reason (expired, malformed, brevo_rejected, retries_exhausted, ...)' -r
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -l amqp-url -d 'RabbitMQ URL (amqp:// or amqps://); its password is never printed' -r
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -l queue -d 'The mail queue; retry and parking queues are named after it' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -l amqp-url -d 'RabbitMQ URL (amqp:// or amqps://); its password is never printed [default: amqp://guest:guest@127.0.0.1:5672/%2f]' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -l queue -d 'The mail queue; retry and parking queues are named after it [default: acaso.mail]' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -l brevo-url -d 'Brevo API base URL [env: SENDINBLUE_URL, BREVO_URL] [default: https://api.brevo.com/v3]' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -l api-key -d 'Brevo API key [env: SENDINBLUE_API_KEY, BREVO_API_KEY]; required by commands that call Brevo' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -l pushgateway -d 'Pushgateway URL to push run metrics to (no push when unset)' -r
@@ -323,19 +321,3 @@ complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and 
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -l json -d 'Print exactly one JSON document on stdout, nothing else'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -s q -l quiet -d 'No summary on success (errors still go to stderr): for cron'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from help" -f -a "list" -d 'List them (the default)'
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from help" -f -a "replay" -d 'Put the selected ones back in the main queue, body and properties unchanged'
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from help" -f -a "purge" -d 'Delete the selected ones for good'
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand help; and not __fish_seen_subcommand_from publish drain-hourly drain-eod credits peek stats reprioritize dead-letters help" -f -a "publish" -d 'Publish mail jobs: N realistic mock jobs, or the lines of a JSON Lines file'
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand help; and not __fish_seen_subcommand_from publish drain-hourly drain-eod credits peek stats reprioritize dead-letters help" -f -a "drain-hourly" -d 'Send up to --limit of the most urgent mails, never more than the credits left'
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand help; and not __fish_seen_subcommand_from publish drain-hourly drain-eod credits peek stats reprioritize dead-letters help" -f -a "drain-eod" -d 'Send as many of the most urgent mails as the remaining credits allow'
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand help; and not __fish_seen_subcommand_from publish drain-hourly drain-eod credits peek stats reprioritize dead-letters help" -f -a "credits" -d 'Print how many emails can still be sent today'
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand help; and not __fish_seen_subcommand_from publish drain-hourly drain-eod credits peek stats reprioritize dead-letters help" -f -a "peek" -d 'Show the next mails in the order a drain would take them, consuming nothing'
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand help; and not __fish_seen_subcommand_from publish drain-hourly drain-eod credits peek stats reprioritize dead-letters help" -f -a "stats" -d 'Queue depths, urgency breakdown, credits'
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand help; and not __fish_seen_subcommand_from publish drain-hourly drain-eod credits peek stats reprioritize dead-letters help" -f -a "reprioritize" -d 'Re-publish every queued mail with today\'s urgency (run daily, after midnight)'
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand help; and not __fish_seen_subcommand_from publish drain-hourly drain-eod credits peek stats reprioritize dead-letters help" -f -a "dead-letters" -d 'List parked mails with their reasons; replay them to the queue, or purge them'
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand help; and not __fish_seen_subcommand_from publish drain-hourly drain-eod credits peek stats reprioritize dead-letters help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand help; and __fish_seen_subcommand_from dead-letters" -f -a "list" -d 'List them (the default)'
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand help; and __fish_seen_subcommand_from dead-letters" -f -a "replay" -d 'Put the selected ones back in the main queue, body and properties unchanged'
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand help; and __fish_seen_subcommand_from dead-letters" -f -a "purge" -d 'Delete the selected ones for good'

@@ -9,13 +9,51 @@ use crate::config::{ColorWhen, Settings};
 use crate::error::EXIT_CODES_HELP;
 use crate::secrets::SecuritySettings;
 
+/// Every variable acaso-mail reads, as the end of `--help` and the man page list them.
+const ENVIRONMENT_HELP: &str = "Environment (a flag wins over its variable):
+  QUEUE_SERVICE_URL, RABBITMQ_URL      --amqp-url (QUEUE_SERVICE_URL_FILE: from a file)
+  ACASO_MAIL_QUEUE                     --queue
+  SENDINBLUE_URL, BREVO_URL            --brevo-url
+  SENDINBLUE_API_KEY, BREVO_API_KEY    --api-key (SENDINBLUE_API_KEY_FILE, BREVO_API_KEY_FILE: from a file)
+  SENDINBLUE_MAILS_PER_HOUR            drain-hourly --limit
+  ACASO_MAIL_RESERVE                   drain-hourly --reserve
+  ACASO_MAIL_CONCURRENCY               --concurrency of the drains
+  ACASO_MAIL_MAX_ATTEMPTS              --max-attempts of the drains
+  PUSHGATEWAY_URL                      --pushgateway
+  PUSHGATEWAY_USER                     --pushgateway-user
+  PUSHGATEWAY_PASSWORD                 the Pushgateway password (PUSHGATEWAY_PASSWORD_FILE: from a file)
+  PUSHGATEWAY_CA_FILE                  --pushgateway-ca-file
+  ACASO_MAIL_AMQP_CA_FILE              --amqp-ca-file
+  ACASO_MAIL_TZ                        --tz
+  ACASO_MAIL_NOW                       --now
+  ACASO_MAIL_STATE_DIR                 --state-dir (else $XDG_STATE_HOME/acaso-mail, else
+                                       $HOME/.local/state/acaso-mail)
+  ACASO_MAIL_TIMEOUT                   --timeout
+  ACASO_MAIL_LOCK_WAIT                 --lock-wait
+  CREDENTIALS_DIRECTORY                (set by systemd) the credentials sendinblue-api-key,
+                                       queue-service-url, pushgateway-password
+  NO_COLOR, TERM=dumb                  no colour with --color auto";
+
+/// The end of `--help` and of the man page: the variables, then the exit codes.
+fn after_help() -> String {
+    format!("{ENVIRONMENT_HELP}\n\n{EXIT_CODES_HELP}")
+}
+
 /// Delivers Acaso's transactional emails from a RabbitMQ priority queue through Brevo,
 /// most urgent first, never over the daily budget.
 ///
 /// Each subcommand does one bounded piece of work and exits: schedule drain-hourly every
 /// hour, drain-eod at the end of the day and reprioritize after midnight (cron or systemd).
 #[derive(Debug, Parser)]
-#[command(name = "acaso-mail", version, after_long_help = EXIT_CODES_HELP, max_term_width = 100)]
+#[command(
+    name = "acaso-mail",
+    version,
+    after_long_help = after_help(),
+    max_term_width = 100,
+    // `acaso-mail help X` is `acaso-mail X --help`; without it the man pages would point
+    // to an acaso-mail-help(1) that cannot exist.
+    disable_help_subcommand = true
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -26,10 +64,12 @@ pub struct Cli {
 
 /// Options every subcommand takes.
 // The doc comments are the --help text, where a bare URL reads best.
-#[allow(rustdoc::bare_urls)]
+#[allow(rustdoc::bare_urls, rustdoc::broken_intra_doc_links)]
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// RabbitMQ URL (amqp:// or amqps://); its password is never printed
+    /// [default: amqp://guest:guest@127.0.0.1:5672/%2f]
     #[arg(
         long,
         global = true,
@@ -39,7 +79,7 @@ pub struct GlobalArgs {
     )]
     pub amqp_url: Option<String>,
 
-    /// The mail queue; retry and parking queues are named after it
+    /// The mail queue; retry and parking queues are named after it [default: acaso.mail]
     #[arg(long, global = true, env = "ACASO_MAIL_QUEUE", value_name = "NAME")]
     pub queue: Option<String>,
 
@@ -165,6 +205,28 @@ impl SecurityArgs {
     }
 }
 
+/// The command line as `main` parses it and the completions and man pages describe it:
+/// the clap definition with every variable's value hidden in --help (an unset one would
+/// read `NAME=`, as if set but empty; a set one may be a secret).
+pub fn command() -> clap::Command {
+    fn hide_values(c: clap::Command) -> clap::Command {
+        let c = c.mut_args(|a| a.hide_env_values(true));
+        let subs: Vec<String> = c
+            .get_subcommands()
+            .map(|s| s.get_name().to_string())
+            .collect();
+        subs.iter()
+            .fold(c, |c, name| c.mut_subcommand(name, hide_values))
+    }
+    hide_values(<Cli as clap::CommandFactory>::command())
+}
+
+/// Parses the process's arguments with [`command`].
+pub fn parse() -> Result<Cli, clap::Error> {
+    let matches = command().try_get_matches()?;
+    <Cli as clap::FromArgMatches>::from_arg_matches(&matches)
+}
+
 /// When to use colour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ColorChoice {
@@ -207,6 +269,7 @@ pub struct ReprioritizeArgs {
 
 /// `dead-letters` arguments.
 #[derive(Debug, Args)]
+#[command(disable_help_subcommand = true)]
 pub struct DeadLettersArgs {
     #[command(subcommand)]
     pub action: Option<DeadLettersAction>,
@@ -245,6 +308,8 @@ pub struct Selection {
 
 /// `publish` arguments.
 #[derive(Debug, Args)]
+// The usage line clap would build lists every option set by a variable as if required.
+#[command(override_usage = "acaso-mail publish [OPTIONS] <-n N | --file PATH>")]
 #[command(group = clap::ArgGroup::new("source").required(true).args(["count", "file"]))]
 pub struct PublishArgs {
     /// Publish N mock jobs like the Acaso producer's (templates 7, 9, 10, 11, 16, mentoring 0-10 days ahead)
@@ -289,13 +354,11 @@ pub struct DrainArgs {
 pub struct DrainHourlyArgs {
     /// At most N mails this run; "auto" spreads the credits over the hours left in the
     /// day, keeping --reserve back; "unlimited" sends all the credits allow (paid plans)
-    #[arg(
-        long,
-        env = "SENDINBLUE_MAILS_PER_HOUR",
-        default_value = "12",
-        value_name = "N|auto|unlimited"
-    )]
-    pub limit: crate::drain::Limit,
+    /// [env: SENDINBLUE_MAILS_PER_HOUR] [default: 12]
+    // The variable is read by `lib.rs`, so that a wrong value in it is reported as the
+    // variable's, not as a --limit the user never typed.
+    #[arg(long, value_name = "N|auto|unlimited")]
+    pub limit: Option<crate::drain::Limit>,
 
     /// Credits --limit auto keeps back for urgent mail that may still arrive today
     #[arg(
@@ -346,7 +409,7 @@ mod tests {
         assert!(matches!(
             cli.command,
             Command::DrainHourly(DrainHourlyArgs {
-                limit: crate::drain::Limit::Count(3),
+                limit: Some(crate::drain::Limit::Count(3)),
                 ..
             })
         ));

@@ -117,7 +117,11 @@ impl Config {
             .or_else(|| env("SENDINBLUE_URL"))
             .or_else(|| env("BREVO_URL"))
             .unwrap_or_else(|| DEFAULT_BREVO_URL.into());
-        let brevo_url = validate_http_url(&brevo_url, "--brevo-url / SENDINBLUE_URL")?;
+        let brevo_url = validate_http_url(
+            &brevo_url,
+            "--brevo-url / SENDINBLUE_URL",
+            DEFAULT_BREVO_URL,
+        )?;
         // Security hook: https:// only, except to a stand-in on loopback.
         crate::wire::require_tls_off_loopback(&brevo_url, "--brevo-url / SENDINBLUE_URL")?;
 
@@ -138,7 +142,13 @@ impl Config {
             .pushgateway
             .as_deref()
             .filter(|s| !s.is_empty())
-            .map(|u| validate_http_url(u, "--pushgateway / PUSHGATEWAY_URL"))
+            .map(|u| {
+                validate_http_url(
+                    u,
+                    "--pushgateway / PUSHGATEWAY_URL",
+                    "http://127.0.0.1:9091",
+                )
+            })
             .transpose()?;
         // Security hook: CA files and Pushgateway auth, checked before any I/O.
         let wire = crate::wire::Wire::from_args(security, &amqp, pushgateway.as_deref(), &env)?;
@@ -232,7 +242,8 @@ fn validate_amqp_url(url: &str) -> Result<String, Failure> {
 }
 
 /// Checks an http(s) URL and returns it without a trailing slash.
-fn validate_http_url(url: &str, what: &str) -> Result<String, Failure> {
+/// `example` is a URL of the same kind, for the message.
+fn validate_http_url(url: &str, what: &str, example: &str) -> Result<String, Failure> {
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"));
@@ -242,7 +253,7 @@ fn validate_http_url(url: &str, what: &str) -> Result<String, Failure> {
             Ok(url.trim_end_matches('/').to_string())
         }
         _ => Err(Failure::Usage(format!(
-            "invalid {what} {url:?}: expected an http:// or https:// URL such as http://127.0.0.1:8025/v3"
+            "invalid {what} {url:?}: expected an http:// or https:// URL such as {example}"
         ))),
     }
 }
@@ -365,7 +376,10 @@ mod tests {
             (&["--amqp-url", "amqp://u:hunter2@"], "amqp://"),
             (&["--brevo-url", "ftp://x"], "http://"),
             (&["--brevo-url", "http://api.brevo.com/v3"], "https://"),
-            (&["--pushgateway", "localhost:9091"], "http://"),
+            (
+                &["--pushgateway", "localhost:9091"],
+                "such as http://127.0.0.1:9091",
+            ),
             (&["--queue", "amq.x"], "queue"),
         ];
         for (args, hint) in cases {

@@ -29,7 +29,8 @@ pub const EXIT_CODES_HELP: &str = "\
 Exit status:
   0    the run did its job (per-mail problems are counted in the summary)
   1    unexpected failure (bug, unwritable state directory)
-  2    usage error: bad flag, argument or environment value
+  2    usage error: bad flag, argument or environment value; a queue that does not exist
+       (peek and dead-letters never create one)
   3    invalid input: a publish file with a bad line (nothing was published)
   4    RabbitMQ or Brevo unreachable or failing; unsent mails stay queued
   5    Brevo refused the API key (401); nothing was sent
@@ -50,7 +51,7 @@ pub enum Failure {
     #[error("{0}")]
     Unavailable(String),
     /// Brevo refused the API key (exit 5).
-    #[error("Brevo refused the API key (401 {0}); check SENDINBLUE_API_KEY / --api-key")]
+    #[error("Brevo refused the API key ({0}); check SENDINBLUE_API_KEY / --api-key")]
     Credentials(String),
     /// The state-directory lock is held by another run (exit 6).
     #[error("{0}")]

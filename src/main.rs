@@ -2,10 +2,16 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = acaso_mail::cli::Cli::parse();
+    let cli = match acaso_mail::cli::parse() {
+        Ok(cli) => cli,
+        // --help and --version print on stdout and exit 0, as clap does.
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            acaso_mail::output::stderr::usage_error(&e.render().to_string());
+            return ExitCode::from(acaso_mail::error::EXIT_USAGE);
+        }
+    };
     match acaso_mail::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) if acaso_mail::output::is_stdout_closed(&e) => ExitCode::SUCCESS,

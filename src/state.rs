@@ -87,6 +87,13 @@ impl Store {
                  n     INTEGER NOT NULL,
                  PRIMARY KEY (day, kind)
              );
+             CREATE TABLE IF NOT EXISTS queue_tally (
+                 queue TEXT NOT NULL,
+                 day   TEXT NOT NULL,
+                 kind  TEXT NOT NULL,
+                 n     INTEGER NOT NULL,
+                 PRIMARY KEY (queue, day, kind)
+             );
              CREATE TABLE IF NOT EXISTS counters (
                  name   TEXT NOT NULL,
                  labels TEXT NOT NULL,
@@ -194,26 +201,33 @@ impl Store {
         Ok(())
     }
 
-    /// Adds `n` to a day's tally of `kind` (sent, failed, expired, parked).
-    pub fn add_tally(&self, day: NaiveDate, kind: &str, n: u64) -> Result<()> {
+    /// Adds `n` to a queue's tally of `kind` (sent, failed, expired, parked) for a day.
+    /// (The table `tally` of older versions counted every queue together; it is left
+    /// as it was and no longer read.)
+    pub fn add_tally(&self, queue: &str, day: NaiveDate, kind: &str, n: u64) -> Result<()> {
         if n == 0 {
             return Ok(());
         }
         self.db.execute(
-            "INSERT INTO tally (day, kind, n) VALUES (?1, ?2, ?3)
-             ON CONFLICT(day, kind) DO UPDATE SET n = n + excluded.n",
-            params![day.to_string(), kind, i64::try_from(n).unwrap_or(i64::MAX)],
+            "INSERT INTO queue_tally (queue, day, kind, n) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(queue, day, kind) DO UPDATE SET n = n + excluded.n",
+            params![
+                queue,
+                day.to_string(),
+                kind,
+                i64::try_from(n).unwrap_or(i64::MAX)
+            ],
         )?;
         Ok(())
     }
 
-    /// A day's tallies.
-    pub fn tally(&self, day: NaiveDate) -> Result<DayTally> {
+    /// A queue's tallies for a day.
+    pub fn tally(&self, queue: &str, day: NaiveDate) -> Result<DayTally> {
         let mut stmt = self
             .db
-            .prepare("SELECT kind, n FROM tally WHERE day = ?1")?;
+            .prepare("SELECT kind, n FROM queue_tally WHERE queue = ?1 AND day = ?2")?;
         let mut t = DayTally::default();
-        let rows = stmt.query_map([day.to_string()], |r| {
+        let rows = stmt.query_map(params![queue, day.to_string()], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
         })?;
         for row in rows {
@@ -378,11 +392,17 @@ mod tests {
         let s = Store::open(dir.path()).expect("reopen");
         assert!(s.is_sent("a").expect("q"));
         let day = now.date_naive();
-        s.add_tally(day, "sent", 2).expect("tally");
-        s.add_tally(day, "sent", 3).expect("tally");
-        s.add_tally(day, "failed", 1).expect("tally");
+        s.add_tally("q", day, "sent", 2).expect("tally");
+        s.add_tally("q", day, "sent", 3).expect("tally");
+        s.add_tally("q", day, "failed", 1).expect("tally");
+        s.add_tally("other", day, "parked", 4).expect("tally");
         assert_eq!(
-            s.tally(day).expect("tally"),
+            s.tally("new", day).expect("tally"),
+            DayTally::default(),
+            "a queue's tallies are its own"
+        );
+        assert_eq!(
+            s.tally("q", day).expect("tally"),
             DayTally {
                 sent: 5,
                 failed: 1,

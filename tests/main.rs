@@ -3,18 +3,24 @@
 mod support;
 
 mod it {
+    pub mod alerting;
+    pub mod completions;
     pub mod config;
     pub mod container;
+    pub mod demo;
     pub mod deploy;
+    pub mod deploy_readme;
     pub mod drain;
     pub mod failures_brevo;
     pub mod failures_broker;
     pub mod failures_interrupts;
     pub mod failures_mail;
     pub mod failures_secrets;
+    pub mod firsthour;
     pub mod generated;
     pub mod legacy;
     pub mod maintenance;
+    pub mod messages;
     pub mod metrics;
     pub mod monitoring;
     pub mod output;

@@ -6,7 +6,9 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::error::Failure;
 use crate::mail::Who;
+use crate::mailbox::topology::PARK_REASONS as REASONS;
 use crate::mailbox::{Envelope, Rabbit, Sweep, Which};
 use crate::output::Report;
 use crate::state;
@@ -41,6 +43,30 @@ pub struct Selection {
 }
 
 impl Selection {
+    /// A reason that is not one of [`REASONS`] is a usage error: it would match nothing.
+    fn check(&self) -> Result<(), Failure> {
+        match self.reason.as_deref() {
+            Some(r) if !REASONS.contains(&r) => Err(Failure::Usage(format!(
+                "unknown reason {r:?} for --reason: expected one of {}",
+                REASONS.join(", ")
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The selection in words, for "nothing matches".
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.indexes.is_empty() {
+            let list: Vec<String> = self.indexes.iter().map(u32::to_string).collect();
+            parts.push(format!("--index {}", list.join(",")));
+        }
+        if let Some(r) = &self.reason {
+            parts.push(format!("--reason {r}"));
+        }
+        parts.join(" or ")
+    }
+
     fn matches(&self, index: u32, reason: Option<&str>) -> bool {
         self.all
             || self.indexes.contains(&index)
@@ -73,9 +99,15 @@ pub enum Action {
 
 /// Runs `dead-letters`.
 pub async fn run(cfg: &Config, action: Action) -> Result<Report> {
+    if let Action::Replay(sel) | Action::Purge(sel) = &action {
+        sel.check()?;
+    }
     let _lock = state::lock(&cfg.state_dir, cfg.lock_wait)?;
-    let mut mailbox = Rabbit::open(cfg).await?;
+    // Reading creates nothing: a mistyped --queue is refused, and a parking queue that
+    // was never made holds nothing.
+    let mut mailbox = Rabbit::open_existing(cfg).await?;
     let parking = mailbox.topology().parking();
+    let has_parking = mailbox.exists(Which::Parking).await?;
     let mut listing = Listing {
         messages: Vec::new(),
         replayed: 0,
@@ -83,32 +115,52 @@ pub async fn run(cfg: &Config, action: Action) -> Result<Report> {
     };
     let (sel, act) = match action {
         Action::List(n) => {
-            let parked = mailbox.browse(Which::Parking, n).await?;
-            for (i, e) in parked.iter().enumerate() {
-                let index = u32::try_from(i + 1).unwrap_or(u32::MAX);
-                listing.messages.push(describe(cfg, index, e));
+            if has_parking {
+                let parked = mailbox.browse(Which::Parking, n).await?;
+                for (i, e) in parked.iter().enumerate() {
+                    let index = u32::try_from(i + 1).unwrap_or(u32::MAX);
+                    listing.messages.push(describe(cfg, index, e));
+                }
             }
             mailbox.close().await;
-            return render(&listing, &parking, true);
+            return render(cfg, &listing, &parking, None);
         }
         Action::Replay(sel) => (sel, Sweep::Replay),
         Action::Purge(sel) => (sel, Sweep::Purge),
     };
-    mailbox
-        .sweep_parking(|index, e| {
-            if !sel.matches(index, e.reason.as_deref()) {
-                return Sweep::Keep;
-            }
-            listing.messages.push(describe(cfg, index, e));
-            match act {
-                Sweep::Replay => listing.replayed += 1,
-                _ => listing.purged += 1,
-            }
-            act
-        })
-        .await?;
+    let mut seen = 0u32;
+    if has_parking {
+        mailbox
+            .sweep_parking(|index, e| {
+                seen = index;
+                if !sel.matches(index, e.reason.as_deref()) {
+                    return Sweep::Keep;
+                }
+                listing.messages.push(describe(cfg, index, e));
+                match act {
+                    Sweep::Replay => listing.replayed += 1,
+                    _ => listing.purged += 1,
+                }
+                act
+            })
+            .await?;
+    }
     mailbox.close().await;
-    render(&listing, &parking, false)
+    let acted = Acted {
+        act,
+        parked: seen,
+        selection: sel.describe(),
+    };
+    render(cfg, &listing, &parking, Some(acted))
+}
+
+/// What `replay` or `purge` did, for the text.
+struct Acted {
+    act: Sweep,
+    /// Parked mails looked at.
+    parked: u32,
+    /// The selection in words (empty for `--all`).
+    selection: String,
 }
 
 fn describe(cfg: &Config, index: u32, e: &Envelope) -> Parked {
@@ -122,42 +174,67 @@ fn describe(cfg: &Config, index: u32, e: &Envelope) -> Parked {
     }
 }
 
-/// The report: a table of the mails for people (the answer of `list`).
-fn render(r: &Listing, parking: &str, listing: bool) -> Result<Report> {
+/// When a mail was parked, in `--tz`, to the second.
+fn parked_at_cell(cfg: &Config, at: Option<&str>) -> String {
+    match at.map(chrono::DateTime::parse_from_rfc3339) {
+        Some(Ok(t)) => t
+            .with_timezone(&cfg.tz)
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string(),
+        Some(Err(_)) => at.unwrap_or("-").to_string(),
+        None => "-".into(),
+    }
+}
+
+/// The report: a table of the mails for people (the answer of `list`), and for
+/// `replay` / `purge` what was done, or that the selection matched nothing.
+fn render(cfg: &Config, r: &Listing, parking: &str, acted: Option<Acted>) -> Result<Report> {
     let mut report = Report::json(r)?;
-    if listing {
+    if acted.is_none() {
         report = report.answer();
     }
-    report = if r.messages.is_empty() {
-        report.line(format!("no parked mail in {parking}"))
-    } else {
-        let rows = r.messages.iter().map(|m| {
-            vec![
-                m.index.to_string(),
-                m.reason.clone().unwrap_or_else(|| "-".into()),
-                m.parked_at.clone().unwrap_or_else(|| "-".into()),
-                m.who.template_cell(),
-                m.who.to_cell(),
-                m.detail
-                    .clone()
-                    .unwrap_or_default()
-                    .chars()
-                    .take(80)
-                    .collect(),
-            ]
-        });
-        let headers = [
-            "#",
-            "reason",
-            "parked at",
-            "template",
-            "recipient",
-            "detail",
-        ];
-        report.table(&headers, rows)
-    };
-    if !listing {
-        report = report.line(format!("replayed {}, purged {}", r.replayed, r.purged));
+    if r.messages.is_empty() {
+        let line = match &acted {
+            None => format!("no parked mail in {parking}"),
+            Some(a) if a.parked == 0 => format!("no parked mail in {parking}: nothing to do"),
+            Some(a) => format!(
+                "none of the {} parked mail(s) in {parking} matches {}: nothing done (see `acaso-mail dead-letters`)",
+                a.parked, a.selection
+            ),
+        };
+        return Ok(report.line(line));
     }
-    Ok(report)
+    let rows = r.messages.iter().map(|m| {
+        vec![
+            m.index.to_string(),
+            m.reason.clone().unwrap_or_else(|| "-".into()),
+            parked_at_cell(cfg, m.parked_at.as_deref()),
+            m.who.template_cell(),
+            m.who.to_cell(),
+            m.detail
+                .clone()
+                .unwrap_or_default()
+                .chars()
+                .take(80)
+                .collect(),
+        ]
+    });
+    let tz = cfg.tz.name();
+    let parked_at = format!("parked at ({tz})");
+    let headers = [
+        "#",
+        "reason",
+        parked_at.as_str(),
+        "template",
+        "recipient",
+        "detail",
+    ];
+    report = report.table(&headers, rows);
+    match acted.map(|a| a.act) {
+        Some(Sweep::Replay) => {
+            Ok(report.line(format!("replayed {} mail(s) to the main queue", r.replayed)))
+        }
+        Some(_) => Ok(report.line(format!("purged {} mail(s)", r.purged))),
+        None => Ok(report),
+    }
 }

@@ -88,7 +88,12 @@ pub async fn run(cfg: &Config, args: Args, cancel: &Cancel) -> Result<Report> {
             gauges.parked = Some(depth.parked);
         }
     }
-    record_tallies(&store, now.with_timezone(&cfg.tz).date_naive(), &s)?;
+    record_tallies(
+        &store,
+        &cfg.queue,
+        now.with_timezone(&cfg.tz).date_naive(),
+        &s,
+    )?;
     // Metric totals are kept whether or not a Pushgateway is configured yet.
     metrics::record_drain(&store, args.budget.subcommand(), &s.totals())?;
     mailbox.close().await;
@@ -125,10 +130,10 @@ pub async fn dry_run(cfg: &Config, budget: Budget) -> Result<Report> {
     plan(&rules, journal.as_ref(), account.credits, head)?.report()
 }
 
-fn record_tallies(store: &Store, day: chrono::NaiveDate, s: &Summary) -> Result<()> {
-    store.add_tally(day, "sent", u64::from(s.sent + s.already_sent))?;
-    store.add_tally(day, "failed", u64::from(s.failed))?;
-    store.add_tally(day, "expired", u64::from(s.expired))?;
-    store.add_tally(day, "parked", u64::from(s.parked + s.expired))?;
+fn record_tallies(store: &Store, queue: &str, day: chrono::NaiveDate, s: &Summary) -> Result<()> {
+    store.add_tally(queue, day, "sent", u64::from(s.sent + s.already_sent))?;
+    store.add_tally(queue, day, "failed", u64::from(s.failed))?;
+    store.add_tally(queue, day, "expired", u64::from(s.expired))?;
+    store.add_tally(queue, day, "parked", u64::from(s.parked + s.expired))?;
     Ok(())
 }

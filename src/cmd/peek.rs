@@ -38,7 +38,8 @@ pub struct Peek {
 /// Runs `peek`. It takes the run lock so that it never hides mails from a drain.
 pub async fn run(cfg: &Config, n: u32) -> Result<Report> {
     let _lock = state::lock(&cfg.state_dir, cfg.lock_wait)?;
-    let mailbox = Rabbit::open(cfg).await?;
+    // Reading creates nothing: a mistyped --queue is refused (exit 2).
+    let mailbox = Rabbit::open_existing(cfg).await?;
     let browsed = mailbox.browse(Which::Main, n).await?;
     mailbox.close().await;
     let now = cfg.now();

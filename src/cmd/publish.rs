@@ -127,6 +127,9 @@ struct FileJob {
     deadline: Option<DateTime<chrono::FixedOffset>>,
 }
 
+/// Bad lines named in one error, at most: a file with more says how many in all.
+pub const BAD_LINES_SHOWN: usize = 20;
+
 fn read_jobs(path: &Path, tz: Tz, now: DateTime<Utc>) -> Result<Vec<FileJob>> {
     let mut raw = Vec::new();
     if path == Path::new("-") {
@@ -135,24 +138,46 @@ fn read_jobs(path: &Path, tz: Tz, now: DateTime<Utc>) -> Result<Vec<FileJob>> {
             .read_to_end(&mut raw)
             .context("reading stdin")?;
     } else {
+        // A path that cannot be read is a wrong argument, not a bug.
         std::fs::File::open(path)
             .and_then(|mut f| f.read_to_end(&mut raw))
-            .with_context(|| format!("reading {}", path.display()))?;
+            .map_err(|e| {
+                Failure::Usage(format!(
+                    "cannot read --file {}: {e}; nothing was published",
+                    path.display()
+                ))
+            })?;
     }
     let mut jobs = Vec::new();
+    let mut bad = Vec::new();
+    let mut bad_count = 0usize;
     for (i, line) in raw.split(|b| *b == b'\n').enumerate() {
         let n = i + 1;
         let line = line.trim_ascii();
         if line.is_empty() {
             continue;
         }
-        let job = read_line(line, tz, now).map_err(|why| {
-            Failure::Input(format!(
-                "{} line {n}: {why}; nothing was published",
-                path.display()
-            ))
-        })?;
-        jobs.push(job);
+        match read_line(line, tz, now) {
+            Ok(job) => jobs.push(job),
+            Err(why) => {
+                bad_count += 1;
+                if bad.len() < BAD_LINES_SHOWN {
+                    bad.push(format!("line {n}: {why}"));
+                }
+            }
+        }
+    }
+    if bad_count > 0 {
+        let more = bad_count - bad.len();
+        let mut msg = format!(
+            "{}: {bad_count} bad line(s); nothing was published\n  {}",
+            path.display(),
+            bad.join("\n  ")
+        );
+        if more > 0 {
+            msg.push_str(&format!("\n  ... and {more} more"));
+        }
+        return Err(Failure::Input(msg).into());
     }
     if jobs.is_empty() {
         return Err(Failure::Input(format!(

@@ -48,8 +48,10 @@ pub struct Forecast {
 pub struct Stats {
     /// The main queue.
     pub queue: QueueStats,
-    /// Credits left, when an API key is configured.
+    /// Credits left, when an API key is configured and Brevo answered.
     pub credits: Option<f64>,
+    /// Why the credits could not be read (a refused key, Brevo unreachable), if so.
+    pub credits_error: Option<String>,
     /// Queued mails per urgency band (`bad` = unreadable bodies).
     pub bands: BTreeMap<String, u32>,
     /// Whether every ready message was read for `bands`.
@@ -58,7 +60,7 @@ pub struct Stats {
     pub retrying: u32,
     /// Mails in the parking queue.
     pub parked: u32,
-    /// What was sent and failed today (from this host's journal).
+    /// What was sent and failed today from this queue (this host's journal).
     pub today: DayTally,
     /// Urgent mail against credits (null without credits).
     pub forecast: Option<Forecast>,
@@ -68,9 +70,14 @@ pub struct Stats {
 
 /// Runs `stats`.
 pub async fn run(cfg: &Config) -> Result<Report> {
-    let credits = match cfg.api_key {
-        Some(_) => Some(brevo::account(cfg).await?),
-        None => None,
+    // The queue figures need no Brevo: a refused key or an unreachable Brevo is said,
+    // not fatal.
+    let (credits, credits_error) = match cfg.api_key {
+        Some(_) => match brevo::account(cfg).await {
+            Ok(a) => (Some(a), None),
+            Err(e) => (None, Some(format!("{e:#}"))),
+        },
+        None => (None, None),
     };
     let _lock = state::lock(&cfg.state_dir, cfg.lock_wait)?;
     let mailbox = Rabbit::open(cfg).await?;
@@ -85,9 +92,13 @@ pub async fn run(cfg: &Config) -> Result<Report> {
     let bands = bands(&head, now, cfg.tz);
     let parking = mailbox.topology().parking();
     mailbox.close().await;
-    let today = Store::open(&cfg.state_dir)?.tally(now.with_timezone(&cfg.tz).date_naive())?;
+    let today =
+        Store::open(&cfg.state_dir)?.tally(&cfg.queue, now.with_timezone(&cfg.tz).date_naive())?;
 
     let mut warnings = Vec::new();
+    if let Some(e) = &credits_error {
+        warnings.push(format!("the credits could not be read: {e}"));
+    }
     if info.durable == Some(false) {
         warnings.push(format!(
             "queue {} is NOT durable: a broker restart loses every queued mail (move to a durable queue, see README)",
@@ -135,6 +146,7 @@ pub async fn run(cfg: &Config) -> Result<Report> {
             max_priority: info.max_priority,
         },
         credits: credits.map(|a| a.credits),
+        credits_error,
         bands,
         retrying,
         parked,
@@ -181,6 +193,9 @@ fn render(s: &Stats, report: Report) -> Report {
     let mut out = format!("retrying: {}   parked: {}\n", s.retrying, s.parked);
     out.push_str(&match s.credits {
         Some(c) => format!("credits left: {c}\n"),
+        None if s.credits_error.is_some() => {
+            "credits: could not be read (see the warning)\n".into()
+        }
         None => "credits: unknown (no API key)\n".into(),
     });
     out.push_str(&format!(

@@ -149,9 +149,19 @@ impl Plan {
             "recipient",
             "reason",
         ];
+        let beyond = u32::try_from(sends)
+            .unwrap_or(u32::MAX)
+            .saturating_sub(self.budget);
+        let why = if beyond > 0 {
+            format!(
+                " ({beyond} beyond the budget: mail due today goes out beyond --limit while credits last; --strict-limit stops at the limit)"
+            )
+        } else {
+            String::new()
+        };
         Ok(Report::json(self)?
             .line(format!(
-                "dry run: would send {sends} of a budget of {} ({} credits); nothing was sent or moved",
+                "dry run: would send {sends} of a budget of {}{why} ({} credits); nothing was sent or moved",
                 self.budget, self.credits
             ))
             .table(&headers, rows)

@@ -92,13 +92,14 @@ impl Summary {
     /// The one line people read.
     pub fn line(&self) -> String {
         let mut text = format!(
-            "sent {} of a budget of {} ({} credits); {} failed, {} expired, {} parked, {} to retry, {} already sent; {} still queued",
+            // Expired mails are parked too (stats counts them so): one figure, then why.
+            "sent {} of a budget of {} ({} credits); {} failed, {} parked ({} of them expired), {} to retry, {} already sent; {} still queued",
             self.sent,
             self.budget,
             self.credits,
             self.failed,
+            self.parked + self.expired,
             self.expired,
-            self.parked,
             self.retried,
             self.already_sent,
             self.remaining

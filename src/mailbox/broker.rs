@@ -99,6 +99,27 @@ fn error_text(err: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+const RUNNING_HINT: &str = "is it running? (rabbitmq-server -detached)";
+
+/// What to do about a refused connection, from the broker's or the system's words:
+/// "is it running?" only when nothing answered.
+fn connect_hint(error: &str) -> &'static str {
+    let e = error.to_ascii_lowercase();
+    if e.contains("access_refused") || e.contains("access-refused") || e.contains("auth") {
+        "RabbitMQ refused the user or password in the URL: check them (rabbitmqctl authenticate_user USER PASSWORD; see README \"RabbitMQ user\")"
+    } else if e.contains("not_allowed") || e.contains("vhost") || e.contains("virtual host") {
+        "the vhost in the URL does not exist or the user has no permission on it (rabbitmqctl list_vhosts; rabbitmqctl list_user_permissions USER)"
+    } else if e.contains("lookup")
+        || e.contains("resolve")
+        || e.contains("name or service not known")
+        || e.contains("nodename")
+    {
+        "the host name in the URL does not resolve: check it (getent hosts HOST)"
+    } else {
+        RUNNING_HINT
+    }
+}
+
 fn durable() -> QueueDeclareOptions {
     QueueDeclareOptions {
         durable: true,
@@ -111,7 +132,7 @@ impl Broker {
     pub async fn connect(cfg: &Config) -> Result<Self> {
         let props = ConnectionProperties::default()
             .with_connection_name(format!("acaso-mail {}", std::process::id()).into());
-        let hint = "is it running? (rabbitmq-server -detached)";
+        let hint = RUNNING_HINT;
         // amqps:// trusts the CA of --amqp-ca-file when one is given (crate::wire).
         let conn = tokio::time::timeout(cfg.timeout, connect_amqp(cfg, props))
             .await
@@ -126,8 +147,9 @@ impl Broker {
                 // An untrusted certificate says so, and which option fixes it.
                 Failure::Unavailable(explain_amqp_error(cfg, &e).unwrap_or_else(|| {
                     format!(
-                        "cannot connect to RabbitMQ at {}: {e}; {hint}",
-                        cfg.amqp_display
+                        "cannot connect to RabbitMQ at {}: {e}; {}",
+                        cfg.amqp_display,
+                        connect_hint(&e.to_string())
                     )
                 }))
             })?;
@@ -232,6 +254,32 @@ impl Broker {
             .await?;
         self.close_channel(&ch).await;
         Ok(q.message_count())
+    }
+
+    /// The number of ready messages in a queue, or `None` when it does not exist. Asked
+    /// passively, on a throwaway channel (the broker closes it on NOT_FOUND): nothing
+    /// is created.
+    pub async fn existing(&self, name: &str) -> Result<Option<u32>> {
+        let ch = self.channel().await?;
+        let opts = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        let what = format!("looking for queue {name}");
+        let asked = tokio::time::timeout(
+            self.timeout,
+            ch.queue_declare(name.into(), opts, FieldTable::default()),
+        )
+        .await
+        .map_err(|_| lost(&what, "no answer"))?;
+        match asked {
+            Ok(q) => {
+                self.close_channel(&ch).await;
+                Ok(Some(q.message_count()))
+            }
+            Err(e) if e.to_string().contains("NOT_FOUND") => Ok(None),
+            Err(e) => Err(lost(&what, e)),
+        }
     }
 
     /// Declares the parking queue and the retry queues (durable, plain). Each retry

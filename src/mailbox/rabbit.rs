@@ -13,6 +13,7 @@ use super::publisher::Publisher;
 use super::topology::{QueueInfo, Topology};
 use super::{Envelope, Mailbox, Parking, Retry, Taken, Ticket};
 use crate::config::Config;
+use crate::error::Failure;
 
 /// Unconfirmed publishes allowed in flight: enough to hide the round trip.
 const CONFIRM_WINDOW: usize = 1000;
@@ -78,13 +79,47 @@ impl Rabbit {
         let topo = Topology::new(&cfg.queue);
         let info = broker.main_queue(topo.main()).await?;
         broker.side_queues(&topo).await?;
-        Ok(Rabbit {
+        Ok(Rabbit::with(broker, topo, info))
+    }
+
+    fn with(broker: Broker, topo: Topology, info: QueueInfo) -> Self {
+        Rabbit {
             broker,
             topo,
             info,
             takes: None,
             publisher: None,
-        })
+        }
+    }
+
+    /// Connects to an existing main queue without declaring anything (for commands that
+    /// only read or tidy: `peek`, `dead-letters`). A queue that does not exist is a
+    /// usage error (exit 2): most likely a mistyped `--queue`. Its durability and
+    /// priority levels are not asked (`durable` is `None`, `max_priority` 0).
+    pub async fn open_existing(cfg: &Config) -> Result<Self> {
+        let broker = Broker::connect(cfg).await?;
+        let topo = Topology::new(&cfg.queue);
+        let Some(ready) = broker.existing(topo.main()).await? else {
+            broker.close().await;
+            return Err(Failure::Usage(format!(
+                "queue {} does not exist on {}: check --queue / ACASO_MAIL_QUEUE (publish and the drains create it; peek and dead-letters never create anything)",
+                topo.main(),
+                cfg.amqp_display
+            ))
+            .into());
+        };
+        let info = QueueInfo {
+            name: topo.main().to_string(),
+            ready,
+            durable: None,
+            max_priority: 0,
+        };
+        Ok(Rabbit::with(broker, topo, info))
+    }
+
+    /// Whether a queue of the family exists (asked passively).
+    pub async fn exists(&self, which: Which) -> Result<bool> {
+        Ok(self.broker.existing(&self.name(which)).await?.is_some())
     }
 
     /// The main queue as it was found when opened.

@@ -20,6 +20,20 @@ pub const H_PARKED_AT: &str = "x-acaso-parked-at";
 /// The headers acaso-mail writes; a replayed mail leaves them behind.
 pub const OUR_HEADERS: [&str; 4] = [H_REASON, H_DETAIL, H_PARKED_AT, H_ATTEMPTS];
 
+/// Every reason a mail is parked for (the `x-acaso-reason` header).
+pub const PARK_REASONS: [&str; 10] = [
+    "expired",
+    "malformed",
+    "not_utf8",
+    "too_large",
+    "unknown_template",
+    "invalid_address",
+    "brevo_rejected",
+    "brevo_duplicate",
+    "retries_exhausted",
+    "uncertain_send",
+];
+
 /// A detail header is cut to this many characters.
 pub const DETAIL_MAX_CHARS: usize = 1000;
 

@@ -18,3 +18,10 @@ pub fn warning(text: &str) {
 pub fn error(err: &anyhow::Error) {
     let _ = writeln!(io::stderr(), "acaso-mail: error: {err:#}");
 }
+
+/// A command line clap refused, in the same form as every other error
+/// (`acaso-mail: error: ...`, then clap's usage line and hint).
+pub fn usage_error(rendered: &str) {
+    let text = rendered.strip_prefix("error: ").unwrap_or(rendered);
+    let _ = write!(io::stderr(), "acaso-mail: error: {text}");
+}

@@ -93,7 +93,7 @@ fn local_schedule() -> BTreeMap<String, (BTreeSet<u32>, BTreeSet<u32>)> {
     {
         let fields: Vec<&str> = line.split_whitespace().collect();
         let cmd = line
-            .split("/usr/local/bin/acaso-mail")
+            .split("/usr/local/bin/acaso-mail-run")
             .nth(1)
             .expect("command");
         let (m, h, rest, args) = cron_job(&fields[..5].join(" "), cmd);

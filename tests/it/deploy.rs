@@ -52,7 +52,7 @@ fn every_scheduled_command_is_a_valid_acaso_mail_command_line() {
     assert_eq!(jobs.len(), 3);
     for job in jobs {
         let cmd = job
-            .split("/usr/local/bin/acaso-mail")
+            .split("/usr/local/bin/acaso-mail-run")
             .nth(1)
             .expect("command");
         let mut args = vec!["acaso-mail"];
@@ -72,7 +72,8 @@ fn every_scheduled_command_is_a_valid_acaso_mail_command_line() {
                 "ACASO_MAIL_QUEUE",
                 "SENDINBLUE_URL",
                 "SENDINBLUE_MAILS_PER_HOUR",
-                "ACASO_MAIL_TZ"
+                "ACASO_MAIL_TZ",
+                "ACASO_MAIL_STATE_DIR",
             ]
             .contains(&var),
             "unknown variable {var}"

@@ -255,32 +255,38 @@ impl World {
 
 impl Drop for World {
     fn drop(&mut self) {
-        let base = self.queue.clone();
-        let cleanup = async move {
-            let conn = connect().await;
-            for q in [
-                base.clone(),
-                format!("{base}.dead"),
-                format!("{base}.retry.60s"),
-                format!("{base}.retry.300s"),
-                format!("{base}.retry.1800s"),
-                format!("{base}.retry.3600s"),
-            ] {
-                if let Ok(ch) = conn.create_channel().await {
-                    let _ = ch
-                        .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-                        .await;
-                }
+        delete_family(&self.queue);
+    }
+}
+
+/// Deletes a main queue and its retry and parking queues, if they exist.
+pub fn delete_family(base: &str) {
+    let base = base.to_string();
+    let name = base.clone();
+    let cleanup = async move {
+        let conn = connect().await;
+        for q in [
+            base.clone(),
+            format!("{base}.dead"),
+            format!("{base}.retry.60s"),
+            format!("{base}.retry.300s"),
+            format!("{base}.retry.1800s"),
+            format!("{base}.retry.3600s"),
+        ] {
+            if let Ok(ch) = conn.create_channel().await {
+                let _ = ch
+                    .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                    .await;
             }
-            let _ = conn.close(200, "ok".into()).await;
-        };
-        // Cleanup must never hang a test: queues left behind are harmless.
-        let done = rt().block_on(async {
-            tokio::time::timeout(std::time::Duration::from_secs(20), cleanup).await
-        });
-        if done.is_err() {
-            eprintln!("warning: deleting the queues of {} timed out", self.queue);
         }
+        let _ = conn.close(200, "ok".into()).await;
+    };
+    // Cleanup must never hang a test: queues left behind are harmless.
+    let done = rt().block_on(async {
+        tokio::time::timeout(std::time::Duration::from_secs(20), cleanup).await
+    });
+    if done.is_err() {
+        eprintln!("warning: deleting the queues of {name} timed out");
     }
 }
 
@@ -635,4 +641,25 @@ pub fn require_tool(tool: &str, package: &str) {
         "{tool} is not installed, and this test needs it: apt-get install {package} \
          (bash .ci/run installs it)"
     );
+}
+
+/// Whether a queue exists (asked passively: nothing is created).
+pub fn queue_exists(queue: &str) -> bool {
+    block_on("looking for a queue", async {
+        let conn = connect().await;
+        let ch = conn.create_channel().await.expect("channel");
+        let found = ch
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .is_ok();
+        let _ = conn.close(200, "ok".into()).await;
+        found
+    })
 }

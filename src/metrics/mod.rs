@@ -9,7 +9,10 @@ use std::time::Duration;
 use anyhow::Result;
 use prometheus::{Encoder, GaugeVec, IntCounterVec, Opts, Registry, TextEncoder};
 
-use crate::config::Config;
+mod push;
+
+pub use push::{hostname, push_run};
+
 use crate::state::Store;
 
 /// The Pushgateway job name.
@@ -158,6 +161,41 @@ pub const EXPORTED: [&str; 18] = [
     "acaso_mail_brevo_credits",
 ];
 
+/// The drain counters and their known label sets: (name, label name, label values).
+/// A counter, its label name (if any) and its known label values (`None`: unlabelled).
+type Known = (&'static str, Option<&'static str>, Vec<Option<String>>);
+
+fn known_series() -> Vec<Known> {
+    let plain = [
+        "mails_sent_total",
+        "mails_fails_total",
+        "acaso_mail_retries_total",
+        "acaso_mail_expired_total",
+        "acaso_mail_already_sent_total",
+        "acaso_mail_rate_limited_total",
+    ];
+    let mut out: Vec<_> = plain.iter().map(|n| (*n, None, vec![None])).collect();
+    let templates = crate::mail::LEGACY_TEMPLATES
+        .iter()
+        .map(|(t, _)| Some(t.to_string()));
+    out.push((
+        "payload_template_total",
+        Some("template"),
+        templates.collect(),
+    ));
+    let priorities = (0..=crate::urgency::OUR_MAX_PRIORITY).map(|p| Some(p.to_string()));
+    out.push((
+        "payload_priority_total",
+        Some("priority"),
+        priorities.collect(),
+    ));
+    let reasons = crate::mailbox::topology::PARK_REASONS
+        .iter()
+        .map(|r| Some(r.to_string()));
+    out.push(("acaso_mail_parked_total", Some("reason"), reasons.collect()));
+    out
+}
+
 /// A stored metric: its label names, and (label values, value) rows.
 type Series = (Vec<String>, Vec<(Vec<String>, f64)>);
 
@@ -171,6 +209,18 @@ pub fn render(
     let registry = Registry::new();
     let sub = format!("subcommand={subcommand}");
     let mut vecs: BTreeMap<String, Series> = BTreeMap::new();
+    // A drain's counters start at 0, with every known label set, so that a dashboard or
+    // rate() sees a series before the first failure, retry or parked mail.
+    if subcommand.starts_with("drain-") {
+        for (name, label, values) in known_series() {
+            let entry = vecs
+                .entry(name.to_string())
+                .or_insert_with(|| (label.iter().map(|l| l.to_string()).collect(), Vec::new()));
+            for v in values {
+                entry.1.push((v.into_iter().collect(), 0.0));
+            }
+        }
+    }
     if let Some(store) = store {
         for (name, labels, value) in store.counters()? {
             let mut pairs: Vec<(String, String)> = labels
@@ -286,87 +336,6 @@ pub fn render(
     Ok(String::from_utf8(out)?)
 }
 
-/// This host's name, for the `instance` grouping label.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| {
-            !h.is_empty()
-                && h.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
-
-/// Pushes everything `subcommand` reports after a run: its stored totals, its last
-/// success time (when this run succeeded), and this run's gauges.
-pub fn push_run(cfg: &Config, base: &str, subcommand: &str, gauges: &RunGauges) -> Result<()> {
-    let now = chrono::Utc::now().timestamp() as f64;
-    let store = Store::open(&cfg.state_dir).ok();
-    if let (Some(store), true) = (&store, gauges.success) {
-        record_success(store, subcommand, now)?;
-    }
-    let body = render(store.as_ref(), subcommand, gauges, now)?;
-    push(cfg, base, subcommand, body)
-}
-
-/// PUTs a metrics body to the Pushgateway, with the configured TLS roots and basic auth.
-fn put_metrics(cfg: &Config, url: &str, body: &str) -> Result<ureq::http::Response<ureq::Body>> {
-    let mut config = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(cfg.timeout));
-    if let Some(ca) = &cfg.wire.pushgateway_ca {
-        let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(ca.pem.as_bytes())
-            .filter_map(|i| match i {
-                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-                _ => None,
-            })
-            .collect();
-        config = config.tls_config(
-            ureq::tls::TlsConfig::builder()
-                .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
-                .build(),
-        );
-    }
-    let agent = ureq::Agent::new_with_config(config.build());
-    let mut req = agent
-        .put(url)
-        .header("content-type", "text/plain; version=0.0.4");
-    if let Some(auth) = &cfg.wire.pushgateway_auth {
-        req = req.header("authorization", auth.header());
-    }
-    req.send(body.as_bytes()).map_err(|e| {
-        let mut msg = format!("pushing metrics to {url}: {e}");
-        if msg.to_ascii_lowercase().contains("certificate") {
-            msg.push_str(
-                ": the Pushgateway's TLS certificate was not trusted; if a private CA signed it, give that CA's PEM file with --pushgateway-ca-file / PUSHGATEWAY_CA_FILE",
-            );
-        }
-        anyhow::anyhow!(msg)
-    })
-}
-
-/// PUTs `body` as the group job/instance/subcommand (replacing the group's last push).
-pub fn push(cfg: &Config, base: &str, subcommand: &str, body: String) -> Result<()> {
-    let url = format!(
-        "{base}/metrics/job/{JOB}/instance/{}/subcommand/{subcommand}",
-        hostname()
-    );
-    // Security hook: TLS roots and basic auth of the Pushgateway (crate::wire).
-    let mut resp = put_metrics(cfg, &url, &body)?;
-    let status = resp.status().as_u16();
-    if !(200..300).contains(&status) {
-        let text = resp.body_mut().read_to_string().unwrap_or_default();
-        anyhow::bail!(
-            "the Pushgateway at {url} answered {status}: {}",
-            text.trim()
-        );
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,6 +421,20 @@ mod tests {
         let mut exported = EXPORTED.to_vec();
         exported.sort_unstable();
         assert_eq!(sorted_names, exported);
+        // A drain's counters are there from the start, at 0, with their known labels.
+        let fresh = render(None, "drain-hourly", &g, 1.0).expect("render");
+        for series in [
+            "mails_sent_total 0",
+            "mails_fails_total 0",
+            "acaso_mail_retries_total 0",
+            "acaso_mail_rate_limited_total 0",
+            "acaso_mail_parked_total{reason=\"expired\"} 0",
+            "acaso_mail_parked_total{reason=\"uncertain_send\"} 0",
+            "payload_template_total{template=\"16\"} 0",
+            "payload_priority_total{priority=\"9\"} 0",
+        ] {
+            assert!(fresh.contains(series), "{series}: {fresh}");
+        }
         let eod = render(Some(&store), "drain-eod", &g, 2000.0).expect("render");
         assert!(eod.contains("mails_sent_total 3"), "{eod}");
         assert!(!eod.contains("last_success"), "{eod}");

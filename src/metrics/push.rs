@@ -1,0 +1,89 @@
+//! Pushing a run's metrics to the Pushgateway (with its TLS roots and basic auth), as
+//! the group job / instance (host) / subcommand, replacing that group's last push.
+
+use anyhow::Result;
+
+use super::{JOB, RunGauges, record_success, render};
+use crate::config::Config;
+use crate::state::Store;
+
+/// This host's name, for the `instance` grouping label.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Pushes everything `subcommand` reports after a run: its stored totals, its last
+/// success time (when this run succeeded), and this run's gauges.
+pub fn push_run(cfg: &Config, base: &str, subcommand: &str, gauges: &RunGauges) -> Result<()> {
+    let now = chrono::Utc::now().timestamp() as f64;
+    let store = Store::open(&cfg.state_dir).ok();
+    if let (Some(store), true) = (&store, gauges.success) {
+        record_success(store, subcommand, now)?;
+    }
+    let body = render(store.as_ref(), subcommand, gauges, now)?;
+    push(cfg, base, subcommand, body)
+}
+
+/// PUTs a metrics body to the Pushgateway, with the configured TLS roots and basic auth.
+fn put_metrics(cfg: &Config, url: &str, body: &str) -> Result<ureq::http::Response<ureq::Body>> {
+    let mut config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(cfg.timeout));
+    if let Some(ca) = &cfg.wire.pushgateway_ca {
+        let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(ca.pem.as_bytes())
+            .filter_map(|i| match i {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        config = config.tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+                .build(),
+        );
+    }
+    let agent = ureq::Agent::new_with_config(config.build());
+    let mut req = agent
+        .put(url)
+        .header("content-type", "text/plain; version=0.0.4");
+    if let Some(auth) = &cfg.wire.pushgateway_auth {
+        req = req.header("authorization", auth.header());
+    }
+    req.send(body.as_bytes()).map_err(|e| {
+        let mut msg = format!("pushing metrics to {url}: {e}");
+        if msg.to_ascii_lowercase().contains("certificate") {
+            msg.push_str(
+                ": the Pushgateway's TLS certificate was not trusted; if a private CA signed it, give that CA's PEM file with --pushgateway-ca-file / PUSHGATEWAY_CA_FILE",
+            );
+        }
+        anyhow::anyhow!(msg)
+    })
+}
+
+/// PUTs `body` as the group job/instance/subcommand (replacing the group's last push).
+pub fn push(cfg: &Config, base: &str, subcommand: &str, body: String) -> Result<()> {
+    let url = format!(
+        "{base}/metrics/job/{JOB}/instance/{}/subcommand/{subcommand}",
+        hostname()
+    );
+    // Security hook: TLS roots and basic auth of the Pushgateway (crate::wire).
+    let mut resp = put_metrics(cfg, &url, &body)?;
+    let status = resp.status().as_u16();
+    if !(200..300).contains(&status) {
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        anyhow::bail!(
+            "the Pushgateway at {url} answered {status}: {}",
+            text.trim()
+        );
+    }
+    Ok(())
+}
