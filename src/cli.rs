@@ -289,6 +289,9 @@ pub enum DeadLettersAction {
     Replay(Selection),
     /// Delete the selected ones for good
     Purge(Selection),
+    /// Ask Brevo's log about the mails parked as uncertain_send: those Brevo sent are
+    /// removed (and journaled as sent), those it never got are replayed
+    Recheck,
 }
 
 /// Which parked mails.

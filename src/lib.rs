@@ -144,6 +144,7 @@ async fn run_command(command: Command, cfg: &Config, cancel: &Cancel) -> Result<
                 Some(DeadLettersAction::List { count }) => Action::List(count),
                 Some(DeadLettersAction::Replay(s)) => Action::Replay(sel(s)),
                 Some(DeadLettersAction::Purge(s)) => Action::Purge(sel(s)),
+                Some(DeadLettersAction::Recheck) => Action::Recheck,
             };
             cmd::dead_letters::run(cfg, action).await
         }

@@ -5,6 +5,7 @@ use anyhow::Result;
 use schemars::JsonSchema;
 use serde::Serialize;
 
+use crate::brevo::{Brevo, LogAnswer, LogQuery, idempotency_key};
 use crate::config::Config;
 use crate::error::Failure;
 use crate::mail::Who;
@@ -12,6 +13,7 @@ use crate::mailbox::topology::PARK_REASONS as REASONS;
 use crate::mailbox::{Envelope, Rabbit, Sweep, Which};
 use crate::output::Report;
 use crate::state;
+use crate::state::Store;
 
 /// One parked mail.
 #[derive(Debug, Serialize, JsonSchema)]
@@ -95,6 +97,8 @@ pub enum Action {
     Replay(Selection),
     /// Delete the selection.
     Purge(Selection),
+    /// Ask Brevo's log about the mails parked as `uncertain_send`.
+    Recheck,
 }
 
 /// Runs `dead-letters`.
@@ -127,6 +131,11 @@ pub async fn run(cfg: &Config, action: Action) -> Result<Report> {
         }
         Action::Replay(sel) => (sel, Sweep::Replay),
         Action::Purge(sel) => (sel, Sweep::Purge),
+        Action::Recheck => {
+            let checked = recheck(cfg, &mut mailbox, has_parking).await;
+            mailbox.close().await;
+            return checked;
+        }
     };
     let mut seen = 0u32;
     if has_parking {
@@ -152,6 +161,92 @@ pub async fn run(cfg: &Config, action: Action) -> Result<Report> {
         selection: sel.describe(),
     };
     render(cfg, &listing, &parking, Some(acted))
+}
+
+/// `recheck`: each mail parked as `uncertain_send` is looked up in Brevo's log (by its
+/// recipient, template and the tag every send carries). Found: Brevo sent it, so it is
+/// journaled as sent and removed. Absent: it never went, so it is replayed (the log has
+/// long settled: such mail was parked at least 25 minutes after its attempt). A log that
+/// cannot be read leaves it parked.
+async fn recheck(cfg: &Config, mailbox: &mut Rabbit, has_parking: bool) -> Result<Report> {
+    let brevo = Brevo::new(&cfg.brevo_url, cfg.require_api_key()?.clone(), cfg.timeout);
+    let store = Store::open(&cfg.state_dir)?;
+    let now = cfg.now();
+    let mut r = Recheck::default();
+    let mut failed: Option<anyhow::Error> = None;
+    if has_parking {
+        mailbox
+            .sweep_parking(|_, e| {
+                if e.reason.as_deref() != Some("uncertain_send") || failed.is_some() {
+                    return Sweep::Keep;
+                }
+                let Ok(m) = crate::mail::parse(&e.body, cfg.tz) else {
+                    return Sweep::Keep;
+                };
+                let since = e
+                    .parked_at
+                    .as_deref()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .map_or(now, |t| t.to_utc());
+                let first =
+                    (since - chrono::Duration::days(2)).max(now - chrono::Duration::days(29));
+                let query = LogQuery {
+                    email: m.first_recipient().to_string(),
+                    template_id: m.template_id,
+                    tag: idempotency_key(&e.identity),
+                    days: (
+                        first.date_naive(),
+                        (now + chrono::Duration::days(1)).date_naive(),
+                    ),
+                };
+                let step = match brevo.find_in_log(&query) {
+                    LogAnswer::Found => store
+                        .record_sent(
+                            &e.identity,
+                            "(found in Brevo's log)",
+                            m.template_id,
+                            m.first_recipient(),
+                            now,
+                        )
+                        .map(|()| (&mut r.sent, Sweep::Purge)),
+                    LogAnswer::Absent => store
+                        .clear_uncertain(&e.identity)
+                        .map(|()| (&mut r.replayed, Sweep::Replay)),
+                    LogAnswer::Unreachable(_) => Ok((&mut r.unknown, Sweep::Keep)),
+                };
+                match step {
+                    Ok((count, sweep)) => {
+                        *count += 1;
+                        sweep
+                    }
+                    Err(err) => {
+                        failed = Some(err);
+                        Sweep::Keep
+                    }
+                }
+            })
+            .await?;
+    }
+    if let Some(err) = failed {
+        return Err(err.context("recording what Brevo's log said"));
+    }
+    let line = format!(
+        "Brevo's log: {} sent (removed from the parking queue, journaled as sent), {} never sent (replayed), {} could not be told (still parked)",
+        r.sent, r.replayed, r.unknown
+    );
+    Ok(Report::json(&r)?.line(line))
+}
+
+/// What `recheck` found.
+#[derive(Debug, Default, Serialize, JsonSchema)]
+#[schemars(title = "acaso-mail dead-letters recheck --json")]
+pub struct Recheck {
+    /// Found in Brevo's log: journaled as sent and removed.
+    pub sent: u32,
+    /// Not in the log: replayed to the main queue.
+    pub replayed: u32,
+    /// The log could not be read: still parked.
+    pub unknown: u32,
 }
 
 /// What `replay` or `purge` did, for the text.

@@ -17,6 +17,7 @@ pub fn json_schemas() -> Vec<(&'static str, schemars::Schema)> {
     vec![
         ("credits", schema_for!(credits::Credits)),
         ("dead-letters", schema_for!(dead_letters::Listing)),
+        ("dead-letters-recheck", schema_for!(dead_letters::Recheck)),
         ("drain", schema_for!(crate::drain::Summary)),
         ("drain-dry-run", schema_for!(crate::drain::Plan)),
         ("peek", schema_for!(peek::Peek)),

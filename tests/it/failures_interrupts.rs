@@ -229,3 +229,49 @@ fn a_signal_ends_a_lock_wait_at_once() {
     assert!(first.wait_with_output().status.success());
     assert_eq!(w.fake.accepted().len(), 1);
 }
+
+#[test]
+fn dead_letters_recheck_settles_uncertain_mail_by_brevos_log() {
+    // Two mails parked as uncertain_send while the log was down: one Brevo had sent,
+    // one it never got. Once the log answers, recheck removes the first (journaled as
+    // sent) and replays the second, which the next drain sends: each mail once.
+    let w = World::new("recheck", 300.0);
+    kill_drain_mid_send(&w);
+    let late = "2026-11-27T13:00:00-03:00";
+    w.fake.state().log_down = true;
+    let s = w.json(late, &["drain-eod"]);
+    assert_eq!(s["parked"].as_u64(), Some(1), "{s}");
+    w.publish(
+        &[job("never@example.org", 3, "2026-11-28T10:00:00-03:00")],
+        NOW,
+    );
+    w.fake.state().latency = Duration::from_secs(3);
+    w.fake.state().script.push_back(Fault::Drop);
+    let child = spawn(w.std_cmd().args(["--now", NOW, "-q", "drain-eod"]));
+    w.fake.wait_for_sends(2, Duration::from_secs(30));
+    // Brevo holds the request (it will drop it without accepting): the run is mid-send.
+    child.kill_mid_run();
+    w.fake.state().latency = Duration::ZERO;
+    let s = w.json(late, &["drain-eod"]);
+    assert_eq!(s["parked"].as_u64(), Some(1), "{s}");
+    assert_eq!(w.ready(&format!("{}.dead", w.queue)), 2);
+
+    w.fake.state().log_down = false;
+    let r = w.json(late, &["dead-letters", "recheck"]);
+    assert_eq!(
+        (
+            r["sent"].as_u64(),
+            r["replayed"].as_u64(),
+            r["unknown"].as_u64()
+        ),
+        (Some(1), Some(1), Some(0)),
+        "{r}"
+    );
+    assert_eq!(w.ready(&format!("{}.dead", w.queue)), 0);
+    let s = w.json(late, &["drain-eod"]);
+    assert_eq!(s["sent"].as_u64(), Some(1), "{s}");
+    let mut sent = recipients(&w.fake);
+    sent.sort();
+    assert_eq!(sent, ["never@example.org", "once@example.org"]);
+    assert_eq!(w.ready(&w.queue), 0);
+}
