@@ -29,6 +29,9 @@ pub struct Prior {
     /// connection broke after the request went out): Brevo may have accepted it then.
     /// A later definite refusal does not clear it: it does not prove that attempt failed.
     pub uncertain_since: Option<DateTime<Utc>>,
+    /// When the latest earlier attempt started: Brevo's log lists a mail only some
+    /// minutes after it accepted it.
+    pub last_at: Option<DateTime<Utc>>,
 }
 
 /// How an attempt ended.
@@ -103,14 +106,16 @@ impl Store {
         )
         .context("creating the state tables")?;
         // Journals from before 0.2 lack the column that remembers an unseen outcome.
-        let has_uncertain: bool = db.query_row(
-            "SELECT COUNT(*) FROM pragma_table_info('attempts') WHERE name = 'uncertain_since'",
-            [],
-            |r| r.get::<_, i64>(0),
-        )? > 0;
-        if !has_uncertain {
-            db.execute_batch("ALTER TABLE attempts ADD COLUMN uncertain_since TEXT")
-                .context("adding uncertain_since to the journal")?;
+        for column in ["uncertain_since", "last_at"] {
+            let has: bool = db.query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('attempts') WHERE name = ?1",
+                [column],
+                |r| r.get::<_, i64>(0),
+            )? > 0;
+            if !has {
+                db.execute_batch(&format!("ALTER TABLE attempts ADD COLUMN {column} TEXT"))
+                    .with_context(|| format!("adding {column} to the journal"))?;
+            }
         }
         Ok(Store { db })
     }
@@ -131,30 +136,35 @@ impl Store {
     /// an attempt still open when the mail comes back is one whose outcome nobody saw
     /// (the run died), and from then on the mail is uncertain.
     pub fn begin_send(&self, identity: &str, now: DateTime<Utc>) -> Result<Prior> {
-        let before: Option<(u32, Option<String>, Option<String>)> = self
+        type Row = (u32, Option<String>, Option<String>, Option<String>);
+        let before: Option<Row> = self
             .db
             .query_row(
-                "SELECT count, open_since, uncertain_since FROM attempts WHERE identity = ?1",
+                "SELECT count, open_since, uncertain_since, COALESCE(last_at, first_at)
+                 FROM attempts WHERE identity = ?1",
                 [identity],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()?;
-        let (attempts, open, uncertain) = before.unwrap_or((0, None, None));
+        let (attempts, open, uncertain, last) = before.unwrap_or((0, None, None, None));
         // The first unseen outcome is kept: Brevo's window counts from its acceptance.
         let uncertain = uncertain.or(open);
         self.db.execute(
-            "INSERT INTO attempts (identity, first_at, count, open_since, uncertain_since)
-             VALUES (?1, ?2, 1, ?2, ?3)
-             ON CONFLICT(identity) DO UPDATE SET count = count + 1,
+            "INSERT INTO attempts (identity, first_at, count, open_since, uncertain_since, last_at)
+             VALUES (?1, ?2, 1, ?2, ?3, ?2)
+             ON CONFLICT(identity) DO UPDATE SET count = count + 1, last_at = excluded.last_at,
                  open_since = excluded.open_since, uncertain_since = excluded.uncertain_since",
             params![identity, now.to_rfc3339(), uncertain],
         )?;
+        let time = |t: Option<String>| {
+            t.as_deref()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.to_utc())
+        };
         Ok(Prior {
             attempts,
-            uncertain_since: uncertain
-                .as_deref()
-                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| t.to_utc()),
+            uncertain_since: time(uncertain),
+            last_at: time(last),
         })
     }
 
@@ -169,6 +179,39 @@ impl Store {
             }
         };
         self.db.execute(sql, [identity])?;
+        Ok(())
+    }
+
+    /// When an attempt of this mail whose answer nobody saw started, if one did (an
+    /// attempt still open counts: its run died), and when the latest attempt started.
+    pub fn uncertainty(
+        &self,
+        identity: &str,
+    ) -> Result<Option<(DateTime<Utc>, Option<DateTime<Utc>>)>> {
+        let row: Option<(Option<String>, Option<String>)> = self
+            .db
+            .query_row(
+                "SELECT COALESCE(uncertain_since, open_since), COALESCE(last_at, first_at)
+                 FROM attempts WHERE identity = ?1",
+                [identity],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let time = |t: Option<String>| {
+            t.as_deref()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.to_utc())
+        };
+        Ok(row.and_then(|(since, last)| time(since).map(|s| (s, time(last)))))
+    }
+
+    /// Makes the mail uncertain from `since` (unless it already was): Brevo refused its
+    /// key as a repeat, so some attempt may have been accepted.
+    pub fn mark_uncertain(&self, identity: &str, since: DateTime<Utc>) -> Result<()> {
+        self.db.execute(
+            "UPDATE attempts SET uncertain_since = COALESCE(uncertain_since, ?2) WHERE identity = ?1",
+            params![identity, since.to_rfc3339()],
+        )?;
         Ok(())
     }
 
@@ -349,7 +392,8 @@ mod tests {
                 first,
                 Prior {
                     attempts: 0,
-                    uncertain_since: None
+                    uncertain_since: None,
+                    last_at: None,
                 }
             );
             // The first attempt's outcome was never seen (the run died): uncertain since.

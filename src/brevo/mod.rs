@@ -203,7 +203,11 @@ pub fn classify(status: u16, body: &str, retry_after: Option<Duration>) -> SendO
     match status {
         402 => SendOutcome::NoCredits,
         _ if code_is("not_enough_credits") => SendOutcome::NoCredits,
-        _ if code_is("duplicate_parameter") && status < 500 => SendOutcome::Duplicate,
+        // duplicate_request is listed beside it in Brevo's codes, undocumented: a repeat
+        // either way, settled by the journal and Brevo's log rather than parked.
+        _ if (code_is("duplicate_parameter") || code_is("duplicate_request")) && status < 500 => {
+            SendOutcome::Duplicate
+        }
         401 | 403 => SendOutcome::Refused { status, message },
         429 => SendOutcome::RateLimited { retry_after },
         408 | 500..=599 => SendOutcome::Transient {

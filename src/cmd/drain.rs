@@ -41,6 +41,7 @@ fn rules(cfg: &Config, budget: Budget, account: &brevo::Account) -> Rules {
     Rules {
         tz: cfg.tz,
         now,
+        fixed: cfg.fixed_now.is_some(),
         caps: budget.caps(credits, now.with_timezone(&cfg.tz).hour()),
     }
 }

@@ -35,8 +35,19 @@ pub struct Rules {
     pub tz: Tz,
     /// "Now" for the run.
     pub now: DateTime<Utc>,
+    /// Whether "now" was given (`--now`): then it stands still for the whole run.
+    pub fixed: bool,
     /// The run's caps.
     pub caps: Caps,
+}
+
+impl Rules {
+    /// The time now: the clock, unless "now" was given. A run can last long (429
+    /// pauses, a big end-of-day backlog): the journal's times and Brevo's 30-minute
+    /// window are about real time, not the run's start.
+    pub fn clock(&self) -> DateTime<Utc> {
+        if self.fixed { self.now } else { Utc::now() }
+    }
 }
 
 /// Decides the fate of one mail, `committed` sends having been made or started.

@@ -73,6 +73,8 @@ pub struct Drain<'a, M: Mailbox, S: Sender> {
     pub(super) transient_total: u32,
     pub(super) pause_until: Option<Instant>,
     pub(super) lookups: u32,
+    /// Identities of the mails being sent: a second copy of one is not sent beside it.
+    pub(super) sending: std::collections::HashSet<String>,
 }
 
 impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
@@ -93,6 +95,7 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
             transient_total: 0,
             pause_until: None,
             lookups: 0,
+            sending: std::collections::HashSet::new(),
         }
     }
 
@@ -104,8 +107,12 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
                 let Some(taken) = self.take().await else {
                     break;
                 };
-                if let Some(job) = self.decide(taken).await? {
-                    self.send(job);
+                match self.decide(taken).await {
+                    Ok(Some(job)) => self.send(job),
+                    Ok(None) => {}
+                    // The journal failed: take no more, but let the sends in flight
+                    // finish and be journaled (the mail goes back to the queue).
+                    Err(e) => self.fail(Fatal::Unavailable(format!("state store: {e:#}"))),
                 }
             }
             let Some(done) = self.inflight.join_next().await else {
@@ -177,6 +184,16 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
     /// **decide**: already sent, park, stop, or a job to send.
     async fn decide(&mut self, taken: Taken) -> Result<Option<(Job, Value)>> {
         let id = taken.mail.identity.clone();
+        if self.sending.contains(&id) {
+            // Another copy of this mail (left by a crash mid-move, or a legacy body
+            // published twice) is being sent right now: this copy is the same mail, and
+            // whatever becomes of the first one, the mail stays in exactly one place.
+            self.s.already_sent += 1;
+            if let Err(e) = self.io.mailbox.ack(taken).await {
+                self.fail(Fatal::Unavailable(format!("{e:#}")));
+            }
+            return Ok(None);
+        }
         let decision = decide(
             &self.rules,
             Some(self.io.store),
@@ -190,6 +207,14 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
                 self.io.mailbox.ack(taken).await
             }
             Decision::Park { reason, detail } => {
+                let taken = if reason == "expired" {
+                    match self.expired_but_maybe_sent(taken).await? {
+                        Ok(settled) => return self.after(settled),
+                        Err(taken) => *taken,
+                    }
+                } else {
+                    taken
+                };
                 self.s.park_count(reason);
                 self.park(taken, reason, &detail).await
             }
@@ -202,6 +227,11 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
                 Prepared::Settled(settled) => settled,
             },
         };
+        self.after(settled)
+    }
+
+    /// Records a settling failure (a lost broker) and goes on to the next mail.
+    fn after(&mut self, settled: Result<()>) -> Result<Option<(Job, Value)>> {
         if let Err(e) = settled {
             self.fail(Fatal::Unavailable(format!("{e:#}")));
         }
@@ -210,6 +240,7 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
 
     /// **send**: hands the job to Brevo on the blocking pool.
     fn send(&mut self, (job, request): (Job, Value)) {
+        self.sending.insert(job.taken.mail.identity.clone());
         let sender = self.io.sender.clone();
         self.inflight.spawn_blocking(move || {
             let outcome = sender.send(&request);

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use super::engine::{Drain, Job, Prepared};
 use crate::brevo::{LogAnswer, LogQuery, Sender, idempotency_key};
 use crate::mail::Mail;
+use crate::mailbox::topology::retry_delay;
 use crate::mailbox::{Mailbox, Taken};
 use crate::state::Outcome;
 
@@ -20,6 +21,9 @@ const MAX_LOOKUPS: u32 = 10;
 /// Brevo refuses a repeated idempotency key for 30 minutes; keep a margin. Past it,
 /// Brevo's log is asked (it has settled by then).
 const UNSEEN_SEND_LIMIT: chrono::Duration = chrono::Duration::minutes(25);
+/// How long Brevo's log may take to list a mail it accepted (undocumented: "allow
+/// minutes"); a look-up sooner than this after the latest attempt is not asked yet.
+const LOG_SETTLE: chrono::Duration = chrono::Duration::minutes(20);
 
 /// What the log said, for the drain.
 pub(super) enum Looked {
@@ -34,9 +38,24 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
     /// seen and Brevo's window has passed since, asks Brevo's log first.
     pub(super) async fn prepare(&mut self, taken: Taken, m: &Mail) -> Result<Prepared> {
         let id = taken.mail.identity.clone();
-        let prior = self.io.store.begin_send(&id, self.rules.now)?;
+        let now = self.rules.clock();
+        let prior = self.io.store.begin_send(&id, now)?;
         let (taken, uncertain) = match prior.uncertain_since {
-            Some(since) if self.rules.now - since >= UNSEEN_SEND_LIMIT => {
+            Some(since) if now - since >= UNSEEN_SEND_LIMIT => {
+                if let Some(last) = prior.last_at
+                    && now - last < LOG_SETTLE
+                {
+                    // The latest attempt may not be in the log yet: ask it later.
+                    self.io.store.end_send(&id, Outcome::Known)?;
+                    let wait = (LOG_SETTLE - (now - last)).num_seconds().max(0);
+                    let delay = retry_delay(1, u64::try_from(wait).ok());
+                    let detail = "an earlier attempt's answer was never seen, and Brevo's log cannot tell yet";
+                    self.s.retried += 1;
+                    let (attempts, taken) = (taken.mail.attempts, taken);
+                    return Ok(Prepared::Settled(
+                        self.retry(taken, attempts, delay, detail).await,
+                    ));
+                }
                 match self.look_up(taken, m, since).await? {
                     Looked::Settled(settled) => return Ok(Prepared::Settled(settled)),
                     Looked::NotSent(taken) => (*taken, false),
@@ -53,6 +72,38 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
             uncertain,
         };
         Ok(Prepared::Send(Box::new((job, request))))
+    }
+
+    /// An expired mail that an earlier attempt may have sent is looked up before it is
+    /// parked as expired: found means it went (acked as sent); a log that cannot tell
+    /// yet keeps it for later. `Err(taken)` hands it back to be parked as expired.
+    pub(super) async fn expired_but_maybe_sent(
+        &mut self,
+        taken: Taken,
+    ) -> Result<std::result::Result<Result<()>, Box<Taken>>> {
+        let id = taken.mail.identity.clone();
+        let Some((since, last)) = self.io.store.uncertainty(&id)? else {
+            return Ok(Err(Box::new(taken)));
+        };
+        let Ok(m) = crate::mail::parse(&taken.mail.body, self.rules.tz) else {
+            return Ok(Err(Box::new(taken)));
+        };
+        let now = self.rules.clock();
+        if let Some(last) = last
+            && now - last < LOG_SETTLE
+        {
+            let wait = (LOG_SETTLE - (now - last)).num_seconds().max(0);
+            let delay = retry_delay(1, u64::try_from(wait).ok());
+            let detail =
+                "expired, but an earlier attempt may have gone: Brevo's log is asked later";
+            self.s.retried += 1;
+            let attempts = taken.mail.attempts;
+            return Ok(Ok(self.retry(taken, attempts, delay, detail).await));
+        }
+        Ok(match self.look_up(taken, &m, since).await? {
+            Looked::Settled(settled) => Ok(settled),
+            Looked::NotSent(taken) => Err(taken),
+        })
     }
 
     /// Looks up a mail first attempted at `since` in Brevo's log.
@@ -75,7 +126,7 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
                 tag: idempotency_key(&id),
                 days: (
                     (since - chrono::Duration::days(1)).date_naive(),
-                    (self.rules.now + chrono::Duration::days(1)).date_naive(),
+                    (self.rules.clock() + chrono::Duration::days(1)).date_naive(),
                 ),
             };
             let sender = self.io.sender.clone();
@@ -89,14 +140,18 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
                 self.s.already_sent += 1;
                 let note = "(found in Brevo's log)";
                 let recipient = m.first_recipient();
-                self.io
-                    .store
-                    .record_sent(&id, note, m.template_id, recipient, self.rules.now)?;
+                self.io.store.record_sent(
+                    &id,
+                    note,
+                    m.template_id,
+                    recipient,
+                    self.rules.clock(),
+                )?;
                 Looked::Settled(self.io.mailbox.ack(taken).await)
             }
             LogAnswer::Absent => {
                 self.io.store.clear_uncertain(&id)?;
-                self.io.store.begin_send(&id, self.rules.now)?;
+                self.io.store.begin_send(&id, self.rules.clock())?;
                 Looked::NotSent(Box::new(taken))
             }
             LogAnswer::Unreachable(why) => {

@@ -27,21 +27,30 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
     /// but lets the other sends in flight finish and be journaled.
     pub(super) async fn settle(&mut self, job: Job, outcome: SendOutcome) {
         let id = job.taken.mail.identity.clone();
+        self.sending.remove(&id);
         // An attempt Brevo may have accepted makes the mail uncertain: the next take
         // resends it with the same key while Brevo still deduplicates it, parks it after.
-        let seen = match outcome {
+        let accepted = matches!(outcome, SendOutcome::Sent { .. });
+        let ambiguous = matches!(
+            outcome,
             SendOutcome::Transient {
-                ambiguous: true, ..
-            } => Outcome::Unknown,
-            _ => Outcome::Known,
-        };
+                ambiguous: true,
+                ..
+            }
+        );
         let settled = self.settle_outcome(job, outcome).await;
+        // Accepted but not journaled (the store failed): as good as an unseen answer.
+        let seen = if ambiguous || (accepted && settled.is_err()) {
+            Outcome::Unknown
+        } else {
+            Outcome::Known
+        };
         if let Err(e) = self.io.store.end_send(&id, seen) {
             self.fail(Fatal::Unavailable(format!("state store: {e:#}")));
         }
         if let Err(e) = settled {
             self.fail(Fatal::Unavailable(format!(
-                "RabbitMQ failed while settling a mail: {e:#}"
+                "settling a mail (RabbitMQ or the state store) failed: {e:#}"
             )));
         }
     }
@@ -59,11 +68,15 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
                 self.accept(job, "(accepted by an earlier attempt)").await
             }
             SendOutcome::Duplicate if job.earlier_attempts > 0 => {
-                // Every earlier attempt was refused, yet Brevo recorded the key on one of
-                // them: nothing was sent. Try again once the key has expired.
+                // Brevo holds this key, yet no earlier attempt is known to have gone: one
+                // may have been accepted behind a 5xx, or Brevo kept a refused attempt's
+                // key. Never resend blindly: the mail becomes uncertain from now, waits
+                // out the key's window, and is then looked up in Brevo's log.
+                let id = &job.taken.mail.identity;
+                self.io.store.mark_uncertain(id, self.rules.clock())?;
                 let attempts = job.taken.mail.attempts + 1;
                 let delay = retry_delay(attempts, Some(KEY_WINDOW_SECS));
-                let detail = "Brevo kept the key of a refused attempt (duplicate_parameter); retried once it expires";
+                let detail = "Brevo refused the key as a repeat (duplicate_parameter); its log is asked once the key has expired";
                 self.s.failed += 1;
                 self.s.retried += 1;
                 self.retry(job.taken, attempts, delay, detail).await
@@ -158,12 +171,12 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
     }
 
     pub(super) async fn park(&mut self, taken: Taken, reason: &str, detail: &str) -> Result<()> {
-        let at = self.rules.now;
+        let at = self.rules.clock();
         let why = Parking { reason, detail, at };
         self.io.mailbox.park(taken, why).await
     }
 
-    async fn retry(
+    pub(super) async fn retry(
         &mut self,
         taken: Taken,
         attempts: u32,
@@ -186,7 +199,7 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
             message_id,
             job.template_id,
             &job.recipient,
-            self.rules.now,
+            self.rules.clock(),
         )?;
         self.io.mailbox.ack(job.taken).await
     }

@@ -163,6 +163,7 @@ async fn drain_at(
     let rules = Rules {
         tz: chrono_tz::America::Recife,
         now: at,
+        fixed: true,
         caps,
     };
     let opts = Options {
@@ -530,6 +531,47 @@ async fn a_key_brevo_kept_from_a_refused_attempt_is_not_taken_as_sent() {
     );
     assert!(!r.store.is_sent("id:a").expect("journal"));
     assert_eq!(r.summary.already_sent, 0);
+    // Never a blind resend later: the mail is now uncertain, so its next take asks
+    // Brevo's log (a 5xx may have hidden an acceptance).
+    assert!(r.store.uncertainty("id:a").expect("journal").is_some());
+}
+
+#[tokio::test]
+async fn a_second_copy_of_a_mail_being_sent_is_not_sent_beside_it() {
+    // A crash mid-move leaves two copies of one mail; with room for two sends, both
+    // would have gone out at once.
+    let r = drain_at(
+        now(),
+        2,
+        vec![due_today("a"), due_today("a")],
+        vec![sent()],
+        vec![],
+        caps(12),
+        |_, _| {},
+    )
+    .await;
+    assert_eq!(r.brevo.sent(), 1);
+    assert_eq!((r.summary.sent, r.summary.already_sent), (1, 1));
+    assert!(r.mailbox.queued().is_empty());
+}
+
+#[tokio::test]
+async fn the_log_is_not_asked_before_it_can_list_the_latest_attempt() {
+    // First unseen attempt 40 minutes ago, the latest one 10 minutes ago: Brevo's log
+    // may not list it yet, so the mail waits in a retry queue instead of being judged.
+    let t0 = now() - chrono::Duration::minutes(40);
+    let r = drain_with(vec![due_today("a")], vec![], caps(12), |store, _| {
+        store.begin_send("id:a", t0).expect("journal");
+        let recent = now() - chrono::Duration::minutes(10);
+        store.begin_send("id:a", recent).expect("journal");
+    })
+    .await;
+    assert!(
+        matches!(r.settled("a"), Some(Settled::Retrying { .. })),
+        "{:?}",
+        r.settled("a")
+    );
+    assert_eq!(r.brevo.sent(), 0);
 }
 
 #[tokio::test]
