@@ -34,6 +34,9 @@ pub struct Prior {
     pub last_at: Option<DateTime<Utc>>,
 }
 
+/// Since when a mail is uncertain, and when its latest attempt started.
+pub type Uncertainty = (DateTime<Utc>, Option<DateTime<Utc>>);
+
 /// How an attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -184,10 +187,7 @@ impl Store {
 
     /// When an attempt of this mail whose answer nobody saw started, if one did (an
     /// attempt still open counts: its run died), and when the latest attempt started.
-    pub fn uncertainty(
-        &self,
-        identity: &str,
-    ) -> Result<Option<(DateTime<Utc>, Option<DateTime<Utc>>)>> {
+    pub fn uncertainty(&self, identity: &str) -> Result<Option<Uncertainty>> {
         let row: Option<(Option<String>, Option<String>)> = self
             .db
             .query_row(
