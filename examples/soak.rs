@@ -165,11 +165,18 @@ impl Soak {
             "--concurrency",
             &conc,
         ]));
+        // Killed once Brevo received k sends; with faults, once it answered k, so that
+        // some faulted answers (5xx, 429, dropped connections) are settled first.
+        let settled = |this: &Self| {
+            let got = this.received() - base;
+            if faults {
+                got.saturating_sub(this.w.fake.in_flight() as usize) >= k
+            } else {
+                got >= k
+            }
+        };
         let start = Instant::now();
-        while self.received() < base + k
-            && child.is_running()
-            && start.elapsed() < Duration::from_secs(60)
-        {
+        while !settled(self) && child.is_running() && start.elapsed() < Duration::from_secs(60) {
             std::thread::sleep(Duration::from_millis(5));
         }
         let in_flight = self.w.fake.in_flight();
@@ -297,6 +304,7 @@ fn main() {
     events.extend(vec![Event::ReprioKill9; a.reprio_kill9]);
     events.shuffle(&mut soak.rng);
     let total = events.len();
+    let mut first_loss = None;
     for (i, ev) in events.into_iter().enumerate() {
         let minutes = match soak.rng.random_range(0..10) {
             0..=3 => soak.rng.random_range(1..=5),
@@ -310,11 +318,21 @@ fn main() {
             Event::DrainKill => soak.drain_kill(),
             e => soak.reprio(e),
         };
+        // A census after each interruption: a mail lost here is lost for good (a
+        // mail sent and still queued may yet be settled by a later run).
+        let c = census::take(&soak.w.amqp, &soak.w.queue, &soak.w.fake, a.mails);
+        if first_loss.is_none() && !c.lost.is_empty() {
+            first_loss = Some(i + 1);
+        }
         eprintln!(
-            "soak: [{:>2}/{total}] {:>6.1}s  +{minutes:>3} min ({} retried back)  {what}",
+            "soak: [{:>2}/{total}] {:>6.1}s  +{minutes:>3} min ({} retried back)  {what}  \
+             | census: lost {}, sent+queued {}, queued twice {}",
             i + 1,
             began.elapsed().as_secs_f64(),
-            moved
+            moved,
+            c.lost.len(),
+            c.sent_and_queued.len(),
+            c.queued_twice.len()
         );
     }
     // Two hours on: past Brevo's window and every retry delay. Clean drains until
@@ -369,6 +387,9 @@ fn main() {
          {} Brevo faults scripted; {} retried mails moved back to the main queue; {clean} clean drain(s)",
         t.past_window, t.faults_scripted, t.released
     );
+    if let Some(step) = first_loss {
+        println!("the first mail was lost at step {step} (see the step lines on stderr)");
+    }
     println!("census:\n{}", c.table());
     let bad = !c.lost.is_empty() || c.twice() > 0;
     println!(
