@@ -103,6 +103,8 @@ struct Soak {
     t: Tally,
     /// How long a reprioritize has been seen to run, in ms: faults are aimed within it.
     reprio_ms: u128,
+    /// How long `rabbitmqctl stop_app` has been seen to take, in ms.
+    ctl_ms: u128,
 }
 
 impl Soak {
@@ -215,11 +217,14 @@ impl Soak {
 
     /// A reprioritize interrupted mid-run by `stop_app` or a broker SIGKILL, at a
     /// random point after it began taking the queue. It counts as interrupted when the
-    /// run failed (exit 4: the broker went away under it); when it finished first (a
-    /// `stop_app` takes a second or so to land), the broker fault still happens, between
-    /// runs, and it is tried again with an earlier fault.
+    /// run failed (exit 4: the broker went away under it) after it had begun taking;
+    /// when it finished first, the broker fault still happens, between runs, and it is
+    /// tried again with an earlier fault. `rabbitmqctl stop_app` takes a second or more
+    /// to land, longer than a small queue takes: from the third try on it is started
+    /// before the reprioritize, with a random head start.
     fn reprio(&mut self, ev: Event) -> String {
-        let what = if ev == Event::ReprioStopApp {
+        let stop_app = ev == Event::ReprioStopApp;
+        let what = if stop_app {
             "stop_app"
         } else {
             "broker kill -9"
@@ -229,47 +234,93 @@ impl Soak {
             if n0 == 0 {
                 return "reprioritize: the main queue is empty, nothing to interrupt".into();
             }
-            let delay = Duration::from_millis(
+            let ahead = stop_app && attempt >= 3;
+            let delay = Duration::from_millis(if ahead {
                 self.rng
-                    .random_range(0..=u64::try_from(self.reprio_ms * 7 / 10).unwrap_or(0)),
-            );
+                    .random_range(0..=u64::try_from(self.ctl_ms).unwrap_or(0))
+            } else {
+                self.rng
+                    .random_range(0..=u64::try_from(self.reprio_ms * 7 / 10).unwrap_or(0))
+            });
             let now = self.now();
-            let mut child = spawn(self.w.std_cmd().args(["--now", &now, "-q", "reprioritize"]));
-            // Mid-run: it has started taking the queue.
-            let start = Instant::now();
-            while child.is_running()
-                && self.main_ready() >= n0
-                && start.elapsed() < Duration::from_secs(60)
-            {
-                std::thread::sleep(Duration::from_millis(2));
+            let (amqp, queue) = (self.w.amqp.clone(), self.w.queue.clone());
+            let mut cmd = self.w.std_cmd();
+            cmd.args(["--now", &now, "-q", "reprioritize"]);
+            let ctl_lead = Duration::from_millis(u64::try_from(self.ctl_ms).unwrap_or(0));
+            // Waits until the run has begun taking the queue (or ended, or the broker
+            // went away); says whether it began.
+            let wait_taking = |child: &mut support::Running| {
+                let start = Instant::now();
+                while child.is_running() && start.elapsed() < Duration::from_secs(60) {
+                    match census::try_ready_on(&amqp, &queue) {
+                        Some(n) if n < n0 => return true,
+                        None => return false,
+                        _ => std::thread::sleep(Duration::from_millis(2)),
+                    }
+                }
+                false
+            };
+            let began_taking;
+            let out;
+            let mut ran = Duration::ZERO;
+            if ahead {
+                let node = &self.node;
+                let (o, b, took) = std::thread::scope(|sc| {
+                    let ctl = sc.spawn(|| {
+                        let t = Instant::now();
+                        node.stop_app();
+                        t.elapsed()
+                    });
+                    // The run starts `delay` before the stop_app is expected to land.
+                    std::thread::sleep(ctl_lead.saturating_sub(delay));
+                    let mut child = spawn(&mut cmd);
+                    let b = wait_taking(&mut child);
+                    let took = ctl.join().expect("stop_app");
+                    (child.wait_with_output(), b, took)
+                });
+                self.ctl_ms = took.as_millis().clamp(200, 5000);
+                (out, began_taking) = (o, b);
+            } else {
+                let mut child = spawn(&mut cmd);
+                began_taking = wait_taking(&mut child);
+                let began = Instant::now();
+                std::thread::sleep(delay);
+                if stop_app {
+                    self.node.stop_app();
+                } else {
+                    self.node.kill9();
+                }
+                out = child.wait_with_output();
+                ran = began.elapsed();
             }
-            let began = Instant::now();
-            std::thread::sleep(delay);
-            match ev {
-                Event::ReprioStopApp => self.node.stop_app(),
-                _ => self.node.kill9(),
-            }
-            let out = child.wait_with_output();
-            let ran = began.elapsed();
-            match ev {
-                Event::ReprioStopApp => self.node.start_app(),
-                _ => self.node.restart(),
+            if stop_app {
+                self.node.start_app();
+            } else {
+                self.node.restart();
             }
             let code = out.status.code().map_or("signal".into(), |c| c.to_string());
             *self.t.reprio_exit_codes.entry(code.clone()).or_default() += 1;
-            if code != "0" {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let err = err.trim();
+            if code != "0" && began_taking {
                 match ev {
                     Event::ReprioStopApp => self.t.reprio_stop_app_landed += 1,
                     _ => self.t.reprio_kill9_landed += 1,
                 }
                 return format!(
-                    "reprioritize of {n0} mails, {what} {} ms after it began taking (try {attempt}): exit {code}",
-                    delay.as_millis()
+                    "reprioritize of {n0} mails, {what} {} (try {attempt}): exit {code}: {err}",
+                    if ahead {
+                        format!("started {} ms before it", delay.as_millis())
+                    } else {
+                        format!("{} ms after it began taking", delay.as_millis())
+                    }
                 );
             }
-            // It finished first: aim earlier next time.
+            // It finished first (or never began): aim earlier next time.
             self.t.reprio_done_before += 1;
-            self.reprio_ms = ran.as_millis().min(self.reprio_ms);
+            if code == "0" && !ahead {
+                self.reprio_ms = ran.as_millis().min(self.reprio_ms);
+            }
         }
         format!("reprioritize: finished before the {what} 6 times")
     }
@@ -298,6 +349,7 @@ fn main() {
         rng,
         t: Tally::default(),
         reprio_ms: 3000,
+        ctl_ms: 1500,
     };
     let mut events = vec![Event::DrainKill; a.drain_kills];
     events.extend(vec![Event::ReprioStopApp; a.reprio_stop_app]);

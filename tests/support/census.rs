@@ -338,11 +338,17 @@ pub fn release_retries(amqp: &str, queue: &str, max_delay: u64) -> usize {
 
 /// Ready messages in `queue` on the broker at `amqp` (0 when it does not exist).
 pub fn ready_on(amqp: &str, queue: &str) -> u32 {
+    try_ready_on(amqp, queue).expect("connect to count")
+}
+
+/// Ready messages in `queue` on the broker at `amqp` (0 when it does not exist);
+/// `None` when the broker cannot be reached.
+pub fn try_ready_on(amqp: &str, queue: &str) -> Option<u32> {
     block_on("counting messages", async {
         let conn = Connection::connect(amqp, ConnectionProperties::default())
             .await
-            .expect("connect to count");
-        let ch = conn.create_channel().await.expect("channel");
+            .ok()?;
+        let ch = conn.create_channel().await.ok()?;
         let n = ch
             .queue_declare(
                 queue.into(),
@@ -355,7 +361,7 @@ pub fn ready_on(amqp: &str, queue: &str) -> u32 {
             .await
             .map_or(0, |q| q.message_count());
         let _ = conn.close(200, "ok".into()).await;
-        n
+        Some(n)
     })
 }
 
