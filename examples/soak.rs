@@ -443,6 +443,17 @@ fn main() {
         println!("the first mail was lost at step {step} (see the step lines on stderr)");
     }
     println!("census:\n{}", c.table());
+    for (m, _) in &c.sent_twice {
+        let at: Vec<String> = c.sent_at.get(m).map_or(Vec::new(), |ts| {
+            ts.iter()
+                .map(|t| format!("+{} min", (t - clock.timestamp()) / 60))
+                .collect()
+        });
+        println!(
+            "  m{m} accepted by Brevo at {} (its idempotency window is 30 min)",
+            at.join(", ")
+        );
+    }
     let bad = !c.lost.is_empty() || c.twice() > 0;
     println!(
         "{}: {} lost, {} twice",

@@ -87,6 +87,8 @@ pub struct Census {
     pub lost: Vec<usize>,
     /// Mails Brevo accepted twice or more (mail, times).
     pub sent_twice: Vec<(usize, usize)>,
+    /// When Brevo accepted each mail (Unix seconds, the fake's clock).
+    pub sent_at: HashMap<usize, Vec<i64>>,
     /// Mails Brevo accepted that are also still queued (mail, where).
     pub sent_and_queued: Vec<(usize, Vec<Place>)>,
     /// Mails never sent with two or more copies queued (mail, where).
@@ -135,7 +137,7 @@ impl Census {
             }
         }
         for (p, n) in &by_place {
-            row(&format!("    sent and in {p}"), *n);
+            row(&format!("    copies in {p}"), *n);
         }
         row("  of which queued twice, not sent", self.queued_twice.len());
         row("strangers (naming no mail of the census)", self.strangers);
@@ -249,9 +251,14 @@ pub fn take(amqp: &str, queue: &str, fake: &FakeBrevo, mails: usize) -> Census {
     {
         let s = fake.state();
         c.refused_repeats = s.duplicates;
-        for body in &s.accepted {
+        for (i, body) in s.accepted.iter().enumerate() {
             match mail_of_value(body, "to", "email") {
-                Some(m) if m < mails => *sent.entry(m).or_default() += 1,
+                Some(m) if m < mails => {
+                    *sent.entry(m).or_default() += 1;
+                    if let Some(t) = s.accepted_at.get(i) {
+                        c.sent_at.entry(m).or_default().push(*t);
+                    }
+                }
                 _ => c.strangers += 1,
             }
         }

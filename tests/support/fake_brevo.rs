@@ -78,6 +78,8 @@ pub struct State {
     pub script: VecDeque<Fault>,
     /// Every accepted send request body, in order of acceptance.
     pub accepted: Vec<Value>,
+    /// When each of `accepted` was accepted (Unix seconds, on the fake's clock).
+    pub accepted_at: Vec<i64>,
     /// Every send request body received, accepted or not.
     pub received: Vec<Value>,
     /// Number of `GET /account` calls.
@@ -145,6 +147,7 @@ impl FakeBrevo {
             latency: Duration::ZERO,
             script: VecDeque::new(),
             accepted: Vec::new(),
+            accepted_at: Vec::new(),
             received: Vec::new(),
             account_calls: 0,
             keys: HashMap::new(),
@@ -543,6 +546,7 @@ fn validate_and_accept(body: &Result<Value, serde_json::Error>, s: &mut State) -
             s.credits -= 1.0;
         }
         s.accepted.push(body.clone());
+        s.accepted_at.push(now);
     }
     let n = MESSAGE_SEQ.fetch_add(1, Ordering::Relaxed);
     (
