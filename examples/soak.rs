@@ -32,6 +32,9 @@ use rand::{Rng, SeedableRng};
 use support::node::{NodeOptions, PrivateNode};
 use support::{Fault, World, census, job, spawn};
 
+/// Tries at interrupting one reprioritize mid-run before giving up on it.
+const TRIES: u32 = 12;
+
 struct Args {
     drain_kills: usize,
     reprio_stop_app: usize,
@@ -220,7 +223,7 @@ impl Soak {
     /// run failed (exit 4: the broker went away under it) after it had begun taking;
     /// when it finished first, the broker fault still happens, between runs, and it is
     /// tried again with an earlier fault. `rabbitmqctl stop_app` takes a second or more
-    /// to land, longer than a small queue takes: from the third try on it is started
+    /// to land, longer than a small queue takes: from the second try on it is started
     /// before the reprioritize, with a random head start.
     fn reprio(&mut self, ev: Event) -> String {
         let stop_app = ev == Event::ReprioStopApp;
@@ -229,12 +232,12 @@ impl Soak {
         } else {
             "broker kill -9"
         };
-        for attempt in 1..=6 {
+        for attempt in 1..=TRIES {
             let n0 = self.main_ready();
             if n0 == 0 {
                 return "reprioritize: the main queue is empty, nothing to interrupt".into();
             }
-            let ahead = stop_app && attempt >= 3;
+            let ahead = stop_app && attempt >= 2;
             let delay = Duration::from_millis(if ahead {
                 self.rng
                     .random_range(0..=u64::try_from(self.ctl_ms).unwrap_or(0))
@@ -322,7 +325,7 @@ impl Soak {
                 self.reprio_ms = ran.as_millis().min(self.reprio_ms);
             }
         }
-        format!("reprioritize: finished before the {what} 6 times")
+        format!("reprioritize: finished before the {what} {TRIES} times")
     }
 }
 
