@@ -13,6 +13,7 @@ mod it {
     pub mod drain;
     pub mod failures_brevo;
     pub mod failures_broker;
+    pub mod failures_census;
     pub mod failures_interrupts;
     pub mod failures_mail;
     pub mod failures_secrets;

@@ -505,6 +505,7 @@ fn the_compose_crontabs_run_real_commands_at_the_systemd_times() {
     )));
     // A world whose fake Brevo takes the stack's key.
     let world = |name: &str| World {
+        amqp: crate::support::AMQP.to_string(),
         queue: crate::support::unique(name),
         state: tempfile::tempdir().expect("tempdir"),
         fake: crate::support::FakeBrevo::start(&env["SENDINBLUE_API_KEY"], 300.0),

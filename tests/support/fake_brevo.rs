@@ -1,6 +1,7 @@
 //! A fake Brevo API v3, faithful to `shared/docs/brevo-api.md`: `GET /account` and
 //! `POST /smtp/email` with Brevo's status codes, error bodies, credits, idempotency
-//! keys and rate-limit headers, plus fault injection (scripted statuses, latency,
+//! keys (a repeat is refused for 30 minutes of the fake's clock, which a test may set
+//! with [`FakeBrevo::set_now`]) and rate-limit headers, plus fault injection (scripted statuses, latency,
 //! dropped connections). The tests run it in-process on 127.0.0.1:0; the example
 //! `fake-brevo` runs it on its own so anyone can try acaso-mail without a Brevo account.
 //!
@@ -8,7 +9,7 @@
 //! that faults such as a dropped connection are fully under the test's control.
 #![allow(dead_code)]
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -77,12 +78,21 @@ pub struct State {
     pub script: VecDeque<Fault>,
     /// Every accepted send request body, in order of acceptance.
     pub accepted: Vec<Value>,
+    /// When each of `accepted` was accepted (Unix seconds, on the fake's clock).
+    pub accepted_at: Vec<i64>,
     /// Every send request body received, accepted or not.
     pub received: Vec<Value>,
     /// Number of `GET /account` calls.
     pub account_calls: u32,
-    /// Idempotency keys seen in accepted sends.
-    pub keys: HashSet<String>,
+    /// Idempotency keys of accepted sends, each with the time (Unix seconds, on the
+    /// fake's clock) of the acceptance that opened its window.
+    pub keys: HashMap<String, i64>,
+    /// The fake's clock (Unix seconds); `None` follows the wall clock. acaso-mail's
+    /// `--now` moves only acaso-mail's clock: a test that moves time past Brevo's
+    /// idempotency window moves this one too ([`FakeBrevo::set_now`]).
+    pub now: Option<i64>,
+    /// Sends refused as repeats (`400 duplicate_parameter`): not sends.
+    pub duplicates: u32,
     /// Highest number of sends being handled at once.
     pub max_concurrent: u32,
     concurrent: u32,
@@ -107,6 +117,21 @@ pub struct FakeBrevo {
 
 static MESSAGE_SEQ: AtomicU64 = AtomicU64::new(1);
 
+/// How long Brevo refuses a repeated `headers.idempotencyKey` after the acceptance
+/// that first used it: 30 minutes. Past it, the same key is accepted (and mailed) again.
+pub const IDEMPOTENCY_WINDOW_SECS: i64 = 30 * 60;
+
+impl State {
+    /// The fake's time, in Unix seconds.
+    pub fn now(&self) -> i64 {
+        self.now.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        })
+    }
+}
+
 impl FakeBrevo {
     /// Starts on 127.0.0.1:`port` (0 = any) with `credits` on a free plan and `key`.
     pub fn start_on(port: u16, key: &str, credits: f64) -> std::io::Result<Self> {
@@ -128,9 +153,12 @@ impl FakeBrevo {
             latency: Duration::ZERO,
             script: VecDeque::new(),
             accepted: Vec::new(),
+            accepted_at: Vec::new(),
             received: Vec::new(),
             account_calls: 0,
-            keys: HashSet::new(),
+            keys: HashMap::new(),
+            now: None,
+            duplicates: 0,
             max_concurrent: 0,
             concurrent: 0,
             rate_limit: 3_600_000,
@@ -187,6 +215,12 @@ impl FakeBrevo {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
+    }
+
+    /// Sets the fake's clock to `unix` seconds (the time acaso-mail is given with
+    /// `--now`), so that Brevo's idempotency window passes when the test says so.
+    pub fn set_now(&self, unix: i64) {
+        self.state().now = Some(unix);
     }
 
     /// Sends being handled right now: received, not yet answered.
@@ -552,9 +586,13 @@ fn validate_and_accept(body: &Result<Value, serde_json::Error>, s: &mut State) -
     if s.missing_templates.contains(&template) {
         return (400, err("invalid_parameter", "Template ID does not exist"));
     }
+    let now = s.now();
     if let Some(key) = headers.get("idempotencyKey").and_then(Value::as_str)
-        && s.keys.contains(key)
+        && s.keys
+            .get(key)
+            .is_some_and(|first| now - first < IDEMPOTENCY_WINDOW_SECS)
     {
+        s.duplicates += 1;
         return (
             400,
             err(
@@ -572,17 +610,51 @@ fn validate_and_accept(body: &Result<Value, serde_json::Error>, s: &mut State) -
         );
     }
     if let Some(key) = headers.get("idempotencyKey").and_then(Value::as_str) {
-        s.keys.insert(key.to_string());
+        // A first acceptance, or one after the window closed: a new window opens.
+        s.keys.insert(key.to_string(), now);
     }
     if !sandbox {
         if s.credits_type == "sendLimit" {
             s.credits -= 1.0;
         }
         s.accepted.push(body.clone());
+        s.accepted_at.push(now);
     }
     let n = MESSAGE_SEQ.fetch_add(1, Ordering::Relaxed);
     (
         201,
         json!({"messageId": format!("<2026{n:08}.fake@smtp-relay.mailin.fr>")}),
     )
+}
+
+/// The idempotency window follows the fake's clock: a repeated key is refused within
+/// 30 minutes of its first acceptance and accepted (mailed again) after.
+#[test]
+fn a_repeated_idempotency_key_is_refused_for_30_minutes_of_the_fakes_clock() {
+    let fake = FakeBrevo::start("k", 10.0);
+    let send = || {
+        let body = json!({"templateId": 1, "to": [{"email": "a@example.org"}],
+                          "headers": {"idempotencyKey": "key-1"}});
+        let agent = ureq::Agent::new_with_config(
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build(),
+        );
+        let resp = agent
+            .post(format!("{}/smtp/email", fake.url))
+            .header("api-key", "k")
+            .header("content-type", "application/json")
+            .send(body.to_string())
+            .expect("the fake answers");
+        resp.status().as_u16()
+    };
+    fake.set_now(1_000_000);
+    assert_eq!(send(), 201);
+    fake.set_now(1_000_000 + IDEMPOTENCY_WINDOW_SECS - 1);
+    assert_eq!(send(), 400, "a repeat within the window is refused");
+    fake.set_now(1_000_000 + IDEMPOTENCY_WINDOW_SECS);
+    assert_eq!(send(), 201, "past the window the key is accepted again");
+    assert_eq!(send(), 400, "and a new window opened");
+    let s = fake.state();
+    assert_eq!((s.accepted.len(), s.duplicates), (2, 2));
 }

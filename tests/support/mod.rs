@@ -2,6 +2,7 @@
 //! and runs the real binary against the real RabbitMQ on 127.0.0.1:5672.
 #![allow(dead_code)]
 
+pub mod census;
 pub mod fake_brevo;
 pub mod node;
 pub mod proxy;
@@ -87,6 +88,9 @@ pub fn bare_cmd() -> std::process::Command {
 
 /// One test's world.
 pub struct World {
+    /// The broker its commands use: the shared one ([`AMQP`]) unless made with
+    /// [`World::on`].
+    pub amqp: String,
     pub queue: String,
     pub state: tempfile::TempDir,
     pub fake: FakeBrevo,
@@ -94,6 +98,11 @@ pub struct World {
 
 impl World {
     pub fn new(name: &str, credits: f64) -> Self {
+        Self::on(AMQP, name, credits)
+    }
+
+    /// A world whose commands use the broker at `amqp` (a [`node::PrivateNode`]).
+    pub fn on(amqp: &str, name: &str, credits: f64) -> Self {
         let state = tempfile::tempdir().expect("tempdir");
         // Private, as acaso-mail makes a state directory (else it warns on every run).
         std::fs::set_permissions(
@@ -102,6 +111,7 @@ impl World {
         )
         .expect("chmod 700 the state directory");
         World {
+            amqp: amqp.to_string(),
             queue: unique(name),
             state,
             fake: FakeBrevo::start(KEY, credits),
@@ -118,7 +128,7 @@ impl World {
             .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
             .collect();
         for (k, v) in [
-            ("QUEUE_SERVICE_URL", AMQP.to_string()),
+            ("QUEUE_SERVICE_URL", self.amqp.clone()),
             ("ACASO_MAIL_QUEUE", self.queue.clone()),
             ("SENDINBLUE_URL", self.fake.url.clone()),
             ("SENDINBLUE_API_KEY", KEY.to_string()),
@@ -255,16 +265,25 @@ impl World {
 
 impl Drop for World {
     fn drop(&mut self) {
-        delete_family(&self.queue);
+        delete_family_on(&self.amqp, &self.queue);
     }
 }
 
 /// Deletes a main queue and its retry and parking queues, if they exist.
 pub fn delete_family(base: &str) {
+    delete_family_on(AMQP, base);
+}
+
+/// The same, on the broker at `amqp` (a private node may be gone already: then there
+/// is nothing to delete).
+pub fn delete_family_on(amqp: &str, base: &str) {
     let base = base.to_string();
     let name = base.clone();
+    let amqp = amqp.to_string();
     let cleanup = async move {
-        let conn = connect().await;
+        let Ok(conn) = Connection::connect(&amqp, ConnectionProperties::default()).await else {
+            return;
+        };
         for q in [
             base.clone(),
             format!("{base}.dead"),
@@ -561,8 +580,7 @@ impl Running {
             "{} had already exited before the kill: the kill did not land mid-run",
             self.what
         );
-        self.child.kill().expect("SIGKILL");
-        let out = self.wait_with_output();
+        let out = self.kill9();
         assert_eq!(
             std::os::unix::process::ExitStatusExt::signal(&out.status),
             Some(9),
@@ -571,6 +589,27 @@ impl Running {
             out.status
         );
         out
+    }
+
+    /// SIGKILLs the child if it still runs, and returns its output once it is gone:
+    /// `Err` (with that output) when it had already exited, so the kill did not land
+    /// mid-run.
+    pub fn try_kill_mid_run(mut self) -> Result<std::process::Output, std::process::Output> {
+        if !self.is_running() {
+            return Err(self.wait_with_output());
+        }
+        // It may still exit on its own between the check and the signal.
+        let out = self.kill9();
+        if std::os::unix::process::ExitStatusExt::signal(&out.status) == Some(9) {
+            Ok(out)
+        } else {
+            Err(out)
+        }
+    }
+
+    fn kill9(&mut self) -> std::process::Output {
+        self.child.kill().expect("SIGKILL");
+        self.wait_with_output()
     }
 
     fn what_of(&self, out: &std::process::Output) -> String {

@@ -1,0 +1,470 @@
+//! The soak of issue 11 ("No mail lost, none sent twice"), outside `cargo test`: run it
+//! with `scripts/soak`, which builds it and the binary and passes the arguments on.
+//!
+//! `soak [--drain-kills 40] [--reprio-stop-app 10] [--reprio-kill9 10] [--mails 2000] [--seed 1]`
+//!
+//! On a private RabbitMQ node (never the shared one) and an in-process fake Brevo, it
+//! publishes `--mails` mails (`m<N>@example.org`, deadlines 2 h to 5 days away), then
+//! runs the interruptions in a random order (from `--seed`), each after moving time on
+//! by 1 to 180 minutes (acaso-mail's `--now` and the fake Brevo's clock together, so
+//! Brevo's 30-minute idempotency window passes when the clock says so; retried mails
+//! whose delay is over are moved back to the main queue, as the broker's TTL would):
+//!
+//! - a drain-eod killed with SIGKILL once Brevo has received a few of its sends and
+//!   holds others, accepted and unanswered; Brevo faults (5xx, a connection dropped
+//!   before or after accepting, 429) are scripted for about half of them;
+//! - a reprioritize stopped mid-run by `rabbitmqctl stop_app` (then `start_app`);
+//! - a reprioritize stopped mid-run by a SIGKILL of the broker (then a restart).
+//!
+//! Then two hours pass and clean drains run until nothing is left to send, and the
+//! census (`tests/support/census.rs`) is printed. Exit 1 when a mail is lost or twice.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, FixedOffset};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+use support::node::{NodeOptions, PrivateNode};
+use support::{Fault, World, census, job, spawn};
+
+/// Tries at interrupting one reprioritize mid-run before giving up on it.
+const TRIES: u32 = 12;
+
+struct Args {
+    drain_kills: usize,
+    reprio_stop_app: usize,
+    reprio_kill9: usize,
+    mails: usize,
+    seed: u64,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        drain_kills: 40,
+        reprio_stop_app: 10,
+        reprio_kill9: 10,
+        mails: 2000,
+        seed: 1,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let n = it.next().and_then(|v| v.parse::<u64>().ok());
+        let Some(n) = n else {
+            eprintln!(
+                "usage: soak [--drain-kills 40] [--reprio-stop-app 10] [--reprio-kill9 10] [--mails 2000] [--seed 1]"
+            );
+            std::process::exit(2)
+        };
+        let n_usize = usize::try_from(n).unwrap_or(usize::MAX);
+        match flag.as_str() {
+            "--drain-kills" => a.drain_kills = n_usize,
+            "--reprio-stop-app" => a.reprio_stop_app = n_usize,
+            "--reprio-kill9" => a.reprio_kill9 = n_usize,
+            "--mails" => a.mails = n_usize,
+            "--seed" => a.seed = n,
+            _ => {
+                eprintln!("soak: unknown flag {flag}");
+                std::process::exit(2)
+            }
+        }
+    }
+    a
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Event {
+    DrainKill,
+    ReprioStopApp,
+    ReprioKill9,
+}
+
+/// What the interruptions did, for the report.
+#[derive(Default)]
+struct Tally {
+    drain_kills_landed: usize,
+    drains_done_before_kill: usize,
+    reprio_stop_app_landed: usize,
+    reprio_kill9_landed: usize,
+    reprio_done_before: usize,
+    reprio_exit_codes: std::collections::BTreeMap<String, usize>,
+    faults_scripted: usize,
+    released: usize,
+    minutes: i64,
+    past_window: usize,
+}
+
+struct Soak {
+    node: PrivateNode,
+    w: World,
+    clock: DateTime<FixedOffset>,
+    rng: StdRng,
+    t: Tally,
+    /// How long a reprioritize has been seen to run, in ms: faults are aimed within it.
+    reprio_ms: u128,
+    /// How long `rabbitmqctl stop_app` has been seen to take, in ms.
+    ctl_ms: u128,
+}
+
+impl Soak {
+    fn now(&self) -> String {
+        self.clock.to_rfc3339()
+    }
+
+    /// Moves time on by `minutes` for acaso-mail and the fake Brevo, and lets the
+    /// retry delays that are over pass.
+    fn advance(&mut self, minutes: i64) -> usize {
+        self.clock += chrono::Duration::minutes(minutes);
+        self.t.minutes += minutes;
+        self.w.fake.set_now(self.clock.timestamp());
+        let secs = u64::try_from(minutes * 60).unwrap_or(0);
+        let moved = census::release_retries(&self.w.amqp, &self.w.queue, secs);
+        self.t.released += moved;
+        moved
+    }
+
+    fn main_ready(&self) -> u32 {
+        census::ready_on(&self.w.amqp, &self.w.queue)
+    }
+
+    fn received(&self) -> usize {
+        self.w.fake.state().received.len()
+    }
+
+    /// A drain-eod killed with SIGKILL after Brevo received 1 to 12 of its sends.
+    fn drain_kill(&mut self) -> String {
+        let faults = self.rng.random_bool(0.5);
+        if faults {
+            let mut script = Vec::new();
+            for _ in 0..self.rng.random_range(1..=8) {
+                let f = match self.rng.random_range(0..10) {
+                    0..=4 => Fault::Pass,
+                    5 => Fault::Status(500, r#"{"code":"internal_error","message":"x"}"#.into()),
+                    6 => Fault::Status(503, "Service Unavailable".into()),
+                    7 => Fault::Drop,
+                    8 => Fault::AcceptThenDrop,
+                    _ => Fault::RateLimited {
+                        retry_after: Some(1),
+                        reset: 1,
+                    },
+                };
+                self.t.faults_scripted += usize::from(!matches!(f, Fault::Pass));
+                script.push(Fault::optional(f));
+            }
+            self.w.fake.state().script.extend(script);
+        }
+        self.w.fake.state().latency = Duration::from_millis(self.rng.random_range(50..=250));
+        let k = self.rng.random_range(1..=12);
+        let conc = self.rng.random_range(1..=32u32).to_string();
+        let base = self.received();
+        let now = self.now();
+        let mut child = spawn(self.w.std_cmd().args([
+            "--now",
+            &now,
+            "-q",
+            "drain-eod",
+            "--concurrency",
+            &conc,
+        ]));
+        // Killed once Brevo received k sends; with faults, once it answered k, so that
+        // some faulted answers (5xx, 429, dropped connections) are settled first.
+        let settled = |this: &Self| {
+            let got = this.received() - base;
+            if faults {
+                got.saturating_sub(this.w.fake.in_flight() as usize) >= k
+            } else {
+                got >= k
+            }
+        };
+        let start = Instant::now();
+        while !settled(self) && child.is_running() && start.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let in_flight = self.w.fake.in_flight();
+        let outcome = match child.try_kill_mid_run() {
+            Ok(_) => {
+                self.t.drain_kills_landed += 1;
+                format!(
+                    "killed after {} send(s), {in_flight} unanswered",
+                    self.received() - base
+                )
+            }
+            Err(out) => {
+                self.t.drains_done_before_kill += 1;
+                format!(
+                    "ended before the kill (exit {:?}): {}",
+                    out.status.code(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )
+            }
+        };
+        // Let the killed run's sends be answered before the next run (the fake holds
+        // each for its latency), then clear what the kill left unused.
+        let wait = Instant::now();
+        while self.w.fake.in_flight() > 0 && wait.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut s = self.w.fake.state();
+        s.script.clear();
+        s.latency = Duration::ZERO;
+        drop(s);
+        format!(
+            "drain-eod --concurrency {conc}{}: {outcome}",
+            if faults { " with Brevo faults" } else { "" }
+        )
+    }
+
+    /// A reprioritize interrupted mid-run by `stop_app` or a broker SIGKILL, at a
+    /// random point after it began taking the queue. It counts as interrupted when the
+    /// run failed (exit 4: the broker went away under it) after it had begun taking;
+    /// when it finished first, the broker fault still happens, between runs, and it is
+    /// tried again with an earlier fault. `rabbitmqctl stop_app` takes a second or more
+    /// to land, longer than a small queue takes: from the second try on it is started
+    /// before the reprioritize, with a random head start.
+    fn reprio(&mut self, ev: Event) -> String {
+        let stop_app = ev == Event::ReprioStopApp;
+        let what = if stop_app {
+            "stop_app"
+        } else {
+            "broker kill -9"
+        };
+        for attempt in 1..=TRIES {
+            let n0 = self.main_ready();
+            if n0 == 0 {
+                return "reprioritize: the main queue is empty, nothing to interrupt".into();
+            }
+            let ahead = stop_app && attempt >= 2;
+            let delay = Duration::from_millis(if ahead {
+                self.rng
+                    .random_range(0..=u64::try_from(self.ctl_ms).unwrap_or(0))
+            } else {
+                self.rng
+                    .random_range(0..=u64::try_from(self.reprio_ms * 7 / 10).unwrap_or(0))
+            });
+            let now = self.now();
+            let (amqp, queue) = (self.w.amqp.clone(), self.w.queue.clone());
+            let mut cmd = self.w.std_cmd();
+            cmd.args(["--now", &now, "-q", "reprioritize"]);
+            let ctl_lead = Duration::from_millis(u64::try_from(self.ctl_ms).unwrap_or(0));
+            // Waits until the run has begun taking the queue (or ended, or the broker
+            // went away); says whether it began.
+            let wait_taking = |child: &mut support::Running| {
+                let start = Instant::now();
+                while child.is_running() && start.elapsed() < Duration::from_secs(60) {
+                    match census::try_ready_on(&amqp, &queue) {
+                        Some(n) if n < n0 => return true,
+                        None => return false,
+                        _ => std::thread::sleep(Duration::from_millis(2)),
+                    }
+                }
+                false
+            };
+            let began_taking;
+            let out;
+            let mut ran = Duration::ZERO;
+            if ahead {
+                let node = &self.node;
+                let (o, b, took) = std::thread::scope(|sc| {
+                    let ctl = sc.spawn(|| {
+                        let t = Instant::now();
+                        node.stop_app();
+                        t.elapsed()
+                    });
+                    // The run starts `delay` before the stop_app is expected to land.
+                    std::thread::sleep(ctl_lead.saturating_sub(delay));
+                    let mut child = spawn(&mut cmd);
+                    let b = wait_taking(&mut child);
+                    let took = ctl.join().expect("stop_app");
+                    (child.wait_with_output(), b, took)
+                });
+                self.ctl_ms = took.as_millis().clamp(200, 5000);
+                (out, began_taking) = (o, b);
+            } else {
+                let mut child = spawn(&mut cmd);
+                began_taking = wait_taking(&mut child);
+                let began = Instant::now();
+                std::thread::sleep(delay);
+                if stop_app {
+                    self.node.stop_app();
+                } else {
+                    self.node.kill9();
+                }
+                out = child.wait_with_output();
+                ran = began.elapsed();
+            }
+            if stop_app {
+                self.node.start_app();
+            } else {
+                self.node.restart();
+            }
+            let code = out.status.code().map_or("signal".into(), |c| c.to_string());
+            *self.t.reprio_exit_codes.entry(code.clone()).or_default() += 1;
+            let err = String::from_utf8_lossy(&out.stderr);
+            let err = err.trim();
+            if code != "0" && began_taking {
+                match ev {
+                    Event::ReprioStopApp => self.t.reprio_stop_app_landed += 1,
+                    _ => self.t.reprio_kill9_landed += 1,
+                }
+                return format!(
+                    "reprioritize of {n0} mails, {what} {} (try {attempt}): exit {code}: {err}",
+                    if ahead {
+                        format!("started {} ms before it", delay.as_millis())
+                    } else {
+                        format!("{} ms after it began taking", delay.as_millis())
+                    }
+                );
+            }
+            // It finished first (or never began): aim earlier next time.
+            self.t.reprio_done_before += 1;
+            if code == "0" && !ahead {
+                self.reprio_ms = ran.as_millis().min(self.reprio_ms);
+            }
+        }
+        format!("reprioritize: finished before the {what} {TRIES} times")
+    }
+}
+
+fn main() {
+    let a = args();
+    let began = Instant::now();
+    let mut rng = StdRng::seed_from_u64(a.seed);
+    eprintln!("soak: starting a private RabbitMQ node");
+    let node = PrivateNode::start(NodeOptions::default());
+    let w = World::on(&node.amqp_url(), "soak", 1_000_000_000.0);
+    let clock = DateTime::parse_from_rfc3339("2026-11-27T08:00:00-03:00").expect("start");
+    w.fake.set_now(clock.timestamp());
+    let jobs: Vec<_> = (0..a.mails)
+        .map(|n| {
+            let due = clock + chrono::Duration::minutes(rng.random_range(120..=5 * 24 * 60));
+            job(&census::mail_to(n), 3, &due.to_rfc3339())
+        })
+        .collect();
+    w.publish(&jobs, &clock.to_rfc3339());
+    let mut soak = Soak {
+        node,
+        w,
+        clock,
+        rng,
+        t: Tally::default(),
+        reprio_ms: 3000,
+        ctl_ms: 1500,
+    };
+    let mut events = vec![Event::DrainKill; a.drain_kills];
+    events.extend(vec![Event::ReprioStopApp; a.reprio_stop_app]);
+    events.extend(vec![Event::ReprioKill9; a.reprio_kill9]);
+    events.shuffle(&mut soak.rng);
+    let total = events.len();
+    let mut first_loss = None;
+    for (i, ev) in events.into_iter().enumerate() {
+        let minutes = match soak.rng.random_range(0..10) {
+            0..=3 => soak.rng.random_range(1..=5),
+            4..=5 => soak.rng.random_range(20..=29),
+            6..=8 => soak.rng.random_range(31..=60),
+            _ => soak.rng.random_range(61..=180),
+        };
+        soak.t.past_window += usize::from(minutes >= 30);
+        let moved = soak.advance(minutes);
+        let what = match ev {
+            Event::DrainKill => soak.drain_kill(),
+            e => soak.reprio(e),
+        };
+        // A census after each interruption: a mail lost here is lost for good (a
+        // mail sent and still queued may yet be settled by a later run).
+        let c = census::take(&soak.w.amqp, &soak.w.queue, &soak.w.fake, a.mails);
+        if first_loss.is_none() && !c.lost.is_empty() {
+            first_loss = Some(i + 1);
+        }
+        eprintln!(
+            "soak: [{:>2}/{total}] {:>6.1}s  +{minutes:>3} min ({} retried back)  {what}  \
+             | census: lost {}, sent+queued {}, queued twice {}",
+            i + 1,
+            began.elapsed().as_secs_f64(),
+            moved,
+            c.lost.len(),
+            c.sent_and_queued.len(),
+            c.queued_twice.len()
+        );
+    }
+    // Two hours on: past Brevo's window and every retry delay. Clean drains until
+    // nothing is left to send, an hour apart.
+    soak.advance(120);
+    let mut clean = 0;
+    while census::pending_on(&soak.w.amqp, &soak.w.queue) > 0 && clean < 12 {
+        clean += 1;
+        let now = soak.now();
+        let out = soak
+            .w
+            .std_cmd()
+            .args(["--now", &now, "--json", "drain-eod"])
+            .output()
+            .expect("clean drain");
+        let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        eprintln!(
+            "soak: clean drain {clean}: exit {:?}, sent {}, already_sent {}, parked {}, retried {}",
+            out.status.code(),
+            s["sent"],
+            s["already_sent"],
+            s["parked"],
+            s["retried"]
+        );
+        soak.advance(61);
+    }
+    let c = census::take(&soak.w.amqp, &soak.w.queue, &soak.w.fake, a.mails);
+    let t = &soak.t;
+    println!(
+        "soak: seed {}, {} mails, {:.0} s, {} minutes of acaso-mail time",
+        a.seed,
+        a.mails,
+        began.elapsed().as_secs_f64(),
+        t.minutes
+    );
+    println!(
+        "interruptions: {}/{} drain kills landed mid-run ({} drains ended before their kill), \
+         {}/{} reprioritize runs failed under stop_app and {}/{} under a broker kill -9 ({} runs \
+         ended before the fault and were tried again); reprioritize exit codes {:?}",
+        t.drain_kills_landed,
+        a.drain_kills,
+        t.drains_done_before_kill,
+        t.reprio_stop_app_landed,
+        a.reprio_stop_app,
+        t.reprio_kill9_landed,
+        a.reprio_kill9,
+        t.reprio_done_before,
+        t.reprio_exit_codes
+    );
+    println!(
+        "time: {} of {total} steps moved the clock 30 min or more (past Brevo's window); \
+         {} Brevo faults scripted; {} retried mails moved back to the main queue; {clean} clean drain(s)",
+        t.past_window, t.faults_scripted, t.released
+    );
+    if let Some(step) = first_loss {
+        println!("the first mail was lost at step {step} (see the step lines on stderr)");
+    }
+    println!("census:\n{}", c.table());
+    for (m, _) in &c.sent_twice {
+        let at: Vec<String> = c.sent_at.get(m).map_or(Vec::new(), |ts| {
+            ts.iter()
+                .map(|t| format!("+{} min", (t - clock.timestamp()) / 60))
+                .collect()
+        });
+        println!(
+            "  m{m} accepted by Brevo at {} (its idempotency window is 30 min)",
+            at.join(", ")
+        );
+    }
+    let bad = !c.lost.is_empty() || c.twice() > 0;
+    println!(
+        "{}: {} lost, {} twice",
+        if bad { "FAIL" } else { "OK" },
+        c.lost.len(),
+        c.twice()
+    );
+    // Exit skips destructors: stop the node (and delete its queues) first.
+    drop(soak);
+    std::process::exit(i32::from(bad));
+}
