@@ -14,8 +14,9 @@ use crate::mailbox::topology::retry_delay;
 use crate::mailbox::{Mailbox, Taken};
 use crate::state::Outcome;
 
-/// Log look-ups one run may make: Brevo allows 100 an hour for all such calls.
-const MAX_LOOKUPS: u32 = 10;
+/// Log look-ups one run may make: Brevo allows 100 an hour for all such calls, and a
+/// run is at least an hour from the next. Past it, the mail waits for a later run.
+const MAX_LOOKUPS: u32 = 25;
 
 /// How long after a send whose answer was never seen it is still safe to send again:
 /// Brevo refuses a repeated idempotency key for 30 minutes; keep a margin. Past it,
@@ -114,11 +115,18 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
         since: DateTime<Utc>,
     ) -> Result<Looked> {
         let id = taken.mail.identity.clone();
-        let answer = if self.lookups >= MAX_LOOKUPS {
-            LogAnswer::Unreachable(format!(
-                "this run already asked Brevo's log {MAX_LOOKUPS} times"
-            ))
-        } else {
+        if self.lookups >= MAX_LOOKUPS {
+            // Brevo's budget for log calls is spent for this run: ask in a later one.
+            self.io.store.end_send(&id, Outcome::Known)?;
+            let detail = format!("this run already asked Brevo's log {MAX_LOOKUPS} times");
+            self.s.retried += 1;
+            let attempts = taken.mail.attempts;
+            let delay = retry_delay(1, Some(3600));
+            return Ok(Looked::Settled(
+                self.retry(taken, attempts, delay, &detail).await,
+            ));
+        }
+        let answer = {
             self.lookups += 1;
             let query = LogQuery {
                 email: m.first_recipient().to_string(),
