@@ -206,6 +206,7 @@ impl Drop for World {
             for q in [
                 base.clone(),
                 format!("{base}.dead"),
+                format!("{base}.reprioritize"),
                 format!("{base}.retry.60s"),
                 format!("{base}.retry.300s"),
                 format!("{base}.retry.1800s"),
