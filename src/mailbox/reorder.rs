@@ -172,9 +172,10 @@ impl Rabbit {
         }
         let mut publisher = Publisher::new(&self.broker, WINDOW).await?;
         let mut reader = Reader::open(&self.broker, from, PREFETCH).await?;
-        // (copies published when it was taken, its delivery tag), every ACK_EVERY mails.
-        let mut marks: VecDeque<(u64, u64)> = VecDeque::new();
-        let (mut taken, mut last, mut stopped) = (0u64, None, false);
+        // (copies published when it was taken, its delivery tag, mails taken), every
+        // ACK_EVERY mails.
+        let mut marks: VecDeque<(u64, u64, u64)> = VecDeque::new();
+        let (mut taken, mut acked, mut last, mut stopped) = (0u64, 0u64, None, false);
         while taken < limit {
             if stop() {
                 stopped = true;
@@ -191,17 +192,23 @@ impl Rabbit {
                 publisher.publish(&queue, &env.body, props).await?;
             }
             if taken % ACK_EVERY == 0 {
-                marks.push_back((publisher.published(), d.delivery_tag));
+                marks.push_back((publisher.published(), d.delivery_tag, taken));
+            }
+            if taken - acked >= u64::from(PREFETCH) - ACK_EVERY {
+                // Confirms only arrive as fast as copies are published: after a run of
+                // dropped duplicates, wait for them rather than for a full prefetch.
+                publisher.finish().await?;
             }
             let mut through = None;
             while marks
                 .front()
-                .is_some_and(|(n, _)| *n <= publisher.confirmed())
+                .is_some_and(|(n, _, _)| *n <= publisher.confirmed())
             {
-                through = marks.pop_front().map(|(_, tag)| tag);
+                through = marks.pop_front().map(|(_, tag, upto)| (tag, upto));
             }
-            if let Some(tag) = through {
+            if let Some((tag, upto)) = through {
                 reader.ack_through(&self.broker, tag).await?;
+                acked = upto;
             }
             tick();
         }
