@@ -59,11 +59,8 @@ pub struct Reordered {
     pub left_in_staging: u64,
 }
 
-/// Where one mail goes.
-enum Route {
-    To(String, BasicProperties),
-    Drop,
-}
+/// Where one mail goes: a queue and the copy's properties, or nowhere (dropped).
+type Route = Option<(String, BasicProperties)>;
 
 /// An identity as 8 bytes: a collision among a million mails has odds of about 1 in
 /// 36 billion.
@@ -95,7 +92,7 @@ impl Rabbit {
         let out = u64::from(self.broker.ready(&main).await?);
         let park = |reason: &'static str, detail: &str, props: &BasicProperties| {
             let props = with_headers(props, &parking_headers(reason, detail, now));
-            Route::To(parking.clone(), props)
+            Some((parking.clone(), props))
         };
         let mut parked = BTreeMap::<&'static str, u64>::new();
         let mut changed = 0;
@@ -111,7 +108,7 @@ impl Rabbit {
                     Reorder::Requeue(p) => {
                         changed += u64::from(p != env.priority);
                         let key = OUR_MAX_PRIORITY - scale.rank(env.priority);
-                        Route::To(staging.clone(), props.clone().with_priority(key))
+                        Some((staging.clone(), props.clone().with_priority(key)))
                     }
                 },
                 &mut tick,
@@ -130,7 +127,7 @@ impl Rabbit {
                     |env, props| {
                         if !seen.insert(compact(&env.identity)) {
                             duplicates += 1;
-                            return Route::Drop;
+                            return None;
                         }
                         match fate(env) {
                             Reorder::Park { reason, detail } => {
@@ -139,7 +136,7 @@ impl Rabbit {
                             }
                             Reorder::Requeue(p) => {
                                 requeued += 1;
-                                Route::To(main.clone(), props.clone().with_priority(p))
+                                Some((main.clone(), props.clone().with_priority(p)))
                             }
                         }
                     },
@@ -187,7 +184,7 @@ impl Rabbit {
             taken += 1;
             last = Some(d.delivery_tag);
             let env = envelope(&d.properties, d.data);
-            if let Route::To(queue, props) = route(&env, &d.properties) {
+            if let Some((queue, props)) = route(&env, &d.properties) {
                 let props = props.with_delivery_mode(2);
                 publisher.publish(&queue, &env.body, props).await?;
             }
