@@ -111,6 +111,7 @@ fn reprioritize_killed_or_stopped_mid_run_then_rerun_loses_and_duplicates_nothin
     let w = World::new("scale-kill", 300.0);
     const N: u32 = 20_000;
     w.cmd()
+        .env("ACASO_MAIL_NOW", KILL_NOW)
         .args(["-q", "publish", "-n", "20000"])
         .assert()
         .success();
@@ -128,12 +129,13 @@ fn reprioritize_killed_or_stopped_mid_run_then_rerun_loses_and_duplicates_nothin
     assert!(m > 0 && s > 0, "landed mid-run: {m} queued, {s} staged");
     assert!(m + s >= N, "lost mail: {m} + {s}");
 
-    // kill -9 on the way back: this run first moves the rest out, then back.
+    // kill -9 on the way back: this run first moves the rest out (the main queue only
+    // shrinks), then back (it grows again).
     let mut out_done = false;
     let mut child = start_and_wait(&w, || {
         let (m, s) = (ready(&main), ready(&stage));
-        out_done |= m < 100 && s >= N;
-        out_done && m > 1000 && s > 1000
+        out_done |= m < 2000;
+        out_done && m > 3000 && s > 1000
     });
     let _ = child.kill();
     let _ = child.wait();
@@ -146,7 +148,9 @@ fn reprioritize_killed_or_stopped_mid_run_then_rerun_loses_and_duplicates_nothin
     assert!(m + s >= N, "lost mail: {m} + {s}");
 
     // SIGTERM: the run stops between mails, says so, and exits 143.
-    let child = start_and_wait(&w, || ready(&stage) > ready(&main));
+    // (once it is moving mails, so that its signal handler is in place)
+    let before = ready(&main);
+    let child = start_and_wait(&w, || ready(&main) + 500 < before);
     signal(&child, "TERM");
     let out = child.wait_with_output().expect("wait");
     assert_eq!(
