@@ -59,7 +59,7 @@ _acaso__mail() {
 
     case "${cmd}" in
         acaso__mail)
-            opts="-q -h -V --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help --version publish drain-hourly drain-eod credits peek stats reprioritize dead-letters"
+            opts="-q -h -V --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --scan --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help --version publish drain-hourly drain-eod credits peek stats reprioritize dead-letters"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -109,6 +109,10 @@ _acaso__mail() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --scan)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --api-key-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -141,7 +145,7 @@ _acaso__mail() {
             return 0
             ;;
         acaso__mail__subcmd__credits)
-            opts="-q -h --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help"
+            opts="-q -h --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --scan --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -188,6 +192,10 @@ _acaso__mail() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scan)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -223,7 +231,7 @@ _acaso__mail() {
             return 0
             ;;
         acaso__mail__subcmd__dead__subcmd__letters)
-            opts="-q -h --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help list replay purge recheck"
+            opts="-q -h --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --scan --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help list replay purge recheck"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -273,6 +281,10 @@ _acaso__mail() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --scan)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --api-key-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -305,7 +317,7 @@ _acaso__mail() {
             return 0
             ;;
         acaso__mail__subcmd__dead__subcmd__letters__subcmd__list)
-            opts="-n -q -h --count --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help"
+            opts="-n -q -h --count --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --scan --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -363,6 +375,10 @@ _acaso__mail() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --scan)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --api-key-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -395,7 +411,7 @@ _acaso__mail() {
             return 0
             ;;
         acaso__mail__subcmd__dead__subcmd__letters__subcmd__purge)
-            opts="-q -h --all --index --reason --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help"
+            opts="-q -h --all --index --reason --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --scan --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -450,6 +466,10 @@ _acaso__mail() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scan)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -485,7 +505,7 @@ _acaso__mail() {
             return 0
             ;;
         acaso__mail__subcmd__dead__subcmd__letters__subcmd__recheck)
-            opts="-q -h --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help"
+            opts="-q -h --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --scan --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -535,6 +555,10 @@ _acaso__mail() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --scan)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --api-key-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -567,7 +591,7 @@ _acaso__mail() {
             return 0
             ;;
         acaso__mail__subcmd__dead__subcmd__letters__subcmd__replay)
-            opts="-q -h --all --index --reason --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help"
+            opts="-q -h --all --index --reason --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --scan --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -625,6 +649,10 @@ _acaso__mail() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --scan)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --api-key-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -657,7 +685,7 @@ _acaso__mail() {
             return 0
             ;;
         acaso__mail__subcmd__drain__subcmd__eod)
-            opts="-q -h --concurrency --max-attempts --dry-run --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help"
+            opts="-q -h --concurrency --max-attempts --dry-run --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --scan --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -715,6 +743,10 @@ _acaso__mail() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --scan)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --api-key-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -747,7 +779,7 @@ _acaso__mail() {
             return 0
             ;;
         acaso__mail__subcmd__drain__subcmd__hourly)
-            opts="-q -h --limit --reserve --strict-limit --concurrency --max-attempts --dry-run --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help"
+            opts="-q -h --limit --reserve --strict-limit --concurrency --max-attempts --dry-run --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --scan --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -813,6 +845,10 @@ _acaso__mail() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --scan)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --api-key-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -845,7 +881,7 @@ _acaso__mail() {
             return 0
             ;;
         acaso__mail__subcmd__peek)
-            opts="-n -q -h --count --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help"
+            opts="-n -q -h --count --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --scan --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -903,6 +939,10 @@ _acaso__mail() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --scan)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --api-key-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -935,7 +975,7 @@ _acaso__mail() {
             return 0
             ;;
         acaso__mail__subcmd__publish)
-            opts="-n -q -h --count --file --to --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help"
+            opts="-n -q -h --count --file --to --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --scan --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1001,6 +1041,10 @@ _acaso__mail() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --scan)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --api-key-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1033,7 +1077,7 @@ _acaso__mail() {
             return 0
             ;;
         acaso__mail__subcmd__reprioritize)
-            opts="-q -h --dry-run --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help"
+            opts="-q -h --dry-run --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --scan --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1080,6 +1124,10 @@ _acaso__mail() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scan)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1115,7 +1163,7 @@ _acaso__mail() {
             return 0
             ;;
         acaso__mail__subcmd__stats)
-            opts="-q -h --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help"
+            opts="-q -h --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --scan --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1162,6 +1210,10 @@ _acaso__mail() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scan)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -129,6 +129,12 @@ pub struct GlobalArgs {
           value_parser = clap::value_parser!(u64).range(1..=600))]
     pub timeout: u64,
 
+    /// At most this many mails read from the head of the queue to count urgency bands
+    /// (stats, the pushed band gauges, dry runs); the bands beyond are reported as partial
+    #[arg(long, global = true, env = "ACASO_MAIL_SCAN", default_value_t = crate::config::DEFAULT_SCAN, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=65_535))]
+    pub scan: u32,
+
     // Security hook (issue 16): secret files, CA files, Pushgateway auth.
     #[command(flatten)]
     pub security: SecurityArgs,
@@ -155,6 +161,7 @@ impl GlobalArgs {
             quiet: self.quiet,
             lock_wait: self.lock_wait,
             timeout: self.timeout,
+            scan: self.scan,
             security: self.security.settings(),
         }
     }

@@ -21,6 +21,8 @@ pub const DEFAULT_QUEUE: &str = "acaso.mail";
 pub const DEFAULT_BREVO_URL: &str = "https://api.brevo.com/v3";
 /// Default time zone.
 pub const DEFAULT_TZ: &str = "America/Recife";
+/// Default bound of the head read that counts urgency bands (`--scan`).
+pub const DEFAULT_SCAN: u32 = 2_000;
 
 /// The raw settings, as given on the command line (or by clap from its environment
 /// variables), nothing checked yet. Each field is the flag of the same name
@@ -39,6 +41,7 @@ pub struct Settings {
     pub state_dir: Option<PathBuf>,
     pub lock_wait: u64,
     pub timeout: u64,
+    pub scan: u32,
     pub json: bool,
     pub quiet: bool,
     pub color: ColorWhen,
@@ -89,6 +92,8 @@ pub struct Config {
     pub lock_wait: Duration,
     /// Connect and request timeout.
     pub timeout: Duration,
+    /// At most this many mails are read from the head of the queue to count bands.
+    pub scan: u32,
     /// TLS roots and Pushgateway auth (see [`crate::wire`]).
     pub wire: crate::wire::Wire,
 }
@@ -195,6 +200,11 @@ impl Config {
             quiet: args.quiet,
             lock_wait: Duration::from_secs(args.lock_wait),
             timeout: Duration::from_secs(args.timeout),
+            scan: if args.scan == 0 {
+                DEFAULT_SCAN
+            } else {
+                args.scan
+            },
             wire,
         })
     }

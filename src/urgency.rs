@@ -157,6 +157,24 @@ impl PriorityScale {
         };
         u8::try_from(p.clamp(0, max)).unwrap_or(self.max)
     }
+
+    /// A priority of this queue as a rank on our 10-level scale (9 = today ... 0 =
+    /// later): what the priority said about urgency when it was set. Monotone, so
+    /// ordering by rank orders by priority.
+    pub fn rank(self, priority: u8) -> u8 {
+        let (p, max) = (i64::from(priority), i64::from(self.max));
+        let rank = if max >= 200 {
+            match 200 - p.min(200) {
+                d @ 0..=6 => 9 - d,
+                7..=13 => 2,
+                14..=29 => 1,
+                _ => 0,
+            }
+        } else {
+            p + i64::from(OUR_MAX_PRIORITY) - max
+        };
+        u8::try_from(rank.clamp(0, i64::from(OUR_MAX_PRIORITY))).unwrap_or(0)
+    }
 }
 
 #[cfg(test)]

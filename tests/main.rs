@@ -27,5 +27,6 @@ mod it {
     pub mod output;
     pub mod policy;
     pub mod publish;
+    pub mod scale;
     pub mod security;
 }

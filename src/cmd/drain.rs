@@ -6,7 +6,7 @@ use anyhow::Result;
 use chrono::Timelike;
 
 use crate::brevo::{self, Brevo};
-use crate::census::{SCAN_MAX, bands};
+use crate::census::Census;
 use crate::config::Config;
 use crate::drain::{Budget, Drain, Io, Options, Rules, Summary, plan};
 use crate::error::Failure;
@@ -82,9 +82,11 @@ pub async fn run(cfg: &Config, args: Args, cancel: &Cancel) -> Result<Report> {
         // A broker that is gone fails these at once; they are left out then.
         if let (Ok(depth), Ok(head)) = (
             mailbox.depth().await,
-            mailbox.browse(Which::Main, s.remaining.min(SCAN_MAX)).await,
+            mailbox.browse(Which::Main, s.remaining.min(cfg.scan)).await,
         ) {
-            gauges.bands = Some(bands(&head, now, cfg.tz));
+            let scale = mailbox.info().scale();
+            let census = Census::of(&head, s.remaining, scale, now, cfg.tz);
+            gauges.bands = Some(census.exact_counts());
             gauges.retrying = Some(depth.retrying);
             gauges.parked = Some(depth.parked);
         }
@@ -125,7 +127,7 @@ pub async fn dry_run(cfg: &Config, budget: Budget) -> Result<Report> {
     };
     let mailbox = Rabbit::open(cfg).await?;
     let head = mailbox
-        .browse(Which::Main, mailbox.info().ready.min(SCAN_MAX))
+        .browse(Which::Main, mailbox.info().ready.min(cfg.scan))
         .await?;
     mailbox.close().await;
     plan(&rules, journal.as_ref(), account.credits, head)?.report()

@@ -1,10 +1,10 @@
 //! `reprioritize`: re-publishes every queued mail with the urgency it has today, so a
 //! mail queued days ago is not stuck behind newer, less urgent ones.
 //!
-//! All of it happens in one AMQP transaction on one channel: the new copies (and the
-//! expired mails moved to the parking queue) are published and the originals acked, then
-//! committed together. Interrupted or crashed before the commit, nothing has changed;
-//! the broker hands the originals back. So no mail is lost or duplicated.
+//! The Mailbox does it in bounded chunks through a staging queue, each copy confirmed
+//! before its original is acked (see `mailbox::reorder`): no transaction, constant
+//! memory but for an 8-byte hash per mail, and nothing lost or left twice in the queue
+//! whenever the run stops; a run interrupted or killed is finished by the next one.
 
 use anyhow::Result;
 use schemars::JsonSchema;
@@ -25,12 +25,24 @@ use crate::urgency::{PriorityScale, Urgency};
 pub struct Summary {
     /// Mails re-published.
     pub requeued: u32,
-    /// Of those, how many changed priority.
+    /// Of those read from the main queue, how many changed priority.
     pub changed: u32,
     /// Expired mails moved to the parking queue.
     pub expired: u32,
     /// Unreadable mails moved to the parking queue.
     pub parked: u32,
+    /// Mails an interrupted run had left in the staging queue, put back by this one.
+    pub resumed: u32,
+    /// Second copies (left by an interrupted run) dropped: same identity as a mail put back.
+    pub duplicates: u32,
+    /// Mails still in the staging queue (non-zero only when interrupted).
+    pub staged: u32,
+    /// Seconds the re-ordering took.
+    pub seconds: f64,
+}
+
+fn count(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// Runs `reprioritize`.
@@ -39,37 +51,53 @@ pub async fn run(cfg: &Config, cancel: &Cancel) -> Result<Report> {
     let mut mailbox = Rabbit::open(cfg).await?;
     let now = cfg.now();
     let scale = mailbox.info().scale();
-    let bar = output::progress(cfg, u64::from(mailbox.info().ready), "reprioritize");
-    let mut s = Summary::default();
-    let done = mailbox
+    let depth = mailbox.depth().await?;
+    // Each mail is handled twice: out to staging, then back.
+    let work = 2 * u64::from(depth.ready) + u64::from(depth.staging);
+    let bar = output::progress(cfg, work, "reprioritize");
+    let start = std::time::Instant::now();
+    let r = mailbox
         .reorder(
-            |e| {
-                let f = fate(cfg, scale, now, e);
-                match &f {
-                    Reorder::Park { reason, .. } if *reason == "expired" => s.expired += 1,
-                    Reorder::Park { .. } => s.parked += 1,
-                    Reorder::Requeue(new) => {
-                        s.requeued += 1;
-                        s.changed += u32::from(*new != e.priority);
-                    }
-                }
-                f
-            },
+            |e| fate(cfg, scale, now, e),
             || bar.inc(1),
             || cancel.received().is_some(),
             now,
         )
         .await?;
     bar.finish_and_clear();
+    let staging = mailbox.topology().staging();
     mailbox.close().await;
-    if let (false, Some(sig)) = (done, cancel.received()) {
-        return Err(Failure::Interrupted(sig).into());
-    }
-    let line = format!(
-        "re-published {} mail(s), {} with a new priority; parked {} expired and {} unreadable",
-        s.requeued, s.changed, s.expired, s.parked
+    let parked_for = |reason| r.parked.get(reason).copied().unwrap_or(0);
+    let expired = parked_for("expired");
+    let s = Summary {
+        requeued: count(r.requeued),
+        changed: count(r.changed),
+        expired: count(expired),
+        parked: count(r.parked.values().sum::<u64>() - expired),
+        resumed: count(r.resumed),
+        duplicates: count(r.duplicates),
+        staged: count(r.left_in_staging),
+        seconds: (start.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+    };
+    let mut line = format!(
+        "re-published {} mail(s) in {:.1} s, {} with a new priority; parked {} expired and {} unreadable",
+        s.requeued, s.seconds, s.changed, s.expired, s.parked
     );
-    Ok(Report::json(&s)?.line(line))
+    if s.resumed > 0 || s.duplicates > 0 {
+        line.push_str(&format!(
+            "; finished an interrupted run ({} mail(s) found in {staging}, {} duplicate(s) dropped)",
+            s.resumed, s.duplicates
+        ));
+    }
+    let mut report = Report::json(&s)?;
+    if r.stopped {
+        line = format!(
+            "interrupted: {line}; {} mail(s) wait in {staging}, out of the drains' reach: run reprioritize again to put them back",
+            s.staged
+        );
+        report.failure = cancel.received().map(Failure::Interrupted);
+    }
+    Ok(report.line(line))
 }
 
 /// What reprioritize does with one mail.
@@ -132,6 +160,10 @@ pub struct Move {
 pub struct Plan {
     /// Always true.
     pub dry_run: bool,
+    /// Mails ready in the main queue.
+    pub ready: u32,
+    /// Mails read from its head (at most `--scan`): the plan covers these only.
+    pub read: u32,
     /// The counts it would report.
     #[serde(flatten)]
     pub summary: Summary,
@@ -139,13 +171,17 @@ pub struct Plan {
     pub mails: Vec<Move>,
 }
 
-/// A dry run of `reprioritize`: reads the queue (handing every mail back in place) and
-/// shows the new order and what would be parked. Nothing moves.
+/// A dry run of `reprioritize`: reads the head of the queue, at most `--scan` mails
+/// (handing every one back in place), and shows their new order and what would be
+/// parked. Nothing moves.
 pub async fn dry_run(cfg: &Config) -> Result<Report> {
     let _lock = state::lock(&cfg.state_dir, cfg.lock_wait)?;
     let mailbox = Rabbit::open(cfg).await?;
     let info = mailbox.info().clone();
-    let browsed = mailbox.browse(Which::Main, info.ready).await?;
+    let browsed = mailbox
+        .browse(Which::Main, info.ready.min(cfg.scan))
+        .await?;
+    let read = u32::try_from(browsed.len()).unwrap_or(u32::MAX);
     mailbox.close().await;
     let now = cfg.now();
     let mut summary = Summary::default();
@@ -184,14 +220,22 @@ pub async fn dry_run(cfg: &Config) -> Result<Report> {
     mails.extend(parked);
     let p = Plan {
         dry_run: true,
+        ready: info.ready,
+        read,
         summary,
         mails,
     };
     let s = &p.summary;
-    let line = format!(
+    let mut line = format!(
         "dry run: would re-publish {} mail(s), {} with a new priority, and park {} expired and {} unreadable; nothing was moved",
         s.requeued, s.changed, s.expired, s.parked
     );
+    if p.read < p.ready {
+        line.push_str(&format!(
+            " (only the first {} of {} queued mails were read: --scan)",
+            p.read, p.ready
+        ));
+    }
     Ok(Report::json(&p)?
         .line(line)
         .table(

@@ -8,13 +8,12 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::brevo;
-use crate::census::{SCAN_MAX, bands};
+use crate::census::{Census, all_bands};
 use crate::config::Config;
 use crate::mailbox::{Depth, Rabbit, Which};
 use crate::metrics::RunGauges;
 use crate::output::Report;
 use crate::state::{self, DayTally, Store};
-use crate::urgency::Urgency;
 
 /// The main queue as `stats` reports it.
 #[derive(Debug, Serialize, JsonSchema)]
@@ -38,6 +37,9 @@ pub struct Forecast {
     pub due_tomorrow: u32,
     /// Mails due today that the credits left cannot cover.
     pub today_short: u32,
+    /// Whether `due_today` and `due_tomorrow` are exact (else they are lower bounds:
+    /// the read of the queue's head stopped inside those bands).
+    pub exact: bool,
     /// The verdict, in words.
     pub message: String,
 }
@@ -52,10 +54,17 @@ pub struct Stats {
     pub credits: Option<f64>,
     /// Why the credits could not be read (a refused key, Brevo unreachable), if so.
     pub credits_error: Option<String>,
-    /// Queued mails per urgency band (`bad` = unreadable bodies).
+    /// Mails per urgency band (`bad` = unreadable bodies) among those read from the
+    /// head of the queue (at most `--scan`).
     pub bands: BTreeMap<String, u32>,
     /// Whether every ready message was read for `bands`.
     pub bands_complete: bool,
+    /// Mails read from the head of the queue for `bands`.
+    pub bands_read: u32,
+    /// The bands whose count is exact; the others are lower bounds ("at least").
+    pub bands_exact: Vec<String>,
+    /// Mails in the staging queue of an interrupted `reprioritize`.
+    pub reprioritizing: u32,
     /// Mails waiting in the retry queues.
     pub retrying: u32,
     /// Mails in the parking queue.
@@ -84,13 +93,18 @@ pub async fn run(cfg: &Config) -> Result<Report> {
     let info = mailbox.info().clone();
     let now = cfg.now();
     let Depth {
-        retrying, parked, ..
+        retrying,
+        parked,
+        staging,
+        ..
     } = mailbox.depth().await?;
     let head = mailbox
-        .browse(Which::Main, info.ready.min(SCAN_MAX))
+        .browse(Which::Main, info.ready.min(cfg.scan))
         .await?;
-    let bands = bands(&head, now, cfg.tz);
+    let census = Census::of(&head, info.ready, info.scale(), now, cfg.tz);
+    drop(head);
     let parking = mailbox.topology().parking();
+    let staging_queue = mailbox.topology().staging();
     mailbox.close().await;
     let today =
         Store::open(&cfg.state_dir)?.tally(&cfg.queue, now.with_timezone(&cfg.tz).date_naive())?;
@@ -111,34 +125,46 @@ pub async fn run(cfg: &Config) -> Result<Report> {
             info.name
         ));
     }
+    if staging > 0 {
+        warnings.push(format!(
+            "{staging} mail(s) wait in {staging_queue}, left by an interrupted reprioritize, out of the drains' reach: run `acaso-mail reprioritize`"
+        ));
+    }
     if parked > 0 {
         warnings.push(format!(
             "{parked} mail(s) parked in {parking}: see `acaso-mail dead-letters`"
         ));
     }
     let forecast = credits.as_ref().map(|a| {
-        let due_today = bands.get("today").copied().unwrap_or(0);
-        let due_tomorrow = bands.get("tomorrow").copied().unwrap_or(0);
+        let due_today = census.get("today");
+        let due_tomorrow = census.get("tomorrow");
+        let exact = census.is_exact("today") && census.is_exact("tomorrow");
+        let at_least = if exact { "" } else { "at least " };
         let left = if a.unlimited() { u32::MAX } else { a.sendable() };
         let today_short = due_today.saturating_sub(left);
         let message = if today_short > 0 {
             format!(
-                "URGENT: {due_today} mail(s) due today but only {left} credit(s) left: {today_short} will not be sent today; upgrade the Brevo plan"
+                "URGENT: {at_least}{due_today} mail(s) due today but only {left} credit(s) left: {at_least}{today_short} will not be sent today; upgrade the Brevo plan"
             )
         } else if due_today + due_tomorrow > left {
             format!(
-                "today's {due_today} urgent mail(s) fit in {left} credit(s), but with tomorrow's {due_tomorrow} they do not"
+                "today's {due_today} urgent mail(s) fit in {left} credit(s), but with tomorrow's {at_least}{due_tomorrow} they do not"
             )
-        } else {
+        } else if exact {
             format!("all mail due today and tomorrow ({}) fits in {left} credit(s)", due_today + due_tomorrow)
+        } else {
+            format!("at least {} mail(s) due today and tomorrow, {left} credit(s): the read of the queue (--scan) stopped before the end of those bands", due_today + due_tomorrow)
         };
         if today_short > 0 {
             warnings.push(message.clone());
         }
-        Forecast { due_today, due_tomorrow, today_short, message }
+        Forecast { due_today, due_tomorrow, today_short, exact, message }
     });
     let stats = Stats {
-        bands_complete: info.ready <= SCAN_MAX,
+        bands_complete: census.complete(),
+        bands_read: census.read,
+        bands_exact: census.exact.clone(),
+        reprioritizing: staging,
         queue: QueueStats {
             name: info.name,
             ready: info.ready,
@@ -147,7 +173,7 @@ pub async fn run(cfg: &Config) -> Result<Report> {
         },
         credits: credits.map(|a| a.credits),
         credits_error,
-        bands,
+        bands: census.bands.clone(),
         retrying,
         parked,
         today,
@@ -157,7 +183,7 @@ pub async fn run(cfg: &Config) -> Result<Report> {
     let mut report = Report::json(&stats)?.answer();
     report.gauges = RunGauges {
         queue_ready: Some(stats.queue.ready),
-        bands: Some(stats.bands.clone()),
+        bands: Some(census.exact_counts()),
         retrying: Some(stats.retrying),
         parked: Some(stats.parked),
         credits: stats.credits,
@@ -177,20 +203,33 @@ fn render(s: &Stats, report: Report) -> Report {
         "queue {}: {} ready ({durable}, x-max-priority {})",
         s.queue.name, s.queue.ready, s.queue.max_priority
     ));
-    let rows: Vec<Vec<String>> = Urgency::BANDS
-        .iter()
-        .copied()
-        .chain(["bad"])
+    let mut rows: Vec<Vec<String>> = all_bands()
         .filter_map(|band| {
-            s.bands
-                .get(band)
-                .map(|n| vec![band.to_string(), n.to_string()])
+            let n = s.bands.get(band)?;
+            let exact = s.bands_exact.iter().any(|b| b == band);
+            let shown = if exact {
+                n.to_string()
+            } else {
+                format!("at least {n}")
+            };
+            Some(vec![band.to_string(), shown])
         })
         .collect();
+    if !s.bands_complete {
+        let rest = s.queue.ready.saturating_sub(s.bands_read);
+        rows.push(vec!["(not read)".into(), rest.to_string()]);
+        report = report.line(format!(
+            "urgency of the first {} mails (--scan); the rest not read",
+            s.bands_read
+        ));
+    }
     if !rows.is_empty() {
         report = report.table(&["urgency", "mails"], rows);
     }
     let mut out = format!("retrying: {}   parked: {}\n", s.retrying, s.parked);
+    if s.reprioritizing > 0 {
+        out.push_str(&format!("staged by reprioritize: {}\n", s.reprioritizing));
+    }
     out.push_str(&match s.credits {
         Some(c) => format!("credits left: {c}\n"),
         None if s.credits_error.is_some() => {

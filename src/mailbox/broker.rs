@@ -282,15 +282,27 @@ impl Broker {
         }
     }
 
-    /// Declares the parking queue and the retry queues (durable, plain). Each retry
-    /// queue holds mails for a fixed delay, then dead-letters them back to the main
-    /// queue through the default exchange.
+    /// Declares the parking queue and the retry queues (durable, plain), and the
+    /// staging queue of `reprioritize` (durable, `x-max-priority` 9: its priorities order
+    /// the way back). Each retry queue holds mails for a fixed delay, then dead-letters
+    /// them back to the main queue through the default exchange.
     pub async fn side_queues(&self, topo: &Topology) -> Result<()> {
         let ch = self.channel().await?;
         let parking = topo.parking();
         self.call(
             &format!("declaring parking queue {parking}"),
             ch.queue_declare(parking.as_str().into(), durable(), FieldTable::default()),
+        )
+        .await?;
+        let staging = topo.staging();
+        let mut prio = FieldTable::default();
+        prio.insert(
+            "x-max-priority".into(),
+            AMQPValue::ShortShortUInt(OUR_MAX_PRIORITY),
+        );
+        self.call(
+            &format!("declaring staging queue {staging}"),
+            ch.queue_declare(staging.as_str().into(), durable(), prio),
         )
         .await?;
         for (delay, q) in topo.retries() {

@@ -14,6 +14,8 @@ pub mod memory;
 mod message;
 mod publisher;
 mod rabbit;
+mod reader;
+mod reorder;
 pub mod topology;
 
 use anyhow::Result;
@@ -21,6 +23,7 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 pub use rabbit::{Depth, Rabbit, Reorder, Sweep, Which};
+pub use reorder::Reordered;
 pub use topology::QueueInfo;
 
 /// A message as acaso-mail reads it: its body and what its properties and our headers

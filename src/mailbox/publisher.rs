@@ -100,6 +100,16 @@ impl Publisher {
         self.confirmed
     }
 
+    /// Messages published so far, confirmed or not.
+    pub fn published(&self) -> u64 {
+        self.confirmed + self.pending.len() as u64
+    }
+
+    /// Closes its channel once everything is confirmed (bounded, errors ignored).
+    pub async fn close(self, broker: &Broker) {
+        broker.close_channel(&self.channel).await;
+    }
+
     /// Messages published but not yet confirmed.
     pub fn unconfirmed(&self) -> usize {
         self.pending.len()

@@ -10,6 +10,7 @@ use lapin::{BasicProperties, Channel};
 use super::broker::Broker;
 use super::message::{envelope, parking_headers, retry_headers, with_headers};
 use super::publisher::Publisher;
+use super::reader::Reader;
 use super::topology::{QueueInfo, Topology};
 use super::{Envelope, Mailbox, Parking, Retry, Taken, Ticket};
 use crate::config::Config;
@@ -45,6 +46,8 @@ pub struct Depth {
     pub retrying: u32,
     /// In the parking queue.
     pub parked: u32,
+    /// In the staging queue of an interrupted `reprioritize`.
+    pub staging: u32,
 }
 
 /// What to do with one parked mail.
@@ -160,12 +163,35 @@ impl Rabbit {
     /// Looks at up to `n` messages at the head of a queue, in the order a consumer
     /// would get them, then closes the channel without acking: RabbitMQ puts each
     /// message back in its original position, so nothing is consumed or reordered.
+    /// They stream in through one consumer whose prefetch is what is wanted, so the
+    /// cost is that of `n` messages whatever the depth of the queue.
     pub async fn browse(&self, which: Which, n: u32) -> Result<Vec<Envelope>> {
         let queue = self.name(which);
+        let want = n.min(self.broker.ready(&queue).await?);
+        let Ok(prefetch) = u16::try_from(want) else {
+            return self.browse_one_by_one(&queue, want).await;
+        };
+        if prefetch == 0 {
+            return Ok(Vec::new());
+        }
+        let mut reader = Reader::open(&self.broker, &queue, prefetch).await?;
+        let mut out = Vec::with_capacity(usize::from(prefetch));
+        while out.len() < usize::from(prefetch) {
+            let Some(d) = reader.next(&self.broker).await? else {
+                break;
+            };
+            out.push(envelope(&d.properties, d.data));
+        }
+        reader.close(&self.broker).await?;
+        Ok(out)
+    }
+
+    /// [`Rabbit::browse`] beyond what a prefetch can say: one basic.get per message.
+    async fn browse_one_by_one(&self, queue: &str, n: u32) -> Result<Vec<Envelope>> {
         let ch = self.broker.channel().await?;
         let mut out = Vec::new();
         while out.len() < usize::try_from(n).unwrap_or(usize::MAX) {
-            let got = self.get(&ch, &queue, &format!("reading {queue}")).await?;
+            let got = self.get(&ch, queue, &format!("reading {queue}")).await?;
             let Some(d) = got else { break };
             out.push(envelope(&d.properties, d.data));
         }
@@ -204,6 +230,7 @@ impl Rabbit {
             ready: self.ready().await?,
             retrying,
             parked: self.broker.ready(&self.topo.parking()).await?,
+            staging: self.broker.ready(&self.topo.staging()).await?,
         })
     }
 

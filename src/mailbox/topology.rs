@@ -59,6 +59,13 @@ impl Topology {
         format!("{}.dead", self.main)
     }
 
+    /// The staging queue of `reprioritize`: mails on their way back to `main` with
+    /// today's priority. Empty between runs; what a run killed halfway left there, the
+    /// next run puts back.
+    pub fn staging(&self) -> String {
+        format!("{}.reprioritize", self.main)
+    }
+
     /// The retry queue that holds mails for `delay_secs` before they return to `main`.
     pub fn retry(&self, delay_secs: u64) -> String {
         format!("{}.retry.{delay_secs}s", self.main)
@@ -140,6 +147,7 @@ mod tests {
     fn names_follow_the_main_queue() {
         let t = Topology::new("acaso.mail");
         assert_eq!(t.parking(), "acaso.mail.dead");
+        assert_eq!(t.staging(), "acaso.mail.reprioritize");
         assert_eq!(t.retry(60), "acaso.mail.retry.60s");
         assert_eq!(t.retries().count(), RETRY_DELAYS_SECS.len());
     }

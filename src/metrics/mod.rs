@@ -27,7 +27,7 @@ pub struct RunGauges {
     pub duration: Duration,
     /// Ready messages in the main queue afterwards.
     pub queue_ready: Option<u32>,
-    /// Ready messages per urgency band afterwards.
+    /// Ready messages per urgency band afterwards: only the bands counted exactly.
     pub bands: Option<BTreeMap<String, u32>>,
     /// Messages in the retry queues.
     pub retrying: Option<u32>,
@@ -325,9 +325,11 @@ pub fn render(
             ),
             &["band"],
         )?;
-        for band in crate::urgency::Urgency::BANDS.iter().chain(["bad"].iter()) {
-            gv.with_label_values(&[band])
-                .set(f64::from(bands.get(*band).copied().unwrap_or(0)));
+        // Only the bands counted exactly are given (see `census`): no guess is pushed.
+        for band in crate::census::all_bands() {
+            if let Some(n) = bands.get(band) {
+                gv.with_label_values(&[band]).set(f64::from(*n));
+            }
         }
         registry.register(Box::new(gv))?;
     }
@@ -405,7 +407,7 @@ mod tests {
             success: true,
             duration: Duration::from_secs(1),
             queue_ready: Some(1),
-            bands: Some(BTreeMap::new()),
+            bands: Some(BTreeMap::from([("today".to_string(), 1)])),
             retrying: Some(1),
             parked: Some(1),
             credits: Some(1.0),

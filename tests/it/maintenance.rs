@@ -65,21 +65,21 @@ fn reprioritize_puts_old_mail_back_in_day_order_and_parks_the_expired() {
 
 #[test]
 fn reprioritize_killed_at_any_point_loses_and_duplicates_nothing() {
-    use proxy::Method::{BasicGet, BasicPublish, TxCommit};
+    use proxy::Method::{BasicAck, BasicConsume, BasicPublish};
     let w = World::new("reprio-kill", 300.0);
     w.cmd()
         .args(["-q", "publish", "-n", "4000"])
         .assert()
         .success();
-    // Killed (SIGKILL) while held at each step of the protocol, so that every kill is
-    // known to land mid-run: taking the first and the last mail, publishing the first
-    // and the last new copy, and committing.
+    // Killed (SIGKILL) while held at each step of the chunked protocol, so that every
+    // kill is known to land mid-run: the first and a late copy on the way out to the
+    // staging queue, a copy on the way back, and an ack of confirmed copies.
     for (method, nth) in [
-        (BasicGet, 1),
-        (BasicGet, 4000),
+        (BasicConsume, 1),
         (BasicPublish, 1),
-        (BasicPublish, 4000),
-        (TxCommit, 1),
+        (BasicPublish, 3000),
+        (BasicPublish, 6000),
+        (BasicAck, 2),
     ] {
         let proxy = proxy::Proxy::hold_at(method, nth);
         let child = spawn(
@@ -87,22 +87,29 @@ fn reprioritize_killed_at_any_point_loses_and_duplicates_nothing() {
                 .env("QUEUE_SERVICE_URL", proxy.url())
                 .args(["-q", "reprioritize"]),
         );
-        proxy.wait_triggered(Duration::from_secs(60));
+        proxy.wait_triggered(Duration::from_secs(120));
         child.kill_mid_run();
         drop(proxy);
-        // The broker returns the unacked originals once it sees the connection gone.
+        // The broker returns the unacked originals once it sees the connection gone. A
+        // mail is then in the main queue, in the staging queue, or in both (copy
+        // confirmed, original not yet acked): never in neither.
+        let staging = format!("{}.reprioritize", w.queue);
         let mut n = 0;
         let back = wait_for(Duration::from_secs(30), || {
-            n = w.ready(&w.queue);
-            n == 4000
+            n = w.ready(&w.queue) + w.ready(&staging);
+            n >= 4000
         });
         assert!(
             back,
             "{n} mails queued, not 4000, after a kill at {method:?} #{nth}"
         );
     }
+    // The next run finishes the job: each mail exactly once, nothing left in staging.
+    w.cmd().args(["-q", "reprioritize"]).assert().success();
+    assert_eq!(w.ready(&format!("{}.reprioritize", w.queue)), 0);
     let all = w.take_all(&w.queue);
     let ids: HashSet<Vec<u8>> = all.iter().map(|(_, b)| b.clone()).collect();
+    assert_eq!(all.len(), 4000, "mails in the queue");
     assert_eq!(ids.len(), 4000, "duplicated bodies in the queue");
 }
 

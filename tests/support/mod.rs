@@ -287,6 +287,7 @@ pub fn delete_family_on(amqp: &str, base: &str) {
         for q in [
             base.clone(),
             format!("{base}.dead"),
+            format!("{base}.reprioritize"),
             format!("{base}.retry.60s"),
             format!("{base}.retry.300s"),
             format!("{base}.retry.1800s"),

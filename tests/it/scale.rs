@@ -1,0 +1,246 @@
+//! Cost bounded by the work: reprioritize in chunks through its staging queue, and
+//! urgency bands from a bounded read of the head of the queue.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+fn staging(w: &World) -> String {
+    format!("{}.reprioritize", w.queue)
+}
+
+/// Polls until `ok` holds (at most 60 s); panics with `what` otherwise.
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "never saw {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Every mail of the main queue, each exactly once, and nothing left in staging.
+fn assert_exactly_once(w: &World, n: usize) {
+    assert_eq!(w.ready(&staging(w)), 0, "mails left in staging");
+    let all = w.take_all(&w.queue);
+    let bodies: HashSet<Vec<u8>> = all.iter().map(|(_, b)| b.clone()).collect();
+    assert_eq!(all.len(), n, "mails in the queue");
+    assert_eq!(bodies.len(), n, "duplicated bodies in the queue");
+}
+
+#[test]
+fn reprioritize_keeps_every_mail_once_oldest_first_within_a_priority() {
+    let w = World::new("scale-order", 300.0);
+    // Published on different days for Dec 2nd and 3rd: on Dec 2nd the first three are
+    // all "today" (one priority), the last two "tomorrow"; oldest must come first.
+    let at = |to: &str, deadline: &str, published: &str| {
+        w.publish(&[job(to, 3, deadline)], published);
+    };
+    at(
+        "a@example.org",
+        "2026-12-02T18:00:00-03:00",
+        "2026-11-27T12:00:00-03:00",
+    );
+    at(
+        "d@example.org",
+        "2026-12-03T18:00:00-03:00",
+        "2026-11-27T12:00:00-03:00",
+    );
+    at(
+        "c@example.org",
+        "2026-12-02T12:00:00-03:00",
+        "2026-11-29T12:00:00-03:00",
+    );
+    at(
+        "b@example.org",
+        "2026-12-02T10:00:00-03:00",
+        "2026-12-01T12:00:00-03:00",
+    );
+    at(
+        "e@example.org",
+        "2026-12-03T10:00:00-03:00",
+        "2026-12-01T12:00:00-03:00",
+    );
+    let now = "2026-12-02T00:05:00-03:00";
+    let s = w.json(now, &["reprioritize"]);
+    assert_eq!(
+        (s["requeued"].as_u64(), s["duplicates"].as_u64()),
+        (Some(5), Some(0)),
+        "{s}"
+    );
+    assert_eq!(s["staged"], 0, "{s}");
+    let p = w.json(now, &["peek", "-n", "10"]);
+    let order: Vec<(String, u64)> = p["messages"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|m| {
+            (
+                m["to"].as_str().unwrap_or("").to_string(),
+                m["priority"].as_u64().unwrap_or(99),
+            )
+        })
+        .collect();
+    let want = [("a", 9), ("c", 9), ("b", 9), ("d", 8), ("e", 8)]
+        .map(|(who, p)| (format!("{who}@example.org"), p));
+    assert_eq!(order, want);
+    assert_exactly_once(&w, 5);
+}
+
+/// One "now" for the whole kill test, so that no mock mail expires on the way.
+const KILL_NOW: &str = "2026-11-28T06:00:00-03:00";
+
+/// Starts a reprioritize, waits until `mid` says it is halfway, and returns it.
+fn start_and_wait(w: &World, mid: impl FnMut() -> bool) -> Running {
+    let child = spawn(
+        w.std_cmd()
+            .env("ACASO_MAIL_NOW", KILL_NOW)
+            .args(["-q", "reprioritize"]),
+    );
+    wait_for("the run halfway", mid);
+    child
+}
+
+#[test]
+fn reprioritize_killed_or_stopped_mid_run_then_rerun_loses_and_duplicates_nothing() {
+    let w = World::new("scale-kill", 300.0);
+    const N: u32 = 20_000;
+    w.cmd()
+        .env("ACASO_MAIL_NOW", KILL_NOW)
+        .args(["-q", "publish", "-n", "20000"])
+        .assert()
+        .success();
+    let (main, stage) = (w.queue.clone(), staging(&w));
+
+    // kill -9 on the way out: some mails in staging, the rest still in the main queue.
+    let child = start_and_wait(&w, || {
+        let s = ready(&stage);
+        s > 1000 && s < N - 2000
+    });
+    child.kill_mid_run();
+    std::thread::sleep(Duration::from_millis(500));
+    let (m, s) = (ready(&main), ready(&stage));
+    assert!(m > 0 && s > 0, "landed mid-run: {m} queued, {s} staged");
+    assert!(m + s >= N, "lost mail: {m} + {s}");
+
+    // kill -9 on the way back: this run first moves the rest out (the main queue only
+    // shrinks), then back (it grows again).
+    let mut out_done = false;
+    let child = start_and_wait(&w, || {
+        let (m, s) = (ready(&main), ready(&stage));
+        out_done |= m < 2000;
+        out_done && m > 3000 && s > 1000
+    });
+    child.kill_mid_run();
+    std::thread::sleep(Duration::from_millis(500));
+    let (m, s) = (ready(&main), ready(&stage));
+    assert!(
+        m > 0 && s > 0,
+        "landed mid-way back: {m} queued, {s} staged"
+    );
+    assert!(m + s >= N, "lost mail: {m} + {s}");
+
+    // SIGTERM: the run stops between mails, says so, and exits 143.
+    // (once it is moving mails, so that its signal handler is in place)
+    let before = ready(&main);
+    let mut child = start_and_wait(&w, || ready(&main) + 500 < before);
+    signal(&child, "TERM");
+    let out = child.wait_with_output();
+    assert_eq!(
+        out.status.code(),
+        Some(143),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // stats tells the operator; the next run finishes the job.
+    let st = w
+        .cmd()
+        .env_remove("SENDINBLUE_API_KEY")
+        .args(["--json", "stats"])
+        .output()
+        .expect("stats");
+    let st = stdout_json(&st);
+    if st["reprioritizing"].as_u64() > Some(0) {
+        assert!(st["warnings"].to_string().contains("reprioritize"), "{st}");
+    }
+    let out = w
+        .cmd()
+        .env("ACASO_MAIL_NOW", KILL_NOW)
+        .args(["--json", "reprioritize"])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = stdout_json(&out);
+    assert!(s["resumed"].as_u64() > Some(0), "{s}");
+    assert_eq!(s["requeued"].as_u64(), Some(u64::from(N)), "{s}");
+    assert_eq!(w.ready(&format!("{}.dead", w.queue)), 0, "nothing expired");
+    assert_exactly_once(&w, N as usize);
+}
+
+#[test]
+fn stats_beyond_the_scan_says_at_least_and_is_exact_above_it() {
+    let w = World::new("scale-scan", 3.0);
+    let now = "2026-11-28T08:00:00-03:00";
+    let mut jobs = Vec::new();
+    for (i, deadline) in [
+        "2026-11-28T20:00:00-03:00",
+        "2026-11-29T20:00:00-03:00",
+        "2026-11-30T20:00:00-03:00",
+    ]
+    .iter()
+    .enumerate()
+    {
+        for k in 0..5 {
+            jobs.push(job(&format!("m{i}-{k}@example.org"), 3, deadline));
+        }
+    }
+    w.publish(&jobs, now);
+    let s = w.json(now, &["--scan", "7", "stats"]);
+    assert_eq!(s["queue"]["ready"], 15, "{s}");
+    assert_eq!(
+        (s["bands_complete"].as_bool(), s["bands_read"].as_u64()),
+        (Some(false), Some(7)),
+        "{s}"
+    );
+    assert_eq!(
+        (
+            s["bands"]["today"].as_u64(),
+            s["bands"]["tomorrow"].as_u64()
+        ),
+        (Some(5), Some(2)),
+        "{s}"
+    );
+    assert!(s["bands"].get("+2").is_none(), "not read, not guessed: {s}");
+    assert_eq!(s["bands_exact"], serde_json::json!(["today"]), "{s}");
+    assert_eq!(s["forecast"]["exact"], false, "{s}");
+    assert!(
+        s["forecast"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("at least"),
+        "{s}"
+    );
+    let text = w
+        .cmd()
+        .args(["--now", now, "--scan", "7", "stats"])
+        .output()
+        .expect("stats");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("at least 2") && text.contains("(not read)") && text.contains(" 8 "),
+        "{text}"
+    );
+    // A read that reaches the end is exact for every band.
+    let all = w.json(now, &["stats"]);
+    assert_eq!(all["bands_complete"], true);
+    assert_eq!(all["bands"]["+2"], 5);
+    assert_eq!(all["forecast"]["exact"], true);
+}
