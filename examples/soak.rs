@@ -393,6 +393,16 @@ fn main() {
     // Two hours on: past Brevo's window and every retry delay. Clean drains until
     // nothing is left to send, an hour apart.
     soak.advance(120);
+    // An interrupted reprioritize leaves mail in its staging queue, which drains do not
+    // take: the daily job's next run moves it back.
+    let now = soak.now();
+    let out = soak
+        .w
+        .std_cmd()
+        .args(["--now", &now, "-q", "reprioritize"])
+        .output()
+        .expect("reprioritize");
+    eprintln!("soak: final reprioritize: exit {:?}", out.status.code());
     let mut clean = 0;
     while census::pending_on(&soak.w.amqp, &soak.w.queue) > 0 && clean < 12 {
         clean += 1;

@@ -30,6 +30,7 @@ const ENVIRONMENT_HELP: &str = "Environment (a flag wins over its variable):
                                        $HOME/.local/state/acaso-mail)
   ACASO_MAIL_TIMEOUT                   --timeout
   ACASO_MAIL_LOCK_WAIT                 --lock-wait
+  ACASO_MAIL_SCAN                      --scan
   CREDENTIALS_DIRECTORY                (set by systemd) the credentials sendinblue-api-key,
                                        queue-service-url, pushgateway-password
   NO_COLOR, TERM=dumb                  no colour with --color auto";

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use crate::it::publish::NOW;
-use crate::support::proxy::Method::{BasicAck, BasicGet, BasicPublish};
+// Reading the head of a queue is a bounded consume; taking mail is basic.get.
+use crate::support::proxy::Method::{BasicAck, BasicConsume, BasicGet, BasicPublish};
 use crate::support::*;
 
 #[test]
@@ -249,7 +250,7 @@ fn broker_lost_mid_drain_hourly_is_exit_4_and_loses_nothing() {
 fn broker_lost_mid_drain_hourly_dry_run_is_exit_4() {
     let w = World::new("cut-hourly-dry", 300.0);
     five_mails(&w);
-    run_cut_at(&w, BasicGet, 2, &["drain-hourly", "--dry-run"]);
+    run_cut_at(&w, BasicConsume, 1, &["drain-hourly", "--dry-run"]);
     assert!(w.fake.state().received.is_empty(), "a dry run sent mail");
 }
 
@@ -278,7 +279,7 @@ fn broker_lost_mid_drain_eod_is_exit_4_and_loses_nothing() {
 fn broker_lost_mid_peek_is_exit_4() {
     let w = World::new("cut-peek", 300.0);
     five_mails(&w);
-    run_cut_at(&w, BasicGet, 3, &["peek", "-n", "5"]);
+    run_cut_at(&w, BasicConsume, 1, &["peek", "-n", "5"]);
     w.wait_until_ready_exactly(&w.queue, 5);
 }
 
@@ -286,7 +287,7 @@ fn broker_lost_mid_peek_is_exit_4() {
 fn broker_lost_mid_stats_is_exit_4() {
     let w = World::new("cut-stats", 300.0);
     five_mails(&w);
-    run_cut_at(&w, BasicGet, 2, &["stats"]);
+    run_cut_at(&w, BasicConsume, 1, &["stats"]);
     w.wait_until_ready_exactly(&w.queue, 5);
 }
 
@@ -303,7 +304,7 @@ fn broker_lost_mid_reprioritize_is_exit_4_and_changes_nothing() {
 fn broker_lost_mid_reprioritize_dry_run_is_exit_4() {
     let w = World::new("cut-reprio-dry", 300.0);
     five_mails(&w);
-    run_cut_at(&w, BasicGet, 2, &["reprioritize", "--dry-run"]);
+    run_cut_at(&w, BasicConsume, 1, &["reprioritize", "--dry-run"]);
     w.wait_until_ready_exactly(&w.queue, 5);
 }
 
@@ -311,7 +312,7 @@ fn broker_lost_mid_reprioritize_dry_run_is_exit_4() {
 fn broker_lost_mid_dead_letters_list_is_exit_4() {
     let w = World::new("cut-dead-list", 300.0);
     three_parked(&w);
-    run_cut_at(&w, BasicGet, 2, &["dead-letters"]);
+    run_cut_at(&w, BasicConsume, 1, &["dead-letters"]);
     w.wait_until_ready_exactly(&format!("{}.dead", w.queue), 3);
 }
 

@@ -58,6 +58,8 @@ pub enum Place {
     Retry(u64),
     /// The parking queue, by `x-acaso-reason`.
     Parked(String),
+    /// The staging queue of an interrupted `reprioritize` (the next run moves it back).
+    Staging,
 }
 
 impl std::fmt::Display for Place {
@@ -66,6 +68,7 @@ impl std::fmt::Display for Place {
             Place::Main => write!(f, "main"),
             Place::Retry(d) => write!(f, "retry.{d}s"),
             Place::Parked(r) => write!(f, "parked ({r})"),
+            Place::Staging => write!(f, "staging (reprioritize)"),
         }
     }
 }
@@ -204,6 +207,7 @@ fn family(queue: &str) -> Vec<(String, Option<u64>, bool)> {
         .collect();
     v.push((queue.to_string(), None, false));
     v.push((format!("{queue}.dead"), None, true));
+    v.push((format!("{queue}.reprioritize"), None, false));
     v
 }
 
@@ -228,6 +232,7 @@ pub fn browse(amqp: &str, queue: &str) -> Vec<(Place, FieldTable, Vec<u8>)> {
                     (None, true) => Place::Parked(
                         header_str(&headers, "x-acaso-reason").unwrap_or_else(|| "?".into()),
                     ),
+                    (None, false) if name.ends_with(".reprioritize") => Place::Staging,
                     (None, false) => Place::Main,
                 };
                 out.push((place, headers, m.delivery.data));
@@ -277,7 +282,7 @@ pub fn take(amqp: &str, queue: &str, fake: &FakeBrevo, mails: usize) -> Census {
             (0, 0) => c.lost.push(m),
             (1, 0) => c.sent += 1,
             (0, 1) => match &q[0] {
-                Place::Main => c.in_main += 1,
+                Place::Main | Place::Staging => c.in_main += 1,
                 Place::Retry(_) => c.in_retry += 1,
                 Place::Parked(r) => *c.parked.entry(r.clone()).or_default() += 1,
             },
