@@ -16,7 +16,7 @@ use crate::mail::{self, Who};
 use crate::mailbox::{Envelope, Rabbit, Reorder, Which};
 use crate::output::{self, Report};
 use crate::signal::Cancel;
-use crate::state;
+use crate::state::{self, Store};
 use crate::urgency::{PriorityScale, Urgency};
 
 /// What `reprioritize` reports.
@@ -56,9 +56,15 @@ pub async fn run(cfg: &Config, cancel: &Cancel) -> Result<Report> {
     let work = 2 * u64::from(depth.ready) + u64::from(depth.staging);
     let bar = output::progress(cfg, work, "reprioritize");
     let start = std::time::Instant::now();
+    // A copy of a mail the journal knows as sent (its twin went out while an interrupted
+    // run had this one in staging) is dropped, not re-queued or parked.
+    let journal = Store::open(&cfg.state_dir)?;
     let r = mailbox
         .reorder(
-            |e| fate(cfg, scale, now, e),
+            |e| match journal.is_sent(&e.identity) {
+                Ok(true) => Reorder::Sent,
+                _ => fate(cfg, scale, now, e),
+            },
             || bar.inc(1),
             || cancel.received().is_some(),
             now,
@@ -213,6 +219,8 @@ pub async fn dry_run(cfg: &Config) -> Result<Report> {
                 mv.new_priority = Some(new);
                 keep.push((new, b.timestamp.unwrap_or(0), pos, mv));
             }
+            // fate() never says so: only the run consults the journal.
+            Reorder::Sent => {}
         }
     }
     in_new_order(&mut keep);

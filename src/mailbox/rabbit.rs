@@ -73,6 +73,8 @@ pub enum Reorder {
     },
     /// Re-publish it with this priority.
     Requeue(u8),
+    /// Drop it: a copy of a mail already sent (the journal knows it).
+    Sent,
 }
 
 impl Rabbit {

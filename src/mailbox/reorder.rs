@@ -96,16 +96,31 @@ impl Rabbit {
         };
         let mut parked = BTreeMap::<&'static str, u64>::new();
         let mut changed = 0;
+        let mut sent = 0u64;
+        // Parked and already-sent mails end the same way on both passes: `Err` is the
+        // route of such a mail (boxed: a route is large), `Ok` the new priority of one to
+        // re-queue.
+        let mut settle =
+            |f: Reorder, props: &BasicProperties| -> std::result::Result<u8, Box<Route>> {
+                match f {
+                    Reorder::Park { reason, detail } => {
+                        *parked.entry(reason).or_default() += 1;
+                        Err(Box::new(park(reason, &detail, props)))
+                    }
+                    Reorder::Sent => {
+                        sent += 1;
+                        Err(Box::new(None))
+                    }
+                    Reorder::Requeue(p) => Ok(p),
+                }
+            };
         let (read, stopped) = self
             .pass(
                 &main,
                 out,
-                |env, props| match fate(env) {
-                    Reorder::Park { reason, detail } => {
-                        *parked.entry(reason).or_default() += 1;
-                        park(reason, &detail, props)
-                    }
-                    Reorder::Requeue(p) => {
+                |env, props| match settle(fate(env), props) {
+                    Err(route) => *route,
+                    Ok(p) => {
                         changed += u64::from(p != env.priority);
                         let key = OUR_MAX_PRIORITY - scale.rank(env.priority);
                         Some((staging.clone(), props.clone().with_priority(key)))
@@ -129,12 +144,9 @@ impl Rabbit {
                             duplicates += 1;
                             return None;
                         }
-                        match fate(env) {
-                            Reorder::Park { reason, detail } => {
-                                *parked.entry(reason).or_default() += 1;
-                                park(reason, &detail, props)
-                            }
-                            Reorder::Requeue(p) => {
+                        match settle(fate(env), props) {
+                            Err(route) => *route,
+                            Ok(p) => {
                                 requeued += 1;
                                 Some((main.clone(), props.clone().with_priority(p)))
                             }
@@ -144,10 +156,12 @@ impl Rabbit {
                     &stop,
                 )
                 .await?;
-            (r.requeued, r.duplicates, r.stopped) = (requeued, duplicates, stopped);
+            (r.requeued, r.stopped) = (requeued, stopped);
+            r.duplicates = duplicates;
         } else {
             r.stopped = true;
         }
+        r.duplicates += sent;
         r.parked = parked;
         r.left_in_staging = u64::from(self.broker.ready(&staging).await?);
         Ok(r)
