@@ -1,4 +1,4 @@
-//! Deletes a main queue and its retry and parking queues: how `scripts/demo` leaves no
+//! Deletes a main queue and its retry, parking and staging queues: how `scripts/demo` leaves no
 //! queue behind. Only for queues a script made for itself.
 //!
 //! `cargo run --example delete-queues -- QUEUE` (`QUEUE_SERVICE_URL` as for acaso-mail)
@@ -20,7 +20,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Connection::connect(&url, ConnectionProperties::default()),
     )
     .await??;
-    let mut names = vec![queue.clone(), format!("{queue}.dead")];
+    let mut names = vec![
+        queue.clone(),
+        format!("{queue}.dead"),
+        format!("{queue}.reprioritize"),
+    ];
     names.extend([60, 300, 1800, 3600].map(|d| format!("{queue}.retry.{d}s")));
     for name in names {
         // A queue that does not exist closes the channel: one channel per queue.

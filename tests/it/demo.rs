@@ -62,6 +62,7 @@ fn the_demo_succeeds_every_time_and_leaves_nothing_behind() {
             queue.clone(),
             format!("{queue}.dead"),
             format!("{queue}.retry.60s"),
+            format!("{queue}.reprioritize"),
         ] {
             assert!(!queue_exists(&q), "run {run}: {q} left behind");
         }
