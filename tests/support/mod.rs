@@ -312,7 +312,13 @@ pub fn delete_family_on(amqp: &str, base: &str) {
 
 /// Ready messages in an existing queue.
 pub fn ready(queue: &str) -> u32 {
-    block_on("counting messages", async {
+    passive(queue).unwrap_or_else(|| panic!("queue {queue} does not exist"))
+}
+
+/// Ready messages in a queue, or `None` when it does not exist (asked passively:
+/// nothing is created).
+fn passive(queue: &str) -> Option<u32> {
+    block_on("asking for a queue", async {
         let conn = connect().await;
         let ch = conn.create_channel().await.expect("channel");
         let q = ch
@@ -325,9 +331,9 @@ pub fn ready(queue: &str) -> u32 {
                 FieldTable::default(),
             )
             .await
-            .expect("queue exists");
+            .ok();
         let _ = conn.close(200, "ok".into()).await;
-        q.message_count()
+        q.map(|q| q.message_count())
     })
 }
 
@@ -685,21 +691,5 @@ pub fn require_tool(tool: &str, package: &str) {
 
 /// Whether a queue exists (asked passively: nothing is created).
 pub fn queue_exists(queue: &str) -> bool {
-    block_on("looking for a queue", async {
-        let conn = connect().await;
-        let ch = conn.create_channel().await.expect("channel");
-        let found = ch
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .is_ok();
-        let _ = conn.close(200, "ok".into()).await;
-        found
-    })
+    passive(queue).is_some()
 }
