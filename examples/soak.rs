@@ -127,6 +127,31 @@ impl Soak {
         moved
     }
 
+    /// The daily job run again after an interrupted one, as the README says to: it
+    /// moves back what waits in the staging queue (out of the drains' reach meanwhile)
+    /// and drops second copies.
+    fn finish_reprioritize(&mut self) -> String {
+        let staged = census::ready_on(&self.w.amqp, &format!("{}.reprioritize", self.w.queue));
+        if staged == 0 {
+            return "nothing left in staging".into();
+        }
+        let now = self.now();
+        let out = self
+            .w
+            .std_cmd()
+            .args(["--now", &now, "--json", "reprioritize"])
+            .output()
+            .expect("reprioritize");
+        let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        format!(
+            "re-run: exit {:?}, {staged} found in staging, resumed {}, duplicates dropped {}, expired {}",
+            out.status.code(),
+            s["resumed"],
+            s["duplicates"],
+            s["expired"]
+        )
+    }
+
     fn main_ready(&self) -> u32 {
         census::ready_on(&self.w.amqp, &self.w.queue)
     }
@@ -135,8 +160,30 @@ impl Soak {
         self.w.fake.state().received.len()
     }
 
-    /// A drain-eod killed with SIGKILL after Brevo received 1 to 12 of its sends.
+    /// A drain-eod killed with SIGKILL mid-run; a run that ended before its kill (a
+    /// Brevo fault stopped it, or the queue ran dry) is tried again, up to `TRIES` times.
     fn drain_kill(&mut self) -> String {
+        let mut ended = Vec::new();
+        for attempt in 1..=TRIES {
+            let (landed, what) = self.drain_kill_once();
+            if landed {
+                return if attempt == 1 {
+                    what
+                } else {
+                    format!("{what} (try {attempt}; before: {})", ended.join("; "))
+                };
+            }
+            ended.push(what);
+        }
+        format!(
+            "no drain could be killed mid-run in {TRIES} tries: {}",
+            ended.join("; ")
+        )
+    }
+
+    /// A drain-eod killed with SIGKILL after Brevo received 1 to 12 of its sends; says
+    /// whether the kill landed mid-run.
+    fn drain_kill_once(&mut self) -> (bool, String) {
         let faults = self.rng.random_bool(0.5);
         if faults {
             let mut script = Vec::new();
@@ -185,8 +232,10 @@ impl Soak {
             std::thread::sleep(Duration::from_millis(5));
         }
         let in_flight = self.w.fake.in_flight();
+        let landed;
         let outcome = match child.try_kill_mid_run() {
             Ok(_) => {
+                landed = true;
                 self.t.drain_kills_landed += 1;
                 format!(
                     "killed after {} send(s), {in_flight} unanswered",
@@ -194,6 +243,7 @@ impl Soak {
                 )
             }
             Err(out) => {
+                landed = false;
                 self.t.drains_done_before_kill += 1;
                 format!(
                     "ended before the kill (exit {:?}): {}",
@@ -212,10 +262,11 @@ impl Soak {
         s.script.clear();
         s.latency = Duration::ZERO;
         drop(s);
-        format!(
+        let what = format!(
             "drain-eod --concurrency {conc}{}: {outcome}",
             if faults { " with Brevo faults" } else { "" }
-        )
+        );
+        (landed, what)
     }
 
     /// A reprioritize interrupted mid-run by `stop_app` or a broker SIGKILL, at a
@@ -371,7 +422,10 @@ fn main() {
         let moved = soak.advance(minutes);
         let what = match ev {
             Event::DrainKill => soak.drain_kill(),
-            e => soak.reprio(e),
+            e => {
+                let what = soak.reprio(e);
+                format!("{what}; {}", soak.finish_reprioritize())
+            }
         };
         // A census after each interruption: a mail lost here is lost for good (a
         // mail sent and still queued may yet be settled by a later run).
@@ -467,9 +521,12 @@ fn main() {
             at.join(", ")
         );
     }
-    let bad = !c.lost.is_empty() || c.twice() > 0;
+    // A soak whose faults did not land proves less than it says: that fails too.
+    let landed = t.drain_kills_landed + t.reprio_stop_app_landed + t.reprio_kill9_landed;
+    let asked = a.drain_kills + a.reprio_stop_app + a.reprio_kill9;
+    let bad = !c.lost.is_empty() || c.twice() > 0 || landed < asked;
     println!(
-        "{}: {} lost, {} twice",
+        "{}: {} lost, {} twice, {landed} of {asked} interruptions landed mid-run",
         if bad { "FAIL" } else { "OK" },
         c.lost.len(),
         c.twice()
