@@ -105,6 +105,14 @@ impl Store {
                  labels TEXT NOT NULL,
                  value  REAL NOT NULL,
                  PRIMARY KEY (name, labels)
+             );
+             CREATE TABLE IF NOT EXISTS parked (
+                 identity  TEXT PRIMARY KEY,
+                 parked_at TEXT NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS park_suspects (
+                 identity TEXT PRIMARY KEY,
+                 since    TEXT NOT NULL
              );",
         )
         .context("creating the state tables")?;
@@ -317,17 +325,104 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
-    /// Forgets sent records and attempts from before `before` (they only matter while a
-    /// redelivery is possible); returns how many rows went.
+    /// Records, durably, that a copy of each of these mails is in the parking queue
+    /// (its copy confirmed, the original not yet acked): a run that dies before the ack
+    /// leaves the original in its queue, and the next run drops it instead of parking
+    /// it a second time.
+    pub fn record_parked<'a>(
+        &self,
+        identities: impl IntoIterator<Item = &'a str>,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let tx = self.db.unchecked_transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR REPLACE INTO parked (identity, parked_at) VALUES (?1, ?2)",
+            )?;
+            let at = at.to_rfc3339();
+            for id in identities {
+                insert.execute(params![id, at])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records mails whose parking copy was published but never confirmed (the broker
+    /// went away): the copy may be in the parking queue or not, so the original stays
+    /// where it is and may be parked again; `reprioritize` then removes the second copy
+    /// from the parking queue.
+    pub fn record_park_suspects<'a>(
+        &self,
+        identities: impl IntoIterator<Item = &'a str>,
+        since: DateTime<Utc>,
+    ) -> Result<()> {
+        let tx = self.db.unchecked_transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO park_suspects (identity, since) VALUES (?1, ?2)",
+            )?;
+            let since = since.to_rfc3339();
+            for id in identities {
+                insert.execute(params![id, since])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The mails that may have two copies in the parking queue.
+    pub fn park_suspects(&self) -> Result<std::collections::HashSet<String>> {
+        let mut q = self.db.prepare("SELECT identity FROM park_suspects")?;
+        let rows = q.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Forgets the suspects: the parking queue was checked for their second copies.
+    pub fn clear_park_suspects<'a>(
+        &self,
+        identities: impl IntoIterator<Item = &'a str>,
+    ) -> Result<()> {
+        let tx = self.db.unchecked_transaction()?;
+        {
+            let mut delete = tx.prepare_cached("DELETE FROM park_suspects WHERE identity = ?1")?;
+            for id in identities {
+                delete.execute([id])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Whether a copy of this mail was parked by a run of this journal. (A copy replayed
+    /// since is marked as replayed, and a parked copy moved back by hand keeps its
+    /// parking marks: neither is taken for an original left behind.)
+    pub fn is_parked(&self, identity: &str) -> Result<bool> {
+        Ok(self
+            .db
+            .query_row(
+                "SELECT 1 FROM parked WHERE identity = ?1",
+                [identity],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// Forgets sent records, attempts and parkings from before `before` (they only
+    /// matter while a redelivery is possible); returns how many rows went.
     pub fn prune(&self, before: DateTime<Utc>) -> Result<usize> {
         let cut = before.to_rfc3339();
-        let a = self
-            .db
-            .execute("DELETE FROM sent WHERE sent_at < ?1", [&cut])?;
-        let b = self
-            .db
-            .execute("DELETE FROM attempts WHERE first_at < ?1", [&cut])?;
-        Ok(a + b)
+        let mut n = 0;
+        for sql in [
+            "DELETE FROM sent WHERE sent_at < ?1",
+            "DELETE FROM attempts WHERE first_at < ?1",
+            "DELETE FROM parked WHERE parked_at < ?1",
+            "DELETE FROM park_suspects WHERE since < ?1",
+        ] {
+            n += self.db.execute(sql, [&cut])?;
+        }
+        Ok(n)
     }
 }
 

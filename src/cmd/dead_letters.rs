@@ -140,7 +140,7 @@ pub async fn run(cfg: &Config, action: Action) -> Result<Report> {
     let mut seen = 0u32;
     if has_parking {
         mailbox
-            .sweep_parking(|index, e| {
+            .sweep_parking(cfg.now(), |index, e| {
                 seen = index;
                 if !sel.matches(index, e.reason.as_deref()) {
                     return Sweep::Keep;
@@ -176,7 +176,7 @@ async fn recheck(cfg: &Config, mailbox: &mut Rabbit, has_parking: bool) -> Resul
     let mut failed: Option<anyhow::Error> = None;
     if has_parking {
         mailbox
-            .sweep_parking(|_, e| {
+            .sweep_parking(cfg.now(), |_, e| {
                 if e.reason.as_deref() != Some("uncertain_send") || failed.is_some() {
                     return Sweep::Keep;
                 }

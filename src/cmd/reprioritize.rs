@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::error::Failure;
 use crate::mail::{self, Who};
-use crate::mailbox::{Envelope, Rabbit, Reorder, Which};
+use crate::mailbox::{Envelope, Rabbit, Reorder, Sweep, Which};
 use crate::output::{self, Report};
 use crate::signal::Cancel;
 use crate::state::{self, Store};
@@ -62,8 +62,29 @@ pub async fn run(cfg: &Config, cancel: &Cancel) -> Result<Report> {
     let r = mailbox
         .reorder(
             |e| match journal.is_sent(&e.identity) {
-                Ok(true) => Reorder::Sent,
-                _ => fate(cfg, scale, now, e),
+                Ok(true) => Reorder::Drop,
+                _ if e.unmarked() && matches!(journal.is_parked(&e.identity), Ok(true)) => {
+                    Reorder::Drop
+                }
+                _ => match fate(cfg, scale, now, e) {
+                    // An expired mail that an earlier attempt may have sent is not
+                    // parked here: it goes back at the head of the queue, where the
+                    // next drain asks Brevo's log whether it went (and parks it if not).
+                    Reorder::Park {
+                        reason: "expired", ..
+                    } if !matches!(journal.uncertainty(&e.identity), Ok(None)) => {
+                        Reorder::Requeue(scale.priority(Urgency::Expired))
+                    }
+                    f => f,
+                },
+            },
+            |parked, confirmed| {
+                let ids = parked.iter().map(String::as_str);
+                if confirmed {
+                    journal.record_parked(ids, now)
+                } else {
+                    journal.record_park_suspects(ids, now)
+                }
             },
             || bar.inc(1),
             || cancel.received().is_some(),
@@ -71,6 +92,11 @@ pub async fn run(cfg: &Config, cancel: &Cancel) -> Result<Report> {
         )
         .await?;
     bar.finish_and_clear();
+    let twins = if r.stopped {
+        0
+    } else {
+        drop_parked_twins(&mut mailbox, &journal, now).await?
+    };
     let staging = mailbox.topology().staging();
     mailbox.close().await;
     let parked_for = |reason| r.parked.get(reason).copied().unwrap_or(0);
@@ -81,7 +107,7 @@ pub async fn run(cfg: &Config, cancel: &Cancel) -> Result<Report> {
         expired: count(expired),
         parked: count(r.parked.values().sum::<u64>() - expired),
         resumed: count(r.resumed),
-        duplicates: count(r.duplicates),
+        duplicates: count(r.duplicates + twins),
         staged: count(r.left_in_staging),
         seconds: (start.elapsed().as_secs_f64() * 10.0).round() / 10.0,
     };
@@ -104,6 +130,36 @@ pub async fn run(cfg: &Config, cancel: &Cancel) -> Result<Report> {
         report.failure = cancel.received().map(Failure::Interrupted);
     }
     Ok(report.line(line))
+}
+
+/// Removes from the parking queue the second copy of each mail journaled as a suspect
+/// (its parking copy was published but never confirmed before the broker went away, so
+/// its original was parked again): one copy of each stays. Returns how many went.
+async fn drop_parked_twins(
+    mailbox: &mut Rabbit,
+    journal: &Store,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<u64> {
+    let suspects = journal.park_suspects()?;
+    if suspects.is_empty() {
+        return Ok(0);
+    }
+    let mut dropped = 0;
+    if mailbox.exists(Which::Parking).await? {
+        let mut seen = std::collections::HashSet::new();
+        mailbox
+            .sweep_parking(now, |_, e| {
+                if !suspects.contains(&e.identity) || seen.insert(e.identity.clone()) {
+                    Sweep::Keep
+                } else {
+                    dropped += 1;
+                    Sweep::Purge
+                }
+            })
+            .await?;
+    }
+    journal.clear_park_suspects(suspects.iter().map(String::as_str))?;
+    Ok(dropped)
 }
 
 /// What reprioritize does with one mail.
@@ -220,7 +276,7 @@ pub async fn dry_run(cfg: &Config) -> Result<Report> {
                 keep.push((new, b.timestamp.unwrap_or(0), pos, mv));
             }
             // fate() never says so: only the run consults the journal.
-            Reorder::Sent => {}
+            Reorder::Drop => {}
         }
     }
     in_new_order(&mut keep);

@@ -7,6 +7,7 @@ use chrono_tz::Tz;
 
 use super::budget::Caps;
 use crate::mail::{self, Mail};
+use crate::mailbox::Envelope;
 use crate::state::Store;
 use crate::urgency::Urgency;
 
@@ -15,6 +16,9 @@ use crate::urgency::Urgency;
 pub enum Decision {
     /// Journaled as sent by an earlier run: ack it, send nothing.
     AlreadySent,
+    /// An original left behind by a run that died after parking a copy of it: ack it,
+    /// the copy waits in the parking queue.
+    AlreadyParked,
     /// Set it aside.
     Park {
         /// The reason code.
@@ -54,16 +58,18 @@ impl Rules {
 pub fn decide(
     rules: &Rules,
     journal: Option<&Store>,
-    identity: &str,
-    body: &[u8],
+    mail: &Envelope,
     committed: u32,
 ) -> Result<Decision> {
-    if let Some(store) = journal
-        && store.is_sent(identity)?
-    {
-        return Ok(Decision::AlreadySent);
+    if let Some(store) = journal {
+        if store.is_sent(&mail.identity)? {
+            return Ok(Decision::AlreadySent);
+        }
+        if mail.unmarked() && store.is_parked(&mail.identity)? {
+            return Ok(Decision::AlreadyParked);
+        }
     }
-    let m = match mail::parse(body, rules.tz) {
+    let m = match mail::parse(&mail.body, rules.tz) {
         Ok(m) => m,
         Err(bad) => {
             return Ok(Decision::Park {

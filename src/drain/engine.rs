@@ -197,11 +197,14 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
         let decision = decide(
             &self.rules,
             Some(self.io.store),
-            &id,
-            &taken.mail.body,
+            &taken.mail,
             self.committed(),
         )?;
         let settled = match decision {
+            Decision::AlreadyParked => {
+                self.s.already_parked += 1;
+                self.io.mailbox.ack(taken).await
+            }
             Decision::AlreadySent => {
                 self.s.already_sent += 1;
                 self.io.mailbox.ack(taken).await

@@ -22,6 +22,9 @@ pub enum Action {
     /// Ack it: the journal says it was sent.
     #[serde(rename = "already sent")]
     AlreadySent,
+    /// Ack it: a copy is already in the parking queue (a run died before this ack).
+    #[serde(rename = "already parked")]
+    AlreadyParked,
 }
 
 impl Action {
@@ -31,6 +34,7 @@ impl Action {
             Action::Send => "send",
             Action::Park => "park",
             Action::AlreadySent => "already sent",
+            Action::AlreadyParked => "already parked",
         }
     }
 }
@@ -79,10 +83,14 @@ pub fn plan(
             break;
         }
         let priority = b.priority;
-        let item = match decide(rules, journal, &b.identity, &b.body, committed)? {
+        let item = match decide(rules, journal, &b, committed)? {
             Decision::Stop => break,
-            Decision::AlreadySent => Planned {
-                action: Action::AlreadySent,
+            d @ (Decision::AlreadySent | Decision::AlreadyParked) => Planned {
+                action: if matches!(d, Decision::AlreadySent) {
+                    Action::AlreadySent
+                } else {
+                    Action::AlreadyParked
+                },
                 urgency: "-".into(),
                 priority,
                 who: Who::default(),

@@ -28,6 +28,8 @@ pub struct Summary {
     pub retried: u32,
     /// Redelivered mails found already sent (acked without sending again).
     pub already_sent: u32,
+    /// Originals a dead run left behind after parking a copy (acked: the copy is parked).
+    pub already_parked: u32,
     /// Times Brevo answered 429 and the run paused.
     pub rate_limited: u32,
     /// Brevo credits at the start of the run.
@@ -104,6 +106,12 @@ impl Summary {
             self.already_sent,
             self.remaining
         );
+        if self.already_parked > 0 {
+            text.push_str(&format!(
+                "; {} left behind by a run that died after parking them (acked: their copies are parked)",
+                self.already_parked
+            ));
+        }
         if let Some(why) = &self.stopped {
             text.push_str(&format!("; stopped: {why}"));
         }

@@ -2,17 +2,21 @@
 //! Re-ordering the main queue is in `reorder`.
 
 use anyhow::Result;
+use chrono::{DateTime, Utc};
 use lapin::options::BasicAckOptions;
 
 use super::Envelope;
-use super::message::{envelope, without_our_headers};
+use super::message::{envelope, text, with_headers, without_our_headers};
 use super::rabbit::{Rabbit, Sweep};
+use super::topology::H_REPLAYED_AT;
 
 impl Rabbit {
     /// Goes through the parking queue in order, asking `choose` what to do with each
-    /// mail (numbered from 1); the mails kept return to their places when it ends.
+    /// mail (numbered from 1); the mails kept return to their places when it ends. A
+    /// replayed mail loses the parking headers and is marked as replayed at `now`.
     pub async fn sweep_parking(
         &mut self,
+        now: DateTime<Utc>,
         mut choose: impl FnMut(u32, &Envelope) -> Sweep,
     ) -> Result<()> {
         let parking = self.topo.parking();
@@ -27,7 +31,10 @@ impl Rabbit {
             match choose(index, &env) {
                 Sweep::Keep => continue,
                 Sweep::Replay => {
-                    let props = without_our_headers(&d.properties);
+                    let props = with_headers(
+                        &without_our_headers(&d.properties),
+                        &[(H_REPLAYED_AT, text(&now.to_rfc3339()))],
+                    );
                     let publisher = self.publisher().await?;
                     publisher.publish(&main, &env.body, props).await?;
                     publisher.finish().await?;

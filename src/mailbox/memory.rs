@@ -125,7 +125,14 @@ impl Mailbox for Memory {
         Ok(())
     }
 
-    async fn park(&mut self, taken: Taken, why: Parking<'_>) -> Result<()> {
+    async fn park(
+        &mut self,
+        taken: Taken,
+        why: Parking<'_>,
+        copied: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
+        self.check()?;
+        copied()?;
         self.settle(taken, Settled::Parked(why.reason.into()))
     }
 

@@ -73,8 +73,9 @@ pub enum Reorder {
     },
     /// Re-publish it with this priority.
     Requeue(u8),
-    /// Drop it: a copy of a mail already sent (the journal knows it).
-    Sent,
+    /// Drop it: a second copy of a mail already settled (the journal knows it as sent,
+    /// or as parked by a run that died before acking the original).
+    Drop,
 }
 
 impl Rabbit {
@@ -267,19 +268,21 @@ impl Rabbit {
             .map_or((0, 0), |p| (p.confirmed(), p.unconfirmed()))
     }
 
-    /// Moves a taken mail to `target` with extra headers: the copy is confirmed before
-    /// the original is acked.
+    /// Moves a taken mail to `target` with extra headers: the copy is confirmed, then
+    /// `copied` runs, then the original is acked.
     async fn move_to(
         &mut self,
         taken: Taken,
         target: &str,
         headers: &[(&str, AMQPValue)],
+        copied: impl FnOnce() -> Result<()>,
     ) -> Result<()> {
         let (acker, props) = taken.ticket.amqp()?;
         let props = with_headers(&props, headers);
         let publisher = self.publisher().await?;
         publisher.publish(target, &taken.mail.body, props).await?;
         publisher.finish().await?;
+        copied()?;
         self.settle("acking a moved mail", acker.ack(BasicAckOptions::default()))
             .await
     }
@@ -340,10 +343,15 @@ impl Mailbox for Rabbit {
             .await
     }
 
-    async fn park(&mut self, taken: Taken, why: Parking<'_>) -> Result<()> {
+    async fn park(
+        &mut self,
+        taken: Taken,
+        why: Parking<'_>,
+        copied: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
         let headers = parking_headers(why.reason, why.detail, why.at);
         let parking = self.topo.parking();
-        self.move_to(taken, &parking, &headers).await
+        self.move_to(taken, &parking, &headers, copied).await
     }
 
     async fn sync(&mut self) -> Result<()> {
@@ -363,6 +371,6 @@ impl Mailbox for Rabbit {
     async fn retry(&mut self, taken: Taken, next: Retry<'_>) -> Result<()> {
         let headers = retry_headers(next.attempts, next.detail);
         let q = self.topo.retry(next.delay_secs);
-        self.move_to(taken, &q, &headers).await
+        self.move_to(taken, &q, &headers, || Ok(())).await
     }
 }

@@ -73,11 +73,15 @@ fn compact(identity: &str) -> u64 {
 
 impl Rabbit {
     /// Re-orders the main queue: `fate` says for each mail whether it is parked or
-    /// requeued with a new priority; `tick` is called for each mail handled (twice per
-    /// mail: out and back); `stop` is checked between mails.
+    /// requeued with a new priority; `parked_copies(ids, true)` journals the identities
+    /// of parked copies once they are confirmed, before their originals are acked, and
+    /// `parked_copies(ids, false)` those published but never confirmed when the broker
+    /// went away (they may be parked twice after the next run); `tick` is called for
+    /// each mail handled (twice per mail: out and back); `stop` is checked between mails.
     pub async fn reorder(
         &mut self,
         mut fate: impl FnMut(&Envelope) -> Reorder,
+        mut parked_copies: impl FnMut(&[String], bool) -> Result<()>,
         mut tick: impl FnMut(),
         stop: impl Fn() -> bool,
         now: DateTime<Utc>,
@@ -107,7 +111,7 @@ impl Rabbit {
                         *parked.entry(reason).or_default() += 1;
                         Err(Box::new(park(reason, &detail, props)))
                     }
-                    Reorder::Sent => {
+                    Reorder::Drop => {
                         sent += 1;
                         Err(Box::new(None))
                     }
@@ -126,6 +130,7 @@ impl Rabbit {
                         Some((staging.clone(), props.clone().with_priority(key)))
                     }
                 },
+                &mut parked_copies,
                 &mut tick,
                 &stop,
             )
@@ -152,6 +157,7 @@ impl Rabbit {
                             }
                         }
                     },
+                    &mut parked_copies,
                     &mut tick,
                     &stop,
                 )
@@ -174,7 +180,8 @@ impl Rabbit {
         &self,
         from: &str,
         limit: u64,
-        mut route: impl FnMut(&Envelope, &BasicProperties) -> Route,
+        route: impl FnMut(&Envelope, &BasicProperties) -> Route,
+        parked: &mut impl FnMut(&[String], bool) -> Result<()>,
         tick: &mut impl FnMut(),
         stop: &impl Fn() -> bool,
     ) -> Result<(u64, bool)> {
@@ -182,6 +189,47 @@ impl Rabbit {
             return Ok((0, false));
         }
         let mut publisher = Publisher::new(&self.broker, WINDOW).await?;
+        // The parked copies published and not yet journaled: (publish number, identity).
+        let mut parking = VecDeque::new();
+        let moved = self
+            .pass_with(
+                &mut publisher,
+                from,
+                limit,
+                route,
+                &mut parking,
+                parked,
+                tick,
+                stop,
+            )
+            .await;
+        // Even when the broker went away: the copies it confirmed are journaled, so the
+        // next run drops their originals rather than parking them again; the others are
+        // journaled as suspects.
+        let mut journaled = journal_confirmed(&mut parking, publisher.confirmed(), parked);
+        if !parking.is_empty() {
+            let ids: Vec<String> = parking.drain(..).map(|(_, id)| id).collect();
+            journaled = journaled.and(parked(&ids, false));
+        }
+        let moved = moved?;
+        journaled?;
+        publisher.close(&self.broker).await;
+        Ok(moved)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn pass_with(
+        &self,
+        publisher: &mut Publisher,
+        from: &str,
+        limit: u64,
+        mut route: impl FnMut(&Envelope, &BasicProperties) -> Route,
+        parking: &mut VecDeque<(u64, String)>,
+        parked: &mut impl FnMut(&[String], bool) -> Result<()>,
+        tick: &mut impl FnMut(),
+        stop: &impl Fn() -> bool,
+    ) -> Result<(u64, bool)> {
+        let parking_queue = self.topo.parking();
         let mut reader = Reader::open(&self.broker, from, PREFETCH).await?;
         // (copies published when it was taken, its delivery tag, mails taken), every
         // ACK_EVERY mails.
@@ -201,6 +249,9 @@ impl Rabbit {
             if let Some((queue, props)) = route(&env, &d.properties) {
                 let props = props.with_delivery_mode(2);
                 publisher.publish(&queue, &env.body, props).await?;
+                if queue == parking_queue {
+                    parking.push_back((publisher.published(), env.identity));
+                }
             }
             if taken % ACK_EVERY == 0 {
                 marks.push_back((publisher.published(), d.delivery_tag, taken));
@@ -218,17 +269,36 @@ impl Rabbit {
                 through = marks.pop_front().map(|(_, tag, upto)| (tag, upto));
             }
             if let Some((tag, upto)) = through {
+                journal_confirmed(parking, publisher.confirmed(), parked)?;
                 reader.ack_through(&self.broker, tag).await?;
                 acked = upto;
             }
             tick();
         }
         publisher.finish().await?;
+        journal_confirmed(parking, publisher.confirmed(), parked)?;
         if let Some(tag) = last {
             reader.ack_through(&self.broker, tag).await?;
         }
         reader.close(&self.broker).await?;
-        publisher.close(&self.broker).await;
         Ok((taken, stopped))
     }
+}
+
+/// Hands the identities of the parked copies the broker confirmed (up to publish number
+/// `confirmed`) to `parked`, and forgets them.
+fn journal_confirmed(
+    parking: &mut VecDeque<(u64, String)>,
+    confirmed: u64,
+    parked: &mut impl FnMut(&[String], bool) -> Result<()>,
+) -> Result<()> {
+    let n = parking
+        .iter()
+        .take_while(|(seq, _)| *seq <= confirmed)
+        .count();
+    if n == 0 {
+        return Ok(());
+    }
+    let ids: Vec<String> = parking.drain(..n).map(|(_, id)| id).collect();
+    parked(&ids, true)
 }

@@ -338,3 +338,70 @@ fn broker_lost_mid_dead_letters_purge_is_exit_4() {
     run_cut_at(&w, BasicGet, 2, &["dead-letters", "purge", "--all"]);
     w.wait_until_ready_exactly(&format!("{}.dead", w.queue), 2);
 }
+
+#[test]
+fn broker_lost_between_a_parking_copy_and_the_ack_parks_the_mail_once() {
+    // The drain parks an expired mail: its copy is confirmed, then the connection is
+    // cut as the ack goes out. The original returns to the main queue; the next drain
+    // knows (the journal) that its copy is parked and drops it.
+    let w = World::new("park-cut", 300.0);
+    w.declare_queues();
+    let parking = format!("{}.dead", w.queue);
+    let body =
+        serde_json::to_vec(&job("late@example.org", 3, "2026-11-26T10:00:00-03:00")).expect("json");
+    raw_publish(&w.queue, &[(body, 5)]);
+    run_cut_at(&w, proxy::Method::BasicAck, 1, &["drain-eod"]);
+    w.wait_until_ready_exactly(&w.queue, 1);
+    assert_eq!(
+        w.ready(&parking),
+        1,
+        "the copy was not confirmed before the ack"
+    );
+    let s = w.json(NOW, &["drain-eod"]);
+    assert_eq!(
+        (s["expired"].as_u64(), s["already_parked"].as_u64()),
+        (Some(0), Some(1)),
+        "{s}"
+    );
+    assert_eq!((w.ready(&w.queue), w.ready(&parking)), (0, 1));
+}
+
+#[test]
+fn reprioritize_removes_the_second_parked_copy_of_a_suspect_only() {
+    // A parking copy published but never confirmed (the broker went away) makes its
+    // mail a suspect: the original may be parked again. reprioritize then keeps one
+    // copy of a suspect in the parking queue, and leaves every other mail alone.
+    let w = World::new("park-suspect", 300.0);
+    w.declare_queues();
+    let parking = format!("{}.dead", w.queue);
+    let body =
+        |to: &str| serde_json::to_vec(&job(to, 3, "2026-11-26T10:00:00-03:00")).expect("json");
+    let (suspect, other) = (body("suspect@example.org"), body("other@example.org"));
+    raw_publish(
+        &parking,
+        &[
+            (suspect.clone(), 5),
+            (other.clone(), 5),
+            (suspect.clone(), 5),
+            (other.clone(), 5),
+        ],
+    );
+    let journal = acaso_mail::state::Store::open(w.state.path()).expect("journal");
+    let id = acaso_mail::mailbox::identity(None, &suspect);
+    let at = chrono::Utc::now();
+    journal
+        .record_park_suspects([id.as_str()], at)
+        .expect("suspect");
+    drop(journal);
+    let r = w.json(NOW, &["reprioritize"]);
+    assert_eq!(r["duplicates"], 1, "{r}");
+    let left: Vec<Vec<u8>> = w.take_all(&parking).into_iter().map(|(_, b)| b).collect();
+    assert_eq!(
+        left,
+        [suspect.clone(), other.clone(), other],
+        "parking queue after"
+    );
+    // Checked once: the next run does not look again.
+    let journal = acaso_mail::state::Store::open(w.state.path()).expect("journal");
+    assert!(journal.park_suspects().expect("suspects").is_empty());
+}

@@ -68,6 +68,40 @@ fn a_killed_send_taken_after_the_idempotency_window_is_looked_up_in_brevos_log()
 }
 
 #[test]
+fn reprioritize_leaves_an_expired_mail_that_may_have_gone_to_the_drains_lookup() {
+    // The killed run's mail went to Brevo; its deadline passes before the next drain.
+    // Parked as expired by reprioritize, it would be both sent and queued: it goes back
+    // to the main queue instead, where the drain finds it in Brevo's log.
+    let w = World::new("sigkill-expired", 300.0);
+    kill_drain_mid_send(&w);
+    let after = "2026-11-29T00:30:00-03:00";
+    let r = w.json(after, &["reprioritize"]);
+    assert_eq!(
+        (r["expired"].as_u64(), r["requeued"].as_u64()),
+        (Some(0), Some(1)),
+        "{r}"
+    );
+    assert_eq!(
+        w.ready(&format!("{}.dead", w.queue)),
+        0,
+        "parked as expired"
+    );
+    let s = w.json(after, &["drain-eod"]);
+    assert_eq!(
+        (
+            s["sent"].as_u64(),
+            s["already_sent"].as_u64(),
+            s["parked"].as_u64()
+        ),
+        (Some(0), Some(1), Some(0)),
+        "{s}"
+    );
+    assert_eq!(w.fake.accepted().len(), 1, "sent twice");
+    assert_eq!(w.ready(&w.queue), 0);
+    assert_eq!(w.ready(&format!("{}.dead", w.queue)), 0);
+}
+
+#[test]
 fn a_killed_send_brevo_never_got_is_sent_once_its_log_says_so() {
     let w = World::new("sigkill-absent", 300.0);
     w.publish(
@@ -274,4 +308,57 @@ fn dead_letters_recheck_settles_uncertain_mail_by_brevos_log() {
     sent.sort();
     assert_eq!(sent, ["never@example.org", "once@example.org"]);
     assert_eq!(w.ready(&w.queue), 0);
+}
+
+#[test]
+fn an_original_left_behind_after_its_parking_is_dropped_not_parked_twice() {
+    // A run that dies (or loses the broker) between the parking copy's confirm and the
+    // original's ack leaves the original queued: the next run must not park it again.
+    let w = World::new("park-twin", 300.0);
+    w.declare_queues();
+    let parking = format!("{}.dead", w.queue);
+    let body =
+        serde_json::to_vec(&job("late@example.org", 3, "2026-11-26T10:00:00-03:00")).expect("json");
+    raw_publish(&w.queue, &[(body.clone(), 5)]);
+    let s = w.json(NOW, &["drain-eod"]);
+    assert_eq!(s["expired"], 1, "{s}");
+    assert_eq!(w.ready(&parking), 1);
+    // The original as the dead run left it: same body, none of the parking marks.
+    raw_publish(&w.queue, &[(body.clone(), 5)]);
+    let s = w.json(NOW, &["drain-eod"]);
+    assert_eq!(
+        (s["expired"].as_u64(), s["already_parked"].as_u64()),
+        (Some(0), Some(1)),
+        "{s}"
+    );
+    assert_eq!((w.ready(&w.queue), w.ready(&parking)), (0, 1));
+    // reprioritize drops it the same way.
+    raw_publish(&w.queue, &[(body.clone(), 5)]);
+    let r = w.json(NOW, &["reprioritize"]);
+    assert_eq!(
+        (r["expired"].as_u64(), r["duplicates"].as_u64()),
+        (Some(0), Some(1)),
+        "{r}"
+    );
+    assert_eq!((w.ready(&w.queue), w.ready(&parking)), (0, 1));
+    // A copy replayed by dead-letters is not a leftover: it is handled again (and,
+    // expired, parked again), not dropped.
+    let out = w
+        .cmd()
+        .args(["--now", NOW, "-q", "dead-letters", "replay", "--all"])
+        .output()
+        .expect("replay");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!((w.ready(&w.queue), w.ready(&parking)), (1, 0));
+    let s = w.json(NOW, &["drain-eod"]);
+    assert_eq!(
+        (s["expired"].as_u64(), s["already_parked"].as_u64()),
+        (Some(1), Some(0)),
+        "{s}"
+    );
+    assert_eq!((w.ready(&w.queue), w.ready(&parking)), (0, 1));
 }
