@@ -334,18 +334,11 @@ impl Store {
         identities: impl IntoIterator<Item = &'a str>,
         at: DateTime<Utc>,
     ) -> Result<()> {
-        let tx = self.db.unchecked_transaction()?;
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT OR REPLACE INTO parked (identity, parked_at) VALUES (?1, ?2)",
-            )?;
-            let at = at.to_rfc3339();
-            for id in identities {
-                insert.execute(params![id, at])?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
+        self.each_in_one_transaction(
+            "INSERT OR REPLACE INTO parked (identity, parked_at) VALUES (?1, ?2)",
+            identities,
+            Some(at),
+        )
     }
 
     /// Records mails whose parking copy was published but never confirmed (the broker
@@ -357,18 +350,11 @@ impl Store {
         identities: impl IntoIterator<Item = &'a str>,
         since: DateTime<Utc>,
     ) -> Result<()> {
-        let tx = self.db.unchecked_transaction()?;
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT OR IGNORE INTO park_suspects (identity, since) VALUES (?1, ?2)",
-            )?;
-            let since = since.to_rfc3339();
-            for id in identities {
-                insert.execute(params![id, since])?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
+        self.each_in_one_transaction(
+            "INSERT OR IGNORE INTO park_suspects (identity, since) VALUES (?1, ?2)",
+            identities,
+            Some(since),
+        )
     }
 
     /// The mails that may have two copies in the parking queue.
@@ -383,11 +369,30 @@ impl Store {
         &self,
         identities: impl IntoIterator<Item = &'a str>,
     ) -> Result<()> {
+        self.each_in_one_transaction(
+            "DELETE FROM park_suspects WHERE identity = ?1",
+            identities,
+            None,
+        )
+    }
+
+    /// Runs `sql` once per identity (`?1`), with `at` as `?2` when given, in one
+    /// transaction: one disk sync for them all.
+    fn each_in_one_transaction<'a>(
+        &self,
+        sql: &str,
+        identities: impl IntoIterator<Item = &'a str>,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<()> {
         let tx = self.db.unchecked_transaction()?;
         {
-            let mut delete = tx.prepare_cached("DELETE FROM park_suspects WHERE identity = ?1")?;
+            let mut stmt = tx.prepare_cached(sql)?;
+            let at = at.map(|t| t.to_rfc3339());
             for id in identities {
-                delete.execute([id])?;
+                match &at {
+                    Some(at) => stmt.execute(params![id, at])?,
+                    None => stmt.execute([id])?,
+                };
             }
         }
         tx.commit()?;
