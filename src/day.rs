@@ -7,10 +7,15 @@
 //! assumed, which is how acaso-mail behaved before it learned.
 //!
 //! Everything here is pure (no I/O, no clock) and never panics: date arithmetic is checked
-//! and an instant out of chrono's range gives `None`.
+//! and an instant out of chrono's range gives `None`; only [`learn`] and [`known`] touch
+//! the state store, where the readings are kept.
 
-use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
+
+use crate::brevo::Account;
+use crate::config::Config;
+use crate::state::Store;
 
 /// Seconds in a day.
 pub const DAY_SECS: i64 = 86_400;
@@ -358,28 +363,6 @@ pub fn position(reset: &Reset, now: DateTime<Utc>, tz: Tz) -> Option<Position> {
     })
 }
 
-/// Parses a reset time as `--credits-reset` takes it: `HH:MM`, optionally followed by a
-/// time zone (`21:00`, `00:00 UTC`, `21:00 America/Recife`). `None` for the zone means
-/// `--tz`.
-pub fn parse_reset(s: &str) -> Result<(NaiveTime, Option<Tz>), String> {
-    let mut parts = s.split_whitespace();
-    let expected = "expected a time of day HH:MM, optionally followed by a time zone (21:00, 00:00 UTC, 21:00 America/Recife)";
-    let time = parts
-        .next()
-        .and_then(|t| NaiveTime::parse_from_str(t, "%H:%M").ok())
-        .ok_or_else(|| format!("{s:?} is not a reset time: {expected}"))?;
-    let zone = match parts.next() {
-        None => None,
-        Some(z) => Some(z.parse::<Tz>().map_err(|_| {
-            format!("{s:?}: unknown time zone {z:?}: {expected}, the zone an IANA name")
-        })?),
-    };
-    if parts.next().is_some() {
-        return Err(format!("{s:?} is not a reset time: {expected}"));
-    }
-    Ok((time, zone))
-}
-
 /// The hours of the day other than `skip`, as a crontab field (`0-19,21-23`) or, with
 /// `systemd`, as `OnCalendar` writes them (`00..19,21..23`).
 pub fn hours_except(skip: u32, systemd: bool) -> String {
@@ -407,9 +390,58 @@ pub fn today_at(tz: Tz, now: DateTime<Utc>, time: NaiveTime) -> Option<DateTime<
         .map(|t| t.with_timezone(&Utc))
 }
 
-/// The hour a run at `t` has in `tz`.
-pub fn local_hour(tz: Tz, t: DateTime<Utc>) -> u32 {
-    t.with_timezone(&tz).hour()
+/// The reset to go by, and the rises it was learned from.
+#[derive(Debug, Clone)]
+pub struct Learned {
+    /// The reset.
+    pub reset: Reset,
+    /// The rises of the credits in the kept history, oldest first.
+    pub rises: Vec<Rise>,
+}
+
+/// What the state store's readings say, without adding one (`store` is `None` when
+/// there is no state yet).
+pub fn known(store: Option<&Store>, cfg: &Config) -> anyhow::Result<Learned> {
+    let seen: Vec<Seen> = match store {
+        Some(store) => store
+            .credit_history()?
+            .into_iter()
+            .map(|(seq, at, credits, plan, limited)| Seen {
+                seq,
+                at,
+                credits,
+                plan,
+                limited,
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let rises = rises(&seen);
+    let configured = cfg.credits_reset.map(|(t, z)| Reset::configured(t, z));
+    Ok(Learned {
+        reset: Reset::choose(configured, infer(&rises), cfg.tz),
+        rises,
+    })
+}
+
+/// Records the credits a run (`command`) read at `now`, then says what the readings
+/// show.
+pub fn learn(
+    store: &Store,
+    cfg: &Config,
+    now: DateTime<Utc>,
+    account: &Account,
+    command: &str,
+) -> anyhow::Result<Learned> {
+    store.record_credits(
+        now,
+        account.credits,
+        &account.plan,
+        !account.unlimited(),
+        command,
+        Duration::days(KEEP_DAYS),
+    )?;
+    known(Some(store), cfg)
 }
 
 #[cfg(test)]
@@ -514,8 +546,8 @@ mod tests {
 
     #[test]
     fn a_configured_time_is_when_the_credits_are_back() {
-        let (time, zone) = parse_reset("00:00 UTC").expect("parse");
-        let reset = Reset::configured(time, zone.unwrap_or(recife()));
+        let midnight = NaiveTime::MIN;
+        let reset = Reset::configured(midnight, Tz::UTC);
         let p = position(&reset, t("2026-12-01T20:59:59-03:00"), recife()).expect("p");
         assert!(p.last_before_reset);
         assert_eq!(p.next.by, t("2026-12-02T00:00:00Z"));
@@ -524,14 +556,6 @@ mod tests {
         assert_eq!(
             reset.local_window(recife(), t("2026-12-01T10:00:00Z")),
             Some(("21:00".into(), "21:00".into()))
-        );
-        assert!(parse_reset("25:00").is_err());
-        assert!(parse_reset("21:00 Mars/Base").is_err());
-        assert!(parse_reset("21:00 UTC extra").is_err());
-        assert!(parse_reset("").is_err());
-        assert_eq!(
-            parse_reset("21:30 America/Recife").expect("p").1,
-            Some(recife())
         );
     }
 
