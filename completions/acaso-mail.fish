@@ -84,7 +84,7 @@ complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l pushga
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l json -d 'Print exactly one JSON document on stdout, nothing else'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -s q -l quiet -d 'No summary on success (errors still go to stderr): for cron'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l limit -d 'At most N mails this run; "auto" spreads the credits over the hours left in the day, keeping --reserve back; "unlimited" sends all the credits allow (paid plans) [env: SENDINBLUE_MAILS_PER_HOUR] [default: 12]' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l limit -d 'At most N mails this run; "auto" spreads the credits over the hourly runs left before Brevo\'s credits reset, keeping --reserve back; "unlimited" sends all the credits allow (paid plans) [env: SENDINBLUE_MAILS_PER_HOUR] [default: 12]' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l reserve -d 'Credits --limit auto keeps back for urgent mail that may still arrive today' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l concurrency -d 'How many sends may be in flight to Brevo at once (dispatched in urgency order)' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l max-attempts -d 'Failed attempts (network, 5xx, 429) before a mail is parked' -r

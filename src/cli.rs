@@ -372,8 +372,8 @@ pub struct DrainArgs {
 /// `drain-hourly` arguments.
 #[derive(Debug, Args)]
 pub struct DrainHourlyArgs {
-    /// At most N mails this run; "auto" spreads the credits over the hours left in the
-    /// day, keeping --reserve back; "unlimited" sends all the credits allow (paid plans)
+    /// At most N mails this run; "auto" spreads the credits over the hourly runs left before
+    /// Brevo's credits reset, keeping --reserve back; "unlimited" sends all the credits allow (paid plans)
     /// [env: SENDINBLUE_MAILS_PER_HOUR] [default: 12]
     // The variable is read by `lib.rs`, so that a wrong value in it is reported as the
     // variable's, not as a --limit the user never typed.
