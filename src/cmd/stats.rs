@@ -308,7 +308,7 @@ fn reset_report(
         ),
         Source::Configured => "configured: --credits-reset / ACASO_MAIL_CREDITS_RESET".into(),
         Source::Assumed => {
-            "assumed: local midnight, until a run sees the credits rise (or --credits-reset says when)".into()
+            "assumed: local midnight until a run sees the credits rise, or --credits-reset says when".into()
         }
     };
     let next = local(p.next.by).format("%Y-%m-%d %H:%M");
