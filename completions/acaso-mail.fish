@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_acaso_mail_global_optspecs
-    string join \n amqp-url= queue= brevo-url= api-key= pushgateway= tz= now= state-dir= json color= q/quiet lock-wait= timeout= scan= api-key-file= amqp-url-file= amqp-ca-file= pushgateway-user= pushgateway-password-file= pushgateway-ca-file= h/help V/version
+    string join \n amqp-url= queue= brevo-url= api-key= pushgateway= tz= now= state-dir= json color= q/quiet lock-wait= timeout= scan= credits-reset= api-key-file= amqp-url-file= amqp-ca-file= pushgateway-user= pushgateway-password-file= pushgateway-ca-file= h/help V/version
 end
 
 function __fish_acaso_mail_needs_command
@@ -38,6 +38,7 @@ never\t'Never colour'"
 complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -l lock-wait -d 'Seconds to wait for another run\'s lock before giving up (exit 6)' -r
 complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -l timeout -d 'Seconds to wait for RabbitMQ or Brevo to connect or answer' -r
 complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -l scan -d 'At most this many mails read from the head of the queue to count urgency bands (stats, the pushed band gauges, dry runs); the bands beyond are reported as partial' -r
+complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -l credits-reset -d 'When Brevo\'s daily credits reset: HH:MM in --tz, or followed by a zone ("00:00 UTC"), overriding the reset acaso-mail observed [env: ACASO_MAIL_CREDITS_RESET] [default: the observed reset, else local midnight]' -r
 complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -l api-key-file -d 'File holding the Brevo API key [env: SENDINBLUE_API_KEY_FILE, BREVO_API_KEY_FILE]' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -l amqp-url-file -d 'File holding the RabbitMQ URL, password included [env: QUEUE_SERVICE_URL_FILE]' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -l amqp-ca-file -d 'PEM file of the CA(s) that signed RabbitMQ\'s certificate, for amqps:// with a private CA' -r -F
@@ -73,6 +74,7 @@ never\t'Never colour'"
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l lock-wait -d 'Seconds to wait for another run\'s lock before giving up (exit 6)' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l timeout -d 'Seconds to wait for RabbitMQ or Brevo to connect or answer' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l scan -d 'At most this many mails read from the head of the queue to count urgency bands (stats, the pushed band gauges, dry runs); the bands beyond are reported as partial' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l credits-reset -d 'When Brevo\'s daily credits reset: HH:MM in --tz, or followed by a zone ("00:00 UTC"), overriding the reset acaso-mail observed [env: ACASO_MAIL_CREDITS_RESET] [default: the observed reset, else local midnight]' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l api-key-file -d 'File holding the Brevo API key [env: SENDINBLUE_API_KEY_FILE, BREVO_API_KEY_FILE]' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l amqp-url-file -d 'File holding the RabbitMQ URL, password included [env: QUEUE_SERVICE_URL_FILE]' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l amqp-ca-file -d 'PEM file of the CA(s) that signed RabbitMQ\'s certificate, for amqps:// with a private CA' -r -F
@@ -82,7 +84,7 @@ complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l pushga
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l json -d 'Print exactly one JSON document on stdout, nothing else'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -s q -l quiet -d 'No summary on success (errors still go to stderr): for cron'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l limit -d 'At most N mails this run; "auto" spreads the credits over the hours left in the day, keeping --reserve back; "unlimited" sends all the credits allow (paid plans) [env: SENDINBLUE_MAILS_PER_HOUR] [default: 12]' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l limit -d 'At most N mails this run; "auto" spreads the credits over the hourly runs left before Brevo\'s credits reset, keeping --reserve back; "unlimited" sends all the credits allow (paid plans) [env: SENDINBLUE_MAILS_PER_HOUR] [default: 12]' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l reserve -d 'Credits --limit auto keeps back for urgent mail that may still arrive today' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l concurrency -d 'How many sends may be in flight to Brevo at once (dispatched in urgency order)' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l max-attempts -d 'Failed attempts (network, 5xx, 429) before a mail is parked' -r
@@ -100,6 +102,7 @@ never\t'Never colour'"
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l lock-wait -d 'Seconds to wait for another run\'s lock before giving up (exit 6)' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l timeout -d 'Seconds to wait for RabbitMQ or Brevo to connect or answer' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l scan -d 'At most this many mails read from the head of the queue to count urgency bands (stats, the pushed band gauges, dry runs); the bands beyond are reported as partial' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l credits-reset -d 'When Brevo\'s daily credits reset: HH:MM in --tz, or followed by a zone ("00:00 UTC"), overriding the reset acaso-mail observed [env: ACASO_MAIL_CREDITS_RESET] [default: the observed reset, else local midnight]' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l api-key-file -d 'File holding the Brevo API key [env: SENDINBLUE_API_KEY_FILE, BREVO_API_KEY_FILE]' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l amqp-url-file -d 'File holding the RabbitMQ URL, password included [env: QUEUE_SERVICE_URL_FILE]' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l amqp-ca-file -d 'PEM file of the CA(s) that signed RabbitMQ\'s certificate, for amqps:// with a private CA' -r -F
@@ -127,6 +130,7 @@ never\t'Never colour'"
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l lock-wait -d 'Seconds to wait for another run\'s lock before giving up (exit 6)' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l timeout -d 'Seconds to wait for RabbitMQ or Brevo to connect or answer' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l scan -d 'At most this many mails read from the head of the queue to count urgency bands (stats, the pushed band gauges, dry runs); the bands beyond are reported as partial' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l credits-reset -d 'When Brevo\'s daily credits reset: HH:MM in --tz, or followed by a zone ("00:00 UTC"), overriding the reset acaso-mail observed [env: ACASO_MAIL_CREDITS_RESET] [default: the observed reset, else local midnight]' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l api-key-file -d 'File holding the Brevo API key [env: SENDINBLUE_API_KEY_FILE, BREVO_API_KEY_FILE]' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l amqp-url-file -d 'File holding the RabbitMQ URL, password included [env: QUEUE_SERVICE_URL_FILE]' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l amqp-ca-file -d 'PEM file of the CA(s) that signed RabbitMQ\'s certificate, for amqps:// with a private CA' -r -F
@@ -151,6 +155,7 @@ never\t'Never colour'"
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand credits" -l lock-wait -d 'Seconds to wait for another run\'s lock before giving up (exit 6)' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand credits" -l timeout -d 'Seconds to wait for RabbitMQ or Brevo to connect or answer' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand credits" -l scan -d 'At most this many mails read from the head of the queue to count urgency bands (stats, the pushed band gauges, dry runs); the bands beyond are reported as partial' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand credits" -l credits-reset -d 'When Brevo\'s daily credits reset: HH:MM in --tz, or followed by a zone ("00:00 UTC"), overriding the reset acaso-mail observed [env: ACASO_MAIL_CREDITS_RESET] [default: the observed reset, else local midnight]' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand credits" -l api-key-file -d 'File holding the Brevo API key [env: SENDINBLUE_API_KEY_FILE, BREVO_API_KEY_FILE]' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand credits" -l amqp-url-file -d 'File holding the RabbitMQ URL, password included [env: QUEUE_SERVICE_URL_FILE]' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand credits" -l amqp-ca-file -d 'PEM file of the CA(s) that signed RabbitMQ\'s certificate, for amqps:// with a private CA' -r -F
@@ -175,6 +180,7 @@ never\t'Never colour'"
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand peek" -l lock-wait -d 'Seconds to wait for another run\'s lock before giving up (exit 6)' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand peek" -l timeout -d 'Seconds to wait for RabbitMQ or Brevo to connect or answer' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand peek" -l scan -d 'At most this many mails read from the head of the queue to count urgency bands (stats, the pushed band gauges, dry runs); the bands beyond are reported as partial' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand peek" -l credits-reset -d 'When Brevo\'s daily credits reset: HH:MM in --tz, or followed by a zone ("00:00 UTC"), overriding the reset acaso-mail observed [env: ACASO_MAIL_CREDITS_RESET] [default: the observed reset, else local midnight]' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand peek" -l api-key-file -d 'File holding the Brevo API key [env: SENDINBLUE_API_KEY_FILE, BREVO_API_KEY_FILE]' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand peek" -l amqp-url-file -d 'File holding the RabbitMQ URL, password included [env: QUEUE_SERVICE_URL_FILE]' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand peek" -l amqp-ca-file -d 'PEM file of the CA(s) that signed RabbitMQ\'s certificate, for amqps:// with a private CA' -r -F
@@ -198,6 +204,7 @@ never\t'Never colour'"
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand stats" -l lock-wait -d 'Seconds to wait for another run\'s lock before giving up (exit 6)' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand stats" -l timeout -d 'Seconds to wait for RabbitMQ or Brevo to connect or answer' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand stats" -l scan -d 'At most this many mails read from the head of the queue to count urgency bands (stats, the pushed band gauges, dry runs); the bands beyond are reported as partial' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand stats" -l credits-reset -d 'When Brevo\'s daily credits reset: HH:MM in --tz, or followed by a zone ("00:00 UTC"), overriding the reset acaso-mail observed [env: ACASO_MAIL_CREDITS_RESET] [default: the observed reset, else local midnight]' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand stats" -l api-key-file -d 'File holding the Brevo API key [env: SENDINBLUE_API_KEY_FILE, BREVO_API_KEY_FILE]' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand stats" -l amqp-url-file -d 'File holding the RabbitMQ URL, password included [env: QUEUE_SERVICE_URL_FILE]' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand stats" -l amqp-ca-file -d 'PEM file of the CA(s) that signed RabbitMQ\'s certificate, for amqps:// with a private CA' -r -F
@@ -221,6 +228,7 @@ never\t'Never colour'"
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -l lock-wait -d 'Seconds to wait for another run\'s lock before giving up (exit 6)' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -l timeout -d 'Seconds to wait for RabbitMQ or Brevo to connect or answer' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -l scan -d 'At most this many mails read from the head of the queue to count urgency bands (stats, the pushed band gauges, dry runs); the bands beyond are reported as partial' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -l credits-reset -d 'When Brevo\'s daily credits reset: HH:MM in --tz, or followed by a zone ("00:00 UTC"), overriding the reset acaso-mail observed [env: ACASO_MAIL_CREDITS_RESET] [default: the observed reset, else local midnight]' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -l api-key-file -d 'File holding the Brevo API key [env: SENDINBLUE_API_KEY_FILE, BREVO_API_KEY_FILE]' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -l amqp-url-file -d 'File holding the RabbitMQ URL, password included [env: QUEUE_SERVICE_URL_FILE]' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -l amqp-ca-file -d 'PEM file of the CA(s) that signed RabbitMQ\'s certificate, for amqps:// with a private CA' -r -F
@@ -245,6 +253,7 @@ never\t'Never colour'"
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge recheck" -l lock-wait -d 'Seconds to wait for another run\'s lock before giving up (exit 6)' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge recheck" -l timeout -d 'Seconds to wait for RabbitMQ or Brevo to connect or answer' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge recheck" -l scan -d 'At most this many mails read from the head of the queue to count urgency bands (stats, the pushed band gauges, dry runs); the bands beyond are reported as partial' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge recheck" -l credits-reset -d 'When Brevo\'s daily credits reset: HH:MM in --tz, or followed by a zone ("00:00 UTC"), overriding the reset acaso-mail observed [env: ACASO_MAIL_CREDITS_RESET] [default: the observed reset, else local midnight]' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge recheck" -l api-key-file -d 'File holding the Brevo API key [env: SENDINBLUE_API_KEY_FILE, BREVO_API_KEY_FILE]' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge recheck" -l amqp-url-file -d 'File holding the RabbitMQ URL, password included [env: QUEUE_SERVICE_URL_FILE]' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge recheck" -l amqp-ca-file -d 'PEM file of the CA(s) that signed RabbitMQ\'s certificate, for amqps:// with a private CA' -r -F
@@ -273,6 +282,7 @@ never\t'Never colour'"
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from list" -l lock-wait -d 'Seconds to wait for another run\'s lock before giving up (exit 6)' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from list" -l timeout -d 'Seconds to wait for RabbitMQ or Brevo to connect or answer' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from list" -l scan -d 'At most this many mails read from the head of the queue to count urgency bands (stats, the pushed band gauges, dry runs); the bands beyond are reported as partial' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from list" -l credits-reset -d 'When Brevo\'s daily credits reset: HH:MM in --tz, or followed by a zone ("00:00 UTC"), overriding the reset acaso-mail observed [env: ACASO_MAIL_CREDITS_RESET] [default: the observed reset, else local midnight]' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from list" -l api-key-file -d 'File holding the Brevo API key [env: SENDINBLUE_API_KEY_FILE, BREVO_API_KEY_FILE]' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from list" -l amqp-url-file -d 'File holding the RabbitMQ URL, password included [env: QUEUE_SERVICE_URL_FILE]' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from list" -l amqp-ca-file -d 'PEM file of the CA(s) that signed RabbitMQ\'s certificate, for amqps:// with a private CA' -r -F
@@ -298,6 +308,7 @@ never\t'Never colour'"
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from replay" -l lock-wait -d 'Seconds to wait for another run\'s lock before giving up (exit 6)' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from replay" -l timeout -d 'Seconds to wait for RabbitMQ or Brevo to connect or answer' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from replay" -l scan -d 'At most this many mails read from the head of the queue to count urgency bands (stats, the pushed band gauges, dry runs); the bands beyond are reported as partial' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from replay" -l credits-reset -d 'When Brevo\'s daily credits reset: HH:MM in --tz, or followed by a zone ("00:00 UTC"), overriding the reset acaso-mail observed [env: ACASO_MAIL_CREDITS_RESET] [default: the observed reset, else local midnight]' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from replay" -l api-key-file -d 'File holding the Brevo API key [env: SENDINBLUE_API_KEY_FILE, BREVO_API_KEY_FILE]' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from replay" -l amqp-url-file -d 'File holding the RabbitMQ URL, password included [env: QUEUE_SERVICE_URL_FILE]' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from replay" -l amqp-ca-file -d 'PEM file of the CA(s) that signed RabbitMQ\'s certificate, for amqps:// with a private CA' -r -F
@@ -324,6 +335,7 @@ never\t'Never colour'"
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -l lock-wait -d 'Seconds to wait for another run\'s lock before giving up (exit 6)' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -l timeout -d 'Seconds to wait for RabbitMQ or Brevo to connect or answer' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -l scan -d 'At most this many mails read from the head of the queue to count urgency bands (stats, the pushed band gauges, dry runs); the bands beyond are reported as partial' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -l credits-reset -d 'When Brevo\'s daily credits reset: HH:MM in --tz, or followed by a zone ("00:00 UTC"), overriding the reset acaso-mail observed [env: ACASO_MAIL_CREDITS_RESET] [default: the observed reset, else local midnight]' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -l api-key-file -d 'File holding the Brevo API key [env: SENDINBLUE_API_KEY_FILE, BREVO_API_KEY_FILE]' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -l amqp-url-file -d 'File holding the RabbitMQ URL, password included [env: QUEUE_SERVICE_URL_FILE]' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -l amqp-ca-file -d 'PEM file of the CA(s) that signed RabbitMQ\'s certificate, for amqps:// with a private CA' -r -F
@@ -348,6 +360,7 @@ never\t'Never colour'"
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from recheck" -l lock-wait -d 'Seconds to wait for another run\'s lock before giving up (exit 6)' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from recheck" -l timeout -d 'Seconds to wait for RabbitMQ or Brevo to connect or answer' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from recheck" -l scan -d 'At most this many mails read from the head of the queue to count urgency bands (stats, the pushed band gauges, dry runs); the bands beyond are reported as partial' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from recheck" -l credits-reset -d 'When Brevo\'s daily credits reset: HH:MM in --tz, or followed by a zone ("00:00 UTC"), overriding the reset acaso-mail observed [env: ACASO_MAIL_CREDITS_RESET] [default: the observed reset, else local midnight]' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from recheck" -l api-key-file -d 'File holding the Brevo API key [env: SENDINBLUE_API_KEY_FILE, BREVO_API_KEY_FILE]' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from recheck" -l amqp-url-file -d 'File holding the RabbitMQ URL, password included [env: QUEUE_SERVICE_URL_FILE]' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from recheck" -l amqp-ca-file -d 'PEM file of the CA(s) that signed RabbitMQ\'s certificate, for amqps:// with a private CA' -r -F

@@ -1,9 +1,10 @@
 //! A stand-in for Brevo on your machine: the same fake the test suite uses, so that
 //! acaso-mail can be tried end to end without a Brevo account. Nothing is mailed.
 //!
-//! `cargo run --example fake-brevo -- [--port 8025] [--credits 300] [--key xkeysib-local] [--latency-ms 0] [--host 127.0.0.1]`
+//! `cargo run --example fake-brevo -- [--port 8025] [--credits 300] [--key xkeysib-local] [--latency-ms 0] [--host 127.0.0.1] [--reset-utc HH:MM]`
 //!
 //! `--host 0.0.0.0` lets other containers reach it (the compose stack's `brevo` service).
+//! `--reset-utc 00:00` puts the credits back to `--credits` every day at that time (UTC).
 
 #[path = "../tests/support/fake_brevo.rs"]
 mod fake_brevo;
@@ -16,6 +17,7 @@ fn main() {
     let mut key = String::from("xkeysib-local");
     let mut latency_ms = 0u64;
     let mut host = String::from("127.0.0.1");
+    let mut reset_utc: Option<i64> = None;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next();
@@ -36,6 +38,17 @@ fn main() {
             }
             "--key" => key = value.unwrap_or_else(|| bad("a key")),
             "--host" => host = value.unwrap_or_else(|| bad("an address such as 0.0.0.0")),
+            "--reset-utc" => {
+                reset_utc = Some(
+                    value
+                        .as_deref()
+                        .and_then(|v| v.split_once(':'))
+                        .and_then(|(h, m)| Some((h.parse::<i64>().ok()?, m.parse::<i64>().ok()?)))
+                        .filter(|(h, m)| (0..24).contains(h) && (0..60).contains(m))
+                        .map(|(h, m)| h * 3600 + m * 60)
+                        .unwrap_or_else(|| bad("a time of day HH:MM (UTC)")),
+                )
+            }
             "--latency-ms" => {
                 latency_ms = value
                     .and_then(|v| v.parse().ok())
@@ -43,7 +56,7 @@ fn main() {
             }
             _ => {
                 eprintln!(
-                    "usage: fake-brevo [--port 8025] [--credits 300] [--key xkeysib-local] [--latency-ms 0] [--host 127.0.0.1]"
+                    "usage: fake-brevo [--port 8025] [--credits 300] [--key xkeysib-local] [--latency-ms 0] [--host 127.0.0.1] [--reset-utc HH:MM]"
                 );
                 std::process::exit(2)
             }
@@ -57,6 +70,9 @@ fn main() {
         }
     };
     fake.state().latency = Duration::from_millis(latency_ms);
+    if let Some(tod) = reset_utc {
+        fake.reset_daily_at(tod);
+    }
     println!(
         "fake Brevo listening: SENDINBLUE_URL={} SENDINBLUE_API_KEY={key} ({credits} credits)",
         fake.url

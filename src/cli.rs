@@ -31,6 +31,7 @@ const ENVIRONMENT_HELP: &str = "Environment (a flag wins over its variable):
   ACASO_MAIL_TIMEOUT                   --timeout
   ACASO_MAIL_LOCK_WAIT                 --lock-wait
   ACASO_MAIL_SCAN                      --scan
+  ACASO_MAIL_CREDITS_RESET             --credits-reset
   CREDENTIALS_DIRECTORY                (set by systemd) the credentials sendinblue-api-key,
                                        queue-service-url, pushgateway-password
   NO_COLOR, TERM=dumb                  no colour with --color auto";
@@ -136,6 +137,13 @@ pub struct GlobalArgs {
           value_parser = clap::value_parser!(u32).range(1..=65_535))]
     pub scan: u32,
 
+    /// When Brevo's daily credits reset: HH:MM in --tz, or followed by a zone ("00:00 UTC"),
+    /// overriding the reset acaso-mail observed [env: ACASO_MAIL_CREDITS_RESET]
+    /// [default: the observed reset, else local midnight]
+    // The variable is read by `config`, so that a wrong value in it is named as such.
+    #[arg(long, global = true, value_name = "HH:MM [ZONE]")]
+    pub credits_reset: Option<String>,
+
     // Security hook (issue 16): secret files, CA files, Pushgateway auth.
     #[command(flatten)]
     pub security: SecurityArgs,
@@ -163,6 +171,7 @@ impl GlobalArgs {
             lock_wait: self.lock_wait,
             timeout: self.timeout,
             scan: self.scan,
+            credits_reset: self.credits_reset.clone(),
             security: self.security.settings(),
         }
     }
@@ -363,8 +372,8 @@ pub struct DrainArgs {
 /// `drain-hourly` arguments.
 #[derive(Debug, Args)]
 pub struct DrainHourlyArgs {
-    /// At most N mails this run; "auto" spreads the credits over the hours left in the
-    /// day, keeping --reserve back; "unlimited" sends all the credits allow (paid plans)
+    /// At most N mails this run; "auto" spreads the credits over the hourly runs left before
+    /// Brevo's credits reset, keeping --reserve back; "unlimited" sends all the credits allow (paid plans)
     /// [env: SENDINBLUE_MAILS_PER_HOUR] [default: 12]
     // The variable is read by `lib.rs`, so that a wrong value in it is reported as the
     // variable's, not as a --limit the user never typed.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveTime, Utc};
 use chrono_tz::Tz;
 
 use crate::error::{Failure, Secret};
@@ -42,6 +42,7 @@ pub struct Settings {
     pub lock_wait: u64,
     pub timeout: u64,
     pub scan: u32,
+    pub credits_reset: Option<String>,
     pub json: bool,
     pub quiet: bool,
     pub color: ColorWhen,
@@ -96,6 +97,8 @@ pub struct Config {
     pub scan: u32,
     /// TLS roots and Pushgateway auth (see [`crate::wire`]).
     pub wire: crate::wire::Wire,
+    /// When Brevo's daily credits reset, if stated (`--credits-reset`), in its zone.
+    pub credits_reset: Option<(NaiveTime, Tz)>,
 }
 
 impl Config {
@@ -177,6 +180,20 @@ impl Config {
             })
             .transpose()?;
 
+        // The variable is read here, not by clap, so that a wrong value is reported as
+        // the variable's when it came from there.
+        let credits_reset = match (&args.credits_reset, env("ACASO_MAIL_CREDITS_RESET")) {
+            (Some(v), _) => Some(("--credits-reset", v.clone())),
+            (None, Some(v)) => Some(("ACASO_MAIL_CREDITS_RESET", v)),
+            (None, None) => None,
+        }
+        .map(|(name, v)| {
+            parse_reset(&v)
+                .map(|(time, zone)| (time, zone.unwrap_or(tz)))
+                .map_err(|why| Failure::Usage(format!("invalid {name}: {why}")))
+        })
+        .transpose()?;
+
         let state_dir = match &args.state_dir {
             Some(d) => d.clone(),
             None => default_state_dir(&env)?,
@@ -206,6 +223,7 @@ impl Config {
                 args.scan
             },
             wire,
+            credits_reset,
         })
     }
 
@@ -223,6 +241,27 @@ impl Config {
             )
         })
     }
+}
+
+/// Parses a reset time as `--credits-reset` takes it: `HH:MM`, optionally followed by a
+/// time zone (`21:00`, `00:00 UTC`, `21:00 America/Recife`); no zone means `--tz`.
+fn parse_reset(s: &str) -> Result<(NaiveTime, Option<Tz>), String> {
+    let expected = "expected a time of day HH:MM, optionally followed by a time zone (21:00, 00:00 UTC, 21:00 America/Recife)";
+    let mut parts = s.split_whitespace();
+    let time = parts
+        .next()
+        .and_then(|t| NaiveTime::parse_from_str(t, "%H:%M").ok())
+        .ok_or_else(|| format!("{s:?} is not a reset time: {expected}"))?;
+    let zone = match parts.next() {
+        None => None,
+        Some(z) => Some(Tz::from_str(z).map_err(|_| {
+            format!("{s:?}: unknown time zone {z:?}: {expected}, the zone an IANA name")
+        })?),
+    };
+    if parts.next().is_some() {
+        return Err(format!("{s:?} is not a reset time: {expected}"));
+    }
+    Ok((time, zone))
 }
 
 /// Checks an AMQP URL and returns it with the password masked. The error never
@@ -300,6 +339,7 @@ mod tests {
                 "--brevo-url" => s.brevo_url = v,
                 "--pushgateway" => s.pushgateway = v,
                 "--queue" => s.queue = v,
+                "--credits-reset" => s.credits_reset = v,
                 other => panic!("no such flag in this test: {other}"),
             }
         }
@@ -398,6 +438,50 @@ mod tests {
             assert!(msg.contains(hint), "{args:?}: {msg}");
             assert!(!msg.contains("hunter2"), "secret leaked: {msg}");
             assert!(matches!(err, Failure::Usage(_)));
+        }
+    }
+
+    #[test]
+    fn the_credits_reset_is_a_time_of_day_with_an_optional_zone() {
+        let at = |flags: &[&str], env: &[(&str, &str)]| {
+            let mut env = env.to_vec();
+            env.push(("HOME", "/h"));
+            config(flags, &env).map(|c| c.credits_reset)
+        };
+        let nine = NaiveTime::from_hms_opt(21, 0, 0);
+        assert_eq!(
+            at(&["--credits-reset", "21:00"], &[]).expect("ok"),
+            nine.map(|t| (t, chrono_tz::America::Recife))
+        );
+        assert_eq!(
+            at(&[], &[("ACASO_MAIL_CREDITS_RESET", "00:00 UTC")]).expect("ok"),
+            Some((NaiveTime::MIN, chrono_tz::UTC))
+        );
+        assert_eq!(
+            at(
+                &["--credits-reset", "21:00 America/Recife", "--tz", "UTC"],
+                &[("ACASO_MAIL_CREDITS_RESET", "bad")]
+            )
+            .expect("the flag wins"),
+            nine.map(|t| (t, chrono_tz::America::Recife))
+        );
+        assert_eq!(at(&[], &[]).expect("ok"), None);
+        for (flags, env, named) in [
+            (
+                &["--credits-reset", "25:00"][..],
+                &[][..],
+                "--credits-reset",
+            ),
+            (
+                &[],
+                &[("ACASO_MAIL_CREDITS_RESET", "9pm")][..],
+                "ACASO_MAIL_CREDITS_RESET",
+            ),
+            (&["--credits-reset", "21:00 Mars/Base"], &[], "IANA"),
+            (&["--credits-reset", "21:00 UTC x"], &[], "HH:MM"),
+        ] {
+            let err = at(flags, env).expect_err("refused").to_string();
+            assert!(err.contains(named) && err.contains("HH:MM"), "{err}");
         }
     }
 

@@ -12,6 +12,7 @@ pub mod census;
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod day;
 pub mod drain;
 pub mod error;
 pub mod mail;

@@ -128,6 +128,18 @@ impl Store {
                     .with_context(|| format!("adding {column} to the journal"))?;
             }
         }
+        // Brevo's day (crate::day): the credits each run saw, to learn when they reset.
+        db.execute_batch(
+            "CREATE TABLE IF NOT EXISTS credit_seen (
+                 at      INTEGER NOT NULL,
+                 credits REAL NOT NULL,
+                 plan    TEXT NOT NULL,
+                 limited INTEGER NOT NULL,
+                 command TEXT NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS credit_seen_at ON credit_seen (at);",
+        )
+        .context("creating the credit history")?;
         Ok(Store { db })
     }
 
@@ -473,6 +485,56 @@ pub fn lock(dir: &Path, wait: Duration) -> Result<RunLock> {
                 return Err(e).with_context(|| format!("locking {}", path.display()));
             }
         }
+    }
+}
+
+/// A reading of the credits: (order recorded, Unix seconds, credits, plan type, counted
+/// in credits).
+pub type CreditReading = (i64, i64, f64, String, bool);
+
+impl Store {
+    /// Records the credits a run (`command`) saw at `at`, and forgets the readings older
+    /// than `keep` before it: Brevo's daily reset is learned from them.
+    pub fn record_credits(
+        &self,
+        at: DateTime<Utc>,
+        credits: f64,
+        plan: &str,
+        limited: bool,
+        command: &str,
+        keep: chrono::Duration,
+    ) -> Result<()> {
+        let at = at.timestamp();
+        self.db.execute(
+            "INSERT INTO credit_seen (at, credits, plan, limited, command) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![at, credits, plan, limited, command],
+        )?;
+        self.db.execute(
+            "DELETE FROM credit_seen WHERE at < ?1",
+            [at.saturating_sub(keep.num_seconds())],
+        )?;
+        Ok(())
+    }
+
+    /// Every kept reading of the credits, in the order they were recorded.
+    pub fn credit_history(&self) -> Result<Vec<CreditReading>> {
+        let mut stmt = self
+            .db
+            .prepare("SELECT rowid, at, credits, plan, limited FROM credit_seen ORDER BY rowid")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// When `command` last read the credits, if it did in the kept history.
+    pub fn last_reading_by(&self, command: &str) -> Result<Option<DateTime<Utc>>> {
+        let at: Option<i64> = self.db.query_row(
+            "SELECT MAX(at) FROM credit_seen WHERE command = ?1",
+            [command],
+            |r| r.get(0),
+        )?;
+        Ok(at.and_then(|a| DateTime::from_timestamp(a, 0)))
     }
 }
 

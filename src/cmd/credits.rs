@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::brevo;
 use crate::config::Config;
 use crate::output::Report;
+use crate::state::Store;
 
 /// What `credits` reports.
 #[derive(Debug, Serialize, JsonSchema)]
@@ -23,6 +24,14 @@ pub struct Credits {
 /// Runs `credits`.
 pub async fn run(cfg: &Config) -> Result<Report> {
     let a = brevo::account(cfg).await?;
+    // Every reading teaches when the credits reset; one that cannot be kept costs only that.
+    if let Err(e) = Store::open(&cfg.state_dir)
+        .and_then(|store| crate::day::learn(&store, cfg, cfg.now(), &a, "credits"))
+    {
+        crate::output::stderr::notice(&format!(
+            "warning: the credits read could not be recorded: {e:#}"
+        ));
+    }
     let c = Credits {
         credits: a.credits,
         unlimited: a.unlimited(),

@@ -8,7 +8,8 @@ use chrono::Timelike;
 use crate::brevo::{self, Brevo};
 use crate::census::Census;
 use crate::config::Config;
-use crate::drain::{Budget, Drain, Io, Options, Rules, Summary, plan};
+use crate::day::{self, Position};
+use crate::drain::{Budget, Drain, Io, Options, Pace, Rules, Summary, plan};
 use crate::error::Failure;
 use crate::mailbox::{Rabbit, Which};
 use crate::metrics::{self, RunGauges};
@@ -30,8 +31,21 @@ pub struct Args {
     pub options: Options,
 }
 
-/// The run's rules: its caps from the credits, and "now".
-fn rules(cfg: &Config, budget: Budget, account: &brevo::Account) -> Rules {
+/// Where the run stands before Brevo's next credit reset; local midnight if the reset's
+/// date is out of range.
+fn pace(cfg: &Config, position: Option<&Position>) -> Pace {
+    match position {
+        Some(p) => Pace {
+            runs_left: p.runs_left,
+            last_before_reset: p.last_before_reset,
+            early_in_day: p.early_in_day,
+        },
+        None => Pace::at_hour(cfg.now().with_timezone(&cfg.tz).hour()),
+    }
+}
+
+/// The run's rules: its caps from the credits and Brevo's day, and "now".
+fn rules(cfg: &Config, budget: Budget, account: &brevo::Account, pace: Pace) -> Rules {
     let now = cfg.now();
     let credits = if account.unlimited() {
         u32::MAX
@@ -42,7 +56,7 @@ fn rules(cfg: &Config, budget: Budget, account: &brevo::Account) -> Rules {
         tz: cfg.tz,
         now,
         fixed: cfg.fixed_now.is_some(),
-        caps: budget.caps(credits, now.with_timezone(&cfg.tz).hour()),
+        caps: budget.caps(credits, pace),
     }
 }
 
@@ -54,7 +68,10 @@ pub async fn run(cfg: &Config, args: Args, cancel: &Cancel) -> Result<Report> {
     let now = cfg.now();
     store.prune(now - JOURNAL_KEEP)?;
     let account = brevo::account(cfg).await?;
-    let rules = rules(cfg, args.budget, &account);
+    let learned = day::learn(&store, cfg, now, &account, args.budget.subcommand())?;
+    let position = day::position(&learned.reset, now, cfg.tz);
+    let pace = pace(cfg, position.as_ref());
+    let rules = rules(cfg, args.budget, &account, pace);
     let mut mailbox = Rabbit::open(cfg).await?;
     let bar = output::progress(
         cfg,
@@ -75,6 +92,7 @@ pub async fn run(cfg: &Config, args: Args, cancel: &Cancel) -> Result<Report> {
     let mut gauges = RunGauges {
         queue_ready: Some(s.remaining),
         credits: Some((s.credits - f64::from(s.sent)).max(0.0)),
+        next_reset: position.as_ref().map(|p| p.next.by.timestamp() as f64),
         ..RunGauges::default()
     };
     if cfg.pushgateway.is_some() {
@@ -91,12 +109,11 @@ pub async fn run(cfg: &Config, args: Args, cancel: &Cancel) -> Result<Report> {
             gauges.parked = Some(depth.parked);
         }
     }
-    record_tallies(
-        &store,
-        &cfg.queue,
-        now.with_timezone(&cfg.tz).date_naive(),
-        &s,
-    )?;
+    // "Today" is Brevo's day once its reset is known (named by its local date).
+    let brevo_day = position
+        .as_ref()
+        .map_or_else(|| now.with_timezone(&cfg.tz).date_naive(), |p| p.day);
+    record_tallies(&store, &cfg.queue, brevo_day, &s)?;
     // Metric totals are kept whether or not a Pushgateway is configured yet.
     metrics::record_drain(&store, args.budget.subcommand(), &s.totals())?;
     mailbox.close().await;
@@ -105,6 +122,9 @@ pub async fn run(cfg: &Config, args: Args, cancel: &Cancel) -> Result<Report> {
         .or_else(|| cancel.received().map(Failure::Interrupted));
     let fatal = s.fatal.is_some();
     let mut report = Report::json(&s)?.line(s.line());
+    if matches!(args.budget, Budget::EndOfDay) && pace.early_in_day {
+        report = report.line(early_eod_note(cfg, &learned.reset, now));
+    }
     if fatal {
         report = report.answer();
     }
@@ -119,18 +139,39 @@ pub async fn dry_run(cfg: &Config, budget: Budget) -> Result<Report> {
     cfg.require_api_key()?;
     let _lock = state::lock(&cfg.state_dir, cfg.lock_wait)?;
     let account = brevo::account(cfg).await?;
-    let rules = rules(cfg, budget, &account);
     let journal = if cfg.state_dir.join(state::DB_FILE).exists() {
         Some(Store::open(&cfg.state_dir)?)
     } else {
         None
     };
+    // A dry run records nothing: it goes by what earlier runs saw.
+    let learned = day::known(journal.as_ref(), cfg)?;
+    let position = day::position(&learned.reset, cfg.now(), cfg.tz);
+    let rules = rules(cfg, budget, &account, pace(cfg, position.as_ref()));
     let mailbox = Rabbit::open(cfg).await?;
     let head = mailbox
         .browse(Which::Main, mailbox.info().ready.min(cfg.scan))
         .await?;
     mailbox.close().await;
     plan(&rules, journal.as_ref(), account.credits, head)?.report()
+}
+
+/// What an end-of-day drain run just after the reset did instead, and what to change.
+fn early_eod_note(cfg: &Config, reset: &day::Reset, now: chrono::DateTime<chrono::Utc>) -> String {
+    let when = reset
+        .local_window(cfg.tz, now)
+        .map_or_else(String::new, |(after, by)| {
+            if after == by {
+                format!(" at {by}")
+            } else {
+                format!(" between {after} and {by}")
+            }
+        });
+    format!(
+        "drain-eod ran after Brevo's credits reset ({}{when} {}): it paced like an hourly run instead of spending the new day's credits; move it before the reset (see `acaso-mail stats`)",
+        reset.source.name(),
+        cfg.tz
+    )
 }
 
 fn record_tallies(store: &Store, queue: &str, day: chrono::NaiveDate, s: &Summary) -> Result<()> {

@@ -6,7 +6,8 @@
 pub enum Limit {
     /// At most this many mails per run.
     Count(u32),
-    /// Spread the credits left, less the reserve, over the hours left in the day.
+    /// Spread the credits left, less the reserve, over the hourly runs left before
+    /// Brevo's credits reset.
     Auto,
     /// Everything the credits allow (a paid plan).
     Unlimited,
@@ -27,16 +28,41 @@ impl std::str::FromStr for Limit {
 
 impl Limit {
     /// Mails this run may send out of `credits`, `reserve` kept back for urgent mail
-    /// still to come, at local hour `hour` (0-23).
-    pub fn allowance(self, credits: u32, reserve: u32, hour: u32) -> u32 {
+    /// still to come, with `runs_left` hourly runs (this one included) before the reset.
+    pub fn allowance(self, credits: u32, reserve: u32, runs_left: u32) -> u32 {
         match self {
             Limit::Count(n) => n.min(credits),
             Limit::Unlimited => credits,
-            Limit::Auto => {
-                // This run and one per hour left before the end-of-day drain.
-                let runs = 24u32.saturating_sub(hour.min(23)).max(1);
-                credits.saturating_sub(reserve).div_ceil(runs)
-            }
+            Limit::Auto => credits
+                .saturating_sub(reserve)
+                .div_ceil(runs_left.clamp(1, 24)),
+        }
+    }
+}
+
+/// Credits an end-of-day drain run early in Brevo's day keeps back, as `--reserve` does
+/// by default.
+pub const EARLY_EOD_RESERVE: u32 = 30;
+
+/// Where a run stands before Brevo's next credit reset (see `crate::day`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pace {
+    /// Hourly runs left before the reset, this one included (1-24).
+    pub runs_left: u32,
+    /// No later hourly run comes before the (known) reset: this run spends what is left.
+    pub last_before_reset: bool,
+    /// The (known) reset is more than 12 hours away: the day has just begun.
+    pub early_in_day: bool,
+}
+
+impl Pace {
+    /// The pace with the reset at local midnight, at local hour `hour` (0-23): how every
+    /// run went before the reset was learned.
+    pub fn at_hour(hour: u32) -> Pace {
+        Pace {
+            runs_left: 24u32.saturating_sub(hour.min(23)),
+            last_before_reset: false,
+            early_in_day: false,
         }
     }
 }
@@ -78,17 +104,32 @@ impl Budget {
         }
     }
 
-    /// The caps of a run with `credits` sendable at local hour `hour`.
-    pub fn caps(self, credits: u32, hour: u32) -> Caps {
+    /// The caps of a run with `credits` sendable, at `pace` before the reset.
+    ///
+    /// The last hourly run before a known reset spends everything: credits left then are
+    /// lost at the reset. An end-of-day drain early in Brevo's day (it runs after the
+    /// reset: the schedule was not moved) paces as `--limit auto` would, rather than
+    /// spend the new day's credits at once; mail due today still goes out.
+    pub fn caps(self, credits: u32, pace: Pace) -> Caps {
         match self {
+            Budget::Hourly { .. } | Budget::EndOfDay if pace.last_before_reset => Caps {
+                credits,
+                soft: credits,
+                overflow: false,
+            },
             Budget::Hourly {
                 limit,
                 urgent_beyond_limit,
                 reserve,
             } => Caps {
                 credits,
-                soft: limit.allowance(credits, reserve, hour),
+                soft: limit.allowance(credits, reserve, pace.runs_left),
                 overflow: urgent_beyond_limit,
+            },
+            Budget::EndOfDay if pace.early_in_day => Caps {
+                credits,
+                soft: Limit::Auto.allowance(credits, EARLY_EOD_RESERVE, pace.runs_left),
+                overflow: true,
             },
             Budget::EndOfDay => Caps {
                 credits,
@@ -118,31 +159,46 @@ mod tests {
 
     #[test]
     fn auto_spreads_the_credits_over_the_hours_left_keeping_the_reserve() {
+        let at = |hour| Pace::at_hour(hour).runs_left;
         // 300 credits, 30 kept back, at 00:xx: 24 runs left -> 12 per run.
-        assert_eq!(Limit::Auto.allowance(300, 30, 0), 12);
+        assert_eq!(Limit::Auto.allowance(300, 30, at(0)), 12);
         // A quiet morning: at 12:00 with 290 left, the 12 runs left get more each.
-        assert_eq!(Limit::Auto.allowance(290, 30, 12), 22);
+        assert_eq!(Limit::Auto.allowance(290, 30, at(12)), 22);
         // Last hourly run of the day: all but the reserve.
-        assert_eq!(Limit::Auto.allowance(100, 30, 23), 70);
+        assert_eq!(Limit::Auto.allowance(100, 30, at(23)), 70);
         // Fewer credits than the reserve: nothing (the end-of-day drain spends it).
-        assert_eq!(Limit::Auto.allowance(20, 30, 15), 0);
+        assert_eq!(Limit::Auto.allowance(20, 30, at(15)), 0);
+        // With the reset at 21:00, at 12:00 there are 9 runs left, not 12.
+        assert_eq!(Limit::Auto.allowance(290, 30, 9), 29);
         assert_eq!(Limit::Count(12).allowance(5, 30, 3), 5);
         assert_eq!(Limit::Unlimited.allowance(u32::MAX, 30, 3), u32::MAX);
     }
 
     #[test]
     fn end_of_day_spends_the_credits_and_hourly_keeps_its_limit() {
-        let eod = Budget::EndOfDay.caps(40, 23);
+        let eod = Budget::EndOfDay.caps(40, Pace::at_hour(23));
         assert_eq!((eod.credits, eod.soft, eod.overflow), (40, 40, false));
         let hourly = Budget::Hourly {
             limit: Limit::Count(12),
             urgent_beyond_limit: true,
             reserve: 30,
-        }
-        .caps(40, 10);
-        assert_eq!(
-            (hourly.credits, hourly.soft, hourly.overflow),
-            (40, 12, true)
-        );
+        };
+        let h = hourly.caps(40, Pace::at_hour(10));
+        assert_eq!((h.credits, h.soft, h.overflow), (40, 12, true));
+        // The last hourly run before a known reset spends what would be lost.
+        let last = Pace {
+            runs_left: 1,
+            last_before_reset: true,
+            early_in_day: false,
+        };
+        assert_eq!(hourly.caps(40, last).soft, 40);
+        // drain-eod just after the reset: paced over the day's runs, today's mail first.
+        let early = Pace {
+            runs_left: 21,
+            last_before_reset: false,
+            early_in_day: true,
+        };
+        let e = Budget::EndOfDay.caps(276, early);
+        assert_eq!((e.soft, e.overflow), (12, true));
     }
 }

@@ -17,7 +17,7 @@ pub mod summary;
 #[cfg(test)]
 mod tests;
 
-pub use budget::{Budget, Limit};
+pub use budget::{Budget, Limit, Pace};
 pub use decide::Rules;
 pub use engine::{Drain, Io, Options};
 pub use plan::{Plan, plan};

@@ -35,6 +35,8 @@ pub struct RunGauges {
     pub parked: Option<u32>,
     /// Brevo credits left after the run.
     pub credits: Option<f64>,
+    /// When Brevo's credits are next expected to reset (Unix time: by then at the latest).
+    pub next_reset: Option<f64>,
 }
 
 /// What one drain adds to the counters kept across runs.
@@ -140,7 +142,7 @@ const HELP: [(&str, &str); 10] = [
 ];
 
 /// Every metric name acaso-mail pushes (dashboards and alerts may use only these).
-pub const EXPORTED: [&str; 18] = [
+pub const EXPORTED: [&str; 19] = [
     "mails_sent_total",
     "mails_fails_total",
     "payload_template_total",
@@ -159,6 +161,7 @@ pub const EXPORTED: [&str; 18] = [
     "acaso_mail_retrying",
     "acaso_mail_parked",
     "acaso_mail_brevo_credits",
+    "acaso_mail_credits_next_reset_timestamp_seconds",
 ];
 
 /// The drain counters and their known label sets: (name, label name, label values).
@@ -311,6 +314,11 @@ pub fn render(
             "Brevo email credits left after the run.",
             g.credits,
         ),
+        (
+            "acaso_mail_credits_next_reset_timestamp_seconds",
+            "When Brevo's daily credits are next expected to reset, at the latest (UNIX time).",
+            g.next_reset,
+        ),
     ];
     for (name, help, value) in run_gauges {
         if let Some(v) = value {
@@ -411,6 +419,7 @@ mod tests {
             retrying: Some(1),
             parked: Some(1),
             credits: Some(1.0),
+            next_reset: Some(86_400.0),
         };
         let text = render(Some(&store), "full", &full, 1.0).expect("render");
         let names: Vec<&str> = text

@@ -100,7 +100,7 @@ fn a_429_pauses_the_run_as_asked_and_loses_nothing() {
 }
 
 /// Calendar days from `now` to `deadline` in Recife.
-fn days(deadline: &str, now: &str) -> i64 {
+fn days_to(deadline: &str, now: &str) -> i64 {
     let tz: chrono_tz::Tz = "America/Recife".parse().expect("tz");
     let d = DateTime::parse_from_rfc3339(deadline)
         .expect("deadline")
@@ -113,14 +113,44 @@ fn days(deadline: &str, now: &str) -> i64 {
     (d - n).num_days()
 }
 
+/// When the fake Brevo resets its credits in a day experiment.
+#[derive(Clone, Copy)]
+struct BrevoReset {
+    /// Seconds after midnight UTC.
+    utc_secs: i64,
+    /// The same, as `HH:MM` in Recife.
+    local: &'static str,
+}
+
+fn unix(rfc3339: &str) -> i64 {
+    DateTime::parse_from_rfc3339(rfc3339)
+        .expect("instant")
+        .timestamp()
+}
+
+/// Whether `hh_mm` falls in the window (`after`, `by`] of the day (times `HH:MM`).
+fn in_window(hh_mm: &str, after: &str, by: &str) -> bool {
+    let mins = |t: &str| {
+        let (h, m) = t.split_once(':').expect("HH:MM");
+        h.parse::<i64>().expect("hour") * 60 + m.parse::<i64>().expect("minute")
+    };
+    let d = (mins(hh_mm) - mins(after)).rem_euclid(1440);
+    let len = (mins(by) - mins(after)).rem_euclid(1440);
+    d > 0 && d <= len
+}
+
 /// The first version was checked by publishing 400 mock mails and watching a day. This is
-/// that day, automated: queued days ahead, reprioritized after midnight, 22 hourly drains
-/// with urgent mail arriving mid-afternoon, then the end-of-day drain.
-#[test]
-fn the_day_experiment() {
-    let w = World::new("day", 300.0);
+/// that day, automated, twice over, with Brevo's credits resetting at `reset`: mail queued
+/// days ahead, reprioritized after midnight, 22 hourly drains with urgent mail arriving
+/// mid-afternoon, then the end-of-day drain at 23:05, on the schedule as installed. The
+/// first day teaches acaso-mail when the credits reset; the Brevo day that starts at that
+/// reset must then spend exactly its 300 credits, none refused, with every mail due that
+/// day sent, and none of the following Brevo day's credits spent early.
+fn day_experiment(name: &str, reset: BrevoReset) {
+    let w = World::new(name, 300.0);
     let pg = Pushgateway::start();
-    let day = "2026-12-01";
+    let days = ["2026-12-01", "2026-12-02"];
+    let at = |day: &str, h: u32, m: u32| format!("{day}T{h:02}:{m:02}:00-03:00");
     let mut published: HashMap<String, String> = HashMap::new();
     let mut batch = |prefix: &str, n: usize, when: &str, deadline_of: &dyn Fn(usize) -> String| {
         let jobs: Vec<Value> = (0..n)
@@ -133,39 +163,33 @@ fn the_day_experiment() {
             .collect();
         w.publish(&jobs, when);
     };
-    // Queued three days before and the day before: deadlines 0-10 days from the day.
+    // Queued before the first day: deadlines 0-20 days ahead, about 33 a day.
     let spread = |i: usize| {
-        let date = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").expect("day")
-            + chrono::Duration::days((i % 11) as i64);
+        let date = chrono::NaiveDate::parse_from_str(days[0], "%Y-%m-%d").expect("day")
+            + chrono::Duration::days((i % 21) as i64);
         format!("{date}T{:02}:30:00-03:00", 8 + (i % 13))
     };
-    batch("early", 170, "2026-11-28T12:00:00-03:00", &spread);
-    batch("eve", 170, "2026-11-30T12:00:00-03:00", &|i| spread(i + 5));
+    batch("early", 350, "2026-11-28T12:00:00-03:00", &spread);
+    batch("eve", 350, "2026-11-30T12:00:00-03:00", &|i| spread(i + 7));
 
-    let at = |h: u32, m: u32| format!("{day}T{h:02}:{m:02}:00-03:00");
-    let out = w
-        .cmd()
-        .args(["--now", &at(0, 5), "--json", "reprioritize"])
-        .output()
-        .expect("reprioritize");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // The fake's clock follows --now; its credits go back to 300 at the reset.
+    w.fake.set_now(unix(&at(days[0], 0, 0)));
+    w.fake.reset_daily_at(reset.utc_secs);
 
     let mut sent_so_far = 0usize;
-    let mut check_drain = |now: &str, args: &[&str]| {
+    let mut eod_outs = Vec::new();
+    let run = |now: &str, args: &[&str]| -> Value {
+        w.fake.set_now(unix(now));
         let out = w
             .cmd()
             .env("PUSHGATEWAY_URL", &pg.url)
             .args(["--now", now, "--json"])
             .args(args)
             .output()
-            .expect("drain");
+            .expect("run");
         assert!(
             out.status.success(),
-            "{now}: {}",
+            "{now} {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(
@@ -173,10 +197,17 @@ fn the_day_experiment() {
             "{now}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        stdout_json(&out)
+    };
+    let mut check_drain = |now: &str, args: &[&str]| {
+        let summary = run(now, args);
+        if args == ["drain-eod"] {
+            eod_outs.push(summary);
+        }
         let accepted = w.fake.accepted();
         let new: Vec<i64> = accepted[sent_so_far..]
             .iter()
-            .map(|m| days(m["params"]["DEADLINE"].as_str().expect("deadline"), now))
+            .map(|m| days_to(m["params"]["DEADLINE"].as_str().expect("deadline"), now))
             .collect();
         sent_so_far = accepted.len();
         let peek = w
@@ -188,7 +219,7 @@ fn the_day_experiment() {
             .as_array()
             .expect("list")
             .iter()
-            .filter_map(|m| m["deadline"].as_str().map(|d| days(d, now)))
+            .filter_map(|m| m["deadline"].as_str().map(|d| days_to(d, now)))
             .collect();
         // Day by day up to +6; beyond, the contract allows coarser bands.
         let band = |d: i64| match d {
@@ -213,38 +244,118 @@ fn the_day_experiment() {
             );
         }
     };
-    for h in 1..=22 {
-        if h == 16 {
-            // Urgent mail arrives mid-afternoon, due tonight and tomorrow.
-            batch("urgent", 40, &at(15, 30), &|i| {
-                format!("{day}T{:02}:45:00-03:00", 18 + (i % 5))
-            });
-            batch("soon", 20, &at(15, 30), &|_| {
-                "2026-12-02T09:00:00-03:00".to_string()
-            });
+    for day in days {
+        let out = w
+            .cmd()
+            .args(["--now", &at(day, 0, 5), "--json", "reprioritize"])
+            .output()
+            .expect("reprioritize");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let next_day = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").expect("day")
+            + chrono::Duration::days(1);
+        for h in 1..=22 {
+            if h == 16 {
+                // Urgent mail arrives mid-afternoon, due tonight and tomorrow.
+                batch(&format!("urgent{day}."), 40, &at(day, 15, 30), &|i| {
+                    format!("{day}T{:02}:45:00-03:00", 18 + (i % 5))
+                });
+                batch(&format!("soon{day}."), 20, &at(day, 15, 30), &|_| {
+                    format!("{next_day}T09:00:00-03:00")
+                });
+            }
+            check_drain(&at(day, h, 0), &["drain-hourly"]);
         }
-        check_drain(&at(h, 0), &["drain-hourly"]);
+        check_drain(&at(day, 23, 5), &["drain-eod"]);
     }
-    check_drain(&at(23, 5), &["drain-eod"]);
+
+    // What stats says at the end: the reset, observed, and when drain-eod runs.
+    let end = at(days[1], 23, 10);
+    let stats = run(&end, &["stats"]);
+    let r = &stats["credits_reset"];
+    assert_eq!(r["source"], "observed", "{r}");
+    let (after, by) = (
+        r["after"].as_str().expect("after"),
+        r["by"].as_str().expect("by"),
+    );
+    assert!(
+        in_window(reset.local, after, by),
+        "the reset at {} is not in ({after}, {by}]: {r}",
+        reset.local
+    );
+    assert_eq!(r["drain_eod_seen"], true, "{r}");
+    assert_eq!(r["drain_eod_at"], "23:05", "{r}");
+    let eod_late = reset.local != "00:00";
+    assert_eq!(r["drain_eod_after_reset"], eod_late, "{r}");
+    let warned = stats["warnings"]
+        .as_array()
+        .expect("warnings")
+        .iter()
+        .any(|w| {
+            w.as_str()
+                .is_some_and(|w| w.contains("acaso-mail-drain-eod.timer"))
+        });
+    assert_eq!(warned, eod_late, "{stats}");
+    let text = w
+        .cmd()
+        .args(["--now", &end, "stats"])
+        .output()
+        .expect("stats");
+    let text = String::from_utf8_lossy(&text.stdout);
+    if eod_late {
+        assert!(text.contains("after Brevo's credits reset"), "{text}");
+    } else {
+        assert!(text.contains("(observed:"), "{text}");
+    }
 
     let st = w.fake.state();
-    assert_eq!(st.accepted.len(), 300, "the credits are used exactly");
-    assert_eq!(st.received.len(), 300, "no send was refused (no 402)");
-    assert_eq!(st.credits, 0.0);
+    assert_eq!(
+        st.refused_no_credits, 0,
+        "a send was refused for want of credits"
+    );
+    assert_eq!(st.received.len(), st.accepted.len(), "a send was refused");
+    // Sends per Brevo day: the day that began at the first reset, once it was learned
+    // at the first run after it, spent exactly its 300 credits.
+    let brevo_day = |t: i64| (t - reset.utc_secs).div_euclid(86_400);
+    let learned = brevo_day(unix(&at(days[0], 0, 5))) + 1;
+    let per_day = |d: i64| {
+        st.accepted_at
+            .iter()
+            .filter(|t| brevo_day(**t) == d)
+            .count()
+    };
+    assert!(per_day(learned - 1) <= 300);
+    assert_eq!(
+        per_day(learned),
+        300,
+        "the Brevo day after the reset was learned"
+    );
+    // The following Brevo day (begun at 21:00 when the reset is at 21:00) has spent at
+    // most a few hourly runs' worth, not its whole credits at 23:05.
+    assert!(
+        per_day(learned + 1) < 100,
+        "{} of the next Brevo day's credits spent early",
+        per_day(learned + 1)
+    );
     let sent: Vec<String> = st
         .accepted
         .iter()
         .map(|m| m["to"][0]["email"].as_str().unwrap_or("").to_string())
         .collect();
     drop(st);
-    let due_today: Vec<&String> = published
-        .iter()
-        .filter(|(_, d)| d.starts_with(day))
-        .map(|(to, _)| to)
-        .collect();
-    assert!(due_today.len() > 40);
-    for to in &due_today {
-        assert!(sent.contains(to), "{to}, due today, was not sent");
+    for day in days {
+        let due: Vec<&String> = published
+            .iter()
+            .filter(|(_, d)| d.starts_with(day))
+            .map(|(to, _)| to)
+            .collect();
+        assert!(due.len() > 40);
+        for to in &due {
+            assert!(sent.contains(to), "{to}, due {day}, was not sent");
+        }
     }
     // Nothing lost, nothing twice: every mail is either sent once or still queued.
     let unique: std::collections::HashSet<&String> = sent.iter().collect();
@@ -256,9 +367,46 @@ fn the_day_experiment() {
         .iter()
         .filter_map(|s| pg.value("mails_sent_total", &[&format!("subcommand=\"{s}\"")]))
         .sum();
-    assert_eq!(pushed, 300.0);
+    assert_eq!(pushed, sent.len() as f64);
+    // The next reset drain-eod pushed: soon after it when it runs before the reset,
+    // most of a day away when it runs after (what the alert looks at).
+    let next = pg
+        .value(
+            "acaso_mail_credits_next_reset_timestamp_seconds",
+            &["subcommand=\"drain-eod\""],
+        )
+        .expect("the next reset is pushed");
+    let ahead = next - unix(&at(days[1], 23, 5)) as f64;
     assert_eq!(
-        pg.value("acaso_mail_brevo_credits", &["subcommand=\"drain-eod\""]),
-        Some(0.0)
+        ahead > 12.0 * 3600.0,
+        eod_late,
+        "next reset {ahead} s ahead"
+    );
+    if eod_late {
+        // It paced rather than spend the new day's credits.
+        let last = &eod_outs[eod_outs.len() - 1];
+        assert!(last["budget"].as_u64() < Some(100), "{last}");
+    }
+}
+
+#[test]
+fn the_day_experiment() {
+    day_experiment(
+        "day",
+        BrevoReset {
+            utc_secs: 3 * 3600,
+            local: "00:00",
+        },
+    );
+}
+
+#[test]
+fn the_day_experiment_with_the_reset_at_21_local() {
+    day_experiment(
+        "day21",
+        BrevoReset {
+            utc_secs: 0,
+            local: "21:00",
+        },
     );
 }

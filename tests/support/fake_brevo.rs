@@ -1,8 +1,9 @@
 //! A fake Brevo API v3, faithful to `shared/docs/brevo-api.md`: `GET /account` and
 //! `POST /smtp/email` with Brevo's status codes, error bodies, credits, idempotency
 //! keys (a repeat is refused for 30 minutes of the fake's clock, which a test may set
-//! with [`FakeBrevo::set_now`]) and rate-limit headers, plus fault injection (scripted statuses, latency,
-//! dropped connections). The tests run it in-process on 127.0.0.1:0; the example
+//! with [`FakeBrevo::set_now`]), a daily reset of the credits at a time the test chooses
+//! ([`FakeBrevo::reset_daily_at`]) and rate-limit headers, plus fault injection (scripted
+//! statuses, latency, dropped connections). The tests run it in-process on 127.0.0.1:0; the example
 //! `fake-brevo` runs it on its own so anyone can try acaso-mail without a Brevo account.
 //!
 //! Hand-written on std's TcpListener (HTTP/1.1, keep-alive, Content-Length bodies) so
@@ -98,6 +99,15 @@ pub struct State {
     concurrent: u32,
     /// Per-hour request allowance reported in headers.
     pub rate_limit: u64,
+    /// The plan's daily size: what the credits go back to at the daily reset.
+    pub daily_size: f64,
+    /// When the credits reset each day, in seconds after midnight UTC on the fake's
+    /// clock; `None`: never (the credits only go down).
+    pub reset_utc: Option<i64>,
+    /// The fake's time when it last looked for a reset.
+    pub last_roll: Option<i64>,
+    /// Sends refused for want of credits (402, or 400 `not_enough_credits`).
+    pub refused_no_credits: u32,
     /// `GET /smtp/emails` answers 503 (the transactional log is down).
     pub log_down: bool,
     /// The last N accepted mails are not in the log yet (it takes time to settle).
@@ -122,6 +132,19 @@ static MESSAGE_SEQ: AtomicU64 = AtomicU64::new(1);
 pub const IDEMPOTENCY_WINDOW_SECS: i64 = 30 * 60;
 
 impl State {
+    /// Puts the credits back to the plan's daily size if the daily reset time was
+    /// crossed since the fake last looked (a reset at `t` is seen by a request at `t`).
+    pub fn roll(&mut self) {
+        let now = self.now();
+        if let Some(tod) = self.reset_utc {
+            let day = |t: i64| (t - tod).div_euclid(86_400);
+            if self.last_roll.is_some_and(|last| day(now) > day(last)) {
+                self.credits = self.daily_size;
+            }
+        }
+        self.last_roll = Some(self.last_roll.map_or(now, |l| l.max(now)));
+    }
+
     /// The fake's time, in Unix seconds.
     pub fn now(&self) -> i64 {
         self.now.unwrap_or_else(|| {
@@ -162,6 +185,10 @@ impl FakeBrevo {
             max_concurrent: 0,
             concurrent: 0,
             rate_limit: 3_600_000,
+            daily_size: credits,
+            reset_utc: None,
+            last_roll: None,
+            refused_no_credits: 0,
             log_down: false,
             log_lag: 0,
             log_calls: 0,
@@ -220,7 +247,18 @@ impl FakeBrevo {
     /// Sets the fake's clock to `unix` seconds (the time acaso-mail is given with
     /// `--now`), so that Brevo's idempotency window passes when the test says so.
     pub fn set_now(&self, unix: i64) {
-        self.state().now = Some(unix);
+        let mut s = self.state();
+        s.now = Some(unix);
+        s.roll();
+    }
+
+    /// Resets the credits to the plan's daily size every day at `utc_secs` after
+    /// midnight UTC on the fake's clock, from now on.
+    pub fn reset_daily_at(&self, utc_secs: i64) {
+        let mut s = self.state();
+        s.reset_utc = Some(utc_secs.rem_euclid(86_400));
+        s.last_roll = None;
+        s.roll();
     }
 
     /// Sends being handled right now: received, not yet answered.
@@ -350,6 +388,7 @@ fn serve(conn: TcpStream, st: &Arc<Mutex<State>>, arrivals: &Arc<(Mutex<u64>, Co
         let ok = if req.method == "GET" && req.path.ends_with("/account") {
             let mut s = lock();
             s.account_calls += 1;
+            s.roll();
             if authorised {
                 let body = json!({
                     "email": "ops@acaso.example", "firstName": "Acaso", "companyName": "Acaso",
@@ -586,6 +625,7 @@ fn validate_and_accept(body: &Result<Value, serde_json::Error>, s: &mut State) -
     if s.missing_templates.contains(&template) {
         return (400, err("invalid_parameter", "Template ID does not exist"));
     }
+    s.roll();
     let now = s.now();
     if let Some(key) = headers.get("idempotencyKey").and_then(Value::as_str)
         && s.keys
@@ -603,6 +643,7 @@ fn validate_and_accept(body: &Result<Value, serde_json::Error>, s: &mut State) -
     }
     let sandbox = headers.get("X-Sib-Sandbox").and_then(Value::as_str) == Some("drop");
     if s.credits_type == "sendLimit" && s.credits < 1.0 && !sandbox {
+        s.refused_no_credits += 1;
         let status = s.quota_status;
         return (
             status,
@@ -657,4 +698,37 @@ fn a_repeated_idempotency_key_is_refused_for_30_minutes_of_the_fakes_clock() {
     assert_eq!(send(), 400, "and a new window opened");
     let s = fake.state();
     assert_eq!((s.accepted.len(), s.duplicates), (2, 2));
+}
+
+/// The credits go back to the plan's size when the fake's clock crosses the daily reset,
+/// and a send beyond them is refused and counted.
+#[test]
+fn the_credits_reset_daily_at_the_chosen_time() {
+    let fake = FakeBrevo::start("k", 2.0);
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    );
+    let send = |i: u32| {
+        let body = json!({"templateId": 1, "to": [{"email": format!("a{i}@example.org")}]});
+        agent
+            .post(format!("{}/smtp/email", fake.url))
+            .header("api-key", "k")
+            .header("content-type", "application/json")
+            .send(body.to_string())
+            .expect("the fake answers")
+            .status()
+            .as_u16()
+    };
+    // 2026-12-01T23:00:00Z; the reset at 00:00 UTC.
+    fake.set_now(1_796_166_000);
+    fake.reset_daily_at(0);
+    assert_eq!((send(1), send(2), send(3)), (201, 201, 402));
+    fake.set_now(1_796_169_599);
+    assert_eq!(send(4), 402, "a second before the reset");
+    fake.set_now(1_796_169_600);
+    assert_eq!(send(5), 201, "at the reset");
+    let s = fake.state();
+    assert_eq!((s.credits, s.refused_no_credits), (1.0, 2));
 }

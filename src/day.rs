@@ -1,0 +1,650 @@
+//! Brevo's day: when the free plan's daily credits reset. Brevo documents that the 300
+//! sends "reset every day" but not when, so acaso-mail learns it: every run that reads the
+//! account records the credits it saw, and a rise between two readings of the same
+//! counted plan is a reset that happened after the first reading and at or before the
+//! second. Successive rises narrow the reset down to a window of the day. A configured
+//! time (`--credits-reset`) overrides what was observed; with neither, local midnight is
+//! assumed, which is how acaso-mail behaved before it learned.
+//!
+//! Everything here is pure (no I/O, no clock) and never panics: date arithmetic is checked
+//! and an instant out of chrono's range gives `None`; only [`learn`] and [`known`] touch
+//! the state store, where the readings are kept.
+
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
+use chrono_tz::Tz;
+
+use crate::brevo::Account;
+use crate::config::Config;
+use crate::state::Store;
+
+/// Seconds in a day.
+pub const DAY_SECS: i64 = 86_400;
+
+/// The end-of-day drain's documented time (the timer, the crontab, `app.json`), in `--tz`:
+/// what `stats` assumes until it has seen a `drain-eod` run.
+pub const DOCUMENTED_EOD: (u32, u32) = (23, 5);
+
+/// How long the reset history is kept.
+pub const KEEP_DAYS: i64 = 60;
+
+/// One reading of the account's email plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Seen {
+    /// The order the readings were recorded in (the store's row id).
+    pub seq: i64,
+    /// When (Unix seconds).
+    pub at: i64,
+    /// The credits left.
+    pub credits: f64,
+    /// The plan type (`free`, ...).
+    pub plan: String,
+    /// Whether the plan is counted in credits (`sendLimit`).
+    pub limited: bool,
+}
+
+/// A rise of the credits between two readings: a reset happened after `after` and at
+/// or before `by` (Unix seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rise {
+    /// The last reading before the rise.
+    pub after: i64,
+    /// The first reading that showed it.
+    pub by: i64,
+}
+
+/// The resets in a history of readings, oldest first. A rise is a reset when both
+/// readings are of the same counted plan, the second was recorded after the first, and
+/// the credits do not go above the most the plan was ever seen to hold after a reset
+/// (that would be a bigger plan, not a new day).
+pub fn rises(seen: &[Seen]) -> Vec<Rise> {
+    let mut sorted: Vec<&Seen> = seen.iter().collect();
+    sorted.sort_by_key(|s| (s.at, s.seq));
+    let mut out = Vec::new();
+    let mut size: Option<f64> = None;
+    for pair in sorted.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        let same_plan = a.plan.eq_ignore_ascii_case(&b.plan) && a.limited && b.limited;
+        if !same_plan {
+            // Another plan: what was known of the old one's size no longer holds.
+            size = None;
+            continue;
+        }
+        let finite = a.credits.is_finite() && b.credits.is_finite();
+        // Readings recorded out of time order (a run given an earlier --now) prove nothing.
+        if !finite || b.seq <= a.seq || b.at <= a.at || b.credits < a.credits + 0.5 {
+            continue;
+        }
+        if size.is_some_and(|s| b.credits > s + 0.5) {
+            size = Some(b.credits);
+            continue;
+        }
+        size = Some(size.map_or(b.credits, |s| s.max(b.credits)));
+        out.push(Rise {
+            after: a.at,
+            by: b.at,
+        });
+    }
+    out
+}
+
+/// A stretch of the day, in UTC seconds since midnight: the reset comes after `start`
+/// and at or before `start + len` (wrapping past midnight).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Seconds after midnight UTC, 0..86400.
+    pub start: i64,
+    /// Its length in seconds, 1..86400.
+    pub len: i64,
+}
+
+impl Window {
+    /// The window of one rise; `None` when the readings are a day or more apart (any
+    /// time of day fits) or not in order.
+    pub fn of(rise: Rise) -> Option<Window> {
+        let len = rise.by.checked_sub(rise.after)?;
+        if len <= 0 || len >= DAY_SECS {
+            return None;
+        }
+        Some(Window {
+            start: rise.after.rem_euclid(DAY_SECS),
+            len,
+        })
+    }
+
+    /// Whether a time of day (UTC seconds since midnight) is in the window.
+    pub fn contains(self, tod: i64) -> bool {
+        let d = (tod - self.start).rem_euclid(DAY_SECS);
+        d > 0 && d <= self.len
+    }
+
+    /// The part of the day in both windows; `None` when they do not meet. When they
+    /// meet twice (two long windows), the stretch of `self` that holds both pieces.
+    pub fn intersect(self, other: Window) -> Option<Window> {
+        // Put `self` at (0, len] and `other` at (d, d + len'] and one day earlier.
+        let d = (other.start - self.start).rem_euclid(DAY_SECS);
+        let pieces: Vec<(i64, i64)> = [d, d - DAY_SECS]
+            .into_iter()
+            .filter_map(|s| {
+                let lo = s.max(0);
+                let hi = (s + other.len).min(self.len);
+                (hi > lo).then_some((lo, hi))
+            })
+            .collect();
+        let lo = pieces.iter().map(|p| p.0).min()?;
+        let hi = pieces.iter().map(|p| p.1).max()?;
+        Some(Window {
+            start: (self.start + lo).rem_euclid(DAY_SECS),
+            len: hi - lo,
+        })
+    }
+}
+
+/// What the readings say about the reset: the window all agreeing rises leave, and how
+/// many rises agreed. A rise outside the window means the reset moved (Brevo changed
+/// it, or it follows a zone with daylight saving): the count starts again from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inferred {
+    /// Where the reset falls.
+    pub window: Window,
+    /// The rises that narrowed it.
+    pub agreeing: u32,
+}
+
+/// Infers the reset from rises, oldest first.
+pub fn infer(rises: &[Rise]) -> Option<Inferred> {
+    let mut cur: Option<Inferred> = None;
+    for w in rises.iter().filter_map(|r| Window::of(*r)) {
+        cur = Some(match cur {
+            None => Inferred {
+                window: w,
+                agreeing: 1,
+            },
+            Some(c) => match c.window.intersect(w) {
+                Some(window) => Inferred {
+                    window,
+                    agreeing: c.agreeing.saturating_add(1),
+                },
+                None => Inferred {
+                    window: w,
+                    agreeing: 1,
+                },
+            },
+        });
+    }
+    cur
+}
+
+/// How the reset time is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Learned from the credits the runs saw.
+    Observed,
+    /// Stated with `--credits-reset` / `ACASO_MAIL_CREDITS_RESET`.
+    Configured,
+    /// Nothing known yet: local midnight, as before acaso-mail learned.
+    Assumed,
+}
+
+impl Source {
+    /// Its name in JSON and text.
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Observed => "observed",
+            Source::Configured => "configured",
+            Source::Assumed => "assumed",
+        }
+    }
+}
+
+/// The daily reset: it comes after `after` and at or before `after + len` seconds, each
+/// day, in `zone`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reset {
+    /// How it is known.
+    pub source: Source,
+    /// The zone its times of day are in.
+    pub zone: Tz,
+    /// The last time of day known to come before the reset.
+    pub after: NaiveTime,
+    /// The window's length in seconds (1 for a configured or assumed time).
+    pub len: i64,
+    /// Rises that agree with it (observed only).
+    pub agreeing: u32,
+}
+
+/// One day's reset: after `after`, at or before `by`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Occurrence {
+    /// The last instant known to come before it.
+    pub after: DateTime<Utc>,
+    /// The instant by which it has happened.
+    pub by: DateTime<Utc>,
+}
+
+fn one_second_before(t: NaiveTime) -> NaiveTime {
+    t.overflowing_sub_signed(Duration::seconds(1)).0
+}
+
+impl Reset {
+    /// A reset stated outright: at `time` in `zone`.
+    pub fn configured(time: NaiveTime, zone: Tz) -> Reset {
+        Reset {
+            source: Source::Configured,
+            zone,
+            after: one_second_before(time),
+            len: 1,
+            agreeing: 0,
+        }
+    }
+
+    /// Local midnight in `tz`: the assumption until a reset is observed.
+    pub fn assumed(tz: Tz) -> Reset {
+        Reset {
+            source: Source::Assumed,
+            zone: tz,
+            after: one_second_before(NaiveTime::MIN),
+            len: 1,
+            agreeing: 0,
+        }
+    }
+
+    /// The reset the readings show, if they show one.
+    pub fn observed(inferred: Inferred) -> Option<Reset> {
+        let secs = u32::try_from(inferred.window.start).ok()?;
+        Some(Reset {
+            source: Source::Observed,
+            zone: Tz::UTC,
+            after: NaiveTime::from_num_seconds_from_midnight_opt(secs, 0)?,
+            len: inferred.window.len,
+            agreeing: inferred.agreeing,
+        })
+    }
+
+    /// What to go by: a configured time, else what was observed, else local midnight.
+    pub fn choose(configured: Option<Reset>, inferred: Option<Inferred>, tz: Tz) -> Reset {
+        configured
+            .or_else(|| inferred.and_then(Reset::observed))
+            .unwrap_or_else(|| Reset::assumed(tz))
+    }
+
+    /// The reset whose window starts on `date` (in `zone`).
+    pub fn on(&self, date: NaiveDate) -> Option<Occurrence> {
+        let local = date.and_time(self.after);
+        let after = match self.zone.from_local_datetime(&local).earliest() {
+            Some(t) => t,
+            // In a daylight-saving gap: the first instant after it.
+            None => self
+                .zone
+                .from_local_datetime(&local.checked_add_signed(Duration::hours(1))?)
+                .earliest()?,
+        }
+        .with_timezone(&Utc);
+        let by = after.checked_add_signed(Duration::seconds(self.len))?;
+        Some(Occurrence { after, by })
+    }
+
+    /// The next reset: the first one that has not surely happened by `now`.
+    pub fn next(&self, now: DateTime<Utc>) -> Option<Occurrence> {
+        let today = now.with_timezone(&self.zone).date_naive();
+        let mut date = today.checked_sub_signed(Duration::days(1))?;
+        for _ in 0..4 {
+            let occ = self.on(date)?;
+            if occ.by > now {
+                return Some(occ);
+            }
+            date = date.succ_opt()?;
+        }
+        None
+    }
+
+    /// The last reset that surely happened by `now`: when the current Brevo day began.
+    pub fn previous(&self, now: DateTime<Utc>) -> Option<Occurrence> {
+        let next = self.next(now)?;
+        let date = next
+            .after
+            .with_timezone(&self.zone)
+            .date_naive()
+            .pred_opt()?;
+        self.on(date)
+    }
+
+    /// `after` and `by` as times of day in `tz` (`HH:MM`), for people.
+    pub fn local_window(&self, tz: Tz, now: DateTime<Utc>) -> Option<(String, String)> {
+        let occ = self.next(now)?;
+        let fmt = |t: DateTime<Utc>| t.with_timezone(&tz).format("%H:%M").to_string();
+        let after = match self.source {
+            // A stated time is when the credits are back: the `by` side.
+            Source::Observed => fmt(occ.after),
+            Source::Configured | Source::Assumed => fmt(occ.by),
+        };
+        Some((after, fmt(occ.by)))
+    }
+}
+
+/// Where a run stands in Brevo's day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// The next reset.
+    pub next: Occurrence,
+    /// Hourly runs left before it, this one included (1-24).
+    pub runs_left: u32,
+    /// No hourly run after this one comes before the reset: this run is the last that
+    /// can spend the day's credits. Only for a known reset (observed or configured).
+    pub last_before_reset: bool,
+    /// The reset is more than 12 hours away: the day has just begun (an end-of-day drain
+    /// now would spend the new day's credits). Only for a known reset.
+    pub early_in_day: bool,
+    /// The Brevo day's name: the local date (in `--tz`) of its middle, so that with a
+    /// reset at local midnight it is the calendar day.
+    pub day: NaiveDate,
+}
+
+/// Where `now` stands in the Brevo day `reset` defines; names days in `tz`.
+pub fn position(reset: &Reset, now: DateTime<Utc>, tz: Tz) -> Option<Position> {
+    let next = reset.next(now)?;
+    let before = next.after.signed_duration_since(now).num_seconds();
+    let runs_left = if before >= 0 {
+        u32::try_from((before / 3600 + 1).min(24)).unwrap_or(24)
+    } else {
+        1
+    };
+    let known = reset.source != Source::Assumed;
+    let day = next
+        .by
+        .checked_sub_signed(Duration::hours(12))?
+        .with_timezone(&tz)
+        .date_naive();
+    Some(Position {
+        next,
+        runs_left,
+        last_before_reset: known && (0..3600).contains(&before),
+        early_in_day: known && before > 12 * 3600,
+        day,
+    })
+}
+
+/// The hours of the day other than `skip`, as a crontab field (`0-19,21-23`) or, with
+/// `systemd`, as `OnCalendar` writes them (`00..19,21..23`).
+pub fn hours_except(skip: u32, systemd: bool) -> String {
+    let range = |a: u32, b: u32| match (a == b, systemd) {
+        (true, true) => format!("{a:02}"),
+        (true, false) => a.to_string(),
+        (false, true) => format!("{a:02}..{b:02}"),
+        (false, false) => format!("{a}-{b}"),
+    };
+    let mut parts = Vec::new();
+    if skip > 0 {
+        parts.push(range(0, skip - 1));
+    }
+    if skip < 23 {
+        parts.push(range(skip + 1, 23));
+    }
+    parts.join(",")
+}
+
+/// `time` on the date of `now` in `tz`, as an instant (for "drain-eod runs at 23:05").
+pub fn today_at(tz: Tz, now: DateTime<Utc>, time: NaiveTime) -> Option<DateTime<Utc>> {
+    let date = now.with_timezone(&tz).date_naive();
+    tz.from_local_datetime(&date.and_time(time))
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// The reset to go by, and the rises it was learned from.
+#[derive(Debug, Clone)]
+pub struct Learned {
+    /// The reset.
+    pub reset: Reset,
+    /// The rises of the credits in the kept history, oldest first.
+    pub rises: Vec<Rise>,
+}
+
+/// What the state store's readings say, without adding one (`store` is `None` when
+/// there is no state yet).
+pub fn known(store: Option<&Store>, cfg: &Config) -> anyhow::Result<Learned> {
+    let seen: Vec<Seen> = match store {
+        Some(store) => store
+            .credit_history()?
+            .into_iter()
+            .map(|(seq, at, credits, plan, limited)| Seen {
+                seq,
+                at,
+                credits,
+                plan,
+                limited,
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let rises = rises(&seen);
+    let configured = cfg.credits_reset.map(|(t, z)| Reset::configured(t, z));
+    Ok(Learned {
+        reset: Reset::choose(configured, infer(&rises), cfg.tz),
+        rises,
+    })
+}
+
+/// Records the credits a run (`command`) read at `now`, then says what the readings
+/// show.
+pub fn learn(
+    store: &Store,
+    cfg: &Config,
+    now: DateTime<Utc>,
+    account: &Account,
+    command: &str,
+) -> anyhow::Result<Learned> {
+    store.record_credits(
+        now,
+        account.credits,
+        &account.plan,
+        !account.unlimited(),
+        command,
+        Duration::days(KEEP_DAYS),
+    )?;
+    known(Some(store), cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn recife() -> Tz {
+        chrono_tz::America::Recife
+    }
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).expect("instant").to_utc()
+    }
+
+    fn seen(seq: i64, at: &str, credits: f64) -> Seen {
+        Seen {
+            seq,
+            at: t(at).timestamp(),
+            credits,
+            plan: "free".into(),
+            limited: true,
+        }
+    }
+
+    #[test]
+    fn a_rise_between_two_runs_is_a_reset_and_narrows_as_days_pass() {
+        let history = [
+            seen(1, "2026-12-01T19:15:00-03:00", 40.0),
+            seen(2, "2026-12-01T20:15:00-03:00", 20.0),
+            seen(3, "2026-12-01T21:15:00-03:00", 300.0),
+            seen(4, "2026-12-01T22:15:00-03:00", 288.0),
+            // The next day a run at 20:40 still saw the old day's credits.
+            seen(5, "2026-12-02T20:40:00-03:00", 5.0),
+            seen(6, "2026-12-02T21:15:00-03:00", 300.0),
+        ];
+        let r = rises(&history);
+        assert_eq!(r.len(), 2);
+        let inferred = infer(&r).expect("inferred");
+        assert_eq!(inferred.agreeing, 2);
+        let reset = Reset::choose(None, Some(inferred), recife());
+        assert_eq!(reset.source, Source::Observed);
+        let now = t("2026-12-03T10:00:00-03:00");
+        assert_eq!(
+            reset.local_window(recife(), now),
+            Some(("20:40".into(), "21:15".into()))
+        );
+        let p = position(&reset, now, recife()).expect("position");
+        assert_eq!(p.next.by, t("2026-12-03T21:15:00-03:00"));
+        assert_eq!(p.runs_left, 11, "10:00 ... 20:00, all at or before 20:40");
+        assert!(!p.last_before_reset && !p.early_in_day);
+        let last = position(&reset, t("2026-12-03T20:15:00-03:00"), recife()).expect("p");
+        assert!(last.last_before_reset);
+        assert_eq!(last.runs_left, 1);
+        let eod = position(&reset, t("2026-12-03T23:05:00-03:00"), recife()).expect("p");
+        assert!(eod.early_in_day && !eod.last_before_reset);
+        assert_eq!(eod.day, "2026-12-04".parse::<NaiveDate>().expect("date"));
+        assert_eq!(last.day, "2026-12-03".parse::<NaiveDate>().expect("date"));
+    }
+
+    #[test]
+    fn no_reset_without_a_rise_of_the_same_plan() {
+        let mut a = seen(1, "2026-12-01T10:00:00Z", 10.0);
+        let mut b = seen(2, "2026-12-01T11:00:00Z", 300.0);
+        b.plan = "payAsYouGo".into();
+        assert!(rises(&[a.clone(), b.clone()]).is_empty(), "a plan change");
+        b.plan = "FREE".into();
+        assert_eq!(rises(&[a.clone(), b.clone()]).len(), 1);
+        // Recorded out of order (a run given an earlier --now): not a reset.
+        a.seq = 3;
+        assert!(rises(&[a.clone(), b.clone()]).is_empty());
+        a.seq = 1;
+        b.limited = false;
+        assert!(rises(&[a, b]).is_empty(), "an unlimited plan has no reset");
+        // Above the most a day was seen to hold: a bigger plan, not a new day.
+        let h = [
+            seen(1, "2026-12-01T10:00:00Z", 10.0),
+            seen(2, "2026-12-01T11:00:00Z", 300.0),
+            seen(3, "2026-12-01T12:00:00Z", 200.0),
+            seen(4, "2026-12-01T13:00:00Z", 1000.0),
+        ];
+        assert_eq!(rises(&h).len(), 1);
+    }
+
+    #[test]
+    fn assumed_midnight_paces_as_before() {
+        let reset = Reset::assumed(recife());
+        for h in 0..24u32 {
+            let now = t(&format!("2026-12-01T{h:02}:15:00-03:00"));
+            let p = position(&reset, now, recife()).expect("p");
+            assert_eq!(p.runs_left, 24 - h, "at {h}:15");
+            assert!(!p.last_before_reset && !p.early_in_day);
+            assert_eq!(p.day, "2026-12-01".parse::<NaiveDate>().expect("d"));
+        }
+        let midnight = position(&reset, t("2026-12-01T00:00:00-03:00"), recife()).expect("p");
+        assert_eq!(midnight.next.by, t("2026-12-02T00:00:00-03:00"));
+        assert_eq!(
+            reset.local_window(recife(), t("2026-12-01T10:00:00Z")),
+            Some(("00:00".into(), "00:00".into()))
+        );
+    }
+
+    #[test]
+    fn a_configured_time_is_when_the_credits_are_back() {
+        let midnight = NaiveTime::MIN;
+        let reset = Reset::configured(midnight, Tz::UTC);
+        let p = position(&reset, t("2026-12-01T20:59:59-03:00"), recife()).expect("p");
+        assert!(p.last_before_reset);
+        assert_eq!(p.next.by, t("2026-12-02T00:00:00Z"));
+        let p = position(&reset, t("2026-12-01T21:00:00-03:00"), recife()).expect("p");
+        assert!(p.early_in_day);
+        assert_eq!(
+            reset.local_window(recife(), t("2026-12-01T10:00:00Z")),
+            Some(("21:00".into(), "21:00".into()))
+        );
+    }
+
+    #[test]
+    fn windows_meet_across_midnight() {
+        let a = Window {
+            start: 23 * 3600,
+            len: 2 * 3600,
+        };
+        let b = Window {
+            start: 0,
+            len: 3 * 3600,
+        };
+        assert_eq!(
+            a.intersect(b),
+            Some(Window {
+                start: 0,
+                len: 3600
+            })
+        );
+        let far = Window {
+            start: 12 * 3600,
+            len: 60,
+        };
+        assert_eq!(a.intersect(far), None);
+        assert_eq!(hours_except(20, false), "0-19,21-23");
+        assert_eq!(hours_except(23, true), "00..22");
+        assert_eq!(hours_except(0, false), "1-23");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Whatever the readings, times and zones: no panic.
+        #[test]
+        fn never_panics(
+            readings in proptest::collection::vec((any::<i64>(), any::<i64>(), -1e6f64..1e6, any::<bool>()), 0..20),
+            now in any::<i64>(),
+            tz_index in 0usize..600,
+            hh in 0u32..24, mm in 0u32..60,
+        ) {
+            let tz = chrono_tz::TZ_VARIANTS[tz_index % chrono_tz::TZ_VARIANTS.len()];
+            let seen: Vec<Seen> = readings.iter().map(|(seq, at, credits, free)| Seen {
+                seq: *seq, at: *at, credits: *credits,
+                plan: if *free { "free".into() } else { "x".into() }, limited: true,
+            }).collect();
+            let inferred = infer(&rises(&seen));
+            let configured = NaiveTime::from_hms_opt(hh, mm, 0).map(|t| Reset::configured(t, tz));
+            for reset in [Reset::choose(None, inferred, tz), Reset::choose(configured, None, tz)] {
+                if let Some(now) = DateTime::from_timestamp(now, 0) {
+                    let _ = position(&reset, now, tz);
+                    let _ = reset.previous(now);
+                    let _ = reset.local_window(tz, now);
+                }
+            }
+        }
+
+        /// Runs at random times see the credits of a plan that resets every day at a fixed
+        /// time and is spent in between: the inferred window always holds the true reset.
+        #[test]
+        fn the_window_always_holds_the_true_reset(
+            reset_tod in 0i64..DAY_SECS,
+            gaps in proptest::collection::vec(1i64..(30 * 3600), 2..80),
+            spends in proptest::collection::vec(0u32..40, 80),
+        ) {
+            let start = 1_796_000_000i64;
+            let mut credits = 300.0f64;
+            let mut at = start;
+            let mut seen = Vec::new();
+            for (i, gap) in gaps.iter().enumerate() {
+                let next = at + gap;
+                // Resets in (at, next]: the credits are back to the plan's size.
+                let day_of = |x: i64| (x - reset_tod).div_euclid(DAY_SECS);
+                if day_of(next) > day_of(at) {
+                    credits = 300.0;
+                }
+                at = next;
+                seen.push(Seen { seq: i as i64, at, credits, plan: "free".into(), limited: true });
+                credits = (credits - f64::from(spends[i % spends.len()])).max(0.0);
+            }
+            if let Some(inf) = infer(&rises(&seen)) {
+                prop_assert!(inf.window.contains(reset_tod), "{inf:?} misses {reset_tod}");
+                let reset = Reset::observed(inf).expect("observed");
+                let now = DateTime::from_timestamp(at, 0).expect("now");
+                let next = reset.next(now).expect("next");
+                prop_assert!(next.by > now);
+                let truth = next.after.timestamp() + (reset_tod - next.after.timestamp()).rem_euclid(DAY_SECS);
+                prop_assert!(truth > next.after.timestamp() && truth <= next.by.timestamp());
+            }
+        }
+    }
+}
