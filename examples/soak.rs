@@ -152,6 +152,63 @@ impl Soak {
         )
     }
 
+    /// What the journal says of mails found twice: their identity (from the parking
+    /// queue's listing), when Brevo accepted them, and their journal rows.
+    fn explain(
+        &self,
+        mails: impl Iterator<Item = usize>,
+        sent_at: &std::collections::HashMap<usize, Vec<i64>>,
+        start: i64,
+    ) {
+        let now = self.now();
+        let out = self
+            .w
+            .std_cmd()
+            .args(["--now", &now, "--json", "dead-letters"])
+            .output()
+            .expect("dead-letters");
+        let listing: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let db = match rusqlite::Connection::open(self.w.state.path().join("state.sqlite3")) {
+            Ok(db) => db,
+            Err(e) => return println!("  (journal unreadable: {e})"),
+        };
+        let row = |sql: &str, id: &str| -> String {
+            db.query_row(sql, [id], |r| {
+                let n = r.as_ref().column_count();
+                Ok((0..n)
+                    .map(|i| format!("{:?}", r.get_ref(i).map(|v| format!("{v:?}"))))
+                    .collect::<Vec<_>>()
+                    .join(" "))
+            })
+            .unwrap_or_else(|e| format!("none ({e})"))
+        };
+        for m in mails {
+            let to = census::mail_to(m);
+            let ids: Vec<String> = listing["messages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|e| e["to"].as_str() == Some(to.as_str()))
+                .map(|e| format!("{} at {}: {}", e["reason"], e["parked_at"], e["detail"]))
+                .collect();
+            let mid = listing["messages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|e| e["to"].as_str() == Some(to.as_str()))
+                .and_then(|e| e["message_id"].as_str())
+                .map(|id| format!("id:{id}"))
+                .unwrap_or_default();
+            let accepted: Vec<String> = sent_at.get(&m).map_or(Vec::new(), |ts| {
+                ts.iter().map(|t| format!("+{} min", (t - start) / 60)).collect()
+            });
+            println!("  m{m} ({mid}): accepted at [{}]; parked: {ids:?}", accepted.join(", "));
+            println!("    attempts: {}", row("SELECT * FROM attempts WHERE identity = ?1", &mid));
+            println!("    sent: {}", row("SELECT * FROM sent WHERE identity = ?1", &mid));
+            println!("    parked: {}", row("SELECT * FROM parked WHERE identity = ?1", &mid));
+        }
+    }
+
     fn main_ready(&self) -> u32 {
         census::ready_on(&self.w.amqp, &self.w.queue)
     }
@@ -519,6 +576,16 @@ fn main() {
         println!(
             "  m{m} accepted by Brevo at {} (its idempotency window is 30 min)",
             at.join(", ")
+        );
+    }
+    if !c.sent_and_queued.is_empty() || !c.queued_twice.is_empty() {
+        soak.explain(
+            c.sent_and_queued
+                .iter()
+                .chain(&c.queued_twice)
+                .map(|(m, _)| *m),
+            &c.sent_at,
+            clock.timestamp(),
         );
     }
     // A soak whose faults did not land proves less than it says: that fails too.
