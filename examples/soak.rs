@@ -200,12 +200,26 @@ impl Soak {
                 .map(|id| format!("id:{id}"))
                 .unwrap_or_default();
             let accepted: Vec<String> = sent_at.get(&m).map_or(Vec::new(), |ts| {
-                ts.iter().map(|t| format!("+{} min", (t - start) / 60)).collect()
+                ts.iter()
+                    .map(|t| format!("+{} min", (t - start) / 60))
+                    .collect()
             });
-            println!("  m{m} ({mid}): accepted at [{}]; parked: {ids:?}", accepted.join(", "));
-            println!("    attempts: {}", row("SELECT * FROM attempts WHERE identity = ?1", &mid));
-            println!("    sent: {}", row("SELECT * FROM sent WHERE identity = ?1", &mid));
-            println!("    parked: {}", row("SELECT * FROM parked WHERE identity = ?1", &mid));
+            println!(
+                "  m{m} ({mid}): accepted at [{}]; parked: {ids:?}",
+                accepted.join(", ")
+            );
+            println!(
+                "    attempts: {}",
+                row("SELECT * FROM attempts WHERE identity = ?1", &mid)
+            );
+            println!(
+                "    sent: {}",
+                row("SELECT * FROM sent WHERE identity = ?1", &mid)
+            );
+            println!(
+                "    parked: {}",
+                row("SELECT * FROM parked WHERE identity = ?1", &mid)
+            );
         }
     }
 

@@ -113,7 +113,13 @@ impl Store {
              CREATE TABLE IF NOT EXISTS park_suspects (
                  identity TEXT PRIMARY KEY,
                  since    TEXT NOT NULL
-             );",
+             );
+             -- A parked copy confirmed and journaled is no longer a suspect: an original
+             -- left behind is dropped by its journal entry.
+             CREATE TRIGGER IF NOT EXISTS parked_is_no_suspect AFTER INSERT ON parked
+             BEGIN
+                 DELETE FROM park_suspects WHERE identity = NEW.identity;
+             END;",
         )
         .context("creating the state tables")?;
         // Journals from before 0.2 lack the column that remembers an unseen outcome.
@@ -340,7 +346,7 @@ impl Store {
     /// Records, durably, that a copy of each of these mails is in the parking queue
     /// (its copy confirmed, the original not yet acked): a run that dies before the ack
     /// leaves the original in its queue, and the next run drops it instead of parking
-    /// it a second time.
+    /// it a second time. They stop being suspects.
     pub fn record_parked<'a>(
         &self,
         identities: impl IntoIterator<Item = &'a str>,
@@ -353,10 +359,11 @@ impl Store {
         )
     }
 
-    /// Records mails whose parking copy was published but never confirmed (the broker
-    /// went away): the copy may be in the parking queue or not, so the original stays
-    /// where it is and may be parked again; `reprioritize` then removes the second copy
-    /// from the parking queue.
+    /// Records mails whose parking copy is about to be published: until it is confirmed
+    /// and journaled ([`Store::record_parked`]), a run that dies (or loses the broker)
+    /// leaves a copy that may or may not be in the parking queue, and an original that
+    /// may be parked again; `reprioritize` then removes the second copy from the
+    /// parking queue.
     pub fn record_park_suspects<'a>(
         &self,
         identities: impl IntoIterator<Item = &'a str>,

@@ -174,16 +174,13 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
         let at = self.rules.clock();
         let why = Parking { reason, detail, at };
         let (store, id) = (self.io.store, taken.mail.identity.clone());
+        // A suspect until its copy is confirmed: if the run dies in between, the copy may
+        // be parked and the original parked again; the next reprioritize keeps one.
+        store.record_park_suspects([id.as_str()], at)?;
         // Journaled between the copy's confirm and the original's ack: if this run dies
         // in between, the next one drops the original instead of parking it twice.
         let copied = || store.record_parked([id.as_str()], at);
-        let parked = self.io.mailbox.park(taken, why, copied).await;
-        if parked.is_err() {
-            // The copy may have reached the parking queue: the next reprioritize looks
-            // for a second copy there. (Best effort: the run already reports the error.)
-            let _ = store.record_park_suspects([id.as_str()], at);
-        }
-        parked
+        self.io.mailbox.park(taken, why, copied).await
     }
 
     pub(super) async fn retry(

@@ -13,6 +13,11 @@
 //!
 //! Never more than `PREFETCH` mails are unacked, nor `WINDOW` copies unconfirmed; the
 //! only memory that grows is one 8-byte hash per mail sent back (deduplication).
+//! A mail parked on the way (expired, unreadable) is journaled as a suspect before its
+//! copy goes out (a chunk's parked copies wait for the chunk's end, one transaction for
+//! them all), then as parked once the copy is confirmed, before the original is acked:
+//! the next run drops an original whose copy is parked, and removes a second copy of a
+//! suspect from the parking queue.
 //! A crash anywhere leaves every mail in the main queue, the staging queue or both
 //! (copy confirmed, original not yet acked); the next run finishes the job and drops
 //! the second copy; drains in between skip a repeat through the journal.
@@ -73,10 +78,10 @@ fn compact(identity: &str) -> u64 {
 
 impl Rabbit {
     /// Re-orders the main queue: `fate` says for each mail whether it is parked or
-    /// requeued with a new priority; `parked_copies(ids, true)` journals the identities
-    /// of parked copies once they are confirmed, before their originals are acked, and
-    /// `parked_copies(ids, false)` those published but never confirmed when the broker
-    /// went away (they may be parked twice after the next run); `tick` is called for
+    /// requeued with a new priority; `parked_copies(ids, false)` journals the
+    /// identities of parked copies about to be published (suspects: the run may die
+    /// before they are confirmed), `parked_copies(ids, true)` once they are confirmed,
+    /// before their originals are acked; `tick` is called for
     /// each mail handled (twice per mail: out and back); `stop` is checked between mails.
     pub async fn reorder(
         &mut self,
@@ -204,13 +209,9 @@ impl Rabbit {
             )
             .await;
         // Even when the broker went away: the copies it confirmed are journaled, so the
-        // next run drops their originals rather than parking them again; the others are
-        // journaled as suspects.
-        let mut journaled = journal_confirmed(&mut parking, publisher.confirmed(), parked);
-        if !parking.is_empty() {
-            let ids: Vec<String> = parking.drain(..).map(|(_, id)| id).collect();
-            journaled = journaled.and(parked(&ids, false));
-        }
+        // next run drops their originals rather than parking them again (the others
+        // stay suspects).
+        let journaled = journal_confirmed(&mut parking, publisher.confirmed(), parked);
         let moved = moved?;
         journaled?;
         publisher.close(&self.broker).await;
@@ -230,6 +231,9 @@ impl Rabbit {
         stop: &impl Fn() -> bool,
     ) -> Result<(u64, bool)> {
         let parking_queue = self.topo.parking();
+        // Mails to park, held until the chunk ends: their identities are journaled as
+        // suspects in one transaction before their copies go out.
+        let mut held: Vec<(String, Vec<u8>, BasicProperties)> = Vec::new();
         let mut reader = Reader::open(&self.broker, from, PREFETCH).await?;
         // (copies published when it was taken, its delivery tag, mails taken), every
         // ACK_EVERY mails.
@@ -248,12 +252,14 @@ impl Rabbit {
             let env = envelope(&d.properties, d.data);
             if let Some((queue, props)) = route(&env, &d.properties) {
                 let props = props.with_delivery_mode(2);
-                publisher.publish(&queue, &env.body, props).await?;
                 if queue == parking_queue {
-                    parking.push_back((publisher.published(), env.identity));
+                    held.push((env.identity, env.body, props));
+                } else {
+                    publisher.publish(&queue, &env.body, props).await?;
                 }
             }
             if taken % ACK_EVERY == 0 {
+                release_parks(publisher, &parking_queue, &mut held, parking, parked).await?;
                 marks.push_back((publisher.published(), d.delivery_tag, taken));
             }
             if taken - acked >= u64::from(PREFETCH) - ACK_EVERY {
@@ -275,6 +281,7 @@ impl Rabbit {
             }
             tick();
         }
+        release_parks(publisher, &parking_queue, &mut held, parking, parked).await?;
         publisher.finish().await?;
         journal_confirmed(parking, publisher.confirmed(), parked)?;
         if let Some(tag) = last {
@@ -283,6 +290,27 @@ impl Rabbit {
         reader.close(&self.broker).await?;
         Ok((taken, stopped))
     }
+}
+
+/// Publishes the `held` parked copies to `queue`, their identities first journaled as
+/// suspects (`parked(ids, false)`), and remembers them until they are confirmed.
+async fn release_parks(
+    publisher: &mut Publisher,
+    queue: &str,
+    held: &mut Vec<(String, Vec<u8>, BasicProperties)>,
+    parking: &mut VecDeque<(u64, String)>,
+    parked: &mut impl FnMut(&[String], bool) -> Result<()>,
+) -> Result<()> {
+    if held.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<String> = held.iter().map(|(id, _, _)| id.clone()).collect();
+    parked(&ids, false)?;
+    for (id, body, props) in held.drain(..) {
+        publisher.publish(queue, &body, props).await?;
+        parking.push_back((publisher.published(), id));
+    }
+    Ok(())
 }
 
 /// Hands the identities of the parked copies the broker confirmed (up to publish number

@@ -362,3 +362,51 @@ fn an_original_left_behind_after_its_parking_is_dropped_not_parked_twice() {
     );
     assert_eq!((w.ready(&w.queue), w.ready(&parking)), (0, 1));
 }
+
+#[test]
+fn a_drain_killed_as_it_parks_leaves_a_suspect_and_the_mail_parked_once() {
+    // Killed (SIGKILL) while the parking copy's publish is on its way: the journal holds
+    // a suspect, the original returns; the next drain parks it (the suspect is settled),
+    // and reprioritize finds one copy, which it keeps.
+    let w = World::new("park-kill", 300.0);
+    w.declare_queues();
+    let parking = format!("{}.dead", w.queue);
+    let body =
+        serde_json::to_vec(&job("late@example.org", 3, "2026-11-26T10:00:00-03:00")).expect("json");
+    raw_publish(&w.queue, &[(body, 5)]);
+    let proxy =
+        crate::support::proxy::Proxy::hold_at(crate::support::proxy::Method::BasicPublish, 1);
+    let child = spawn(w.std_cmd().env("QUEUE_SERVICE_URL", proxy.url()).args([
+        "--now",
+        NOW,
+        "-q",
+        "drain-eod",
+    ]));
+    proxy.wait_triggered(Duration::from_secs(60));
+    child.kill_mid_run();
+    drop(proxy);
+    w.wait_until_ready_exactly(&w.queue, 1);
+    let suspects = || {
+        acaso_mail::state::Store::open(w.state.path())
+            .expect("journal")
+            .park_suspects()
+            .expect("suspects")
+            .len()
+    };
+    assert_eq!(
+        suspects(),
+        1,
+        "no suspect journaled before the parking copy"
+    );
+    assert_eq!(w.ready(&parking), 0);
+    let s = w.json(NOW, &["drain-eod"]);
+    assert_eq!(s["expired"], 1, "{s}");
+    assert_eq!(
+        suspects(),
+        0,
+        "a confirmed parking still counts as a suspect"
+    );
+    let r = w.json(NOW, &["reprioritize"]);
+    assert_eq!(r["duplicates"], 0, "{r}");
+    assert_eq!((w.ready(&w.queue), w.ready(&parking)), (0, 1));
+}
