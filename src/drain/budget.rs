@@ -106,17 +106,26 @@ impl Budget {
 
     /// The caps of a run with `credits` sendable, at `pace` before the reset.
     ///
-    /// The last hourly run before a known reset spends everything: credits left then are
-    /// lost at the reset. An end-of-day drain early in Brevo's day (it runs after the
-    /// reset: the schedule was not moved) paces as `--limit auto` would, rather than
-    /// spend the new day's credits at once; mail due today still goes out.
+    /// The last hourly run before a known reset spends everything (unless the limit is
+    /// strict, `--strict-limit`): credits left then are lost at the reset. An end-of-day
+    /// drain early in Brevo's day (it runs after the reset: the schedule was not moved)
+    /// paces as `--limit auto` would, rather than spend the new day's credits at once;
+    /// mail due today still goes out.
     pub fn caps(self, credits: u32, pace: Pace) -> Caps {
         match self {
-            Budget::Hourly { .. } | Budget::EndOfDay if pace.last_before_reset => Caps {
-                credits,
-                soft: credits,
-                overflow: false,
-            },
+            Budget::Hourly {
+                urgent_beyond_limit: true,
+                ..
+            }
+            | Budget::EndOfDay
+                if pace.last_before_reset =>
+            {
+                Caps {
+                    credits,
+                    soft: credits,
+                    overflow: false,
+                }
+            }
             Budget::Hourly {
                 limit,
                 urgent_beyond_limit,
@@ -192,6 +201,13 @@ mod tests {
             early_in_day: false,
         };
         assert_eq!(hourly.caps(40, last).soft, 40);
+        // ...unless the operator made the limit strict.
+        let strict = Budget::Hourly {
+            limit: Limit::Count(12),
+            urgent_beyond_limit: false,
+            reserve: 30,
+        };
+        assert_eq!(strict.caps(40, last).soft, 12);
         // drain-eod just after the reset: paced over the day's runs, today's mail first.
         let early = Pace {
             runs_left: 21,
