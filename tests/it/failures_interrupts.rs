@@ -53,12 +53,8 @@ fn a_killed_send_taken_after_the_idempotency_window_is_looked_up_in_brevos_log()
     kill_drain_mid_send(&w);
     let s = w.json("2026-11-27T13:00:00-03:00", &["drain-eod"]);
     assert_eq!(
-        (
-            s["sent"].as_u64(),
-            s["already_sent"].as_u64(),
-            s["parked"].as_u64()
-        ),
-        (Some(0), Some(1), Some(0)),
+        counts(&s, &["sent", "already_sent", "parked"]),
+        [Some(0), Some(1), Some(0)],
         "{s}"
     );
     assert_eq!(w.fake.accepted().len(), 1, "sent twice");
@@ -88,12 +84,8 @@ fn reprioritize_leaves_an_expired_mail_that_may_have_gone_to_the_drains_lookup()
     );
     let s = w.json(after, &["drain-eod"]);
     assert_eq!(
-        (
-            s["sent"].as_u64(),
-            s["already_sent"].as_u64(),
-            s["parked"].as_u64()
-        ),
-        (Some(0), Some(1), Some(0)),
+        counts(&s, &["sent", "already_sent", "parked"]),
+        [Some(0), Some(1), Some(0)],
         "{s}"
     );
     assert_eq!(w.fake.accepted().len(), 1, "sent twice");
@@ -310,28 +302,29 @@ fn dead_letters_recheck_settles_uncertain_mail_by_brevos_log() {
     assert_eq!(w.ready(&w.queue), 0);
 }
 
+/// A drain-eod at [`NOW`] that parks `expired` mails as expired and drops
+/// `already_parked` leftovers, after which the main queue is empty and `parking` holds
+/// one copy.
+pub(crate) fn drain_parks_once(w: &World, parking: &str, expired: u64, already_parked: u64) {
+    let s = w.json(NOW, &["drain-eod"]);
+    assert_eq!(
+        counts(&s, &["expired", "already_parked"]),
+        [Some(expired), Some(already_parked)],
+        "{s}"
+    );
+    assert_eq!((w.ready(&w.queue), w.ready(parking)), (0, 1));
+}
+
 #[test]
 fn an_original_left_behind_after_its_parking_is_dropped_not_parked_twice() {
     // A run that dies (or loses the broker) between the parking copy's confirm and the
     // original's ack leaves the original queued: the next run must not park it again.
     let w = World::new("park-twin", 300.0);
-    w.declare_queues();
-    let parking = format!("{}.dead", w.queue);
-    let body =
-        serde_json::to_vec(&job("late@example.org", 3, "2026-11-26T10:00:00-03:00")).expect("json");
-    raw_publish(&w.queue, &[(body.clone(), 5)]);
-    let s = w.json(NOW, &["drain-eod"]);
-    assert_eq!(s["expired"], 1, "{s}");
-    assert_eq!(w.ready(&parking), 1);
+    let (body, parking) = one_expired_mail(&w);
+    drain_parks_once(&w, &parking, 1, 0);
     // The original as the dead run left it: same body, none of the parking marks.
     raw_publish(&w.queue, &[(body.clone(), 5)]);
-    let s = w.json(NOW, &["drain-eod"]);
-    assert_eq!(
-        (s["expired"].as_u64(), s["already_parked"].as_u64()),
-        (Some(0), Some(1)),
-        "{s}"
-    );
-    assert_eq!((w.ready(&w.queue), w.ready(&parking)), (0, 1));
+    drain_parks_once(&w, &parking, 0, 1);
     // reprioritize drops it the same way.
     raw_publish(&w.queue, &[(body.clone(), 5)]);
     let r = w.json(NOW, &["reprioritize"]);
@@ -354,13 +347,7 @@ fn an_original_left_behind_after_its_parking_is_dropped_not_parked_twice() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!((w.ready(&w.queue), w.ready(&parking)), (1, 0));
-    let s = w.json(NOW, &["drain-eod"]);
-    assert_eq!(
-        (s["expired"].as_u64(), s["already_parked"].as_u64()),
-        (Some(1), Some(0)),
-        "{s}"
-    );
-    assert_eq!((w.ready(&w.queue), w.ready(&parking)), (0, 1));
+    drain_parks_once(&w, &parking, 1, 0);
 }
 
 #[test]
@@ -369,13 +356,8 @@ fn a_drain_killed_as_it_parks_leaves_a_suspect_and_the_mail_parked_once() {
     // a suspect, the original returns; the next drain parks it (the suspect is settled),
     // and reprioritize finds one copy, which it keeps.
     let w = World::new("park-kill", 300.0);
-    w.declare_queues();
-    let parking = format!("{}.dead", w.queue);
-    let body =
-        serde_json::to_vec(&job("late@example.org", 3, "2026-11-26T10:00:00-03:00")).expect("json");
-    raw_publish(&w.queue, &[(body, 5)]);
-    let proxy =
-        crate::support::proxy::Proxy::hold_at(crate::support::proxy::Method::BasicPublish, 1);
+    let (_, parking) = one_expired_mail(&w);
+    let proxy = proxy::Proxy::hold_at(proxy::Method::BasicPublish, 1);
     let child = spawn(w.std_cmd().env("QUEUE_SERVICE_URL", proxy.url()).args([
         "--now",
         NOW,
@@ -399,8 +381,7 @@ fn a_drain_killed_as_it_parks_leaves_a_suspect_and_the_mail_parked_once() {
         "no suspect journaled before the parking copy"
     );
     assert_eq!(w.ready(&parking), 0);
-    let s = w.json(NOW, &["drain-eod"]);
-    assert_eq!(s["expired"], 1, "{s}");
+    drain_parks_once(&w, &parking, 1, 0);
     assert_eq!(
         suspects(),
         0,

@@ -371,6 +371,22 @@ pub fn raw_publish(queue: &str, bodies: &[(Vec<u8>, u8)]) {
     });
 }
 
+/// The counts a summary (`--json`) gives for `fields`, in order.
+pub fn counts(summary: &Value, fields: &[&str]) -> Vec<Option<u64>> {
+    fields.iter().map(|f| summary[*f].as_u64()).collect()
+}
+
+/// Declares the world's queues and publishes one mail whose deadline passed the day
+/// before the tests' "now", raw (no message id, as the legacy producer publishes):
+/// returns its body and the name of the parking queue.
+pub fn one_expired_mail(w: &World) -> (Vec<u8>, String) {
+    w.declare_queues();
+    let body =
+        serde_json::to_vec(&job("late@example.org", 3, "2026-11-26T10:00:00-03:00")).expect("json");
+    raw_publish(&w.queue, &[(body.clone(), 5)]);
+    (body, format!("{}.dead", w.queue))
+}
+
 /// A generic-format job with a distinct recipient, due `deadline`.
 pub fn job(to: &str, template: u32, deadline: &str) -> Value {
     serde_json::json!({"template_id": template, "to": [{"email": to, "name": "Test"}],
