@@ -109,17 +109,7 @@ impl Store {
              CREATE TABLE IF NOT EXISTS parked (
                  identity  TEXT PRIMARY KEY,
                  parked_at TEXT NOT NULL
-             );
-             CREATE TABLE IF NOT EXISTS park_suspects (
-                 identity TEXT PRIMARY KEY,
-                 since    TEXT NOT NULL
-             );
-             -- A parked copy confirmed and journaled is no longer a suspect: an original
-             -- left behind is dropped by its journal entry.
-             CREATE TRIGGER IF NOT EXISTS parked_is_no_suspect AFTER INSERT ON parked
-             BEGIN
-                 DELETE FROM park_suspects WHERE identity = NEW.identity;
-             END;",
+             );",
         )
         .context("creating the state tables")?;
         // Journals from before 0.2 lack the column that remembers an unseen outcome.
@@ -343,85 +333,34 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
-    /// Records, durably, that a copy of each of these mails is in the parking queue
-    /// (its copy confirmed, the original not yet acked): a run that dies before the ack
-    /// leaves the original in its queue, and the next run drops it instead of parking
-    /// it a second time. They stop being suspects.
-    pub fn record_parked<'a>(
+    /// Records, durably, that a copy of each of these mails is about to be published to
+    /// the parking queue: from then on, a copy *may* be parked. A run that dies before
+    /// acking the original leaves it in its queue; the next run that meets it checks the
+    /// parking queue ([`Store::may_be_parked`] first) and drops it when a copy is there.
+    pub fn record_parking<'a>(
         &self,
         identities: impl IntoIterator<Item = &'a str>,
         at: DateTime<Utc>,
     ) -> Result<()> {
-        self.each_in_one_transaction(
-            "INSERT OR REPLACE INTO parked (identity, parked_at) VALUES (?1, ?2)",
-            identities,
-            Some(at),
-        )
-    }
-
-    /// Records mails whose parking copy is about to be published: until it is confirmed
-    /// and journaled ([`Store::record_parked`]), a run that dies (or loses the broker)
-    /// leaves a copy that may or may not be in the parking queue, and an original that
-    /// may be parked again; `reprioritize` then removes the second copy from the
-    /// parking queue.
-    pub fn record_park_suspects<'a>(
-        &self,
-        identities: impl IntoIterator<Item = &'a str>,
-        since: DateTime<Utc>,
-    ) -> Result<()> {
-        self.each_in_one_transaction(
-            "INSERT OR IGNORE INTO park_suspects (identity, since) VALUES (?1, ?2)",
-            identities,
-            Some(since),
-        )
-    }
-
-    /// The mails that may have two copies in the parking queue.
-    pub fn park_suspects(&self) -> Result<std::collections::HashSet<String>> {
-        let mut q = self.db.prepare("SELECT identity FROM park_suspects")?;
-        let rows = q.query_map([], |r| r.get::<_, String>(0))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    /// Forgets the suspects: the parking queue was checked for their second copies.
-    pub fn clear_park_suspects<'a>(
-        &self,
-        identities: impl IntoIterator<Item = &'a str>,
-    ) -> Result<()> {
-        self.each_in_one_transaction(
-            "DELETE FROM park_suspects WHERE identity = ?1",
-            identities,
-            None,
-        )
-    }
-
-    /// Runs `sql` once per identity (`?1`), with `at` as `?2` when given, in one
-    /// transaction: one disk sync for them all.
-    fn each_in_one_transaction<'a>(
-        &self,
-        sql: &str,
-        identities: impl IntoIterator<Item = &'a str>,
-        at: Option<DateTime<Utc>>,
-    ) -> Result<()> {
         let tx = self.db.unchecked_transaction()?;
         {
-            let mut stmt = tx.prepare_cached(sql)?;
-            let at = at.map(|t| t.to_rfc3339());
+            let mut insert = tx.prepare_cached(
+                "INSERT OR REPLACE INTO parked (identity, parked_at) VALUES (?1, ?2)",
+            )?;
+            let at = at.to_rfc3339();
             for id in identities {
-                match &at {
-                    Some(at) => stmt.execute(params![id, at])?,
-                    None => stmt.execute([id])?,
-                };
+                insert.execute(params![id, at])?;
             }
         }
         tx.commit()?;
         Ok(())
     }
 
-    /// Whether a copy of this mail was parked by a run of this journal. (A copy replayed
-    /// since is marked as replayed, and a parked copy moved back by hand keeps its
-    /// parking marks: neither is taken for an original left behind.)
-    pub fn is_parked(&self, identity: &str) -> Result<bool> {
+    /// Whether a run of this journal ever sent a copy of this mail to the parking queue
+    /// (within the journal's memory): only then may a copy be there, and only then is
+    /// the parking queue worth looking at before handling the mail. It says nothing of
+    /// whether the copy is still there (it may have been replayed or purged since).
+    pub fn may_be_parked(&self, identity: &str) -> Result<bool> {
         Ok(self
             .db
             .query_row(
@@ -442,7 +381,6 @@ impl Store {
             "DELETE FROM sent WHERE sent_at < ?1",
             "DELETE FROM attempts WHERE first_at < ?1",
             "DELETE FROM parked WHERE parked_at < ?1",
-            "DELETE FROM park_suspects WHERE since < ?1",
         ] {
             n += self.db.execute(sql, [&cut])?;
         }

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::error::Failure;
 use crate::mail::{self, Who};
-use crate::mailbox::{Envelope, Rabbit, Reorder, Sweep, Which};
+use crate::mailbox::{Envelope, Rabbit, Reorder, Which};
 use crate::output::{self, Report};
 use crate::signal::Cancel;
 use crate::state::{self, Store};
@@ -63,40 +63,29 @@ pub async fn run(cfg: &Config, cancel: &Cancel) -> Result<Report> {
         .reorder(
             |e| match journal.is_sent(&e.identity) {
                 Ok(true) => Reorder::Drop,
-                _ if e.unmarked() && matches!(journal.is_parked(&e.identity), Ok(true)) => {
-                    Reorder::Drop
-                }
                 _ => match fate(cfg, scale, now, e) {
-                    // An expired mail that an earlier attempt may have sent is not
-                    // parked here: it goes back at the head of the queue, where the
-                    // next drain asks Brevo's log whether it went (and parks it if not).
-                    Reorder::Park {
-                        reason: "expired", ..
-                    } if !matches!(journal.uncertainty(&e.identity), Ok(None)) => {
+                    // Not parked here: an expired mail that an earlier attempt may have
+                    // sent (the next drain asks Brevo's log whether it went), and a mail
+                    // a copy of which may already be parked (the next drain looks in
+                    // the parking queue). Back at the head of the queue, the drain
+                    // settles them.
+                    Reorder::Park { reason, .. }
+                        if !matches!(journal.may_be_parked(&e.identity), Ok(false))
+                            || (reason == "expired"
+                                && !matches!(journal.uncertainty(&e.identity), Ok(None))) =>
+                    {
                         Reorder::Requeue(scale.priority(Urgency::Expired))
                     }
                     f => f,
                 },
             },
-            |parked, confirmed| {
-                let ids = parked.iter().map(String::as_str);
-                if confirmed {
-                    journal.record_parked(ids, now)
-                } else {
-                    journal.record_park_suspects(ids, now)
-                }
-            },
+            |parked| journal.record_parking(parked.iter().map(String::as_str), now),
             || bar.inc(1),
             || cancel.received().is_some(),
             now,
         )
         .await?;
     bar.finish_and_clear();
-    let twins = if r.stopped {
-        0
-    } else {
-        drop_parked_twins(&mut mailbox, &journal, now).await?
-    };
     let staging = mailbox.topology().staging();
     mailbox.close().await;
     let parked_for = |reason| r.parked.get(reason).copied().unwrap_or(0);
@@ -107,7 +96,7 @@ pub async fn run(cfg: &Config, cancel: &Cancel) -> Result<Report> {
         expired: count(expired),
         parked: count(r.parked.values().sum::<u64>() - expired),
         resumed: count(r.resumed),
-        duplicates: count(r.duplicates + twins),
+        duplicates: count(r.duplicates),
         staged: count(r.left_in_staging),
         seconds: (start.elapsed().as_secs_f64() * 10.0).round() / 10.0,
     };
@@ -130,36 +119,6 @@ pub async fn run(cfg: &Config, cancel: &Cancel) -> Result<Report> {
         report.failure = cancel.received().map(Failure::Interrupted);
     }
     Ok(report.line(line))
-}
-
-/// Removes from the parking queue the second copy of each mail journaled as a suspect
-/// (its parking copy was published but never confirmed before the broker went away, so
-/// its original was parked again): one copy of each stays. Returns how many went.
-async fn drop_parked_twins(
-    mailbox: &mut Rabbit,
-    journal: &Store,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<u64> {
-    let suspects = journal.park_suspects()?;
-    if suspects.is_empty() {
-        return Ok(0);
-    }
-    let mut dropped = 0;
-    if mailbox.exists(Which::Parking).await? {
-        let mut seen = std::collections::HashSet::new();
-        mailbox
-            .sweep_parking(now, |_, e| {
-                if !suspects.contains(&e.identity) || seen.insert(e.identity.clone()) {
-                    Sweep::Keep
-                } else {
-                    dropped += 1;
-                    Sweep::Purge
-                }
-            })
-            .await?;
-    }
-    journal.clear_park_suspects(suspects.iter().map(String::as_str))?;
-    Ok(dropped)
 }
 
 /// What reprioritize does with one mail.

@@ -16,9 +16,6 @@ use crate::urgency::Urgency;
 pub enum Decision {
     /// Journaled as sent by an earlier run: ack it, send nothing.
     AlreadySent,
-    /// An original left behind by a run that died after parking a copy of it: ack it,
-    /// the copy waits in the parking queue.
-    AlreadyParked,
     /// Set it aside.
     Park {
         /// The reason code.
@@ -61,13 +58,10 @@ pub fn decide(
     mail: &Envelope,
     committed: u32,
 ) -> Result<Decision> {
-    if let Some(store) = journal {
-        if store.is_sent(&mail.identity)? {
-            return Ok(Decision::AlreadySent);
-        }
-        if mail.unmarked() && store.is_parked(&mail.identity)? {
-            return Ok(Decision::AlreadyParked);
-        }
+    if let Some(store) = journal
+        && store.is_sent(&mail.identity)?
+    {
+        return Ok(Decision::AlreadySent);
     }
     let m = match mail::parse(&mail.body, rules.tz) {
         Ok(m) => m,

@@ -75,6 +75,9 @@ pub struct Drain<'a, M: Mailbox, S: Sender> {
     pub(super) lookups: u32,
     /// Identities of the mails being sent: a second copy of one is not sent beside it.
     pub(super) sending: std::collections::HashSet<String>,
+    /// The identities in the parking queue that the journal says this host parked: read
+    /// once, when the first mail that may have a parked copy is taken.
+    pub(super) parked: Option<std::collections::HashSet<String>>,
 }
 
 impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
@@ -96,6 +99,7 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
             pause_until: None,
             lookups: 0,
             sending: std::collections::HashSet::new(),
+            parked: None,
         }
     }
 
@@ -194,6 +198,14 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
             }
             return Ok(None);
         }
+        if self.copy_is_parked(&id).await? {
+            // An original left behind by a run that died after parking a copy of it.
+            self.s.already_parked += 1;
+            if let Err(e) = self.io.mailbox.ack(taken).await {
+                self.fail(Fatal::Unavailable(format!("{e:#}")));
+            }
+            return Ok(None);
+        }
         let decision = decide(
             &self.rules,
             Some(self.io.store),
@@ -201,10 +213,6 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
             self.committed(),
         )?;
         let settled = match decision {
-            Decision::AlreadyParked => {
-                self.s.already_parked += 1;
-                self.io.mailbox.ack(taken).await
-            }
             Decision::AlreadySent => {
                 self.s.already_sent += 1;
                 self.io.mailbox.ack(taken).await
@@ -231,6 +239,26 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
             },
         };
         self.after(settled)
+    }
+
+    /// Whether a copy of this mail waits in the parking queue. Only a mail the journal
+    /// knows this host parked can have one; the parking queue is read (once a run) only
+    /// when such a mail comes along.
+    async fn copy_is_parked(&mut self, id: &str) -> Result<bool> {
+        let store = self.io.store;
+        if !store.may_be_parked(id)? {
+            return Ok(false);
+        }
+        if self.parked.is_none() {
+            // A mail the journal cannot answer for is kept: it is in the parking queue.
+            let found = self
+                .io
+                .mailbox
+                .parked_identities(|p| store.may_be_parked(p).unwrap_or(true))
+                .await?;
+            self.parked = Some(found);
+        }
+        Ok(self.parked.as_ref().is_some_and(|p| p.contains(id)))
     }
 
     /// Records a settling failure (a lost broker) and goes on to the next mail.

@@ -22,9 +22,6 @@ pub enum Action {
     /// Ack it: the journal says it was sent.
     #[serde(rename = "already sent")]
     AlreadySent,
-    /// Ack it: a copy is already in the parking queue (a run died before this ack).
-    #[serde(rename = "already parked")]
-    AlreadyParked,
 }
 
 impl Action {
@@ -34,7 +31,6 @@ impl Action {
             Action::Send => "send",
             Action::Park => "park",
             Action::AlreadySent => "already sent",
-            Action::AlreadyParked => "already parked",
         }
     }
 }
@@ -85,12 +81,8 @@ pub fn plan(
         let priority = b.priority;
         let item = match decide(rules, journal, &b, committed)? {
             Decision::Stop => break,
-            d @ (Decision::AlreadySent | Decision::AlreadyParked) => Planned {
-                action: if matches!(d, Decision::AlreadySent) {
-                    Action::AlreadySent
-                } else {
-                    Action::AlreadyParked
-                },
+            Decision::AlreadySent => Planned {
+                action: Action::AlreadySent,
                 urgency: "-".into(),
                 priority,
                 who: Who::default(),

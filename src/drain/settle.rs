@@ -173,14 +173,15 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
     pub(super) async fn park(&mut self, taken: Taken, reason: &str, detail: &str) -> Result<()> {
         let at = self.rules.clock();
         let why = Parking { reason, detail, at };
-        let (store, id) = (self.io.store, taken.mail.identity.clone());
-        // A suspect until its copy is confirmed: if the run dies in between, the copy may
-        // be parked and the original parked again; the next reprioritize keeps one.
-        store.record_park_suspects([id.as_str()], at)?;
-        // Journaled between the copy's confirm and the original's ack: if this run dies
-        // in between, the next one drops the original instead of parking it twice.
-        let copied = || store.record_parked([id.as_str()], at);
-        self.io.mailbox.park(taken, why, copied).await
+        let id = taken.mail.identity.clone();
+        // Journaled before the copy goes out: if this run dies before the original's ack,
+        // the next one finds the copy in the parking queue and drops the original.
+        self.io.store.record_parking([id.as_str()], at)?;
+        self.io.mailbox.park(taken, why).await?;
+        if let Some(parked) = &mut self.parked {
+            parked.insert(id);
+        }
+        Ok(())
     }
 
     pub(super) async fn retry(

@@ -125,15 +125,21 @@ impl Mailbox for Memory {
         Ok(())
     }
 
-    async fn park(
-        &mut self,
-        taken: Taken,
-        why: Parking<'_>,
-        copied: impl FnOnce() -> Result<()>,
-    ) -> Result<()> {
-        self.check()?;
-        copied()?;
+    async fn park(&mut self, taken: Taken, why: Parking<'_>) -> Result<()> {
         self.settle(taken, Settled::Parked(why.reason.into()))
+    }
+
+    async fn parked_identities(
+        &mut self,
+        mut wanted: impl FnMut(&str) -> bool,
+    ) -> Result<std::collections::HashSet<String>> {
+        self.check()?;
+        Ok(self
+            .settled
+            .iter()
+            .filter(|(id, s)| matches!(s, Settled::Parked(_)) && wanted(id))
+            .map(|(id, _)| id.clone())
+            .collect())
     }
 
     async fn sync(&mut self) -> Result<()> {

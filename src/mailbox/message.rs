@@ -6,9 +6,7 @@ use lapin::types::{AMQPValue, FieldTable};
 
 use chrono::{DateTime, Utc};
 
-use super::topology::{
-    H_ATTEMPTS, H_DETAIL, H_PARKED_AT, H_REASON, H_REPLAYED_AT, OUR_HEADERS, detail_header,
-};
+use super::topology::{H_ATTEMPTS, H_DETAIL, H_PARKED_AT, H_REASON, OUR_HEADERS, detail_header};
 use super::{Envelope, identity};
 
 /// Decodes what acaso-mail reads from a message's properties.
@@ -23,7 +21,6 @@ pub fn envelope(props: &BasicProperties, body: Vec<u8>) -> Envelope {
         reason: header_str(props, H_REASON),
         detail: header_str(props, H_DETAIL),
         parked_at: header_str(props, H_PARKED_AT),
-        replayed: header_str(props, H_REPLAYED_AT).is_some(),
         body,
     }
 }

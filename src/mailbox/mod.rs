@@ -47,21 +47,8 @@ pub struct Envelope {
     pub detail: Option<String>,
     /// When it was parked (`x-acaso-parked-at`, RFC 3339).
     pub parked_at: Option<String>,
-    /// Whether `dead-letters` replayed it (`x-acaso-replayed-at`).
-    pub replayed: bool,
     /// Its body, byte for byte.
     pub body: Vec<u8>,
-}
-
-impl Envelope {
-    /// Whether this may be an original that a run left behind after parking a copy of
-    /// it (the run or the broker died between the copy's confirm and the original's
-    /// ack): it bears neither the parking queue's marks nor a replay's. A parked copy
-    /// moved back by hand keeps the parking marks; one `dead-letters` replayed is marked
-    /// as replayed. Such a mail whose identity the journal knows as parked is dropped.
-    pub fn unmarked(&self) -> bool {
-        self.reason.is_none() && !self.replayed
-    }
 }
 
 /// The identity of a message: its `message_id` when it has one (acaso-mail sets it),
@@ -119,14 +106,13 @@ pub trait Mailbox {
     /// Returns it to its place in the main queue.
     async fn put_back(&mut self, taken: Taken) -> Result<()>;
     /// Moves it to the parking queue with a reason and details, for a person to see.
-    /// `copied` runs once the copy is safe in the parking queue, before the original is
-    /// acked (an error there leaves the original in place).
-    async fn park(
+    async fn park(&mut self, taken: Taken, why: Parking<'_>) -> Result<()>;
+    /// The identities of the mails in the parking queue that `wanted` selects, read
+    /// without consuming or reordering anything.
+    async fn parked_identities(
         &mut self,
-        taken: Taken,
-        why: Parking<'_>,
-        copied: impl FnOnce() -> Result<()>,
-    ) -> Result<()>;
+        wanted: impl FnMut(&str) -> bool,
+    ) -> Result<std::collections::HashSet<String>>;
     /// Moves it to a retry queue, to come back after a delay.
     async fn retry(&mut self, taken: Taken, next: Retry<'_>) -> Result<()>;
     /// Waits until the broker has every ack and move made so far (an ack is a one-way

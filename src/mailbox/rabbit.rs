@@ -2,6 +2,8 @@
 //! time with basic.get and manual acks, and every move a confirmed copy made before
 //! the original is acked (a crash in between leaves a duplicate copy, never a loss).
 
+use std::collections::HashSet;
+
 use anyhow::Result;
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions};
 use lapin::types::AMQPValue;
@@ -268,21 +270,19 @@ impl Rabbit {
             .map_or((0, 0), |p| (p.confirmed(), p.unconfirmed()))
     }
 
-    /// Moves a taken mail to `target` with extra headers: the copy is confirmed, then
-    /// `copied` runs, then the original is acked.
+    /// Moves a taken mail to `target` with extra headers: the copy is confirmed before
+    /// the original is acked.
     async fn move_to(
         &mut self,
         taken: Taken,
         target: &str,
         headers: &[(&str, AMQPValue)],
-        copied: impl FnOnce() -> Result<()>,
     ) -> Result<()> {
         let (acker, props) = taken.ticket.amqp()?;
         let props = with_headers(&props, headers);
         let publisher = self.publisher().await?;
         publisher.publish(target, &taken.mail.body, props).await?;
         publisher.finish().await?;
-        copied()?;
         self.settle("acking a moved mail", acker.ack(BasicAckOptions::default()))
             .await
     }
@@ -343,15 +343,37 @@ impl Mailbox for Rabbit {
             .await
     }
 
-    async fn park(
-        &mut self,
-        taken: Taken,
-        why: Parking<'_>,
-        copied: impl FnOnce() -> Result<()>,
-    ) -> Result<()> {
+    async fn park(&mut self, taken: Taken, why: Parking<'_>) -> Result<()> {
         let headers = parking_headers(why.reason, why.detail, why.at);
         let parking = self.topo.parking();
-        self.move_to(taken, &parking, &headers, copied).await
+        self.move_to(taken, &parking, &headers).await
+    }
+
+    async fn parked_identities(
+        &mut self,
+        mut wanted: impl FnMut(&str) -> bool,
+    ) -> Result<HashSet<String>> {
+        let mut found = HashSet::new();
+        if !self.exists(Which::Parking).await? {
+            return Ok(found);
+        }
+        let parking = self.topo.parking();
+        // Every message is held unacked on one channel, then handed back in place when
+        // it closes: nothing is consumed or reordered.
+        let ch = self.broker.channel().await?;
+        while let Some(d) = self.get(&ch, &parking, "reading the parking queue").await? {
+            let id = envelope(&d.properties, d.data).identity;
+            if wanted(&id) {
+                found.insert(id);
+            }
+        }
+        self.broker
+            .call(
+                "returning the parking queue's mails",
+                ch.close(200, "read".into()),
+            )
+            .await?;
+        Ok(found)
     }
 
     async fn sync(&mut self) -> Result<()> {
@@ -371,6 +393,6 @@ impl Mailbox for Rabbit {
     async fn retry(&mut self, taken: Taken, next: Retry<'_>) -> Result<()> {
         let headers = retry_headers(next.attempts, next.detail);
         let q = self.topo.retry(next.delay_secs);
-        self.move_to(taken, &q, &headers, || Ok(())).await
+        self.move_to(taken, &q, &headers).await
     }
 }

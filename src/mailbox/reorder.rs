@@ -13,11 +13,10 @@
 //!
 //! Never more than `PREFETCH` mails are unacked, nor `WINDOW` copies unconfirmed; the
 //! only memory that grows is one 8-byte hash per mail sent back (deduplication).
-//! A mail parked on the way (expired, unreadable) is journaled as a suspect before its
-//! copy goes out (a chunk's parked copies wait for the chunk's end, one transaction for
-//! them all), then as parked once the copy is confirmed, before the original is acked:
-//! the next run drops an original whose copy is parked, and removes a second copy of a
-//! suspect from the parking queue.
+//! A mail parked on the way (expired, unreadable) is journaled before its copy goes out
+//! (a chunk's parked copies wait for the chunk's end: one transaction for them all); a
+//! crash before its original's ack leaves the original, which the next run sends on
+//! to a drain instead of parking it again (the drain drops it if a copy is parked).
 //! A crash anywhere leaves every mail in the main queue, the staging queue or both
 //! (copy confirmed, original not yet acked); the next run finishes the job and drops
 //! the second copy; drains in between skip a repeat through the journal.
@@ -78,15 +77,13 @@ fn compact(identity: &str) -> u64 {
 
 impl Rabbit {
     /// Re-orders the main queue: `fate` says for each mail whether it is parked or
-    /// requeued with a new priority; `parked_copies(ids, false)` journals the
-    /// identities of parked copies about to be published (suspects: the run may die
-    /// before they are confirmed), `parked_copies(ids, true)` once they are confirmed,
-    /// before their originals are acked; `tick` is called for
+    /// requeued with a new priority; `parked_copies` journals the identities of parked
+    /// copies about to be published; `tick` is called for
     /// each mail handled (twice per mail: out and back); `stop` is checked between mails.
     pub async fn reorder(
         &mut self,
         mut fate: impl FnMut(&Envelope) -> Reorder,
-        mut parked_copies: impl FnMut(&[String], bool) -> Result<()>,
+        mut parked_copies: impl FnMut(&[String]) -> Result<()>,
         mut tick: impl FnMut(),
         stop: impl Fn() -> bool,
         now: DateTime<Utc>,
@@ -185,8 +182,8 @@ impl Rabbit {
         &self,
         from: &str,
         limit: u64,
-        route: impl FnMut(&Envelope, &BasicProperties) -> Route,
-        parked: &mut impl FnMut(&[String], bool) -> Result<()>,
+        mut route: impl FnMut(&Envelope, &BasicProperties) -> Route,
+        parked: &mut impl FnMut(&[String]) -> Result<()>,
         tick: &mut impl FnMut(),
         stop: &impl Fn() -> bool,
     ) -> Result<(u64, bool)> {
@@ -194,45 +191,9 @@ impl Rabbit {
             return Ok((0, false));
         }
         let mut publisher = Publisher::new(&self.broker, WINDOW).await?;
-        // The parked copies published and not yet journaled: (publish number, identity).
-        let mut parking = VecDeque::new();
-        let moved = self
-            .pass_with(
-                &mut publisher,
-                from,
-                limit,
-                route,
-                &mut parking,
-                parked,
-                tick,
-                stop,
-            )
-            .await;
-        // Even when the broker went away: the copies it confirmed are journaled, so the
-        // next run drops their originals rather than parking them again (the others
-        // stay suspects).
-        let journaled = journal_confirmed(&mut parking, publisher.confirmed(), parked);
-        let moved = moved?;
-        journaled?;
-        publisher.close(&self.broker).await;
-        Ok(moved)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn pass_with(
-        &self,
-        publisher: &mut Publisher,
-        from: &str,
-        limit: u64,
-        mut route: impl FnMut(&Envelope, &BasicProperties) -> Route,
-        parking: &mut VecDeque<(u64, String)>,
-        parked: &mut impl FnMut(&[String], bool) -> Result<()>,
-        tick: &mut impl FnMut(),
-        stop: &impl Fn() -> bool,
-    ) -> Result<(u64, bool)> {
         let parking_queue = self.topo.parking();
-        // Mails to park, held until the chunk ends: their identities are journaled as
-        // suspects in one transaction before their copies go out.
+        // Mails to park, held until the chunk ends: their identities are journaled in
+        // one transaction before their copies go out.
         let mut held: Vec<(String, Vec<u8>, BasicProperties)> = Vec::new();
         let mut reader = Reader::open(&self.broker, from, PREFETCH).await?;
         // (copies published when it was taken, its delivery tag, mails taken), every
@@ -259,7 +220,7 @@ impl Rabbit {
                 }
             }
             if taken % ACK_EVERY == 0 {
-                release_parks(publisher, &parking_queue, &mut held, parking, parked).await?;
+                release_parks(&mut publisher, &parking_queue, &mut held, parked).await?;
                 marks.push_back((publisher.published(), d.delivery_tag, taken));
             }
             if taken - acked >= u64::from(PREFETCH) - ACK_EVERY {
@@ -275,58 +236,37 @@ impl Rabbit {
                 through = marks.pop_front().map(|(_, tag, upto)| (tag, upto));
             }
             if let Some((tag, upto)) = through {
-                journal_confirmed(parking, publisher.confirmed(), parked)?;
                 reader.ack_through(&self.broker, tag).await?;
                 acked = upto;
             }
             tick();
         }
-        release_parks(publisher, &parking_queue, &mut held, parking, parked).await?;
+        release_parks(&mut publisher, &parking_queue, &mut held, parked).await?;
         publisher.finish().await?;
-        journal_confirmed(parking, publisher.confirmed(), parked)?;
         if let Some(tag) = last {
             reader.ack_through(&self.broker, tag).await?;
         }
         reader.close(&self.broker).await?;
+        publisher.close(&self.broker).await;
         Ok((taken, stopped))
     }
 }
 
-/// Publishes the `held` parked copies to `queue`, their identities first journaled as
-/// suspects (`parked(ids, false)`), and remembers them until they are confirmed.
+/// Publishes the `held` parked copies to `queue`, their identities journaled first
+/// (`parked`).
 async fn release_parks(
     publisher: &mut Publisher,
     queue: &str,
     held: &mut Vec<(String, Vec<u8>, BasicProperties)>,
-    parking: &mut VecDeque<(u64, String)>,
-    parked: &mut impl FnMut(&[String], bool) -> Result<()>,
+    parked: &mut impl FnMut(&[String]) -> Result<()>,
 ) -> Result<()> {
     if held.is_empty() {
         return Ok(());
     }
     let ids: Vec<String> = held.iter().map(|(id, _, _)| id.clone()).collect();
-    parked(&ids, false)?;
-    for (id, body, props) in held.drain(..) {
+    parked(&ids)?;
+    for (_, body, props) in held.drain(..) {
         publisher.publish(queue, &body, props).await?;
-        parking.push_back((publisher.published(), id));
     }
     Ok(())
-}
-
-/// Hands the identities of the parked copies the broker confirmed (up to publish number
-/// `confirmed`) to `parked`, and forgets them.
-fn journal_confirmed(
-    parking: &mut VecDeque<(u64, String)>,
-    confirmed: u64,
-    parked: &mut impl FnMut(&[String], bool) -> Result<()>,
-) -> Result<()> {
-    let n = parking
-        .iter()
-        .take_while(|(seq, _)| *seq <= confirmed)
-        .count();
-    if n == 0 {
-        return Ok(());
-    }
-    let ids: Vec<String> = parking.drain(..n).map(|(_, id)| id).collect();
-    parked(&ids, true)
 }

@@ -16,9 +16,8 @@ pub const H_REASON: &str = "x-acaso-reason";
 pub const H_DETAIL: &str = "x-acaso-detail";
 /// Header: when it was parked (RFC 3339).
 pub const H_PARKED_AT: &str = "x-acaso-parked-at";
-/// Header: when `dead-letters` replayed it (RFC 3339). It outlives the replay (it is not
-/// one of [`OUR_HEADERS`]): it tells a replayed mail from an original that a dead run
-/// left behind after parking a copy of it.
+/// Header: when `dead-letters` last replayed it (RFC 3339), for the operator's eyes. It
+/// outlives the replay (it is not one of [`OUR_HEADERS`]).
 pub const H_REPLAYED_AT: &str = "x-acaso-replayed-at";
 
 /// The headers acaso-mail writes; a replayed mail leaves them behind.

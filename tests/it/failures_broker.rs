@@ -357,41 +357,51 @@ fn broker_lost_between_a_parking_copy_and_the_ack_parks_the_mail_once() {
 }
 
 #[test]
-fn reprioritize_removes_the_second_parked_copy_of_a_suspect_only() {
-    // A parking copy published but never confirmed (the broker went away) makes its
-    // mail a suspect: the original may be parked again. reprioritize then keeps one
-    // copy of a suspect in the parking queue, and leaves every other mail alone.
-    let w = World::new("park-suspect", 300.0);
-    w.declare_queues();
-    let parking = format!("{}.dead", w.queue);
-    let body =
-        |to: &str| serde_json::to_vec(&job(to, 3, "2026-11-26T10:00:00-03:00")).expect("json");
-    let (suspect, other) = (body("suspect@example.org"), body("other@example.org"));
-    raw_publish(
-        &parking,
-        &[
-            (suspect.clone(), 5),
-            (other.clone(), 5),
-            (suspect.clone(), 5),
-            (other.clone(), 5),
-        ],
-    );
+fn an_original_whose_copy_is_parked_is_dropped_by_the_drain_and_left_to_it_by_reprioritize() {
+    // What a run killed between the parking copy's confirm and the original's ack
+    // leaves: the copy parked, the original queued, the journal saying it parked it.
+    let w = World::new("park-left", 300.0);
+    let (body, parking) = one_expired_mail(&w);
+    raw_publish(&parking, &[(body.clone(), 5)]);
     let journal = acaso_mail::state::Store::open(w.state.path()).expect("journal");
-    let id = acaso_mail::mailbox::identity(None, &suspect);
-    let at = chrono::Utc::now();
+    let id = acaso_mail::mailbox::identity(None, &body);
     journal
-        .record_park_suspects([id.as_str()], at)
-        .expect("suspect");
+        .record_parking([id.as_str()], chrono::Utc::now())
+        .expect("journal");
     drop(journal);
+    // reprioritize does not park it a second time: it goes back to the head of the queue.
     let r = w.json(NOW, &["reprioritize"]);
-    assert_eq!(r["duplicates"], 1, "{r}");
-    let left: Vec<Vec<u8>> = w.take_all(&parking).into_iter().map(|(_, b)| b).collect();
     assert_eq!(
-        left,
-        [suspect.clone(), other.clone(), other],
-        "parking queue after"
+        counts(&r, &["expired", "requeued"]),
+        [Some(0), Some(1)],
+        "{r}"
     );
-    // Checked once: the next run does not look again.
-    let journal = acaso_mail::state::Store::open(w.state.path()).expect("journal");
-    assert!(journal.park_suspects().expect("suspects").is_empty());
+    assert_eq!((w.ready(&w.queue), w.ready(&parking)), (1, 1));
+    // The drain finds the copy in the parking queue and drops the original.
+    crate::it::failures_interrupts::drain_parks_once(&w, &parking, 0, 1);
+}
+
+#[test]
+fn a_replayed_mail_parked_again_under_a_cut_ack_is_parked_once() {
+    let w = World::new("park-replay-cut", 300.0);
+    let (_, parking) = one_expired_mail(&w);
+    crate::it::failures_interrupts::drain_parks_once(&w, &parking, 1, 0);
+    let out = w
+        .cmd()
+        .args(["--now", NOW, "-q", "dead-letters", "replay", "--all"])
+        .output()
+        .expect("replay");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!((w.ready(&w.queue), w.ready(&parking)), (1, 0));
+    // Parked again; the connection is cut as the original's ack goes out.
+    run_cut_at(&w, proxy::Method::BasicAck, 1, &["drain-eod"]);
+    w.wait_until_ready_exactly(&w.queue, 1);
+    assert_eq!(w.ready(&parking), 1);
+    crate::it::failures_interrupts::drain_parks_once(&w, &parking, 0, 1);
+    let r = w.json(NOW, &["reprioritize"]);
+    assert_eq!((w.ready(&w.queue), w.ready(&parking)), (0, 1), "{r}");
 }

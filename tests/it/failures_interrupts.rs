@@ -322,20 +322,22 @@ fn an_original_left_behind_after_its_parking_is_dropped_not_parked_twice() {
     let w = World::new("park-twin", 300.0);
     let (body, parking) = one_expired_mail(&w);
     drain_parks_once(&w, &parking, 1, 0);
-    // The original as the dead run left it: same body, none of the parking marks.
+    // The original as the dead run left it (same body), its copy parked.
     raw_publish(&w.queue, &[(body.clone(), 5)]);
     drain_parks_once(&w, &parking, 0, 1);
-    // reprioritize drops it the same way.
+    // reprioritize does not park it again: it leaves it at the head of the queue for
+    // the next drain, which drops it.
     raw_publish(&w.queue, &[(body.clone(), 5)]);
     let r = w.json(NOW, &["reprioritize"]);
     assert_eq!(
-        (r["expired"].as_u64(), r["duplicates"].as_u64()),
-        (Some(0), Some(1)),
+        counts(&r, &["expired", "requeued"]),
+        [Some(0), Some(1)],
         "{r}"
     );
-    assert_eq!((w.ready(&w.queue), w.ready(&parking)), (0, 1));
-    // A copy replayed by dead-letters is not a leftover: it is handled again (and,
-    // expired, parked again), not dropped.
+    assert_eq!((w.ready(&w.queue), w.ready(&parking)), (1, 1));
+    drain_parks_once(&w, &parking, 0, 1);
+    // A copy replayed by dead-letters is not a leftover (no copy is parked any more): it
+    // is handled again (and, expired, parked again), not dropped.
     let out = w
         .cmd()
         .args(["--now", NOW, "-q", "dead-letters", "replay", "--all"])
@@ -351,10 +353,10 @@ fn an_original_left_behind_after_its_parking_is_dropped_not_parked_twice() {
 }
 
 #[test]
-fn a_drain_killed_as_it_parks_leaves_a_suspect_and_the_mail_parked_once() {
-    // Killed (SIGKILL) while the parking copy's publish is on its way: the journal holds
-    // a suspect, the original returns; the next drain parks it (the suspect is settled),
-    // and reprioritize finds one copy, which it keeps.
+fn a_drain_killed_as_it_parks_leaves_the_mail_to_be_parked_once() {
+    // Killed (SIGKILL) while the parking copy's publish is held on its way: the journal
+    // says a copy may be parked, but none is; the next drain looks, finds none, and
+    // parks the mail; reprioritize then leaves the one copy alone.
     let w = World::new("park-kill", 300.0);
     let (_, parking) = one_expired_mail(&w);
     let proxy = proxy::Proxy::hold_at(proxy::Method::BasicPublish, 1);
@@ -368,26 +370,46 @@ fn a_drain_killed_as_it_parks_leaves_a_suspect_and_the_mail_parked_once() {
     child.kill_mid_run();
     drop(proxy);
     w.wait_until_ready_exactly(&w.queue, 1);
-    let suspects = || {
-        acaso_mail::state::Store::open(w.state.path())
-            .expect("journal")
-            .park_suspects()
-            .expect("suspects")
-            .len()
-    };
-    assert_eq!(
-        suspects(),
-        1,
-        "no suspect journaled before the parking copy"
-    );
     assert_eq!(w.ready(&parking), 0);
     drain_parks_once(&w, &parking, 1, 0);
-    assert_eq!(
-        suspects(),
-        0,
-        "a confirmed parking still counts as a suspect"
-    );
     let r = w.json(NOW, &["reprioritize"]);
     assert_eq!(r["duplicates"], 0, "{r}");
     assert_eq!((w.ready(&w.queue), w.ready(&parking)), (0, 1));
+}
+
+#[test]
+fn a_mail_parked_then_purged_and_published_again_is_sent() {
+    // The journal remembers the parking for 30 days; the copy is gone (purged): the
+    // mail published again must not be taken for a leftover.
+    let w = World::new("park-purged", 300.0);
+    w.declare_queues();
+    let parking = format!("{}.dead", w.queue);
+    let body = serde_json::to_vec(&job("fixed@example.org", 3, "2026-11-29T10:00:00-03:00"))
+        .expect("json");
+    raw_publish(&w.queue, &[(body.clone(), 5)]);
+    w.fake.state().script.push_back(Fault::Status(
+        400,
+        r#"{"code":"invalid_parameter","message":"template inactive"}"#.into(),
+    ));
+    let s = w.json(NOW, &["drain-eod"]);
+    assert_eq!(w.ready(&parking), 1, "{s}");
+    let out = w
+        .cmd()
+        .args(["--now", NOW, "-q", "dead-letters", "purge", "--all"])
+        .output()
+        .expect("purge");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    raw_publish(&w.queue, &[(body, 5)]);
+    let s = w.json(NOW, &["drain-eod"]);
+    assert_eq!(
+        counts(&s, &["sent", "already_parked"]),
+        [Some(1), Some(0)],
+        "{s}"
+    );
+    assert_eq!(recipients(&w.fake), ["fixed@example.org"]);
+    assert_eq!((w.ready(&w.queue), w.ready(&parking)), (0, 0));
 }
