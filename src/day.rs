@@ -586,6 +586,33 @@ mod tests {
         assert_eq!(hours_except(0, false), "1-23");
     }
 
+    #[test]
+    fn a_future_now_does_not_erase_the_credit_history_but_old_readings_go() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(dir.path()).expect("store");
+        let keep = Duration::days(KEEP_DAYS);
+        let wall = Utc::now();
+        let record = |at: DateTime<Utc>, credits: f64| {
+            store
+                .record_credits(at, credits, "free", true, "drain-hourly", keep)
+                .expect("record");
+        };
+        let count = || store.credit_history().expect("history").len();
+        // A reading 70 days old (a run given that --now) is kept by its own run...
+        record(wall - Duration::days(70), 40.0);
+        assert_eq!(count(), 1);
+        for (i, credits) in [20.0, 300.0, 10.0, 300.0].into_iter().enumerate() {
+            record(wall - Duration::days(4 - i as i64), credits);
+        }
+        // ...and forgotten by the next run at the real time.
+        assert_eq!(count(), 4);
+        // `stats --now` half a year ahead erases nothing real.
+        record(wall + Duration::days(180), 300.0);
+        assert_eq!(count(), 5, "the history was erased by a future --now");
+        record(wall, 290.0);
+        assert_eq!(count(), 6);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 

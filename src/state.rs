@@ -501,7 +501,11 @@ pub type CreditReading = (i64, i64, f64, String, bool);
 
 impl Store {
     /// Records the credits a run (`command`) saw at `at`, and forgets the readings older
-    /// than `keep` before it: Brevo's daily reset is learned from them.
+    /// than `keep`: Brevo's daily reset is learned from them.
+    ///
+    /// "Older" counts back from `at` or the wall clock, whichever is earlier: a run given
+    /// a `--now` far in the future must not erase the real history, and one given a past
+    /// `--now` erases nothing a run at the real time would keep.
     pub fn record_credits(
         &self,
         at: DateTime<Utc>,
@@ -511,15 +515,17 @@ impl Store {
         command: &str,
         keep: chrono::Duration,
     ) -> Result<()> {
+        let cut = at
+            .min(Utc::now())
+            .timestamp()
+            .saturating_sub(keep.num_seconds());
         let at = at.timestamp();
         self.db.execute(
             "INSERT INTO credit_seen (at, credits, plan, limited, command) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![at, credits, plan, limited, command],
         )?;
-        self.db.execute(
-            "DELETE FROM credit_seen WHERE at < ?1",
-            [at.saturating_sub(keep.num_seconds())],
-        )?;
+        self.db
+            .execute("DELETE FROM credit_seen WHERE at < ?1", [cut])?;
         Ok(())
     }
 
