@@ -52,13 +52,16 @@ pub struct Rise {
     pub by: i64,
 }
 
-/// The resets in a history of readings, oldest first. A rise is a reset when both
-/// readings are of the same counted plan, the second was recorded after the first, and
-/// the credits do not go above the most the plan was ever seen to hold after a reset
-/// (that would be a bigger plan, not a new day).
+/// The resets in a history of readings, in the order they were recorded. Only readings
+/// recorded one after the other are compared, and only when their instants are in the
+/// same order: a reading recorded with an earlier (or later) `--now` than the real clock
+/// sits between two others in time, not in recording order, and proves nothing. A rise
+/// is a reset when both readings are of the same counted plan and the credits do not go
+/// above the most the plan was ever seen to hold after a reset (that would be a bigger
+/// plan, not a new day).
 pub fn rises(seen: &[Seen]) -> Vec<Rise> {
     let mut sorted: Vec<&Seen> = seen.iter().collect();
-    sorted.sort_by_key(|s| (s.at, s.seq));
+    sorted.sort_by_key(|s| (s.seq, s.at));
     let mut out = Vec::new();
     let mut size: Option<f64> = None;
     for pair in sorted.windows(2) {
@@ -70,7 +73,7 @@ pub fn rises(seen: &[Seen]) -> Vec<Rise> {
             continue;
         }
         let finite = a.credits.is_finite() && b.credits.is_finite();
-        // Readings recorded out of time order (a run given an earlier --now) prove nothing.
+        // Readings recorded out of time order (a run given another --now) prove nothing.
         if !finite || b.seq <= a.seq || b.at <= a.at || b.credits < a.credits + 0.5 {
             continue;
         }
@@ -524,6 +527,38 @@ mod tests {
             seen(4, "2026-12-01T13:00:00Z", 1000.0),
         ];
         assert_eq!(rises(&h).len(), 1);
+    }
+
+    #[test]
+    fn a_reading_recorded_with_an_earlier_now_makes_no_reset() {
+        // Real readings at 10:00 (100) and 12:00 (80), then a run given `--now 11:00`
+        // the next day, when the credits were back to 300.
+        let h = [
+            seen(1, "2026-12-01T10:00:00Z", 100.0),
+            seen(2, "2026-12-01T12:00:00Z", 80.0),
+            seen(3, "2026-12-01T11:00:00Z", 300.0),
+        ];
+        assert_eq!(rises(&h), vec![]);
+        // A reading with a future --now costs the pairs it is in, not the later ones.
+        let h = [
+            seen(1, "2026-12-01T20:00:00Z", 20.0),
+            seen(2, "2027-06-01T00:00:00Z", 300.0),
+            seen(3, "2026-12-01T21:00:00Z", 10.0),
+            seen(4, "2026-12-02T20:00:00Z", 5.0),
+            seen(5, "2026-12-02T21:00:00Z", 300.0),
+        ];
+        let only = Rise {
+            after: t("2026-12-02T20:00:00Z").timestamp(),
+            by: t("2026-12-02T21:00:00Z").timestamp(),
+        };
+        let found = rises(&h);
+        assert!(found.contains(&only), "{found:?}");
+        // The rise into the future reading spans half a year: no time of day.
+        for r in found.iter().filter(|r| **r != only) {
+            assert_eq!(Window::of(*r), None, "{r:?}");
+        }
+        let inferred = infer(&found).expect("inferred");
+        assert_eq!(inferred.window, Window::of(only).expect("window"));
     }
 
     #[test]
