@@ -52,33 +52,59 @@ pub struct Rise {
     pub by: i64,
 }
 
+/// A reset brings the credits back to about a day's worth: the later reading holds at
+/// least this share of the most a day was seen to hold...
+pub const RESET_FULL_SHARE: f64 = 0.5;
+
+/// ...and the credits rose by at least this share of it. A refund or a support credit
+/// (a rise much smaller than a day's worth) is not a reset.
+pub const RESET_RISE_SHARE: f64 = 0.1;
+
+/// Rises that must agree on a new window before it replaces one that several rises
+/// agreed on (a window known from one rise gives way to the next that disagrees).
+pub const CONFIRMING_RISES: u32 = 2;
+
 /// The resets in a history of readings, in the order they were recorded. Only readings
 /// recorded one after the other are compared, and only when their instants are in the
 /// same order: a reading recorded with an earlier (or later) `--now` than the real clock
 /// sits between two others in time, not in recording order, and proves nothing. A rise
-/// is a reset when both readings are of the same counted plan and the credits do not go
-/// above the most the plan was ever seen to hold after a reset (that would be a bigger
-/// plan, not a new day).
+/// is a reset when both readings are of the same counted plan, the credits come back to
+/// about a day's worth ([`RESET_FULL_SHARE`], [`RESET_RISE_SHARE`] of the most a day
+/// was seen to hold: the most after a reset, else the most of any reading so far), and
+/// they do not go above the most the plan was ever seen to hold after a reset (that
+/// would be a bigger plan, not a new day).
 pub fn rises(seen: &[Seen]) -> Vec<Rise> {
     let mut sorted: Vec<&Seen> = seen.iter().collect();
     sorted.sort_by_key(|s| (s.seq, s.at));
     let mut out = Vec::new();
+    // The most credits seen just after a reset, and in any reading, of this plan.
     let mut size: Option<f64> = None;
+    let mut peak: Option<f64> = None;
     for pair in sorted.windows(2) {
         let (a, b) = (pair[0], pair[1]);
         let same_plan = a.plan.eq_ignore_ascii_case(&b.plan) && a.limited && b.limited;
         if !same_plan {
             // Another plan: what was known of the old one's size no longer holds.
             size = None;
+            peak = None;
             continue;
         }
-        let finite = a.credits.is_finite() && b.credits.is_finite();
+        if !(a.credits.is_finite() && b.credits.is_finite()) {
+            continue;
+        }
+        let highest = a.credits.max(b.credits);
+        peak = Some(peak.map_or(highest, |p| p.max(highest)));
         // Readings recorded out of time order (a run given another --now) prove nothing.
-        if !finite || b.seq <= a.seq || b.at <= a.at || b.credits < a.credits + 0.5 {
+        if b.seq <= a.seq || b.at <= a.at || b.credits < a.credits + 0.5 {
             continue;
         }
         if size.is_some_and(|s| b.credits > s + 0.5) {
             size = Some(b.credits);
+            continue;
+        }
+        let day = size.or(peak).unwrap_or(b.credits);
+        let rise = b.credits - a.credits;
+        if b.credits < day * RESET_FULL_SHARE || rise < day * RESET_RISE_SHARE {
             continue;
         }
         size = Some(size.map_or(b.credits, |s| s.max(b.credits)));
@@ -143,8 +169,10 @@ impl Window {
 }
 
 /// What the readings say about the reset: the window all agreeing rises leave, and how
-/// many rises agreed. A rise outside the window means the reset moved (Brevo changed
-/// it, or it follows a zone with daylight saving): the count starts again from it.
+/// many rises agreed. Rises outside the window mean the reset moved (Brevo changed it,
+/// or it follows a zone with daylight saving): once [`CONFIRMING_RISES`] of them agree
+/// (one, against a window only one rise showed), the count starts again from them. A
+/// single disagreeing rise (credits given back at another hour) changes nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Inferred {
     /// Where the reset falls.
@@ -155,24 +183,38 @@ pub struct Inferred {
 
 /// Infers the reset from rises, oldest first.
 pub fn infer(rises: &[Rise]) -> Option<Inferred> {
+    let one = |window| Inferred {
+        window,
+        agreeing: 1,
+    };
+    let narrowed = |c: Inferred, w: Window| {
+        c.window.intersect(w).map(|window| Inferred {
+            window,
+            agreeing: c.agreeing.saturating_add(1),
+        })
+    };
     let mut cur: Option<Inferred> = None;
+    // Rises that disagree with `cur`, until enough agree to replace it.
+    let mut challenger: Option<Inferred> = None;
     for w in rises.iter().filter_map(|r| Window::of(*r)) {
-        cur = Some(match cur {
-            None => Inferred {
-                window: w,
-                agreeing: 1,
-            },
-            Some(c) => match c.window.intersect(w) {
-                Some(window) => Inferred {
-                    window,
-                    agreeing: c.agreeing.saturating_add(1),
-                },
-                None => Inferred {
-                    window: w,
-                    agreeing: 1,
-                },
-            },
-        });
+        let Some(c) = cur else {
+            cur = Some(one(w));
+            continue;
+        };
+        if let Some(n) = narrowed(c, w) {
+            cur = Some(n);
+            challenger = None;
+            continue;
+        }
+        let next = challenger
+            .and_then(|ch| narrowed(ch, w))
+            .unwrap_or_else(|| one(w));
+        if next.agreeing >= c.agreeing.min(CONFIRMING_RISES) {
+            cur = Some(next);
+            challenger = None;
+        } else {
+            challenger = Some(next);
+        }
     }
     cur
 }
@@ -561,6 +603,95 @@ mod tests {
         assert_eq!(inferred.window, Window::of(only).expect("window"));
     }
 
+    /// Three days of hourly readings with the reset at 21:00 in Recife (00:00 UTC), then
+    /// `extra` on the fourth morning.
+    fn three_days_then(extra: &[(&str, f64)]) -> Vec<Seen> {
+        let mut h = Vec::new();
+        for d in 1..=3 {
+            for (hh, c) in [(19, 40.0), (20, 20.0), (21, 300.0), (22, 290.0)] {
+                let at = format!("2026-12-0{d}T{hh}:15:00-03:00");
+                h.push(seen(h.len() as i64 + 1, &at, c));
+            }
+        }
+        for (at, c) in extra {
+            h.push(seen(h.len() as i64 + 1, at, *c));
+        }
+        h
+    }
+
+    #[test]
+    fn credits_given_back_do_not_move_a_well_known_reset() {
+        use crate::drain::{Budget, Limit, Pace};
+        let established = infer(&rises(&three_days_then(&[]))).expect("learned");
+        assert_eq!(established.agreeing, 3);
+        let (nine, ten) = ("2026-12-04T09:15:00-03:00", "2026-12-04T10:15:00-03:00");
+        // One credit refunded mid-morning: not a reset at all.
+        let refund = [(nine, 150.0), (ten, 151.0)];
+        let h = three_days_then(&refund);
+        assert_eq!(rises(&h).len(), 3, "{:?}", rises(&h));
+        // A support credit of 180: as big as a reset, yet one rise against three.
+        let grant = [(nine, 20.0), (ten, 200.0)];
+        let h = three_days_then(&grant);
+        assert_eq!(rises(&h).len(), 4, "counted as a rise: {:?}", rises(&h));
+        for h in [three_days_then(&refund), h] {
+            let inferred = infer(&rises(&h)).expect("inferred");
+            assert_eq!(inferred, established);
+            // The next morning's 09:15 hourly run is not the last before the reset, and
+            // `--limit 12 --strict-limit` sends 12.
+            let reset = Reset::choose(None, Some(inferred), recife());
+            let p = position(&reset, t("2026-12-05T09:15:00-03:00"), recife()).expect("p");
+            assert!(!p.last_before_reset, "{p:?}");
+            assert_eq!(p.runs_left, 12);
+            let pace = Pace {
+                runs_left: p.runs_left,
+                last_before_reset: p.last_before_reset,
+                early_in_day: p.early_in_day,
+            };
+            let strict = Budget::Hourly {
+                limit: Limit::Count(12),
+                urgent_beyond_limit: false,
+                reserve: 30,
+            };
+            assert_eq!(strict.caps(300, pace).soft, 12);
+        }
+    }
+
+    #[test]
+    fn a_reset_that_moves_is_learned_from_two_agreeing_rises() {
+        // From the fourth day the credits come back at 22:00 local instead (a zone with
+        // daylight saving, or Brevo moved it).
+        let moved = |d: u32| {
+            [(20, 40.0), (21, 20.0), (22, 300.0)]
+                .map(|(hh, c)| (format!("2026-12-0{d}T{hh}:15:00-03:00"), c))
+        };
+        let day4 = moved(4);
+        let one: Vec<(&str, f64)> = day4.iter().map(|(a, c)| (a.as_str(), *c)).collect();
+        let after_one = infer(&rises(&three_days_then(&one))).expect("inferred");
+        assert_eq!(after_one.agreeing, 3, "one rise moved a 3-rise window");
+        let day5 = moved(5);
+        let two: Vec<(&str, f64)> = day4
+            .iter()
+            .chain(&day5)
+            .map(|(a, c)| (a.as_str(), *c))
+            .collect();
+        let after_two = infer(&rises(&three_days_then(&two))).expect("inferred");
+        assert_eq!(after_two.agreeing, 2);
+        let reset = Reset::choose(None, Some(after_two), recife());
+        assert_eq!(
+            reset.local_window(recife(), t("2026-12-06T10:00:00-03:00")),
+            Some(("21:15".into(), "22:15".into()))
+        );
+        // A window only one rise showed gives way to the next rise at once.
+        let h = [
+            seen(1, "2026-12-01T20:15:00Z", 20.0),
+            seen(2, "2026-12-01T21:15:00Z", 300.0),
+            seen(3, "2026-12-02T09:15:00Z", 10.0),
+            seen(4, "2026-12-02T10:15:00Z", 300.0),
+        ];
+        let w = infer(&rises(&h)).expect("inferred").window;
+        assert_eq!(w.start, 9 * 3600 + 900);
+    }
+
     #[test]
     fn assumed_midnight_paces_as_before() {
         let reset = Reset::assumed(recife());
@@ -698,15 +829,104 @@ mod tests {
                 seen.push(Seen { seq: i as i64, at, credits, plan: "free".into(), limited: true });
                 credits = (credits - f64::from(spends[i % spends.len()])).max(0.0);
             }
-            if let Some(inf) = infer(&rises(&seen)) {
+            check_holds(&seen, reset_tod, at)?;
+        }
+
+        /// The same plan, hourly runs, and now and then credits given back (a refund, a
+        /// support credit) at another hour: one big enough to look like a reset does not
+        /// move a window two rises agreed on.
+        #[test]
+        fn credits_given_back_never_lose_the_true_reset(
+            reset_hour in 0i64..24,
+            minute in 0i64..60,
+            spends in proptest::collection::vec(15u32..40, 24 * 6),
+            gifts in proptest::collection::vec((48usize..(24 * 6), 1u32..300), 0..6),
+        ) {
+            let reset_tod = reset_hour * 3600 + 1800;
+            // Never two at the same hour of the day: two rises that agree are a reset
+            // that moved.
+            let mut gifts = gifts;
+            gifts.sort_by_key(|g| g.0 % 24);
+            gifts.dedup_by_key(|g| g.0 % 24);
+            let (seen, at) = hourly(reset_tod, minute, &spends, &gifts);
+            let inf = infer(&rises(&seen)).expect("six days show the reset");
+            prop_assert!(inf.agreeing >= 2, "{inf:?}");
+            check_holds(&seen, reset_tod, at)?;
+        }
+
+        /// Credits given back, less than a tenth of a day's, are never a reset (they may
+        /// hide one that followed a quiet day: the rise is then too small to tell).
+        #[test]
+        fn small_refunds_are_no_reset(
+            reset_hour in 0i64..24,
+            minute in 0i64..60,
+            spends in proptest::collection::vec(15u32..40, 24 * 3),
+            gifts in proptest::collection::vec((0usize..(24 * 3), 1u32..30), 1..10),
+        ) {
+            let reset_tod = reset_hour * 3600 + 1800;
+            let (plain, _) = hourly(reset_tod, minute, &spends, &[]);
+            let (refunded, _) = hourly(reset_tod, minute, &spends, &gifts);
+            let real = rises(&plain);
+            for r in rises(&refunded) {
+                prop_assert!(real.contains(&r), "{r:?} is not one of {real:?}");
+            }
+        }
+    }
+
+    /// Hourly readings at `minute` past each hour of a plan of 300 that resets at
+    /// `reset_tod` (UTC seconds of the day, at half past an hour), spending `spends`
+    /// between runs; `gifts` (run index, credits; the first for an index) are given back
+    /// just before a run, never
+    /// in the reset's own hour (a rise there is a reset anyway). The readings, and the
+    /// instant of the last.
+    fn hourly(
+        reset_tod: i64,
+        minute: i64,
+        spends: &[u32],
+        gifts: &[(usize, u32)],
+    ) -> (Vec<Seen>, i64) {
+        let start = 1_796_000_000i64 - 1_796_000_000i64.rem_euclid(DAY_SECS);
+        let day_of = |x: i64| (x - reset_tod).div_euclid(DAY_SECS);
+        let mut credits = 300.0f64;
+        let mut seen = Vec::new();
+        let mut at = start;
+        for (i, spend) in spends.iter().enumerate() {
+            let next = start + i as i64 * 3600 + minute * 60;
+            if day_of(next) > day_of(at) {
+                credits = 300.0;
+            }
+            at = next;
+            let reset_hour_run = (at - reset_tod).rem_euclid(DAY_SECS) < 3600;
+            if let Some((_, gift)) = gifts.iter().find(|g| g.0 == i && !reset_hour_run) {
+                credits = (credits + f64::from(*gift)).min(300.0);
+            }
+            seen.push(Seen {
+                seq: i as i64,
+                at,
+                credits,
+                plan: "free".into(),
+                limited: true,
+            });
+            credits = (credits - f64::from(*spend)).max(0.0);
+        }
+        (seen, at)
+    }
+
+    /// The window inferred from `seen` holds the true reset (`reset_tod`, UTC seconds of
+    /// the day), and the next reset after `at` is found from it.
+    fn check_holds(seen: &[Seen], reset_tod: i64, at: i64) -> Result<(), TestCaseError> {
+        {
+            if let Some(inf) = infer(&rises(seen)) {
                 prop_assert!(inf.window.contains(reset_tod), "{inf:?} misses {reset_tod}");
                 let reset = Reset::observed(inf).expect("observed");
                 let now = DateTime::from_timestamp(at, 0).expect("now");
                 let next = reset.next(now).expect("next");
                 prop_assert!(next.by > now);
-                let truth = next.after.timestamp() + (reset_tod - next.after.timestamp()).rem_euclid(DAY_SECS);
+                let truth = next.after.timestamp()
+                    + (reset_tod - next.after.timestamp()).rem_euclid(DAY_SECS);
                 prop_assert!(truth > next.after.timestamp() && truth <= next.by.timestamp());
             }
         }
+        Ok(())
     }
 }
