@@ -7,8 +7,9 @@
 //! assumed, which is how acaso-mail behaved before it learned.
 //!
 //! Everything here is pure (no I/O, no clock) and never panics: date arithmetic is checked
-//! and an instant out of chrono's range gives `None`; only [`learn`] and [`known`] touch
-//! the state store, where the readings are kept.
+//! and an instant out of chrono's range gives `None`; only [`read_account`] reads the
+//! account and the clock, and only [`learn`] and [`known`] touch the state store, where
+//! the readings are kept.
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -32,7 +33,9 @@ pub const KEEP_DAYS: i64 = 60;
 pub struct Seen {
     /// The order the readings were recorded in (the store's row id).
     pub seq: i64,
-    /// When (Unix seconds).
+    /// When the credits were asked for (Unix seconds)...
+    pub asked: i64,
+    /// ...and when Brevo answered: it read them in between.
     pub at: i64,
     /// The credits left.
     pub credits: f64,
@@ -42,8 +45,9 @@ pub struct Seen {
     pub limited: bool,
 }
 
-/// A rise of the credits between two readings: a reset happened after `after` and at
-/// or before `by` (Unix seconds).
+/// A rise of the credits between two readings: a reset happened after `after` (when the
+/// first was asked for) and at or before `by` (when the second was answered), in Unix
+/// seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rise {
     /// The last reading before the rise.
@@ -109,7 +113,7 @@ pub fn rises(seen: &[Seen]) -> Vec<Rise> {
         }
         size = Some(size.map_or(b.credits, |s| s.max(b.credits)));
         out.push(Rise {
-            after: a.at,
+            after: a.asked.min(a.at),
             by: b.at,
         });
     }
@@ -451,8 +455,9 @@ pub fn known(store: Option<&Store>, cfg: &Config) -> anyhow::Result<Learned> {
         Some(store) => store
             .credit_history()?
             .into_iter()
-            .map(|(seq, at, credits, plan, limited)| Seen {
+            .map(|(seq, asked, at, credits, plan, limited)| Seen {
                 seq,
+                asked,
                 at,
                 credits,
                 plan,
@@ -469,17 +474,34 @@ pub fn known(store: Option<&Store>, cfg: &Config) -> anyhow::Result<Learned> {
     })
 }
 
-/// Records the credits a run (`command`) read at `now`, then says what the readings
-/// show.
+/// When the credits were read: the request went out at `asked` and Brevo answered at
+/// `at` (by the clock, or `--now` when given); Brevo read them in between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadAt {
+    /// Just before the request.
+    pub asked: DateTime<Utc>,
+    /// Just after the answer.
+    pub at: DateTime<Utc>,
+}
+
+/// Reads the account (`GET /account`), and when.
+pub async fn read_account(cfg: &Config) -> anyhow::Result<(Account, ReadAt)> {
+    let asked = cfg.now();
+    let account = crate::brevo::account(cfg).await?;
+    let at = cfg.now().max(asked);
+    Ok((account, ReadAt { asked, at }))
+}
+
+/// Records the credits a run (`command`) read, then says what the readings show.
 pub fn learn(
     store: &Store,
     cfg: &Config,
-    now: DateTime<Utc>,
+    read: ReadAt,
     account: &Account,
     command: &str,
 ) -> anyhow::Result<Learned> {
     store.record_credits(
-        now,
+        (read.asked, read.at),
         account.credits,
         &account.plan,
         !account.unlimited(),
@@ -505,6 +527,7 @@ mod tests {
     fn seen(seq: i64, at: &str, credits: f64) -> Seen {
         Seen {
             seq,
+            asked: t(at).timestamp(),
             at: t(at).timestamp(),
             credits,
             plan: "free".into(),
@@ -693,6 +716,62 @@ mod tests {
     }
 
     #[test]
+    fn a_reading_brackets_the_read_from_request_to_answer() {
+        // Brevo took 40 s to answer the 20:15 run: the old credits were read after the
+        // request went out, not only by the answer.
+        let mut slow = seen(1, "2026-12-01T20:15:40Z", 20.0);
+        slow.asked = t("2026-12-01T20:15:00Z").timestamp();
+        let mut next = seen(2, "2026-12-01T21:15:30Z", 300.0);
+        next.asked = t("2026-12-01T21:15:00Z").timestamp();
+        let r = rises(&[slow, next]);
+        assert_eq!(
+            r,
+            vec![Rise {
+                after: t("2026-12-01T20:15:00Z").timestamp(),
+                by: t("2026-12-01T21:15:30Z").timestamp(),
+            }]
+        );
+    }
+
+    #[test]
+    fn a_credit_history_from_before_the_request_time_is_kept() {
+        let dir = tempfile::tempdir().expect("dir");
+        {
+            let db =
+                rusqlite::Connection::open(dir.path().join(crate::state::DB_FILE)).expect("db");
+            db.execute_batch(
+                "CREATE TABLE credit_seen (at INTEGER NOT NULL, credits REAL NOT NULL,
+                     plan TEXT NOT NULL, limited INTEGER NOT NULL, command TEXT NOT NULL);
+                 INSERT INTO credit_seen VALUES (1796000000, 20.0, 'free', 1, 'drain-hourly');",
+            )
+            .expect("old history");
+        }
+        let store = Store::open(dir.path()).expect("upgraded");
+        let asked = t("2026-12-01T10:00:00Z");
+        let at = t("2026-12-01T10:00:02Z");
+        store
+            .record_credits((asked, at), 300.0, "free", true, "stats", Duration::days(1))
+            .expect("record");
+        let history = store.credit_history().expect("history");
+        assert_eq!(
+            history,
+            vec![
+                (1, 1_796_000_000, 1_796_000_000, 20.0, "free".into(), true),
+                (
+                    2,
+                    asked.timestamp(),
+                    at.timestamp(),
+                    300.0,
+                    "free".into(),
+                    true
+                ),
+            ]
+        );
+        drop(store);
+        Store::open(dir.path()).expect("opened again, already upgraded");
+    }
+
+    #[test]
     fn assumed_midnight_paces_as_before() {
         let reset = Reset::assumed(recife());
         for h in 0..24u32 {
@@ -760,7 +839,7 @@ mod tests {
         let wall = Utc::now();
         let record = |at: DateTime<Utc>, credits: f64| {
             store
-                .record_credits(at, credits, "free", true, "drain-hourly", keep)
+                .record_credits((at, at), credits, "free", true, "drain-hourly", keep)
                 .expect("record");
         };
         let count = || store.credit_history().expect("history").len();
@@ -785,14 +864,14 @@ mod tests {
         /// Whatever the readings, times and zones: no panic.
         #[test]
         fn never_panics(
-            readings in proptest::collection::vec((any::<i64>(), any::<i64>(), -1e6f64..1e6, any::<bool>()), 0..20),
+            readings in proptest::collection::vec((any::<i64>(), any::<i64>(), any::<i64>(), -1e6f64..1e6, any::<bool>()), 0..20),
             now in any::<i64>(),
             tz_index in 0usize..600,
             hh in 0u32..24, mm in 0u32..60,
         ) {
             let tz = chrono_tz::TZ_VARIANTS[tz_index % chrono_tz::TZ_VARIANTS.len()];
-            let seen: Vec<Seen> = readings.iter().map(|(seq, at, credits, free)| Seen {
-                seq: *seq, at: *at, credits: *credits,
+            let seen: Vec<Seen> = readings.iter().map(|(seq, asked, at, credits, free)| Seen {
+                seq: *seq, asked: *asked, at: *at, credits: *credits,
                 plan: if *free { "free".into() } else { "x".into() }, limited: true,
             }).collect();
             let inferred = infer(&rises(&seen));
@@ -826,7 +905,7 @@ mod tests {
                     credits = 300.0;
                 }
                 at = next;
-                seen.push(Seen { seq: i as i64, at, credits, plan: "free".into(), limited: true });
+                seen.push(Seen { seq: i as i64, asked: at, at, credits, plan: "free".into(), limited: true });
                 credits = (credits - f64::from(spends[i % spends.len()])).max(0.0);
             }
             check_holds(&seen, reset_tod, at)?;
@@ -902,6 +981,7 @@ mod tests {
             }
             seen.push(Seen {
                 seq: i as i64,
+                asked: at,
                 at,
                 credits,
                 plan: "free".into(),
