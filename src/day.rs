@@ -370,6 +370,11 @@ impl Reset {
     }
 }
 
+/// How late an hourly run may start after its hour (systemd's `AccuracySec=1min`, cron
+/// starting up), in seconds. An observed window starts at a run's reading: the same
+/// hour's run the next day, a little later, is still that run, the last before the reset.
+pub const RUN_SLACK: i64 = 120;
+
 /// Where a run stands in Brevo's day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
@@ -388,12 +393,19 @@ pub struct Position {
     pub day: NaiveDate,
 }
 
-/// Where `now` stands in the Brevo day `reset` defines; names days in `tz`.
+/// Where `now` stands in the Brevo day `reset` defines; names days in `tz`. Hourly runs
+/// are counted as starting up to [`RUN_SLACK`] after the hour of the reading that began
+/// an observed window (a stated time is exact: the run after it is in the new day).
 pub fn position(reset: &Reset, now: DateTime<Utc>, tz: Tz) -> Option<Position> {
     let next = reset.next(now)?;
     let before = next.after.signed_duration_since(now).num_seconds();
-    let runs_left = if before >= 0 {
-        u32::try_from((before / 3600 + 1).min(24)).unwrap_or(24)
+    let slack = match reset.source {
+        Source::Observed => RUN_SLACK,
+        Source::Configured | Source::Assumed => 0,
+    };
+    let ahead = before.saturating_add(slack);
+    let runs_left = if ahead >= 0 {
+        u32::try_from((ahead / 3600 + 1).min(24)).unwrap_or(24)
     } else {
         1
     };
@@ -406,7 +418,7 @@ pub fn position(reset: &Reset, now: DateTime<Utc>, tz: Tz) -> Option<Position> {
     Some(Position {
         next,
         runs_left,
-        last_before_reset: known && (0..3600).contains(&before),
+        last_before_reset: known && (0..3600).contains(&ahead),
         early_in_day: known && before > 12 * 3600,
         day,
     })
@@ -772,6 +784,34 @@ mod tests {
     }
 
     #[test]
+    fn hourly_runs_a_minute_late_keep_their_place_before_the_reset() {
+        // Learned from the 20:00 run (answered at 20:00:05) and the 21:00 one, in UTC.
+        let h = [
+            seen(1, "2026-12-01T20:00:05Z", 20.0),
+            seen(2, "2026-12-01T21:00:03Z", 300.0),
+        ];
+        let reset = Reset::choose(None, infer(&rises(&h)), Tz::UTC);
+        assert_eq!(reset.source, Source::Observed);
+        let at = |s: &str| position(&reset, t(s), Tz::UTC).expect("position");
+        // The next day's 20:00 run, 50 s late: inside the window, still the last run.
+        let late = at("2026-12-02T20:00:50Z");
+        assert!(late.last_before_reset && late.runs_left == 1, "{late:?}");
+        // Its 19:00 run, as late: one more run comes before the reset.
+        let hour_before = at("2026-12-02T19:00:50Z");
+        assert!(!hour_before.last_before_reset, "{hour_before:?}");
+        assert_eq!(hour_before.runs_left, 2);
+        assert_eq!(at("2026-12-02T19:00:00Z").runs_left, 2);
+        assert!(at("2026-12-02T20:00:00Z").last_before_reset);
+        // A stated time is exact: the 20:00 run a minute late is still the last, the
+        // 21:00 one a minute late is in the new day.
+        let stated = Reset::configured(NaiveTime::from_hms_opt(21, 0, 0).expect("t"), Tz::UTC);
+        let at = |s: &str| position(&stated, t(s), Tz::UTC).expect("position");
+        assert!(at("2026-12-02T20:00:50Z").last_before_reset);
+        let after = at("2026-12-02T21:00:50Z");
+        assert!(!after.last_before_reset && after.early_in_day, "{after:?}");
+    }
+
+    #[test]
     fn assumed_midnight_paces_as_before() {
         let reset = Reset::assumed(recife());
         for h in 0..24u32 {
@@ -948,6 +988,33 @@ mod tests {
             let real = rises(&plain);
             for r in rises(&refunded) {
                 prop_assert!(real.contains(&r), "{r:?} is not one of {real:?}");
+            }
+        }
+    }
+
+    proptest! {
+        /// The runs of a day, each up to a minute after its hour, against a window begun
+        /// by a reading up to a minute after the hour `slot`: each run counts the runs left
+        /// down to the one at `slot`, the only one that is the last before the reset.
+        /// (The run an hour after `slot` may fall inside the previous day's window: which
+        /// day it is in is not known, and it is left out.)
+        #[test]
+        fn late_hourly_runs_count_down_to_the_last_before_the_reset(
+            slot in 0i64..24,
+            began in 0i64..=60,
+            lates in proptest::collection::vec(0i64..=60, 23),
+        ) {
+            let window = Window { start: slot * 3600 + began, len: 3600 };
+            let reset = Reset::observed(Inferred { window, agreeing: 2 }).expect("reset");
+            let day = 1_796_083_200i64; // 2026-12-01T00:00:00Z
+            for (k, late) in lates.iter().enumerate() {
+                // k hours before the run at `slot`, the next day.
+                let k = k as i64;
+                let now = day + DAY_SECS + (slot - k) * 3600 + late;
+                let now = DateTime::from_timestamp(now, 0).expect("now");
+                let p = position(&reset, now, Tz::UTC).expect("position");
+                prop_assert_eq!(i64::from(p.runs_left), k + 1, "{} {:?}", now, p);
+                prop_assert_eq!(p.last_before_reset, k == 0, "{} {:?}", now, p);
             }
         }
     }
