@@ -7,8 +7,9 @@
 //! assumed, which is how acaso-mail behaved before it learned.
 //!
 //! Everything here is pure (no I/O, no clock) and never panics: date arithmetic is checked
-//! and an instant out of chrono's range gives `None`; only [`learn`] and [`known`] touch
-//! the state store, where the readings are kept.
+//! and an instant out of chrono's range gives `None`; only [`read_account`] reads the
+//! account and the clock, and only [`learn`] and [`known`] touch the state store, where
+//! the readings are kept.
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -32,7 +33,9 @@ pub const KEEP_DAYS: i64 = 60;
 pub struct Seen {
     /// The order the readings were recorded in (the store's row id).
     pub seq: i64,
-    /// When (Unix seconds).
+    /// When the credits were asked for (Unix seconds)...
+    pub asked: i64,
+    /// ...and when Brevo answered: it read them in between.
     pub at: i64,
     /// The credits left.
     pub credits: f64,
@@ -42,8 +45,9 @@ pub struct Seen {
     pub limited: bool,
 }
 
-/// A rise of the credits between two readings: a reset happened after `after` and at
-/// or before `by` (Unix seconds).
+/// A rise of the credits between two readings: a reset happened after `after` (when the
+/// first was asked for) and at or before `by` (when the second was answered), in Unix
+/// seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rise {
     /// The last reading before the rise.
@@ -52,35 +56,64 @@ pub struct Rise {
     pub by: i64,
 }
 
-/// The resets in a history of readings, oldest first. A rise is a reset when both
-/// readings are of the same counted plan, the second was recorded after the first, and
-/// the credits do not go above the most the plan was ever seen to hold after a reset
-/// (that would be a bigger plan, not a new day).
+/// A reset brings the credits back to about a day's worth: the later reading holds at
+/// least this share of the most a day was seen to hold...
+pub const RESET_FULL_SHARE: f64 = 0.5;
+
+/// ...and the credits rose by at least this share of it. A refund or a support credit
+/// (a rise much smaller than a day's worth) is not a reset.
+pub const RESET_RISE_SHARE: f64 = 0.1;
+
+/// Rises that must agree on a new window before it replaces one that several rises
+/// agreed on (a window known from one rise gives way to the next that disagrees).
+pub const CONFIRMING_RISES: u32 = 2;
+
+/// The resets in a history of readings, in the order they were recorded. Only readings
+/// recorded one after the other are compared, and only when their instants are in the
+/// same order: a reading recorded with an earlier (or later) `--now` than the real clock
+/// sits between two others in time, not in recording order, and proves nothing. A rise
+/// is a reset when both readings are of the same counted plan, the credits come back to
+/// about a day's worth ([`RESET_FULL_SHARE`], [`RESET_RISE_SHARE`] of the most a day
+/// was seen to hold: the most after a reset, else the most of any reading so far), and
+/// they do not go above the most the plan was ever seen to hold after a reset (that
+/// would be a bigger plan, not a new day).
 pub fn rises(seen: &[Seen]) -> Vec<Rise> {
     let mut sorted: Vec<&Seen> = seen.iter().collect();
-    sorted.sort_by_key(|s| (s.at, s.seq));
+    sorted.sort_by_key(|s| (s.seq, s.at));
     let mut out = Vec::new();
+    // The most credits seen just after a reset, and in any reading, of this plan.
     let mut size: Option<f64> = None;
+    let mut peak: Option<f64> = None;
     for pair in sorted.windows(2) {
         let (a, b) = (pair[0], pair[1]);
         let same_plan = a.plan.eq_ignore_ascii_case(&b.plan) && a.limited && b.limited;
         if !same_plan {
             // Another plan: what was known of the old one's size no longer holds.
             size = None;
+            peak = None;
             continue;
         }
-        let finite = a.credits.is_finite() && b.credits.is_finite();
-        // Readings recorded out of time order (a run given an earlier --now) prove nothing.
-        if !finite || b.seq <= a.seq || b.at <= a.at || b.credits < a.credits + 0.5 {
+        if !(a.credits.is_finite() && b.credits.is_finite()) {
+            continue;
+        }
+        let highest = a.credits.max(b.credits);
+        peak = Some(peak.map_or(highest, |p| p.max(highest)));
+        // Readings recorded out of time order (a run given another --now) prove nothing.
+        if b.seq <= a.seq || b.at <= a.at || b.credits < a.credits + 0.5 {
             continue;
         }
         if size.is_some_and(|s| b.credits > s + 0.5) {
             size = Some(b.credits);
             continue;
         }
+        let day = size.or(peak).unwrap_or(b.credits);
+        let rise = b.credits - a.credits;
+        if b.credits < day * RESET_FULL_SHARE || rise < day * RESET_RISE_SHARE {
+            continue;
+        }
         size = Some(size.map_or(b.credits, |s| s.max(b.credits)));
         out.push(Rise {
-            after: a.at,
+            after: a.asked.min(a.at),
             by: b.at,
         });
     }
@@ -140,8 +173,10 @@ impl Window {
 }
 
 /// What the readings say about the reset: the window all agreeing rises leave, and how
-/// many rises agreed. A rise outside the window means the reset moved (Brevo changed
-/// it, or it follows a zone with daylight saving): the count starts again from it.
+/// many rises agreed. Rises outside the window mean the reset moved (Brevo changed it,
+/// or it follows a zone with daylight saving): once [`CONFIRMING_RISES`] of them agree
+/// (one, against a window only one rise showed), the count starts again from them. A
+/// single disagreeing rise (credits given back at another hour) changes nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Inferred {
     /// Where the reset falls.
@@ -152,24 +187,38 @@ pub struct Inferred {
 
 /// Infers the reset from rises, oldest first.
 pub fn infer(rises: &[Rise]) -> Option<Inferred> {
+    let one = |window| Inferred {
+        window,
+        agreeing: 1,
+    };
+    let narrowed = |c: Inferred, w: Window| {
+        c.window.intersect(w).map(|window| Inferred {
+            window,
+            agreeing: c.agreeing.saturating_add(1),
+        })
+    };
     let mut cur: Option<Inferred> = None;
+    // Rises that disagree with `cur`, until enough agree to replace it.
+    let mut challenger: Option<Inferred> = None;
     for w in rises.iter().filter_map(|r| Window::of(*r)) {
-        cur = Some(match cur {
-            None => Inferred {
-                window: w,
-                agreeing: 1,
-            },
-            Some(c) => match c.window.intersect(w) {
-                Some(window) => Inferred {
-                    window,
-                    agreeing: c.agreeing.saturating_add(1),
-                },
-                None => Inferred {
-                    window: w,
-                    agreeing: 1,
-                },
-            },
-        });
+        let Some(c) = cur else {
+            cur = Some(one(w));
+            continue;
+        };
+        if let Some(n) = narrowed(c, w) {
+            cur = Some(n);
+            challenger = None;
+            continue;
+        }
+        let next = challenger
+            .and_then(|ch| narrowed(ch, w))
+            .unwrap_or_else(|| one(w));
+        if next.agreeing >= c.agreeing.min(CONFIRMING_RISES) {
+            cur = Some(next);
+            challenger = None;
+        } else {
+            challenger = Some(next);
+        }
     }
     cur
 }
@@ -321,6 +370,11 @@ impl Reset {
     }
 }
 
+/// How late an hourly run may start after its hour (systemd's `AccuracySec=1min`, cron
+/// starting up), in seconds. An observed window starts at a run's reading: the same
+/// hour's run the next day, a little later, is still that run, the last before the reset.
+pub const RUN_SLACK: i64 = 120;
+
 /// Where a run stands in Brevo's day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
@@ -339,12 +393,19 @@ pub struct Position {
     pub day: NaiveDate,
 }
 
-/// Where `now` stands in the Brevo day `reset` defines; names days in `tz`.
+/// Where `now` stands in the Brevo day `reset` defines; names days in `tz`. Hourly runs
+/// are counted as starting up to [`RUN_SLACK`] after the hour of the reading that began
+/// an observed window (a stated time is exact: the run after it is in the new day).
 pub fn position(reset: &Reset, now: DateTime<Utc>, tz: Tz) -> Option<Position> {
     let next = reset.next(now)?;
     let before = next.after.signed_duration_since(now).num_seconds();
-    let runs_left = if before >= 0 {
-        u32::try_from((before / 3600 + 1).min(24)).unwrap_or(24)
+    let slack = match reset.source {
+        Source::Observed => RUN_SLACK,
+        Source::Configured | Source::Assumed => 0,
+    };
+    let ahead = before.saturating_add(slack);
+    let runs_left = if ahead >= 0 {
+        u32::try_from((ahead / 3600 + 1).min(24)).unwrap_or(24)
     } else {
         1
     };
@@ -357,7 +418,7 @@ pub fn position(reset: &Reset, now: DateTime<Utc>, tz: Tz) -> Option<Position> {
     Some(Position {
         next,
         runs_left,
-        last_before_reset: known && (0..3600).contains(&before),
+        last_before_reset: known && (0..3600).contains(&ahead),
         early_in_day: known && before > 12 * 3600,
         day,
     })
@@ -406,8 +467,9 @@ pub fn known(store: Option<&Store>, cfg: &Config) -> anyhow::Result<Learned> {
         Some(store) => store
             .credit_history()?
             .into_iter()
-            .map(|(seq, at, credits, plan, limited)| Seen {
+            .map(|(seq, asked, at, credits, plan, limited)| Seen {
                 seq,
+                asked,
                 at,
                 credits,
                 plan,
@@ -424,17 +486,34 @@ pub fn known(store: Option<&Store>, cfg: &Config) -> anyhow::Result<Learned> {
     })
 }
 
-/// Records the credits a run (`command`) read at `now`, then says what the readings
-/// show.
+/// When the credits were read: the request went out at `asked` and Brevo answered at
+/// `at` (by the clock, or `--now` when given); Brevo read them in between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadAt {
+    /// Just before the request.
+    pub asked: DateTime<Utc>,
+    /// Just after the answer.
+    pub at: DateTime<Utc>,
+}
+
+/// Reads the account (`GET /account`), and when.
+pub async fn read_account(cfg: &Config) -> anyhow::Result<(Account, ReadAt)> {
+    let asked = cfg.now();
+    let account = crate::brevo::account(cfg).await?;
+    let at = cfg.now().max(asked);
+    Ok((account, ReadAt { asked, at }))
+}
+
+/// Records the credits a run (`command`) read, then says what the readings show.
 pub fn learn(
     store: &Store,
     cfg: &Config,
-    now: DateTime<Utc>,
+    read: ReadAt,
     account: &Account,
     command: &str,
 ) -> anyhow::Result<Learned> {
     store.record_credits(
-        now,
+        (read.asked, read.at),
         account.credits,
         &account.plan,
         !account.unlimited(),
@@ -460,6 +539,7 @@ mod tests {
     fn seen(seq: i64, at: &str, credits: f64) -> Seen {
         Seen {
             seq,
+            asked: t(at).timestamp(),
             at: t(at).timestamp(),
             credits,
             plan: "free".into(),
@@ -527,6 +607,211 @@ mod tests {
     }
 
     #[test]
+    fn a_reading_recorded_with_an_earlier_now_makes_no_reset() {
+        // Real readings at 10:00 (100) and 12:00 (80), then a run given `--now 11:00`
+        // the next day, when the credits were back to 300.
+        let h = [
+            seen(1, "2026-12-01T10:00:00Z", 100.0),
+            seen(2, "2026-12-01T12:00:00Z", 80.0),
+            seen(3, "2026-12-01T11:00:00Z", 300.0),
+        ];
+        assert_eq!(rises(&h), vec![]);
+        // A reading with a future --now costs the pairs it is in, not the later ones.
+        let h = [
+            seen(1, "2026-12-01T20:00:00Z", 20.0),
+            seen(2, "2027-06-01T00:00:00Z", 300.0),
+            seen(3, "2026-12-01T21:00:00Z", 10.0),
+            seen(4, "2026-12-02T20:00:00Z", 5.0),
+            seen(5, "2026-12-02T21:00:00Z", 300.0),
+        ];
+        let only = Rise {
+            after: t("2026-12-02T20:00:00Z").timestamp(),
+            by: t("2026-12-02T21:00:00Z").timestamp(),
+        };
+        let found = rises(&h);
+        assert!(found.contains(&only), "{found:?}");
+        // The rise into the future reading spans half a year: no time of day.
+        for r in found.iter().filter(|r| **r != only) {
+            assert_eq!(Window::of(*r), None, "{r:?}");
+        }
+        let inferred = infer(&found).expect("inferred");
+        assert_eq!(inferred.window, Window::of(only).expect("window"));
+    }
+
+    /// Three days of hourly readings with the reset at 21:00 in Recife (00:00 UTC), then
+    /// `extra` on the fourth morning.
+    fn three_days_then(extra: &[(&str, f64)]) -> Vec<Seen> {
+        let mut h = Vec::new();
+        for d in 1..=3 {
+            for (hh, c) in [(19, 40.0), (20, 20.0), (21, 300.0), (22, 290.0)] {
+                let at = format!("2026-12-0{d}T{hh}:15:00-03:00");
+                h.push(seen(h.len() as i64 + 1, &at, c));
+            }
+        }
+        for (at, c) in extra {
+            h.push(seen(h.len() as i64 + 1, at, *c));
+        }
+        h
+    }
+
+    #[test]
+    fn credits_given_back_do_not_move_a_well_known_reset() {
+        use crate::drain::{Budget, Limit, Pace};
+        let established = infer(&rises(&three_days_then(&[]))).expect("learned");
+        assert_eq!(established.agreeing, 3);
+        let (nine, ten) = ("2026-12-04T09:15:00-03:00", "2026-12-04T10:15:00-03:00");
+        // One credit refunded mid-morning: not a reset at all.
+        let refund = [(nine, 150.0), (ten, 151.0)];
+        let h = three_days_then(&refund);
+        assert_eq!(rises(&h).len(), 3, "{:?}", rises(&h));
+        // A support credit of 180: as big as a reset, yet one rise against three.
+        let grant = [(nine, 20.0), (ten, 200.0)];
+        let h = three_days_then(&grant);
+        assert_eq!(rises(&h).len(), 4, "counted as a rise: {:?}", rises(&h));
+        for h in [three_days_then(&refund), h] {
+            let inferred = infer(&rises(&h)).expect("inferred");
+            assert_eq!(inferred, established);
+            // The next morning's 09:15 hourly run is not the last before the reset, and
+            // `--limit 12 --strict-limit` sends 12.
+            let reset = Reset::choose(None, Some(inferred), recife());
+            let p = position(&reset, t("2026-12-05T09:15:00-03:00"), recife()).expect("p");
+            assert!(!p.last_before_reset, "{p:?}");
+            assert_eq!(p.runs_left, 12);
+            let pace = Pace {
+                runs_left: p.runs_left,
+                last_before_reset: p.last_before_reset,
+                early_in_day: p.early_in_day,
+            };
+            let strict = Budget::Hourly {
+                limit: Limit::Count(12),
+                urgent_beyond_limit: false,
+                reserve: 30,
+            };
+            assert_eq!(strict.caps(300, pace).soft, 12);
+        }
+    }
+
+    #[test]
+    fn a_reset_that_moves_is_learned_from_two_agreeing_rises() {
+        // From the fourth day the credits come back at 22:00 local instead (a zone with
+        // daylight saving, or Brevo moved it).
+        let moved = |d: u32| {
+            [(20, 40.0), (21, 20.0), (22, 300.0)]
+                .map(|(hh, c)| (format!("2026-12-0{d}T{hh}:15:00-03:00"), c))
+        };
+        let day4 = moved(4);
+        let one: Vec<(&str, f64)> = day4.iter().map(|(a, c)| (a.as_str(), *c)).collect();
+        let after_one = infer(&rises(&three_days_then(&one))).expect("inferred");
+        assert_eq!(after_one.agreeing, 3, "one rise moved a 3-rise window");
+        let day5 = moved(5);
+        let two: Vec<(&str, f64)> = day4
+            .iter()
+            .chain(&day5)
+            .map(|(a, c)| (a.as_str(), *c))
+            .collect();
+        let after_two = infer(&rises(&three_days_then(&two))).expect("inferred");
+        assert_eq!(after_two.agreeing, 2);
+        let reset = Reset::choose(None, Some(after_two), recife());
+        assert_eq!(
+            reset.local_window(recife(), t("2026-12-06T10:00:00-03:00")),
+            Some(("21:15".into(), "22:15".into()))
+        );
+        // A window only one rise showed gives way to the next rise at once.
+        let h = [
+            seen(1, "2026-12-01T20:15:00Z", 20.0),
+            seen(2, "2026-12-01T21:15:00Z", 300.0),
+            seen(3, "2026-12-02T09:15:00Z", 10.0),
+            seen(4, "2026-12-02T10:15:00Z", 300.0),
+        ];
+        let w = infer(&rises(&h)).expect("inferred").window;
+        assert_eq!(w.start, 9 * 3600 + 900);
+    }
+
+    #[test]
+    fn a_reading_brackets_the_read_from_request_to_answer() {
+        // Brevo took 40 s to answer the 20:15 run: the old credits were read after the
+        // request went out, not only by the answer.
+        let mut slow = seen(1, "2026-12-01T20:15:40Z", 20.0);
+        slow.asked = t("2026-12-01T20:15:00Z").timestamp();
+        let mut next = seen(2, "2026-12-01T21:15:30Z", 300.0);
+        next.asked = t("2026-12-01T21:15:00Z").timestamp();
+        let r = rises(&[slow, next]);
+        assert_eq!(
+            r,
+            vec![Rise {
+                after: t("2026-12-01T20:15:00Z").timestamp(),
+                by: t("2026-12-01T21:15:30Z").timestamp(),
+            }]
+        );
+    }
+
+    #[test]
+    fn a_credit_history_from_before_the_request_time_is_kept() {
+        let dir = tempfile::tempdir().expect("dir");
+        {
+            let db =
+                rusqlite::Connection::open(dir.path().join(crate::state::DB_FILE)).expect("db");
+            db.execute_batch(
+                "CREATE TABLE credit_seen (at INTEGER NOT NULL, credits REAL NOT NULL,
+                     plan TEXT NOT NULL, limited INTEGER NOT NULL, command TEXT NOT NULL);
+                 INSERT INTO credit_seen VALUES (1796000000, 20.0, 'free', 1, 'drain-hourly');",
+            )
+            .expect("old history");
+        }
+        let store = Store::open(dir.path()).expect("upgraded");
+        let asked = t("2026-12-01T10:00:00Z");
+        let at = t("2026-12-01T10:00:02Z");
+        store
+            .record_credits((asked, at), 300.0, "free", true, "stats", Duration::days(1))
+            .expect("record");
+        let history = store.credit_history().expect("history");
+        assert_eq!(
+            history,
+            vec![
+                (1, 1_796_000_000, 1_796_000_000, 20.0, "free".into(), true),
+                (
+                    2,
+                    asked.timestamp(),
+                    at.timestamp(),
+                    300.0,
+                    "free".into(),
+                    true
+                ),
+            ]
+        );
+        drop(store);
+        Store::open(dir.path()).expect("opened again, already upgraded");
+    }
+
+    #[test]
+    fn hourly_runs_a_minute_late_keep_their_place_before_the_reset() {
+        // Learned from the 20:00 run (answered at 20:00:05) and the 21:00 one, in UTC.
+        let h = [
+            seen(1, "2026-12-01T20:00:05Z", 20.0),
+            seen(2, "2026-12-01T21:00:03Z", 300.0),
+        ];
+        let reset = Reset::choose(None, infer(&rises(&h)), Tz::UTC);
+        assert_eq!(reset.source, Source::Observed);
+        let at = |s: &str| position(&reset, t(s), Tz::UTC).expect("position");
+        // The next day's 20:00 run, 50 s late: inside the window, still the last run.
+        let late = at("2026-12-02T20:00:50Z");
+        assert!(late.last_before_reset && late.runs_left == 1, "{late:?}");
+        // Its 19:00 run, as late: one more run comes before the reset.
+        let hour_before = at("2026-12-02T19:00:50Z");
+        assert!(!hour_before.last_before_reset, "{hour_before:?}");
+        assert_eq!(hour_before.runs_left, 2);
+        assert_eq!(at("2026-12-02T19:00:00Z").runs_left, 2);
+        assert!(at("2026-12-02T20:00:00Z").last_before_reset);
+        // A stated time is exact: the 20:00 run a minute late is still the last, the
+        // 21:00 one a minute late is in the new day.
+        let stated = Reset::configured(NaiveTime::from_hms_opt(21, 0, 0).expect("t"), Tz::UTC);
+        let at = |s: &str| position(&stated, t(s), Tz::UTC).expect("position");
+        assert!(at("2026-12-02T20:00:50Z").last_before_reset);
+        let after = at("2026-12-02T21:00:50Z");
+        assert!(!after.last_before_reset && after.early_in_day, "{after:?}");
+    }
+
+    #[test]
     fn assumed_midnight_paces_as_before() {
         let reset = Reset::assumed(recife());
         for h in 0..24u32 {
@@ -586,20 +871,47 @@ mod tests {
         assert_eq!(hours_except(0, false), "1-23");
     }
 
+    #[test]
+    fn a_future_now_does_not_erase_the_credit_history_but_old_readings_go() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(dir.path()).expect("store");
+        let keep = Duration::days(KEEP_DAYS);
+        let wall = Utc::now();
+        let record = |at: DateTime<Utc>, credits: f64| {
+            store
+                .record_credits((at, at), credits, "free", true, "drain-hourly", keep)
+                .expect("record");
+        };
+        let count = || store.credit_history().expect("history").len();
+        // A reading 70 days old (a run given that --now) is kept by its own run...
+        record(wall - Duration::days(70), 40.0);
+        assert_eq!(count(), 1);
+        for (i, credits) in [20.0, 300.0, 10.0, 300.0].into_iter().enumerate() {
+            record(wall - Duration::days(4 - i as i64), credits);
+        }
+        // ...and forgotten by the next run at the real time.
+        assert_eq!(count(), 4);
+        // `stats --now` half a year ahead erases nothing real.
+        record(wall + Duration::days(180), 300.0);
+        assert_eq!(count(), 5, "the history was erased by a future --now");
+        record(wall, 290.0);
+        assert_eq!(count(), 6);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
         /// Whatever the readings, times and zones: no panic.
         #[test]
         fn never_panics(
-            readings in proptest::collection::vec((any::<i64>(), any::<i64>(), -1e6f64..1e6, any::<bool>()), 0..20),
+            readings in proptest::collection::vec((any::<i64>(), any::<i64>(), any::<i64>(), -1e6f64..1e6, any::<bool>()), 0..20),
             now in any::<i64>(),
             tz_index in 0usize..600,
             hh in 0u32..24, mm in 0u32..60,
         ) {
             let tz = chrono_tz::TZ_VARIANTS[tz_index % chrono_tz::TZ_VARIANTS.len()];
-            let seen: Vec<Seen> = readings.iter().map(|(seq, at, credits, free)| Seen {
-                seq: *seq, at: *at, credits: *credits,
+            let seen: Vec<Seen> = readings.iter().map(|(seq, asked, at, credits, free)| Seen {
+                seq: *seq, asked: *asked, at: *at, credits: *credits,
                 plan: if *free { "free".into() } else { "x".into() }, limited: true,
             }).collect();
             let inferred = infer(&rises(&seen));
@@ -633,18 +945,135 @@ mod tests {
                     credits = 300.0;
                 }
                 at = next;
-                seen.push(Seen { seq: i as i64, at, credits, plan: "free".into(), limited: true });
+                seen.push(Seen { seq: i as i64, asked: at, at, credits, plan: "free".into(), limited: true });
                 credits = (credits - f64::from(spends[i % spends.len()])).max(0.0);
             }
-            if let Some(inf) = infer(&rises(&seen)) {
+            check_holds(&seen, reset_tod, at)?;
+        }
+
+        /// The same plan, hourly runs, and now and then credits given back (a refund, a
+        /// support credit) at another hour: one big enough to look like a reset does not
+        /// move a window two rises agreed on.
+        #[test]
+        fn credits_given_back_never_lose_the_true_reset(
+            reset_hour in 0i64..24,
+            minute in 0i64..60,
+            spends in proptest::collection::vec(15u32..40, 24 * 6),
+            gifts in proptest::collection::vec((48usize..(24 * 6), 1u32..300), 0..6),
+        ) {
+            let reset_tod = reset_hour * 3600 + 1800;
+            // Never two at the same hour of the day: two rises that agree are a reset
+            // that moved.
+            let mut gifts = gifts;
+            gifts.sort_by_key(|g| g.0 % 24);
+            gifts.dedup_by_key(|g| g.0 % 24);
+            let (seen, at) = hourly(reset_tod, minute, &spends, &gifts);
+            let inf = infer(&rises(&seen)).expect("six days show the reset");
+            prop_assert!(inf.agreeing >= 2, "{inf:?}");
+            check_holds(&seen, reset_tod, at)?;
+        }
+
+        /// Credits given back, less than a tenth of a day's, are never a reset (they may
+        /// hide one that followed a quiet day: the rise is then too small to tell).
+        #[test]
+        fn small_refunds_are_no_reset(
+            reset_hour in 0i64..24,
+            minute in 0i64..60,
+            spends in proptest::collection::vec(15u32..40, 24 * 3),
+            gifts in proptest::collection::vec((0usize..(24 * 3), 1u32..30), 1..10),
+        ) {
+            let reset_tod = reset_hour * 3600 + 1800;
+            let (plain, _) = hourly(reset_tod, minute, &spends, &[]);
+            let (refunded, _) = hourly(reset_tod, minute, &spends, &gifts);
+            let real = rises(&plain);
+            for r in rises(&refunded) {
+                prop_assert!(real.contains(&r), "{r:?} is not one of {real:?}");
+            }
+        }
+    }
+
+    proptest! {
+        /// The runs of a day, each up to a minute after its hour, against a window begun
+        /// by a reading up to a minute after the hour `slot`: each run counts the runs left
+        /// down to the one at `slot`, the only one that is the last before the reset.
+        /// (The run an hour after `slot` may fall inside the previous day's window: which
+        /// day it is in is not known, and it is left out.)
+        #[test]
+        fn late_hourly_runs_count_down_to_the_last_before_the_reset(
+            slot in 0i64..24,
+            began in 0i64..=60,
+            lates in proptest::collection::vec(0i64..=60, 23),
+        ) {
+            let window = Window { start: slot * 3600 + began, len: 3600 };
+            let reset = Reset::observed(Inferred { window, agreeing: 2 }).expect("reset");
+            let day = 1_796_083_200i64; // 2026-12-01T00:00:00Z
+            for (k, late) in lates.iter().enumerate() {
+                // k hours before the run at `slot`, the next day.
+                let k = k as i64;
+                let now = day + DAY_SECS + (slot - k) * 3600 + late;
+                let now = DateTime::from_timestamp(now, 0).expect("now");
+                let p = position(&reset, now, Tz::UTC).expect("position");
+                prop_assert_eq!(i64::from(p.runs_left), k + 1, "{} {:?}", now, p);
+                prop_assert_eq!(p.last_before_reset, k == 0, "{} {:?}", now, p);
+            }
+        }
+    }
+
+    /// Hourly readings at `minute` past each hour of a plan of 300 that resets at
+    /// `reset_tod` (UTC seconds of the day, at half past an hour), spending `spends`
+    /// between runs; `gifts` (run index, credits; the first for an index) are given back
+    /// just before a run, never
+    /// in the reset's own hour (a rise there is a reset anyway). The readings, and the
+    /// instant of the last.
+    fn hourly(
+        reset_tod: i64,
+        minute: i64,
+        spends: &[u32],
+        gifts: &[(usize, u32)],
+    ) -> (Vec<Seen>, i64) {
+        let start = 1_796_000_000i64 - 1_796_000_000i64.rem_euclid(DAY_SECS);
+        let day_of = |x: i64| (x - reset_tod).div_euclid(DAY_SECS);
+        let mut credits = 300.0f64;
+        let mut seen = Vec::new();
+        let mut at = start;
+        for (i, spend) in spends.iter().enumerate() {
+            let next = start + i as i64 * 3600 + minute * 60;
+            if day_of(next) > day_of(at) {
+                credits = 300.0;
+            }
+            at = next;
+            let reset_hour_run = (at - reset_tod).rem_euclid(DAY_SECS) < 3600;
+            if let Some((_, gift)) = gifts.iter().find(|g| g.0 == i && !reset_hour_run) {
+                credits = (credits + f64::from(*gift)).min(300.0);
+            }
+            seen.push(Seen {
+                seq: i as i64,
+                asked: at,
+                at,
+                credits,
+                plan: "free".into(),
+                limited: true,
+            });
+            credits = (credits - f64::from(*spend)).max(0.0);
+        }
+        (seen, at)
+    }
+
+    /// The window inferred from `seen` holds the true reset (`reset_tod`, UTC seconds of
+    /// the day), and the next reset after `at` is found from it.
+    fn check_holds(seen: &[Seen], reset_tod: i64, at: i64) -> Result<(), TestCaseError> {
+        {
+            if let Some(inf) = infer(&rises(seen)) {
                 prop_assert!(inf.window.contains(reset_tod), "{inf:?} misses {reset_tod}");
                 let reset = Reset::observed(inf).expect("observed");
                 let now = DateTime::from_timestamp(at, 0).expect("now");
                 let next = reset.next(now).expect("next");
                 prop_assert!(next.by > now);
-                let truth = next.after.timestamp() + (reset_tod - next.after.timestamp()).rem_euclid(DAY_SECS);
+                let truth = next.after.timestamp()
+                    + (reset_tod - next.after.timestamp()).rem_euclid(DAY_SECS);
                 prop_assert!(truth > next.after.timestamp() && truth <= next.by.timestamp());
             }
         }
+        Ok(())
     }
 }

@@ -136,6 +136,17 @@ impl Store {
              CREATE INDEX IF NOT EXISTS credit_seen_at ON credit_seen (at);",
         )
         .context("creating the credit history")?;
+        // When the request for the credits went out (`at` is when Brevo answered); a
+        // history from before it has NULL there: the reading is taken as instant.
+        let has_asked: bool = db.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('credit_seen') WHERE name = 'asked'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )? > 0;
+        if !has_asked {
+            db.execute_batch("ALTER TABLE credit_seen ADD COLUMN asked INTEGER")
+                .context("adding asked to the credit history")?;
+        }
         Ok(Store { db })
     }
 
@@ -433,41 +444,56 @@ pub fn lock(dir: &Path, wait: Duration) -> Result<RunLock> {
     }
 }
 
-/// A reading of the credits: (order recorded, Unix seconds, credits, plan type, counted
-/// in credits).
-pub type CreditReading = (i64, i64, f64, String, bool);
+/// A reading of the credits: (order recorded, Unix seconds when it was asked for and
+/// when Brevo answered, credits, plan type, counted in credits).
+pub type CreditReading = (i64, i64, i64, f64, String, bool);
 
 impl Store {
-    /// Records the credits a run (`command`) saw at `at`, and forgets the readings older
-    /// than `keep` before it: Brevo's daily reset is learned from them.
+    /// Records the credits a run (`command`) asked for at `when.0` and Brevo answered
+    /// with at `when.1`, and forgets the readings older than `keep`: Brevo's daily reset is learned
+    /// from them.
+    ///
+    /// "Older" counts back from the answer or the wall clock, whichever is earlier: a run given
+    /// a `--now` far in the future must not erase the real history, and one given a past
+    /// `--now` erases nothing a run at the real time would keep.
     pub fn record_credits(
         &self,
-        at: DateTime<Utc>,
+        when: (DateTime<Utc>, DateTime<Utc>),
         credits: f64,
         plan: &str,
         limited: bool,
         command: &str,
         keep: chrono::Duration,
     ) -> Result<()> {
-        let at = at.timestamp();
+        let (asked, at) = when;
+        let cut = at
+            .min(Utc::now())
+            .timestamp()
+            .saturating_sub(keep.num_seconds());
+        let (asked, at) = (asked.min(at).timestamp(), at.timestamp());
         self.db.execute(
-            "INSERT INTO credit_seen (at, credits, plan, limited, command) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![at, credits, plan, limited, command],
+            "INSERT INTO credit_seen (asked, at, credits, plan, limited, command) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![asked, at, credits, plan, limited, command],
         )?;
-        self.db.execute(
-            "DELETE FROM credit_seen WHERE at < ?1",
-            [at.saturating_sub(keep.num_seconds())],
-        )?;
+        self.db
+            .execute("DELETE FROM credit_seen WHERE at < ?1", [cut])?;
         Ok(())
     }
 
     /// Every kept reading of the credits, in the order they were recorded.
     pub fn credit_history(&self) -> Result<Vec<CreditReading>> {
-        let mut stmt = self
-            .db
-            .prepare("SELECT rowid, at, credits, plan, limited FROM credit_seen ORDER BY rowid")?;
+        let mut stmt = self.db.prepare(
+            "SELECT rowid, COALESCE(asked, at), at, credits, plan, limited FROM credit_seen ORDER BY rowid",
+        )?;
         let rows = stmt.query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
         })?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }

@@ -65,10 +65,11 @@ pub async fn run(cfg: &Config, args: Args, cancel: &Cancel) -> Result<Report> {
     let key = cfg.require_api_key()?.clone();
     let _lock = state::lock(&cfg.state_dir, cfg.lock_wait)?;
     let store = Store::open(&cfg.state_dir)?;
-    let now = cfg.now();
+    // The run's "now" is when Brevo answered: a reset that reading shows is behind it.
+    let (account, read) = day::read_account(cfg).await?;
+    let now = read.at;
     store.prune(now - JOURNAL_KEEP)?;
-    let account = brevo::account(cfg).await?;
-    let learned = day::learn(&store, cfg, now, &account, args.budget.subcommand())?;
+    let learned = day::learn(&store, cfg, read, &account, args.budget.subcommand())?;
     let position = day::position(&learned.reset, now, cfg.tz);
     let pace = pace(cfg, position.as_ref());
     let rules = rules(cfg, args.budget, &account, pace);

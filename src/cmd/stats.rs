@@ -7,7 +7,6 @@ use anyhow::Result;
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::brevo;
 use crate::census::{Census, all_bands};
 use crate::config::Config;
 use crate::day::{self, Position, Reset, Source};
@@ -127,12 +126,13 @@ pub struct Stats {
 pub async fn run(cfg: &Config) -> Result<Report> {
     // The queue figures need no Brevo: a refused key or an unreachable Brevo is said,
     // not fatal.
-    let (credits, credits_error) = match cfg.api_key {
-        Some(_) => match brevo::account(cfg).await {
-            Ok(a) => (Some(a), None),
-            Err(e) => (None, Some(format!("{e:#}"))),
+    // Recorded as read when Brevo answered, not after the lock and RabbitMQ.
+    let (credits, read, credits_error) = match cfg.api_key {
+        Some(_) => match day::read_account(cfg).await {
+            Ok((a, read)) => (Some(a), Some(read), None),
+            Err(e) => (None, None, Some(format!("{e:#}"))),
         },
-        None => (None, None),
+        None => (None, None, None),
     };
     let _lock = state::lock(&cfg.state_dir, cfg.lock_wait)?;
     let mailbox = Rabbit::open(cfg).await?;
@@ -153,9 +153,9 @@ pub async fn run(cfg: &Config) -> Result<Report> {
     let staging_queue = mailbox.topology().staging();
     mailbox.close().await;
     let store = Store::open(&cfg.state_dir)?;
-    let learned = match &credits {
-        Some(a) => day::learn(&store, cfg, now, a, "stats")?,
-        None => day::known(Some(&store), cfg)?,
+    let learned = match (&credits, read) {
+        (Some(a), Some(read)) => day::learn(&store, cfg, read, a, "stats")?,
+        _ => day::known(Some(&store), cfg)?,
     };
     let position = day::position(&learned.reset, now, cfg.tz);
     // "Today" is Brevo's day once its reset is known.

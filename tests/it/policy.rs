@@ -389,6 +389,45 @@ fn day_experiment(name: &str, reset: BrevoReset) {
     }
 }
 
+/// `stats` reads the credits, then waits for the run lock: the reading is recorded as
+/// of Brevo's answer, not of the end of the wait (a reset during the wait would be put
+/// after it).
+#[test]
+fn stats_records_the_credits_when_brevo_answered_not_after_the_lock() {
+    let w = World::new("read-at", 300.0);
+    w.declare_queues();
+    let held = acaso_mail::state::lock(w.state.path(), Duration::ZERO).expect("lock");
+    let started = chrono::Utc::now().timestamp();
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("acaso-mail"))
+        .env_clear()
+        .envs(w.env())
+        .args(["--json", "--lock-wait", "60", "stats"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("stats");
+    // Time to read the credits; then it waits for the lock.
+    std::thread::sleep(Duration::from_secs(6));
+    let released = chrono::Utc::now().timestamp();
+    drop(held);
+    let out = child.wait_with_output().expect("stats");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let history = acaso_mail::state::Store::open(w.state.path())
+        .expect("store")
+        .credit_history()
+        .expect("history");
+    let (_, asked, at, credits, ..) = history.last().cloned().expect("a reading");
+    assert_eq!(credits, 300.0);
+    assert!(
+        started <= asked && asked <= at && at < released,
+        "asked {asked}, answered {at}: started {started}, lock released {released}"
+    );
+}
+
 #[test]
 fn the_day_experiment() {
     day_experiment(
