@@ -16,7 +16,7 @@ use crate::state::Outcome;
 
 /// Log look-ups one run may make: Brevo allows 100 an hour for all such calls, and a
 /// run is at least an hour from the next. Past it, the mail waits for a later run.
-const MAX_LOOKUPS: u32 = 25;
+pub(super) const MAX_LOOKUPS: u32 = 25;
 
 /// How long after a send whose answer was never seen it is still safe to send again:
 /// Brevo refuses a repeated idempotency key for 30 minutes; keep a margin. Past it,
@@ -116,8 +116,9 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
     ) -> Result<Looked> {
         let id = taken.mail.identity.clone();
         if self.lookups >= MAX_LOOKUPS {
-            // Brevo's budget for log calls is spent for this run: ask in a later one.
-            self.io.store.end_send(&id, Outcome::Known)?;
+            // Brevo's budget for log calls is spent for this run: ask in a later one. No
+            // send was made here: an attempt a dead run left open stays a doubt.
+            self.io.store.end_send(&id, Outcome::Unknown)?;
             let detail = format!("this run already asked Brevo's log {MAX_LOOKUPS} times");
             self.s.retried += 1;
             let attempts = taken.mail.attempts;
@@ -142,7 +143,9 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
                 .await
                 .unwrap_or_else(|e| LogAnswer::Unreachable(format!("the log look-up failed: {e}")))
         };
-        self.io.store.end_send(&id, Outcome::Known)?;
+        // No send was made here: closing keeps an attempt a dead run left open as a
+        // doubt (the log's answer settles it below, or it stays one).
+        self.io.store.end_send(&id, Outcome::Unknown)?;
         Ok(match answer {
             LogAnswer::Found => {
                 self.s.already_sent += 1;

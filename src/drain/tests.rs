@@ -482,6 +482,43 @@ async fn after_the_window(log: LogAnswer, answers: Vec<SendOutcome>) -> Run {
 }
 
 #[tokio::test]
+async fn an_expired_mail_left_open_by_a_dead_run_stays_in_doubt_past_the_lookup_limit() {
+    // A killed run left its attempts open; the mails expired since. Each is looked up in
+    // Brevo's log before being parked; past the run's look-up limit one is retried later,
+    // and must still be in doubt then (it was parked as expired, though Brevo had it).
+    let t0 = now() - chrono::Duration::hours(3);
+    let expired = |i: usize| mail(&format!("e{i}"), 9, "2026-11-27T10:00:00-03:00");
+    let n = usize::try_from(super::lookup::MAX_LOOKUPS).expect("small") + 1;
+    let r = drain_at(
+        now(),
+        1,
+        (0..n).map(expired).collect(),
+        vec![],
+        vec![LogAnswer::Found; n - 1],
+        caps(12),
+        |store, _| {
+            for i in 0..n {
+                store.begin_send(&format!("id:e{i}"), t0).expect("journal");
+            }
+        },
+    )
+    .await;
+    let last = format!("e{}", n - 1);
+    assert!(
+        matches!(r.settled(&last), Some(Settled::Retrying { .. })),
+        "{:?}",
+        r.settled(&last)
+    );
+    let doubt = r.store.uncertainty(&format!("id:{last}")).expect("journal");
+    assert_eq!(
+        doubt.map(|(since, _)| since),
+        Some(t0),
+        "the doubt was forgotten"
+    );
+    assert_eq!(r.summary.already_sent, u32::try_from(n - 1).expect("small"));
+}
+
+#[tokio::test]
 async fn found_in_brevos_log_means_sent() {
     let r = after_the_window(LogAnswer::Found, vec![]).await;
     assert_eq!(r.settled("a"), Some(Settled::Acked));
