@@ -193,20 +193,27 @@ impl Rabbit {
 
     /// [`Rabbit::browse`] beyond what a prefetch can say: one basic.get per message.
     async fn browse_one_by_one(&self, queue: &str, n: u32) -> Result<Vec<Envelope>> {
-        let ch = self.broker.channel().await?;
         let mut out = Vec::new();
-        while out.len() < usize::try_from(n).unwrap_or(usize::MAX) {
+        self.read_held(queue, n, |e| out.push(e)).await?;
+        Ok(out)
+    }
+
+    /// Hands `each` up to `n` messages from the head of `queue`, one basic.get each,
+    /// all held unacked on one channel, then handed back in place when it closes:
+    /// nothing is consumed or reordered.
+    async fn read_held(&self, queue: &str, n: u32, mut each: impl FnMut(Envelope)) -> Result<()> {
+        let ch = self.broker.channel().await?;
+        for _ in 0..n {
             let got = self.get(&ch, queue, &format!("reading {queue}")).await?;
             let Some(d) = got else { break };
-            out.push(envelope(&d.properties, d.data));
+            each(envelope(&d.properties, d.data));
         }
         self.broker
             .call(
-                "returning browsed messages",
-                ch.close(200, "browsed".into()),
+                &format!("returning the mails read from {queue}"),
+                ch.close(200, "read".into()),
             )
-            .await?;
-        Ok(out)
+            .await
     }
 
     /// One message from `queue` on `ch`, held unacked, if the queue has one.
@@ -358,21 +365,12 @@ impl Mailbox for Rabbit {
             return Ok(found);
         }
         let parking = self.topo.parking();
-        // Every message is held unacked on one channel, then handed back in place when
-        // it closes: nothing is consumed or reordered.
-        let ch = self.broker.channel().await?;
-        while let Some(d) = self.get(&ch, &parking, "reading the parking queue").await? {
-            let id = envelope(&d.properties, d.data).identity;
-            if wanted(&id) {
-                found.insert(id);
+        self.read_held(&parking, u32::MAX, |e| {
+            if wanted(&e.identity) {
+                found.insert(e.identity);
             }
-        }
-        self.broker
-            .call(
-                "returning the parking queue's mails",
-                ch.close(200, "read".into()),
-            )
-            .await?;
+        })
+        .await?;
         Ok(found)
     }
 
