@@ -198,7 +198,18 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
             }
             return Ok(None);
         }
-        if self.copy_is_parked(&id).await? {
+        let parked = match self.copy_is_parked(&id).await {
+            Ok(parked) => parked,
+            Err(e) => {
+                // Reading the parking queue failed (the broker went away): take no
+                // more; this mail goes back to the queue (when the connection closes,
+                // if it cannot be handed back now).
+                self.fail(Fatal::Unavailable(format!("{e:#}")));
+                let _ = self.io.mailbox.put_back(taken).await;
+                return Ok(None);
+            }
+        };
+        if parked {
             // An original left behind by a run that died after parking a copy of it.
             self.s.already_parked += 1;
             if let Err(e) = self.io.mailbox.ack(taken).await {

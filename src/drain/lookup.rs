@@ -59,7 +59,12 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
                 }
                 match self.look_up(taken, m, since).await? {
                     Looked::Settled(settled) => return Ok(Prepared::Settled(settled)),
-                    Looked::NotSent(taken) => (*taken, false),
+                    Looked::NotSent(taken) => {
+                        // The look-up closed this run's attempt: open it again for
+                        // the send that follows.
+                        self.io.store.begin_send(&id, self.rules.clock())?;
+                        (*taken, false)
+                    }
                 }
             }
             other => (taken, other.is_some()),
@@ -161,8 +166,9 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
                 Looked::Settled(self.io.mailbox.ack(taken).await)
             }
             LogAnswer::Absent => {
+                // It never went. The caller opens an attempt if it sends it now (an
+                // expired mail is parked instead, with no attempt left open).
                 self.io.store.clear_uncertain(&id)?;
-                self.io.store.begin_send(&id, self.rules.clock())?;
                 Looked::NotSent(Box::new(taken))
             }
             LogAnswer::Unreachable(why) => {

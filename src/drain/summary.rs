@@ -108,7 +108,7 @@ impl Summary {
         );
         if self.already_parked > 0 {
             text.push_str(&format!(
-                "; {} left behind by a run that died after parking them (acked: their copies are parked)",
+                "; {} already parked (acked: a copy of each waits in the parking queue; `dead-letters` shows it)",
                 self.already_parked
             ));
         }

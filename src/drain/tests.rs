@@ -519,6 +519,31 @@ async fn an_expired_mail_left_open_by_a_dead_run_stays_in_doubt_past_the_lookup_
 }
 
 #[tokio::test]
+async fn an_expired_mail_absent_from_brevos_log_is_parked_with_no_doubt_left() {
+    // A dead run's attempt, Brevo's log says it never went: the mail is parked as
+    // expired, and the journal must not keep an attempt open (a doubt) for it.
+    let t0 = now() - chrono::Duration::hours(3);
+    let r = drain_at(
+        now(),
+        1,
+        vec![mail("e0", 9, "2026-11-27T10:00:00-03:00")],
+        vec![],
+        vec![LogAnswer::Absent],
+        caps(12),
+        |store, _| {
+            store.begin_send("id:e0", t0).expect("journal");
+        },
+    )
+    .await;
+    assert_eq!(r.settled("e0"), Some(Settled::Parked("expired".into())));
+    let doubt = r.store.uncertainty("id:e0").expect("journal");
+    assert_eq!(
+        doubt, None,
+        "a parked, never-sent mail keeps an open attempt"
+    );
+}
+
+#[tokio::test]
 async fn found_in_brevos_log_means_sent() {
     let r = after_the_window(LogAnswer::Found, vec![]).await;
     assert_eq!(r.settled("a"), Some(Settled::Acked));

@@ -106,25 +106,34 @@ impl Rabbit {
         // Parked and already-sent mails end the same way on both passes: `Err` is the
         // route of such a mail (boxed: a route is large), `Ok` the new priority of one to
         // re-queue.
-        let mut settle =
-            |f: Reorder, props: &BasicProperties| -> std::result::Result<u8, Box<Route>> {
-                match f {
-                    Reorder::Park { reason, detail } => {
-                        *parked.entry(reason).or_default() += 1;
-                        Err(Box::new(park(reason, &detail, props)))
-                    }
-                    Reorder::Drop => {
-                        sent += 1;
-                        Err(Box::new(None))
-                    }
-                    Reorder::Requeue(p) => Ok(p),
+        // Identities parked by this run: a second copy (a legacy body published twice)
+        // is dropped, not parked beside the first.
+        let mut parked_here: HashSet<u64> = HashSet::new();
+        let mut settle = |f: Reorder,
+                          identity: &str,
+                          props: &BasicProperties|
+         -> std::result::Result<u8, Box<Route>> {
+            match f {
+                Reorder::Park { .. } if !parked_here.insert(compact(identity)) => {
+                    sent += 1;
+                    Err(Box::new(None))
                 }
-            };
+                Reorder::Park { reason, detail } => {
+                    *parked.entry(reason).or_default() += 1;
+                    Err(Box::new(park(reason, &detail, props)))
+                }
+                Reorder::Drop => {
+                    sent += 1;
+                    Err(Box::new(None))
+                }
+                Reorder::Requeue(p) => Ok(p),
+            }
+        };
         let (read, stopped) = self
             .pass(
                 &main,
                 out,
-                |env, props| match settle(fate(env), props) {
+                |env, props| match settle(fate(env), &env.identity, props) {
                     Err(route) => *route,
                     Ok(p) => {
                         changed += u64::from(p != env.priority);
@@ -151,7 +160,7 @@ impl Rabbit {
                             duplicates += 1;
                             return None;
                         }
-                        match settle(fate(env), props) {
+                        match settle(fate(env), &env.identity, props) {
                             Err(route) => *route,
                             Ok(p) => {
                                 requeued += 1;

@@ -189,3 +189,19 @@ fn dead_letters_lists_replays_and_purges() {
         Some(2)
     );
 }
+
+#[test]
+fn reprioritize_parks_one_copy_of_a_mail_queued_twice() {
+    // A legacy body published twice is one mail (same identity): one copy is parked,
+    // the other dropped; the drain already did the same.
+    let w = World::new("reprio-twins", 300.0);
+    let (body, parking) = one_expired_mail(&w);
+    raw_publish(&w.queue, &[(body, 5)]);
+    let r = w.json(crate::it::publish::NOW, &["reprioritize"]);
+    assert_eq!(
+        counts(&r, &["expired", "duplicates"]),
+        [Some(1), Some(1)],
+        "{r}"
+    );
+    assert_eq!((w.ready(&w.queue), w.ready(&parking)), (0, 1));
+}
