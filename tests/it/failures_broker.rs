@@ -386,16 +386,7 @@ fn a_replayed_mail_parked_again_under_a_cut_ack_is_parked_once() {
     let w = World::new("park-replay-cut", 300.0);
     let (_, parking) = one_expired_mail(&w);
     crate::it::failures_interrupts::drain_parks_once(&w, &parking, 1, 0);
-    let out = w
-        .cmd()
-        .args(["--now", NOW, "-q", "dead-letters", "replay", "--all"])
-        .output()
-        .expect("replay");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::it::failures_interrupts::dead_letters_all(&w, "replay");
     assert_eq!((w.ready(&w.queue), w.ready(&parking)), (1, 0));
     // Parked again; the connection is cut as the original's ack goes out.
     run_cut_at(&w, proxy::Method::BasicAck, 1, &["drain-eod"]);

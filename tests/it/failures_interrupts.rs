@@ -302,6 +302,20 @@ fn dead_letters_recheck_settles_uncertain_mail_by_brevos_log() {
     assert_eq!(w.ready(&w.queue), 0);
 }
 
+/// `dead-letters <action> --all` at [`NOW`], which must succeed.
+pub(crate) fn dead_letters_all(w: &World, action: &str) {
+    let out = w
+        .cmd()
+        .args(["--now", NOW, "-q", "dead-letters", action, "--all"])
+        .output()
+        .expect("dead-letters");
+    assert!(
+        out.status.success(),
+        "dead-letters {action}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A drain-eod at [`NOW`] that parks `expired` mails as expired and drops
 /// `already_parked` leftovers, after which the main queue is empty and `parking` holds
 /// one copy.
@@ -338,16 +352,7 @@ fn an_original_left_behind_after_its_parking_is_dropped_not_parked_twice() {
     drain_parks_once(&w, &parking, 0, 1);
     // A copy replayed by dead-letters is not a leftover (no copy is parked any more): it
     // is handled again (and, expired, parked again), not dropped.
-    let out = w
-        .cmd()
-        .args(["--now", NOW, "-q", "dead-letters", "replay", "--all"])
-        .output()
-        .expect("replay");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    dead_letters_all(&w, "replay");
     assert_eq!((w.ready(&w.queue), w.ready(&parking)), (1, 0));
     drain_parks_once(&w, &parking, 1, 0);
 }
@@ -393,16 +398,7 @@ fn a_mail_parked_then_purged_and_published_again_is_sent() {
     ));
     let s = w.json(NOW, &["drain-eod"]);
     assert_eq!(w.ready(&parking), 1, "{s}");
-    let out = w
-        .cmd()
-        .args(["--now", NOW, "-q", "dead-letters", "purge", "--all"])
-        .output()
-        .expect("purge");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    dead_letters_all(&w, "purge");
     raw_publish(&w.queue, &[(body, 5)]);
     let s = w.json(NOW, &["drain-eod"]);
     assert_eq!(
