@@ -175,10 +175,15 @@ impl Soak {
         let row = |sql: &str, id: &str| -> String {
             db.query_row(sql, [id], |r| {
                 let n = r.as_ref().column_count();
-                Ok((0..n)
-                    .map(|i| format!("{:?}", r.get_ref(i).map(|v| format!("{v:?}"))))
-                    .collect::<Vec<_>>()
-                    .join(" "))
+                let cell = |i| match r.get_ref(i) {
+                    Ok(rusqlite::types::ValueRef::Text(t)) => {
+                        String::from_utf8_lossy(t).into_owned()
+                    }
+                    Ok(rusqlite::types::ValueRef::Integer(n)) => n.to_string(),
+                    Ok(rusqlite::types::ValueRef::Null) => "NULL".into(),
+                    other => format!("{other:?}"),
+                };
+                Ok((0..n).map(cell).collect::<Vec<_>>().join(" | "))
             })
             .unwrap_or_else(|e| format!("none ({e})"))
         };
