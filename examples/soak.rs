@@ -131,7 +131,7 @@ impl Soak {
     /// moves back what waits in the staging queue (out of the drains' reach meanwhile)
     /// and drops second copies.
     fn finish_reprioritize(&mut self) -> String {
-        let staged = census::ready_on(&self.w.amqp, &format!("{}.reprioritize", self.w.queue));
+        let staged = census::staged_mails(&self.w.amqp, &self.w.queue);
         if staged == 0 {
             return "nothing left in staging".into();
         }

@@ -1,8 +1,9 @@
 //! `reprioritize`: re-publishes every queued mail with the urgency it has today, so a
 //! mail queued days ago is not stuck behind newer, less urgent ones.
 //!
-//! The Mailbox does it in bounded chunks through a staging queue, each copy confirmed
-//! before its original is acked (see `mailbox::reorder`): no transaction, constant
+//! The Mailbox does it in bounded chunks through a staging queue (mails travel there in
+//! batches, so each crosses the broker as a message of its own only on its way out of
+//! and back into the main queue), each copy confirmed before its original is acked (see `mailbox::reorder`): no transaction, constant
 //! memory but for an 8-byte hash per mail, and nothing lost or left twice in the queue
 //! whenever the run stops; a run interrupted or killed is finished by the next one.
 
@@ -35,7 +36,8 @@ pub struct Summary {
     pub resumed: u32,
     /// Second copies (left by an interrupted run) dropped: same identity as a mail put back.
     pub duplicates: u32,
-    /// Mails still in the staging queue (non-zero only when interrupted).
+    /// Messages still in the staging queue (non-zero only when interrupted): batches of
+    /// up to 250 mails each.
     pub staged: u32,
     /// Seconds the re-ordering took.
     pub seconds: f64,
@@ -52,8 +54,9 @@ pub async fn run(cfg: &Config, cancel: &Cancel) -> Result<Report> {
     let now = cfg.now();
     let scale = mailbox.info().scale();
     let depth = mailbox.depth().await?;
-    // Each mail is handled twice: out to staging, then back.
-    let work = 2 * u64::from(depth.ready) + u64::from(depth.staging);
+    // Each mail is handled twice: out to staging, then back; a batch an interrupted run
+    // left holds at most 250 mails (an estimate: the bar ends when the work does).
+    let work = 2 * u64::from(depth.ready) + 250 * u64::from(depth.staging);
     let bar = output::progress(cfg, work, "reprioritize");
     let start = std::time::Instant::now();
     // A copy of a mail the journal knows as sent (its twin went out while an interrupted
@@ -113,7 +116,7 @@ pub async fn run(cfg: &Config, cancel: &Cancel) -> Result<Report> {
     let mut report = Report::json(&s)?;
     if r.stopped {
         line = format!(
-            "interrupted: {line}; {} mail(s) wait in {staging}, out of the drains' reach: run reprioritize again to put them back",
+            "interrupted: {line}; {} batch(es) of mails wait in {staging}, out of the drains' reach: run reprioritize again to put them back",
             s.staged
         );
         report.failure = cancel.received().map(Failure::Interrupted);

@@ -105,7 +105,8 @@ pub struct Stats {
     pub bands_read: u32,
     /// The bands whose count is exact; the others are lower bounds ("at least").
     pub bands_exact: Vec<String>,
-    /// Mails in the staging queue of an interrupted `reprioritize`.
+    /// Messages in the staging queue of an interrupted `reprioritize`: batches of up to
+    /// 250 mails each (0 when none).
     pub reprioritizing: u32,
     /// Mails waiting in the retry queues.
     pub retrying: u32,
@@ -186,7 +187,7 @@ pub async fn run(cfg: &Config) -> Result<Report> {
     }
     if staging > 0 {
         warnings.push(format!(
-            "{staging} mail(s) wait in {staging_queue}, left by an interrupted reprioritize, out of the drains' reach: run `acaso-mail reprioritize`"
+            "{staging} batch(es) of mails wait in {staging_queue}, left by an interrupted reprioritize, out of the drains' reach: run `acaso-mail reprioritize`"
         ));
     }
     if parked > 0 {

@@ -7,6 +7,7 @@
 //! Commands see [`Envelope`]s and [`Taken`] mails, never an AMQP type. A broker that is
 //! lost, failing or silent surfaces as exit 4 from one place (`broker::within`).
 
+pub mod batch;
 mod broker;
 mod maintenance;
 #[cfg(test)]

@@ -48,7 +48,7 @@ pub struct Depth {
     pub retrying: u32,
     /// In the parking queue.
     pub parked: u32,
-    /// In the staging queue of an interrupted `reprioritize`.
+    /// Messages in the staging queue of an interrupted `reprioritize` (batches of mails).
     pub staging: u32,
 }
 

@@ -3,16 +3,22 @@
 //!
 //! 1. **Out**: every mail ready in the main queue when the run starts is copied to the
 //!    staging queue (or parked), and its original acked once the copy is confirmed.
-//!    In staging a mail's priority is `9 - rank(old priority)`, so that on the way back
-//!    the mails of one new priority come oldest first (a lower old priority for the same
-//!    day means published earlier), then in their original order.
-//! 2. **Back**: every staged mail, this run's and any an interrupted run left, is
-//!    copied to the main queue with its new priority, and acked once confirmed. A mail
-//!    whose identity already went back in this run is a duplicate left by a crash: it
-//!    is dropped (acked without a copy).
+//!    Mails travel to staging in batches (see `batch`): one staging message carries up
+//!    to `ACK_EVERY` mails of the same old priority, so each mail crosses the broker
+//!    as a message of its own only twice (out of the main queue, back into it), as in
+//!    a single consume-and-republish pass. A batch's priority is `9 - rank(old
+//!    priority)`, so that on the way back the mails of one new priority come oldest
+//!    first (a lower old priority for the same day means published earlier), then in
+//!    their original order.
+//! 2. **Back**: every staged mail, this run's and any an interrupted run left (batches,
+//!    or single mails from a version before batches), is copied to the main queue with
+//!    its new priority, and its batch acked once every copy is confirmed. A mail whose
+//!    identity already went back in this run is a duplicate left by a crash: it is
+//!    dropped (acked without a copy).
 //!
-//! Never more than `PREFETCH` mails are unacked, nor `WINDOW` copies unconfirmed; the
-//! only memory that grows is one 8-byte hash per mail sent back (deduplication).
+//! Never more than `PREFETCH` mails are unacked on the way out, nor `STAGED_PREFETCH`
+//! batches on the way back, nor `WINDOW` copies unconfirmed; the only memory that grows
+//! is one 8-byte hash per mail sent back (deduplication).
 //! A mail parked on the way (expired, unreadable) is journaled before its copy goes out
 //! (a chunk's parked copies wait for the chunk's end: one transaction for them all); a
 //! crash before its original's ack leaves the original, which the next run sends on
@@ -28,18 +34,22 @@ use chrono::{DateTime, Utc};
 use lapin::BasicProperties;
 use sha2::{Digest, Sha256};
 
-use super::Envelope;
+use super::batch::{self, Batch};
 use super::message::{envelope, parking_headers, with_headers};
 use super::publisher::Publisher;
 use super::rabbit::{Rabbit, Reorder};
 use super::reader::Reader;
+use super::{Envelope, identity};
 use crate::urgency::OUR_MAX_PRIORITY;
 
-/// Mails held unacked at once.
+/// Mails held unacked at once on the way out.
 const PREFETCH: u16 = 2000;
+/// Batches held unacked at once on the way back.
+const STAGED_PREFETCH: u16 = 8;
 /// Copies published and not yet confirmed.
 const WINDOW: usize = 1000;
-/// Originals are acked (all at once, up to the latest confirmed) every this many.
+/// On the way out, originals are acked (all at once, up to the latest confirmed) every
+/// this many, and a batch holds at most this many mails.
 const ACK_EVERY: u64 = 250;
 
 /// What a re-ordering did.
@@ -59,12 +69,16 @@ pub struct Reordered {
     pub duplicates: u64,
     /// Whether `stop` ended the run before the end (mails may wait in staging).
     pub stopped: bool,
-    /// Mails left in the staging queue.
+    /// Messages left in the staging queue: batches of up to `ACK_EVERY` mails (or, from
+    /// a version before batches, single mails).
     pub left_in_staging: u64,
 }
 
 /// Where one mail goes: a queue and the copy's properties, or nowhere (dropped).
 type Route = Option<(String, BasicProperties)>;
+
+/// A parked copy waiting for its chunk's end: (identity, body, properties).
+type Held = Vec<(String, Vec<u8>, BasicProperties)>;
 
 /// An identity as 8 bytes: a collision among a million mails has odds of about 1 in
 /// 36 billion.
@@ -91,10 +105,14 @@ impl Rabbit {
         let main = self.topo.main().to_string();
         let (staging, parking) = (self.topo.staging(), self.topo.parking());
         let scale = self.info().scale();
-        let mut r = Reordered {
-            resumed: u64::from(self.broker.ready(&staging).await?),
-            ..Reordered::default()
-        };
+        // Names this run's batches: any other batch met on the way back was left by an
+        // interrupted run.
+        let run = format!(
+            "{}-{}",
+            std::process::id(),
+            Utc::now().timestamp_nanos_opt().unwrap_or_default()
+        );
+        let mut r = Reordered::default();
         let out = u64::from(self.broker.ready(&main).await?);
         let park = |reason: &'static str, detail: &str, props: &BasicProperties| {
             let props = with_headers(props, &parking_headers(reason, detail, now));
@@ -130,8 +148,7 @@ impl Rabbit {
             }
         };
         let (read, stopped) = self
-            .pass(
-                &main,
+            .out(
                 out,
                 |env, props| match settle(fate(env), &env.identity, props) {
                     Err(route) => *route,
@@ -144,16 +161,16 @@ impl Rabbit {
                 &mut parked_copies,
                 &mut tick,
                 &stop,
+                &run,
             )
             .await?;
         (r.read, r.changed) = (read, changed);
         let back = u64::from(self.broker.ready(&staging).await?);
         if !stopped {
-            let mut seen = HashSet::with_capacity(usize::try_from(back).unwrap_or(0));
+            let mut seen = HashSet::new();
             let (mut requeued, mut duplicates) = (0, 0);
-            let (_, stopped) = self
-                .pass(
-                    &staging,
+            let (resumed, unreadable, stopped) = self
+                .back(
                     back,
                     |env, props| {
                         if !seen.insert(compact(&env.identity)) {
@@ -171,10 +188,15 @@ impl Rabbit {
                     &mut parked_copies,
                     &mut tick,
                     &stop,
+                    &run,
+                    now,
                 )
                 .await?;
-            (r.requeued, r.stopped) = (requeued, stopped);
+            (r.requeued, r.stopped, r.resumed) = (requeued, stopped, resumed);
             r.duplicates = duplicates;
+            if unreadable > 0 {
+                *parked.entry("malformed").or_default() += unreadable;
+            }
         } else {
             r.stopped = true;
         }
@@ -184,31 +206,40 @@ impl Rabbit {
         Ok(r)
     }
 
-    /// Moves up to `limit` mails from the head of `from` to where `route` says, each
-    /// copy persistent and confirmed before its original is acked. Returns how many
-    /// were taken and whether `stop` cut it short.
-    async fn pass(
+    /// Moves up to `limit` mails from the head of the main queue to where `route` says:
+    /// the staging queue in batches, the parking queue one by one, or nowhere; every
+    /// copy persistent and confirmed before its original is acked. Returns how many were
+    /// taken and whether `stop` cut it short.
+    #[allow(clippy::too_many_arguments)]
+    async fn out(
         &self,
-        from: &str,
         limit: u64,
         mut route: impl FnMut(&Envelope, &BasicProperties) -> Route,
         parked: &mut impl FnMut(&[String]) -> Result<()>,
         tick: &mut impl FnMut(),
         stop: &impl Fn() -> bool,
+        run: &str,
     ) -> Result<(u64, bool)> {
         if limit == 0 {
             return Ok((0, false));
         }
-        let mut publisher = Publisher::new(&self.broker, WINDOW).await?;
+        let (main, staging) = (self.topo.main().to_string(), self.topo.staging());
         let parking_queue = self.topo.parking();
+        let mut publisher = Publisher::new(&self.broker, WINDOW).await?;
         // Mails to park, held until the chunk ends: their identities are journaled in
         // one transaction before their copies go out.
-        let mut held: Vec<(String, Vec<u8>, BasicProperties)> = Vec::new();
-        let mut reader = Reader::open(&self.broker, from, PREFETCH).await?;
-        // (copies published when it was taken, its delivery tag, mails taken), every
-        // ACK_EVERY mails.
+        let mut held: Held = Vec::new();
+        let mut batch = Batch::default();
+        // The staging priority of the mails in `batch`.
+        let mut key = 0u8;
+        let mut reader = Reader::open(&self.broker, &main, PREFETCH).await?;
+        // (copies published when it was taken, its delivery tag, mails taken), at each
+        // chunk's end: once those copies are confirmed, the originals up to the tag are
+        // acked.
         let mut marks: VecDeque<(u64, u64, u64)> = VecDeque::new();
         let (mut taken, mut acked, mut last, mut stopped) = (0u64, 0u64, None, false);
+        // The last tag acked: acking it again is a channel error.
+        let mut acked_tag = None;
         while taken < limit {
             if stop() {
                 stopped = true;
@@ -217,19 +248,31 @@ impl Rabbit {
             let Some(d) = reader.next(&self.broker).await? else {
                 break;
             };
+            let env = envelope(&d.properties, d.data);
+            match route(&env, &d.properties) {
+                Some((queue, props)) if queue == parking_queue => {
+                    held.push((env.identity, env.body, props.with_delivery_mode(2)));
+                }
+                Some((_, props)) => {
+                    let k = props.priority().unwrap_or(0);
+                    if k != key && !batch.is_empty() {
+                        // A batch holds one staging priority: this chunk ends with the
+                        // mail before this one.
+                        let tag = last.unwrap_or(d.delivery_tag);
+                        release_parks(&mut publisher, &parking_queue, &mut held, parked).await?;
+                        stage(&mut publisher, &staging, &mut batch, key, run).await?;
+                        marks.push_back((publisher.published(), tag, taken));
+                    }
+                    key = k;
+                    batch.push(&d.properties, &env.body)?;
+                }
+                None => {}
+            }
             taken += 1;
             last = Some(d.delivery_tag);
-            let env = envelope(&d.properties, d.data);
-            if let Some((queue, props)) = route(&env, &d.properties) {
-                let props = props.with_delivery_mode(2);
-                if queue == parking_queue {
-                    held.push((env.identity, env.body, props));
-                } else {
-                    publisher.publish(&queue, &env.body, props).await?;
-                }
-            }
-            if taken % ACK_EVERY == 0 {
+            if taken % ACK_EVERY == 0 || batch.is_full() {
                 release_parks(&mut publisher, &parking_queue, &mut held, parked).await?;
+                stage(&mut publisher, &staging, &mut batch, key, run).await?;
                 marks.push_back((publisher.published(), d.delivery_tag, taken));
             }
             if taken - acked >= u64::from(PREFETCH) - ACK_EVERY {
@@ -246,19 +289,133 @@ impl Rabbit {
             }
             if let Some((tag, upto)) = through {
                 reader.ack_through(&self.broker, tag).await?;
-                acked = upto;
+                (acked, acked_tag) = (upto, Some(tag));
             }
             tick();
         }
         release_parks(&mut publisher, &parking_queue, &mut held, parked).await?;
+        stage(&mut publisher, &staging, &mut batch, key, run).await?;
         publisher.finish().await?;
-        if let Some(tag) = last {
+        if let Some(tag) = last.filter(|t| Some(*t) != acked_tag) {
             reader.ack_through(&self.broker, tag).await?;
         }
         reader.close(&self.broker).await?;
         publisher.close(&self.broker).await;
         Ok((taken, stopped))
     }
+
+    /// Takes up to `limit` messages from the head of the staging queue and sends each
+    /// of their mails where `route` says (the main queue, the parking queue, or
+    /// nowhere), each copy persistent and confirmed before the staging message is
+    /// acked. A batch that cannot be read is parked whole as `malformed`. Returns how
+    /// many mails came from messages of an earlier run, how many batches could not be
+    /// read, and whether `stop` cut it short.
+    #[allow(clippy::too_many_arguments)]
+    async fn back(
+        &self,
+        limit: u64,
+        mut route: impl FnMut(&Envelope, &BasicProperties) -> Route,
+        parked: &mut impl FnMut(&[String]) -> Result<()>,
+        tick: &mut impl FnMut(),
+        stop: &impl Fn() -> bool,
+        run: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(u64, u64, bool)> {
+        if limit == 0 {
+            return Ok((0, 0, false));
+        }
+        let (staging, parking_queue) = (self.topo.staging(), self.topo.parking());
+        let mut publisher = Publisher::new(&self.broker, WINDOW).await?;
+        let mut held: Held = Vec::new();
+        let mut reader = Reader::open(&self.broker, &staging, STAGED_PREFETCH).await?;
+        // (copies published when it was taken, its delivery tag), a staging message each.
+        let mut marks: VecDeque<(u64, u64)> = VecDeque::new();
+        let (mut taken, mut resumed, mut last, mut stopped) = (0u64, 0u64, None, false);
+        let mut unreadable = 0u64;
+        let mut acked_tag = None;
+        while taken < limit {
+            if stop() {
+                stopped = true;
+                break;
+            }
+            let Some(d) = reader.next(&self.broker).await? else {
+                break;
+            };
+            taken += 1;
+            last = Some(d.delivery_tag);
+            let earlier = batch::run_of(&d.properties).as_deref() != Some(run);
+            match batch::unpack(&d.properties, &d.data) {
+                Ok(mails) => {
+                    for (props, body) in mails {
+                        resumed += u64::from(earlier);
+                        let env = envelope(&props, body);
+                        match route(&env, &props) {
+                            Some((queue, props)) if queue == parking_queue => {
+                                held.push((env.identity, env.body, props.with_delivery_mode(2)));
+                            }
+                            Some((queue, props)) => {
+                                let props = props.with_delivery_mode(2);
+                                publisher.publish(&queue, &env.body, props).await?;
+                            }
+                            None => {}
+                        }
+                        tick();
+                    }
+                }
+                Err(e) => {
+                    // Only acaso-mail writes batches: kept whole for a person to see.
+                    unreadable += 1;
+                    let detail = format!("a reprioritize batch that could not be read: {e:#}");
+                    let props =
+                        with_headers(&d.properties, &parking_headers("malformed", &detail, now));
+                    held.push((identity(None, &d.data), d.data, props));
+                }
+            }
+            release_parks(&mut publisher, &parking_queue, &mut held, parked).await?;
+            marks.push_back((publisher.published(), d.delivery_tag));
+            if marks.len() >= usize::from(STAGED_PREFETCH) / 2 {
+                publisher.finish().await?;
+            }
+            let mut through = None;
+            while marks
+                .front()
+                .is_some_and(|(n, _)| *n <= publisher.confirmed())
+            {
+                through = marks.pop_front().map(|(_, tag)| tag);
+            }
+            if let Some(tag) = through {
+                reader.ack_through(&self.broker, tag).await?;
+                acked_tag = Some(tag);
+            }
+        }
+        publisher.finish().await?;
+        if let Some(tag) = last.filter(|t| Some(*t) != acked_tag) {
+            reader.ack_through(&self.broker, tag).await?;
+        }
+        reader.close(&self.broker).await?;
+        publisher.close(&self.broker).await;
+        Ok((resumed, unreadable, stopped))
+    }
+}
+
+/// Publishes the mails gathered in `batch` to the staging queue as one message with
+/// priority `key`, if there are any.
+async fn stage(
+    publisher: &mut Publisher,
+    staging: &str,
+    batch: &mut Batch,
+    key: u8,
+    run: &str,
+) -> Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let (body, headers) = batch.take(run);
+    let props = BasicProperties::default()
+        .with_priority(key)
+        .with_delivery_mode(2)
+        .with_headers(headers);
+    publisher.publish(staging, &body, props).await
 }
 
 /// Publishes the `held` parked copies to `queue`, their identities journaled first
@@ -266,7 +423,7 @@ impl Rabbit {
 async fn release_parks(
     publisher: &mut Publisher,
     queue: &str,
-    held: &mut Vec<(String, Vec<u8>, BasicProperties)>,
+    held: &mut Held,
     parked: &mut impl FnMut(&[String]) -> Result<()>,
 ) -> Result<()> {
     if held.is_empty() {

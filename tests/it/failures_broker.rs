@@ -295,8 +295,9 @@ fn broker_lost_mid_stats_is_exit_4() {
 fn broker_lost_mid_reprioritize_is_exit_4_and_changes_nothing() {
     let w = World::new("cut-reprio", 300.0);
     five_mails(&w);
-    // Cut while the second copy goes out to the staging queue: nothing was acked yet.
-    run_cut_at(&w, BasicPublish, 2, &["reprioritize"]);
+    // Cut while the batch of the five goes out to the staging queue: nothing was acked
+    // yet.
+    run_cut_at(&w, BasicPublish, 1, &["reprioritize"]);
     w.wait_until_ready_exactly(&w.queue, 5);
 }
 

@@ -72,13 +72,15 @@ fn reprioritize_killed_at_any_point_loses_and_duplicates_nothing() {
         .assert()
         .success();
     // Killed (SIGKILL) while held at each step of the chunked protocol, so that every
-    // kill is known to land mid-run: the first and a late copy on the way out to the
-    // staging queue, a copy on the way back, and an ack of confirmed copies.
+    // kill is known to land mid-run: the first and a late batch on the way out to the
+    // staging queue (16 batches of 250), copies early and late on the way back, and an
+    // ack of confirmed copies.
     for (method, nth) in [
         (BasicConsume, 1),
         (BasicPublish, 1),
-        (BasicPublish, 3000),
-        (BasicPublish, 6000),
+        (BasicPublish, 12),
+        (BasicPublish, 1500),
+        (BasicPublish, 3500),
         (BasicAck, 2),
     ] {
         let proxy = proxy::Proxy::hold_at(method, nth);
@@ -93,10 +95,9 @@ fn reprioritize_killed_at_any_point_loses_and_duplicates_nothing() {
         // The broker returns the unacked originals once it sees the connection gone. A
         // mail is then in the main queue, in the staging queue, or in both (copy
         // confirmed, original not yet acked): never in neither.
-        let staging = format!("{}.reprioritize", w.queue);
         let mut n = 0;
         let back = wait_for(Duration::from_secs(30), || {
-            n = w.ready(&w.queue) + w.ready(&staging);
+            n = w.ready(&w.queue) + census::staged_mails(&w.amqp, &w.queue);
             n >= 4000
         });
         assert!(

@@ -15,6 +15,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
+use acaso_mail::mailbox::batch;
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ConnectionProperties};
@@ -214,12 +215,20 @@ fn family(queue: &str) -> Vec<(String, Option<u64>, bool)> {
 /// Every message of `queue`'s family on the broker at `amqp`, read without consuming:
 /// (where, headers, body).
 pub fn browse(amqp: &str, queue: &str) -> Vec<(Place, FieldTable, Vec<u8>)> {
+    browse_these(amqp, family(queue))
+}
+
+/// Every message of these queues (name, retry delay, parking), read without consuming.
+fn browse_these(
+    amqp: &str,
+    queues: Vec<(String, Option<u64>, bool)>,
+) -> Vec<(Place, FieldTable, Vec<u8>)> {
     block_on("reading the queues for a census", async {
         let conn = Connection::connect(amqp, ConnectionProperties::default())
             .await
             .expect("the census connects to the broker");
         let mut out = Vec::new();
-        for (name, delay, parking) in family(queue) {
+        for (name, delay, parking) in queues {
             // One channel per queue: a missing queue closes only its own channel.
             let ch = conn.create_channel().await.expect("channel");
             while let Ok(Some(m)) = ch
@@ -232,7 +241,16 @@ pub fn browse(amqp: &str, queue: &str) -> Vec<(Place, FieldTable, Vec<u8>)> {
                     (None, true) => Place::Parked(
                         header_str(&headers, "x-acaso-reason").unwrap_or_else(|| "?".into()),
                     ),
-                    (None, false) if name.ends_with(".reprioritize") => Place::Staging,
+                    (None, false) if name.ends_with(".reprioritize") => {
+                        // A staging message is a batch of mails: each is a copy.
+                        let mails = batch::unpack(&m.delivery.properties, &m.delivery.data)
+                            .expect("a staging batch acaso-mail can read");
+                        for (props, body) in mails {
+                            let h = props.headers().clone().unwrap_or_default();
+                            out.push((Place::Staging, h, body));
+                        }
+                        continue;
+                    }
                     (None, false) => Place::Main,
                 };
                 out.push((place, headers, m.delivery.data));
@@ -242,6 +260,14 @@ pub fn browse(amqp: &str, queue: &str) -> Vec<(Place, FieldTable, Vec<u8>)> {
         let _ = conn.close(200, "census done".into()).await;
         out
     })
+}
+
+/// Mails waiting in the staging queue of `queue` (each batch unpacked), read without
+/// consuming.
+pub fn staged_mails(amqp: &str, queue: &str) -> u32 {
+    let staging = format!("{queue}.reprioritize");
+    let n = browse_these(amqp, vec![(staging, None, false)]).len();
+    u32::try_from(n).expect("a count")
 }
 
 /// Counts mails `0..mails` of `queue` on the broker at `amqp` and in what `fake`

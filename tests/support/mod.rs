@@ -353,16 +353,25 @@ pub fn declare_legacy_queue(queue: &str) {
 
 /// Publishes raw bodies the legacy way: transient, no message_id, only a priority.
 pub fn raw_publish(queue: &str, bodies: &[(Vec<u8>, u8)]) {
+    let with: Vec<(Vec<u8>, BasicProperties)> = bodies
+        .iter()
+        .map(|(b, p)| (b.clone(), BasicProperties::default().with_priority(*p)))
+        .collect();
+    raw_publish_with(queue, &with);
+}
+
+/// Publishes messages with the given properties to a queue, as another program would.
+pub fn raw_publish_with(queue: &str, messages: &[(Vec<u8>, BasicProperties)]) {
     block_on("publishing raw messages", async {
         let conn = connect().await;
         let ch = conn.create_channel().await.expect("channel");
-        for (body, priority) in bodies {
+        for (body, props) in messages {
             ch.basic_publish(
                 "".into(),
                 queue.into(),
                 BasicPublishOptions::default(),
                 body,
-                BasicProperties::default().with_priority(*priority),
+                props.clone(),
             )
             .await
             .expect("publish");

@@ -1,0 +1,233 @@
+//! The staging queue's batches: `reprioritize` carries many mails in one staging
+//! message, so that each mail crosses the broker as a message of its own only once
+//! (main queue out, main queue back), as a bare consume-and-republish loop does.
+//!
+//! A batch is a message with the header `x-acaso-batch` (how many mails it holds) and a
+//! body of records, one per mail, each the mail's AMQP properties in the protocol's own
+//! encoding and its body, byte for byte, both length-prefixed:
+//!
+//! ```text
+//! [u32 BE: n][n bytes: content header properties][u32 BE: m][m bytes: body]  ...
+//! ```
+//!
+//! A staging message without that header is one mail, as the staging queue held them
+//! before batches: a run of this version finishes an older run's work.
+
+use anyhow::{Result, anyhow, bail};
+use lapin::BasicProperties;
+use lapin::protocol::basic::{gen_properties, parse_properties};
+use lapin::types::{AMQPValue, FieldTable};
+
+/// The header that marks a batch, and says how many mails it holds.
+pub const H_BATCH: &str = "x-acaso-batch";
+/// The header that says which run of `reprioritize` staged a batch.
+pub const H_RUN: &str = "x-acaso-run";
+/// A batch is sent once it holds this many bytes (it may go over by one mail).
+pub const MAX_BYTES: usize = 4 << 20;
+
+/// Mails being gathered into one staging message.
+#[derive(Debug, Default)]
+pub struct Batch {
+    buf: Vec<u8>,
+    mails: u32,
+}
+
+impl Batch {
+    /// Adds one mail.
+    pub fn push(&mut self, props: &BasicProperties, body: &[u8]) -> Result<()> {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&[0; 4]);
+        let ctx = gen_properties(props)(std::mem::take(&mut self.buf).into())
+            .map_err(|e| anyhow!("encoding a mail's properties for the staging queue: {e:?}"))?;
+        self.buf = ctx.write;
+        let n = self.buf.len() - start - 4;
+        self.buf[start..start + 4].copy_from_slice(&len32(n)?);
+        self.buf.extend_from_slice(&len32(body.len())?);
+        self.buf.extend_from_slice(body);
+        self.mails += 1;
+        Ok(())
+    }
+
+    /// Mails gathered.
+    pub fn mails(&self) -> u32 {
+        self.mails
+    }
+
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.mails == 0
+    }
+
+    /// Whether it is big enough to send now.
+    pub fn is_full(&self) -> bool {
+        self.buf.len() >= MAX_BYTES
+    }
+
+    /// The body to publish and the headers that mark it, `run` naming this run; leaves
+    /// the batch empty.
+    pub fn take(&mut self, run: &str) -> (Vec<u8>, FieldTable) {
+        let mut headers = FieldTable::default();
+        headers.insert(H_BATCH.into(), AMQPValue::LongUInt(self.mails));
+        headers.insert(H_RUN.into(), AMQPValue::LongString(run.into()));
+        self.mails = 0;
+        (std::mem::take(&mut self.buf), headers)
+    }
+}
+
+fn len32(n: usize) -> Result<[u8; 4]> {
+    u32::try_from(n)
+        .map(u32::to_be_bytes)
+        .map_err(|_| anyhow!("a mail of {n} bytes is too large for a staging batch"))
+}
+
+/// Whether a staging message is a batch (else it is one mail).
+pub fn is_batch(props: &BasicProperties) -> bool {
+    props
+        .headers()
+        .as_ref()
+        .is_some_and(|h| h.inner().contains_key(H_BATCH))
+}
+
+/// The run that staged a batch, if it says.
+pub fn run_of(props: &BasicProperties) -> Option<String> {
+    match props.headers().as_ref()?.inner().get(H_RUN)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        _ => None,
+    }
+}
+
+/// The mails of a staging message: a batch's, or the message itself when it is not a
+/// batch. A batch that cannot be read is an error, never a panic.
+pub fn unpack(props: &BasicProperties, body: &[u8]) -> Result<Vec<(BasicProperties, Vec<u8>)>> {
+    if !is_batch(props) {
+        return Ok(vec![(props.clone(), body.to_vec())]);
+    }
+    let mut out = Vec::new();
+    let mut rest = body;
+    while !rest.is_empty() {
+        let (p, r) = field(rest, "properties")?;
+        let (left, props) = parse_properties(p)
+            .map_err(|e| anyhow!("mail {}: unreadable properties: {e:?}", out.len() + 1))?;
+        if !left.is_empty() {
+            bail!(
+                "mail {}: {} stray byte(s) after its properties",
+                out.len() + 1,
+                left.len()
+            );
+        }
+        let (b, r) = field(r, "body")?;
+        out.push((props, b.to_vec()));
+        rest = r;
+    }
+    Ok(out)
+}
+
+/// A length-prefixed field at the start of `b`, and what follows it.
+fn field<'a>(b: &'a [u8], what: &str) -> Result<(&'a [u8], &'a [u8])> {
+    let (len, rest) = b
+        .split_first_chunk::<4>()
+        .ok_or_else(|| anyhow!("the batch ends inside the length of a mail's {what}"))?;
+    let n = usize::try_from(u32::from_be_bytes(*len))?;
+    if rest.len() < n {
+        bail!(
+            "the batch ends inside a mail's {what} ({n} bytes announced, {} left)",
+            rest.len()
+        );
+    }
+    Ok(rest.split_at(n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lapin::types::{LongString, ShortString};
+    use proptest::prelude::*;
+
+    fn props(id: &str, prio: u8, ts: u64, extra: Option<(&str, &str)>) -> BasicProperties {
+        let mut p = BasicProperties::default()
+            .with_message_id(ShortString::from(id))
+            .with_priority(prio)
+            .with_timestamp(ts)
+            .with_content_type("application/json".into());
+        if let Some((k, v)) = extra {
+            let mut h = FieldTable::default();
+            h.insert(k.into(), AMQPValue::LongString(LongString::from(v)));
+            p = p.with_headers(h);
+        }
+        p
+    }
+
+    #[test]
+    fn a_batch_gives_back_every_mail_as_it_was() {
+        let mails = vec![
+            (props("a", 7, 1, None), b"{\"x\":1}".to_vec()),
+            (props("", 0, 0, Some(("x-acaso-attempts", "2"))), Vec::new()),
+            (BasicProperties::default(), vec![0, 255, 10, 13]),
+        ];
+        let mut b = Batch::default();
+        for (p, body) in &mails {
+            b.push(p, body).expect("push");
+        }
+        assert_eq!(b.mails(), 3);
+        let (body, headers) = b.take("run-1");
+        assert!(b.is_empty());
+        let staged = BasicProperties::default().with_headers(headers);
+        assert!(is_batch(&staged));
+        assert_eq!(run_of(&staged).as_deref(), Some("run-1"));
+        assert_eq!(unpack(&staged, &body).expect("unpack"), mails);
+    }
+
+    #[test]
+    fn a_message_that_is_not_a_batch_is_one_mail() {
+        let p = props("legacy", 4, 9, None);
+        assert!(!is_batch(&p));
+        assert_eq!(
+            unpack(&p, b"{}").expect("unpack"),
+            vec![(p.clone(), b"{}".to_vec())]
+        );
+    }
+
+    #[test]
+    fn a_truncated_batch_is_an_error() {
+        let mut b = Batch::default();
+        b.push(&props("a", 1, 1, None), b"hello").expect("push");
+        let (body, headers) = b.take("r");
+        let staged = BasicProperties::default().with_headers(headers);
+        for cut in 1..body.len() {
+            let e = unpack(&staged, &body[..cut]).expect_err("truncated");
+            assert!(
+                e.to_string().contains("mail") || e.to_string().contains("batch"),
+                "{e}"
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_mails_round_trip(
+            mails in proptest::collection::vec(
+                ("[a-z0-9-]{0,20}", any::<u8>(), any::<u64>(), proptest::option::of("[ -~]{0,30}"),
+                 proptest::collection::vec(any::<u8>(), 0..300)),
+                0..20)
+        ) {
+            let mails: Vec<(BasicProperties, Vec<u8>)> = mails
+                .into_iter()
+                .map(|(id, prio, ts, h, body)| (props(&id, prio, ts, h.as_deref().map(|v| ("x-k", v))), body))
+                .collect();
+            let mut b = Batch::default();
+            for (p, body) in &mails {
+                b.push(p, body).expect("push");
+            }
+            let (body, headers) = b.take("r");
+            let staged = BasicProperties::default().with_headers(headers);
+            prop_assert_eq!(unpack(&staged, &body).expect("unpack"), mails);
+        }
+
+        #[test]
+        fn any_bytes_are_read_or_refused_without_panic(body in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let (_, headers) = Batch::default().take("r");
+            let staged = BasicProperties::default().with_headers(headers);
+            let _ = unpack(&staged, &body);
+        }
+    }
+}
