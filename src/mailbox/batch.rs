@@ -22,7 +22,8 @@ use lapin::types::{AMQPValue, FieldTable};
 pub const H_BATCH: &str = "x-acaso-batch";
 /// The header that says which run of `reprioritize` staged a batch.
 pub const H_RUN: &str = "x-acaso-run";
-/// A batch is sent once it holds this many bytes (it may go over by one mail).
+/// A batch holds at most this many bytes, unless it is a single mail larger than that
+/// (far below RabbitMQ's 128 MiB limit on a message).
 pub const MAX_BYTES: usize = 4 << 20;
 
 /// Mails being gathered into one staging message.
@@ -58,9 +59,11 @@ impl Batch {
         self.mails == 0
     }
 
-    /// Whether it is big enough to send now.
-    pub fn is_full(&self) -> bool {
-        self.buf.len() >= MAX_BYTES
+    /// Whether a mail of `body` bytes (and its properties) still fits in it; anything
+    /// fits in an empty batch.
+    pub fn fits(&self, body: usize) -> bool {
+        // Properties are at most a few KiB: counted generously.
+        self.is_empty() || self.buf.len() + body + 64 * 1024 <= MAX_BYTES
     }
 
     /// The body to publish and the headers that mark it, `run` naming this run; leaves
@@ -169,6 +172,7 @@ mod tests {
             b.push(p, body).expect("push");
         }
         assert_eq!(b.mails(), 3);
+        assert!(b.fits(1000) && !b.fits(MAX_BYTES));
         let (body, headers) = b.take("run-1");
         assert!(b.is_empty());
         let staged = BasicProperties::default().with_headers(headers);

@@ -4,12 +4,12 @@
 //! 1. **Out**: every mail ready in the main queue when the run starts is copied to the
 //!    staging queue (or parked), and its original acked once the copy is confirmed.
 //!    Mails travel to staging in batches (see `batch`): one staging message carries up
-//!    to `ACK_EVERY` mails of the same old priority, so each mail crosses the broker
-//!    as a message of its own only twice (out of the main queue, back into it), as in
-//!    a single consume-and-republish pass. A batch's priority is `9 - rank(old
-//!    priority)`, so that on the way back the mails of one new priority come oldest
-//!    first (a lower old priority for the same day means published earlier), then in
-//!    their original order.
+//!    to `ACK_EVERY` mails (and `batch::MAX_BYTES`) of the same old priority, so each
+//!    mail crosses the broker as a message of its own only twice (out of the main
+//!    queue, back into it), as in a single consume-and-republish pass. A batch's
+//!    priority is `9 - rank(old priority)`, so that on the way back the mails of one new
+//!    priority come oldest first (a lower old priority for the same day means published
+//!    earlier), then in their original order.
 //! 2. **Back**: every staged mail, this run's and any an interrupted run left (batches,
 //!    or single mails from a version before batches), is copied to the main queue with
 //!    its new priority, and its batch acked once every copy is confirmed. A mail whose
@@ -255,9 +255,9 @@ impl Rabbit {
                 }
                 Some((_, props)) => {
                     let k = props.priority().unwrap_or(0);
-                    if k != key && !batch.is_empty() {
-                        // A batch holds one staging priority: this chunk ends with the
-                        // mail before this one.
+                    if (k != key && !batch.is_empty()) || !batch.fits(env.body.len()) {
+                        // A batch holds one staging priority and at most MAX_BYTES: this
+                        // chunk ends with the mail before this one.
                         let tag = last.unwrap_or(d.delivery_tag);
                         release_parks(&mut publisher, &parking_queue, &mut held, parked).await?;
                         stage(&mut publisher, &staging, &mut batch, key, run).await?;
@@ -270,7 +270,7 @@ impl Rabbit {
             }
             taken += 1;
             last = Some(d.delivery_tag);
-            if taken % ACK_EVERY == 0 || batch.is_full() {
+            if taken % ACK_EVERY == 0 {
                 release_parks(&mut publisher, &parking_queue, &mut held, parked).await?;
                 stage(&mut publisher, &staging, &mut batch, key, run).await?;
                 marks.push_back((publisher.published(), d.delivery_tag, taken));

@@ -267,6 +267,62 @@ fn reprioritize_finishes_what_an_older_run_left_and_parks_a_batch_it_cannot_read
 }
 
 #[test]
+fn reprioritize_carries_large_mails_intact_in_bounded_batches() {
+    // Forty mails of 200 KB (under the 256 KiB a mail may weigh): at most 20 fit in one
+    // staging batch (4 MiB), so they travel in several (seen by stopping a run after its
+    // first). Each comes back byte for byte, once.
+    let w = World::new("scale-big", 300.0);
+    w.declare_queues();
+    let mut bodies: Vec<Vec<u8>> = (0..40)
+        .map(|i| {
+            let mut j = job(
+                &format!("big{i}@example.org"),
+                3,
+                "2026-12-01T10:00:00-03:00",
+            );
+            j["params"] = serde_json::json!({ "text": "x".repeat(200_000 + i) });
+            serde_json::to_vec(&j).expect("json")
+        })
+        .collect();
+    raw_publish(
+        &w.queue,
+        &bodies.iter().map(|b| (b.clone(), 4)).collect::<Vec<_>>(),
+    );
+    // Killed as its second staging message goes out: the first batch is in staging.
+    let proxy = proxy::Proxy::hold_at(proxy::Method::BasicPublish, 2);
+    let child = spawn(w.std_cmd().env("QUEUE_SERVICE_URL", proxy.url()).args([
+        "--now",
+        "2026-11-28T06:00:00-03:00",
+        "-q",
+        "reprioritize",
+    ]));
+    proxy.wait_triggered(Duration::from_secs(60));
+    child.kill_mid_run();
+    drop(proxy);
+    wait_for("the first batch in staging", || w.ready(&staging(&w)) >= 1);
+    let first = census::staged_mails(&w.amqp, &w.queue);
+    let cap = acaso_mail::mailbox::batch::MAX_BYTES;
+    assert!(
+        first >= 1 && first as usize * 200_000 <= cap,
+        "{first} mails of 200 KB in the first batch, over {cap} bytes"
+    );
+    let s = w.json("2026-11-28T06:00:00-03:00", &["reprioritize"]);
+    assert_eq!(
+        counts(&s, &["requeued", "parked", "staged", "duplicates"]),
+        [Some(40), Some(0), Some(0), Some(u64::from(first))],
+        "{s}"
+    );
+    let mut back: Vec<Vec<u8>> = w.take_all(&w.queue).into_iter().map(|(_, b)| b).collect();
+    back.sort();
+    bodies.sort();
+    assert!(
+        back == bodies,
+        "{} mails came back, not the same bytes",
+        back.len()
+    );
+}
+
+#[test]
 fn stats_beyond_the_scan_says_at_least_and_is_exact_above_it() {
     let w = World::new("scale-scan", 3.0);
     let now = "2026-11-28T08:00:00-03:00";
