@@ -80,6 +80,15 @@ type Route = Option<(String, BasicProperties)>;
 /// A parked copy waiting for its chunk's end: (identity, body, properties).
 type Held = Vec<(String, Vec<u8>, BasicProperties)>;
 
+/// What both passes share: journaling parked copies, progress, the stop check, and
+/// the name of this run's batches.
+struct Hooks<'a> {
+    parked: &'a mut dyn FnMut(&[String]) -> Result<()>,
+    tick: &'a mut dyn FnMut(),
+    stop: &'a dyn Fn() -> bool,
+    run: &'a str,
+}
+
 /// An identity as 8 bytes: a collision among a million mails has odds of about 1 in
 /// 36 billion.
 fn compact(identity: &str) -> u64 {
@@ -147,6 +156,12 @@ impl Rabbit {
                 Reorder::Requeue(p) => Ok(p),
             }
         };
+        let mut hooks = Hooks {
+            parked: &mut parked_copies,
+            tick: &mut tick,
+            stop: &stop,
+            run: &run,
+        };
         let (read, stopped) = self
             .out(
                 out,
@@ -158,10 +173,7 @@ impl Rabbit {
                         Some((staging.clone(), props.clone().with_priority(key)))
                     }
                 },
-                &mut parked_copies,
-                &mut tick,
-                &stop,
-                &run,
+                &mut hooks,
             )
             .await?;
         (r.read, r.changed) = (read, changed);
@@ -185,10 +197,7 @@ impl Rabbit {
                             }
                         }
                     },
-                    &mut parked_copies,
-                    &mut tick,
-                    &stop,
-                    &run,
+                    &mut hooks,
                     now,
                 )
                 .await?;
@@ -210,15 +219,11 @@ impl Rabbit {
     /// the staging queue in batches, the parking queue one by one, or nowhere; every
     /// copy persistent and confirmed before its original is acked. Returns how many were
     /// taken and whether `stop` cut it short.
-    #[allow(clippy::too_many_arguments)]
     async fn out(
         &self,
         limit: u64,
         mut route: impl FnMut(&Envelope, &BasicProperties) -> Route,
-        parked: &mut impl FnMut(&[String]) -> Result<()>,
-        tick: &mut impl FnMut(),
-        stop: &impl Fn() -> bool,
-        run: &str,
+        hooks: &mut Hooks<'_>,
     ) -> Result<(u64, bool)> {
         if limit == 0 {
             return Ok((0, false));
@@ -241,11 +246,10 @@ impl Rabbit {
         // The last tag acked: acking it again is a channel error.
         let mut acked_tag = None;
         while taken < limit {
-            if stop() {
-                stopped = true;
-                break;
-            }
-            let Some(d) = reader.next(&self.broker).await? else {
+            let Some(d) = self
+                .next_unless(&mut reader, hooks.stop, &mut stopped)
+                .await?
+            else {
                 break;
             };
             let env = envelope(&d.properties, d.data);
@@ -259,8 +263,9 @@ impl Rabbit {
                         // A batch holds one staging priority and at most MAX_BYTES: this
                         // chunk ends with the mail before this one.
                         let tag = last.unwrap_or(d.delivery_tag);
-                        release_parks(&mut publisher, &parking_queue, &mut held, parked).await?;
-                        stage(&mut publisher, &staging, &mut batch, key, run).await?;
+                        release_parks(&mut publisher, &parking_queue, &mut held, hooks.parked)
+                            .await?;
+                        stage(&mut publisher, &staging, &mut batch, key, hooks.run).await?;
                         marks.push_back((publisher.published(), tag, taken));
                     }
                     key = k;
@@ -271,8 +276,8 @@ impl Rabbit {
             taken += 1;
             last = Some(d.delivery_tag);
             if taken % ACK_EVERY == 0 {
-                release_parks(&mut publisher, &parking_queue, &mut held, parked).await?;
-                stage(&mut publisher, &staging, &mut batch, key, run).await?;
+                release_parks(&mut publisher, &parking_queue, &mut held, hooks.parked).await?;
+                stage(&mut publisher, &staging, &mut batch, key, hooks.run).await?;
                 marks.push_back((publisher.published(), d.delivery_tag, taken));
             }
             if taken - acked >= u64::from(PREFETCH) - ACK_EVERY {
@@ -291,16 +296,12 @@ impl Rabbit {
                 reader.ack_through(&self.broker, tag).await?;
                 (acked, acked_tag) = (upto, Some(tag));
             }
-            tick();
+            (hooks.tick)();
         }
-        release_parks(&mut publisher, &parking_queue, &mut held, parked).await?;
-        stage(&mut publisher, &staging, &mut batch, key, run).await?;
-        publisher.finish().await?;
-        if let Some(tag) = last.filter(|t| Some(*t) != acked_tag) {
-            reader.ack_through(&self.broker, tag).await?;
-        }
-        reader.close(&self.broker).await?;
-        publisher.close(&self.broker).await;
+        release_parks(&mut publisher, &parking_queue, &mut held, hooks.parked).await?;
+        stage(&mut publisher, &staging, &mut batch, key, hooks.run).await?;
+        self.end_pass(reader, publisher, last.filter(|t| Some(*t) != acked_tag))
+            .await?;
         Ok((taken, stopped))
     }
 
@@ -310,15 +311,11 @@ impl Rabbit {
     /// acked. A batch that cannot be read is parked whole as `malformed`. Returns how
     /// many mails came from messages of an earlier run, how many batches could not be
     /// read, and whether `stop` cut it short.
-    #[allow(clippy::too_many_arguments)]
     async fn back(
         &self,
         limit: u64,
         mut route: impl FnMut(&Envelope, &BasicProperties) -> Route,
-        parked: &mut impl FnMut(&[String]) -> Result<()>,
-        tick: &mut impl FnMut(),
-        stop: &impl Fn() -> bool,
-        run: &str,
+        hooks: &mut Hooks<'_>,
         now: DateTime<Utc>,
     ) -> Result<(u64, u64, bool)> {
         if limit == 0 {
@@ -334,16 +331,15 @@ impl Rabbit {
         let mut unreadable = 0u64;
         let mut acked_tag = None;
         while taken < limit {
-            if stop() {
-                stopped = true;
-                break;
-            }
-            let Some(d) = reader.next(&self.broker).await? else {
+            let Some(d) = self
+                .next_unless(&mut reader, hooks.stop, &mut stopped)
+                .await?
+            else {
                 break;
             };
             taken += 1;
             last = Some(d.delivery_tag);
-            let earlier = batch::run_of(&d.properties).as_deref() != Some(run);
+            let earlier = batch::run_of(&d.properties).as_deref() != Some(hooks.run);
             match batch::unpack(&d.properties, &d.data) {
                 Ok(mails) => {
                     for (props, body) in mails {
@@ -359,7 +355,7 @@ impl Rabbit {
                             }
                             None => {}
                         }
-                        tick();
+                        (hooks.tick)();
                     }
                 }
                 Err(e) => {
@@ -371,7 +367,7 @@ impl Rabbit {
                     held.push((identity(None, &d.data), d.data, props));
                 }
             }
-            release_parks(&mut publisher, &parking_queue, &mut held, parked).await?;
+            release_parks(&mut publisher, &parking_queue, &mut held, hooks.parked).await?;
             marks.push_back((publisher.published(), d.delivery_tag));
             if marks.len() >= usize::from(STAGED_PREFETCH) / 2 {
                 publisher.finish().await?;
@@ -388,13 +384,43 @@ impl Rabbit {
                 acked_tag = Some(tag);
             }
         }
+        self.end_pass(reader, publisher, last.filter(|t| Some(*t) != acked_tag))
+            .await?;
+        Ok((resumed, unreadable, stopped))
+    }
+}
+
+impl Rabbit {
+    /// The next message of a pass, held unacked; `None` at the end of the queue, or
+    /// when `stop` says to stop (then `stopped` is set).
+    async fn next_unless(
+        &self,
+        reader: &mut Reader,
+        stop: &dyn Fn() -> bool,
+        stopped: &mut bool,
+    ) -> Result<Option<lapin::message::Delivery>> {
+        if stop() {
+            *stopped = true;
+            return Ok(None);
+        }
+        reader.next(&self.broker).await
+    }
+
+    /// Ends a pass: every copy confirmed, then the messages up to `unacked` (the last
+    /// one taken, unless already acked) acked, and both channels closed.
+    async fn end_pass(
+        &self,
+        reader: Reader,
+        mut publisher: Publisher,
+        unacked: Option<u64>,
+    ) -> Result<()> {
         publisher.finish().await?;
-        if let Some(tag) = last.filter(|t| Some(*t) != acked_tag) {
+        if let Some(tag) = unacked {
             reader.ack_through(&self.broker, tag).await?;
         }
         reader.close(&self.broker).await?;
         publisher.close(&self.broker).await;
-        Ok((resumed, unreadable, stopped))
+        Ok(())
     }
 }
 
@@ -424,7 +450,7 @@ async fn release_parks(
     publisher: &mut Publisher,
     queue: &str,
     held: &mut Held,
-    parked: &mut impl FnMut(&[String]) -> Result<()>,
+    parked: &mut dyn FnMut(&[String]) -> Result<()>,
 ) -> Result<()> {
     if held.is_empty() {
         return Ok(());
