@@ -22,6 +22,17 @@ use lapin::types::{AMQPValue, FieldTable};
 pub const H_BATCH: &str = "x-acaso-batch";
 /// The header that says which run of `reprioritize` staged a batch.
 pub const H_RUN: &str = "x-acaso-run";
+/// The most mails a batch holds (what `reprioritize` writes); a batch that claims more
+/// is unreadable, so that one message cannot become millions of mails in memory.
+pub const MAX_MAILS: u32 = 250;
+/// The largest properties a mail can have: the broker carries them in one content
+/// header frame, at most 128 KiB.
+const MAX_PROPERTIES: usize = 128 * 1024;
+/// The deepest nesting of tables and arrays in a mail's headers that a batch may hold.
+/// Reading, copying and dropping such values recurse, so a crafted batch nesting
+/// thousands deep would overflow the stack; no real mail nests more than a few.
+pub const MAX_NESTING: usize = 32;
+
 /// A batch holds at most this many bytes, unless it is a single mail larger than that
 /// (far below RabbitMQ's 128 MiB limit on a message).
 pub const MAX_BYTES: usize = 4 << 20;
@@ -99,16 +110,54 @@ pub fn run_of(props: &BasicProperties) -> Option<String> {
     }
 }
 
+/// How many mails a batch says it holds.
+fn announced(props: &BasicProperties) -> Option<u32> {
+    match props.headers().as_ref()?.inner().get(H_BATCH)? {
+        AMQPValue::LongUInt(n) => Some(*n),
+        _ => None,
+    }
+}
+
 /// The mails of a staging message: a batch's, or the message itself when it is not a
-/// batch. A batch that cannot be read is an error, never a panic.
+/// batch. A batch that cannot be read (cut short, holding other than what it announces,
+/// more than [`MAX_MAILS`], properties over 128 KiB or nested over [`MAX_NESTING`]) is
+/// an error, never a panic.
 pub fn unpack(props: &BasicProperties, body: &[u8]) -> Result<Vec<(BasicProperties, Vec<u8>)>> {
     if !is_batch(props) {
         return Ok(vec![(props.clone(), body.to_vec())]);
     }
+    let announced = announced(props)
+        .filter(|n| *n <= MAX_MAILS)
+        .ok_or_else(|| {
+            anyhow!("the batch does not say how many mails (at most {MAX_MAILS}) it holds")
+        })?;
+    records(body, announced)
+}
+
+/// The `announced` records of a batch's body.
+fn records(body: &[u8], announced: u32) -> Result<Vec<(BasicProperties, Vec<u8>)>> {
     let mut out = Vec::new();
     let mut rest = body;
     while !rest.is_empty() {
+        if out.len() >= announced as usize {
+            bail!("the batch holds more than the {announced} mail(s) it announces");
+        }
         let (p, r) = field(rest, "properties")?;
+        if p.len() > MAX_PROPERTIES {
+            bail!(
+                "mail {}: {} bytes of properties, over the {MAX_PROPERTIES} a message can carry",
+                out.len() + 1,
+                p.len()
+            );
+        }
+        match nesting(p) {
+            Some(d) if d <= MAX_NESTING => {}
+            Some(d) => bail!(
+                "mail {}: headers nested {d} deep, over the {MAX_NESTING} a batch may hold",
+                out.len() + 1
+            ),
+            None => bail!("mail {}: unreadable properties", out.len() + 1),
+        }
         let (left, props) = parse_properties(p)
             .map_err(|e| anyhow!("mail {}: unreadable properties: {e:?}", out.len() + 1))?;
         if !left.is_empty() {
@@ -122,7 +171,72 @@ pub fn unpack(props: &BasicProperties, body: &[u8]) -> Result<Vec<(BasicProperti
         out.push((props, b.to_vec()));
         rest = r;
     }
+    if out.len() != announced as usize {
+        bail!(
+            "the batch holds {} mail(s), not the {announced} it announces",
+            out.len()
+        );
+    }
     Ok(out)
+}
+
+/// How deep tables and arrays nest in the headers of encoded properties, read without
+/// recursion (`None`: not well formed). The type codes are RabbitMQ's, as lapin reads
+/// them.
+fn nesting(p: &[u8]) -> Option<usize> {
+    let flags = u16::from_be_bytes(*p.first_chunk::<2>()?);
+    let mut i = 2usize;
+    // content-type and content-encoding, short strings, come before the headers.
+    for bit in [15, 14] {
+        if flags & (1 << bit) != 0 {
+            i = i.checked_add(1 + usize::from(*p.get(i)?))?;
+        }
+    }
+    if flags & (1 << 13) == 0 {
+        return Some(0);
+    }
+    let len32 = |i: usize| -> Option<usize> {
+        let b = p.get(i..i.checked_add(4)?)?;
+        usize::try_from(u32::from_be_bytes(b.try_into().ok()?)).ok()
+    };
+    // Open containers: (where it ends, whether it is a table: its entries have keys).
+    let mut open: Vec<(usize, bool)> = Vec::new();
+    let mut deepest = 0;
+    let mut enter = |i: &mut usize, table: bool, open: &mut Vec<(usize, bool)>| {
+        let end = i.checked_add(4)?.checked_add(len32(*i)?)?;
+        open.push((end, table));
+        *i += 4;
+        deepest = deepest.max(open.len());
+        Some(())
+    };
+    enter(&mut i, true, &mut open)?;
+    while let Some(&(end, table)) = open.last() {
+        if i >= end {
+            if i > end {
+                return None;
+            }
+            open.pop();
+            continue;
+        }
+        if table {
+            i = i.checked_add(1 + usize::from(*p.get(i)?))?;
+        }
+        let t = *p.get(i)?;
+        i += 1;
+        match t {
+            b't' | b'b' | b'B' => i += 1,
+            b's' | b'U' | b'u' => i += 2,
+            b'I' | b'i' | b'f' => i += 4,
+            b'D' => i += 5,
+            b'l' | b'L' | b'd' | b'T' => i += 8,
+            b'V' => {}
+            b'S' | b'x' => i = i.checked_add(4)?.checked_add(len32(i)?)?,
+            b'A' => enter(&mut i, false, &mut open)?,
+            b'F' => enter(&mut i, true, &mut open)?,
+            _ => return None,
+        }
+    }
+    Some(deepest)
 }
 
 /// A length-prefixed field at the start of `b`, and what follows it.
@@ -206,6 +320,92 @@ mod tests {
         }
     }
 
+    /// A batch of one mail whose properties nest `depth` arrays in a header, as
+    /// nobody but an attacker would write.
+    fn nested(depth: usize) -> Vec<u8> {
+        let mut props = Vec::new();
+        props.extend_from_slice(&0x2000u16.to_be_bytes());
+        let table = 2 + 5 * depth;
+        props.extend_from_slice(&u32::try_from(table).expect("len").to_be_bytes());
+        props.extend_from_slice(&[1, b'k']);
+        for i in 0..depth {
+            props.push(b'A');
+            let inner = 5 * (depth - 1 - i);
+            props.extend_from_slice(&u32::try_from(inner).expect("len").to_be_bytes());
+        }
+        let mut b = Vec::new();
+        b.extend_from_slice(&u32::try_from(props.len()).expect("len").to_be_bytes());
+        b.extend_from_slice(&props);
+        b.extend_from_slice(&0u32.to_be_bytes());
+        b
+    }
+
+    fn marked(n: u32) -> BasicProperties {
+        let mut h = FieldTable::default();
+        h.insert(H_BATCH.into(), AMQPValue::LongUInt(n));
+        BasicProperties::default().with_headers(h)
+    }
+
+    #[test]
+    fn headers_nested_too_deep_are_refused_unread_not_a_stack_overflow() {
+        // What a frame can carry nests ~26,000 deep: reading it (or copying, or
+        // dropping it) would overflow the stack. Refused before it is read.
+        // `nested(n)`: the headers table, then n arrays.
+        for depth in [MAX_NESTING - 1, MAX_NESTING, 26_000] {
+            let got = unpack(&marked(1), &nested(depth));
+            if depth < MAX_NESTING {
+                assert_eq!(got.expect("read").len(), 1, "{depth}");
+            } else {
+                let e = got.expect_err("too deep");
+                assert!(e.to_string().contains("nested"), "{depth}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn nesting_is_measured_as_the_parser_reads_headers() {
+        let mut inner = FieldTable::default();
+        inner.insert("n".into(), AMQPValue::LongLongInt(-1));
+        let mut h = FieldTable::default();
+        h.insert("s".into(), AMQPValue::LongString("x".into()));
+        let arr = vec![AMQPValue::FieldTable(inner), AMQPValue::Boolean(true)];
+        h.insert("a".into(), AMQPValue::FieldArray(arr.into()));
+        let dec = lapin::types::DecimalValue { scale: 1, value: 2 };
+        h.insert("d".into(), AMQPValue::DecimalValue(dec));
+        h.insert("v".into(), AMQPValue::Void);
+        let p = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_headers(h)
+            .with_priority(3);
+        let mut b = Batch::default();
+        b.push(&p, b"{}").expect("push");
+        let (body, _) = b.take("r");
+        let (props, _) = field(&body, "properties").expect("field");
+        // The headers table, the array in it, the table in the array.
+        assert_eq!(nesting(props), Some(3));
+        assert_eq!(nesting(&[0, 0]), Some(0));
+    }
+
+    #[test]
+    fn a_batch_must_hold_what_it_announces_and_no_more_than_the_most() {
+        let mut b = Batch::default();
+        for i in 0..3u8 {
+            b.push(&BasicProperties::default(), &[i]).expect("push");
+        }
+        let (body, _) = b.take("r");
+        assert_eq!(unpack(&marked(3), &body).expect("read").len(), 3);
+        for n in [2, 4, 0] {
+            let e = unpack(&marked(n), &body).expect_err("miscounted");
+            assert!(e.to_string().contains("announces"), "{n}: {e}");
+        }
+        let e = unpack(&marked(MAX_MAILS + 1), &body).expect_err("too many");
+        assert!(e.to_string().contains("how many"), "{e}");
+        // Cut at a record boundary: one mail fewer than announced.
+        let first = 4 + 2 + 4 + 1;
+        let e = unpack(&marked(3), &body[..2 * first]).expect_err("cut");
+        assert!(e.to_string().contains("not the 3"), "{e}");
+    }
+
     proptest! {
         #[test]
         fn any_mails_round_trip(
@@ -225,6 +425,11 @@ mod tests {
             let (body, headers) = b.take("r");
             let staged = BasicProperties::default().with_headers(headers);
             prop_assert_eq!(unpack(&staged, &body).expect("unpack"), mails);
+        }
+
+        #[test]
+        fn any_properties_are_measured_without_panic(p in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = nesting(&p);
         }
 
         #[test]

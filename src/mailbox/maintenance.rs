@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use lapin::options::BasicAckOptions;
 
 use super::Envelope;
+use super::batch;
 use super::message::{envelope, text, with_headers, without_our_headers};
 use super::rabbit::{Rabbit, Sweep};
 use super::topology::H_REPLAYED_AT;
@@ -31,12 +32,19 @@ impl Rabbit {
             match choose(index, &env) {
                 Sweep::Keep => continue,
                 Sweep::Replay => {
-                    let props = with_headers(
-                        &without_our_headers(&d.properties),
-                        &[(H_REPLAYED_AT, text(&now.to_rfc3339()))],
-                    );
+                    // A reprioritize batch (parked by a version that did not know
+                    // batches) goes back as the mails it holds; one that cannot be read
+                    // goes back as it is.
+                    let mails = batch::unpack(&d.properties, &env.body)
+                        .unwrap_or_else(|_| vec![(d.properties.clone(), env.body.clone())]);
                     let publisher = self.publisher().await?;
-                    publisher.publish(&main, &env.body, props).await?;
+                    for (props, body) in mails {
+                        let props = with_headers(
+                            &without_our_headers(&props),
+                            &[(H_REPLAYED_AT, text(&now.to_rfc3339()))],
+                        );
+                        publisher.publish(&main, &body, props).await?;
+                    }
                     publisher.finish().await?;
                 }
                 Sweep::Purge => {}

@@ -34,12 +34,13 @@ use chrono::{DateTime, Utc};
 use lapin::BasicProperties;
 use sha2::{Digest, Sha256};
 
+use super::Envelope;
 use super::batch::{self, Batch};
-use super::message::{envelope, parking_headers, with_headers};
+use super::message::{envelope, parking_headers, text, with_headers};
 use super::publisher::Publisher;
 use super::rabbit::{Rabbit, Reorder};
 use super::reader::Reader;
-use super::{Envelope, identity};
+use super::topology::{H_DETAIL, detail_header};
 use crate::urgency::OUR_MAX_PRIORITY;
 
 /// Mails held unacked at once on the way out.
@@ -179,9 +180,11 @@ impl Rabbit {
         (r.read, r.changed) = (read, changed);
         let back = u64::from(self.broker.ready(&staging).await?);
         if !stopped {
-            let mut seen = HashSet::new();
+            // Sized for the mails this run staged: no doubling of a million-entry table
+            // at the end, when memory peaks.
+            let mut seen = HashSet::with_capacity(usize::try_from(read).unwrap_or(0));
             let (mut requeued, mut duplicates) = (0, 0);
-            let (resumed, unreadable, stopped) = self
+            let (resumed, stopped) = self
                 .back(
                     back,
                     |env, props| {
@@ -198,14 +201,10 @@ impl Rabbit {
                         }
                     },
                     &mut hooks,
-                    now,
                 )
                 .await?;
             (r.requeued, r.stopped, r.resumed) = (requeued, stopped, resumed);
             r.duplicates = duplicates;
-            if unreadable > 0 {
-                *parked.entry("malformed").or_default() += unreadable;
-            }
         } else {
             r.stopped = true;
         }
@@ -308,18 +307,17 @@ impl Rabbit {
     /// Takes up to `limit` messages from the head of the staging queue and sends each
     /// of their mails where `route` says (the main queue, the parking queue, or
     /// nowhere), each copy persistent and confirmed before the staging message is
-    /// acked. A batch that cannot be read is parked whole as `malformed`. Returns how
-    /// many mails came from messages of an earlier run, how many batches could not be
-    /// read, and whether `stop` cut it short.
+    /// acked. A batch that cannot be read is routed as one mail (unreadable: parked,
+    /// whole). Returns how many mails came from messages of an earlier run and whether
+    /// `stop` cut it short.
     async fn back(
         &self,
         limit: u64,
         mut route: impl FnMut(&Envelope, &BasicProperties) -> Route,
         hooks: &mut Hooks<'_>,
-        now: DateTime<Utc>,
-    ) -> Result<(u64, u64, bool)> {
+    ) -> Result<(u64, bool)> {
         if limit == 0 {
-            return Ok((0, 0, false));
+            return Ok((0, false));
         }
         let (staging, parking_queue) = (self.topo.staging(), self.topo.parking());
         let mut publisher = Publisher::new(&self.broker, WINDOW).await?;
@@ -328,7 +326,6 @@ impl Rabbit {
         // (copies published when it was taken, its delivery tag), a staging message each.
         let mut marks: VecDeque<(u64, u64)> = VecDeque::new();
         let (mut taken, mut resumed, mut last, mut stopped) = (0u64, 0u64, None, false);
-        let mut unreadable = 0u64;
         let mut acked_tag = None;
         while taken < limit {
             let Some(d) = self
@@ -340,32 +337,38 @@ impl Rabbit {
             taken += 1;
             last = Some(d.delivery_tag);
             let earlier = batch::run_of(&d.properties).as_deref() != Some(hooks.run);
-            match batch::unpack(&d.properties, &d.data) {
-                Ok(mails) => {
-                    for (props, body) in mails {
-                        resumed += u64::from(earlier);
-                        let env = envelope(&props, body);
-                        match route(&env, &props) {
-                            Some((queue, props)) if queue == parking_queue => {
-                                held.push((env.identity, env.body, props.with_delivery_mode(2)));
+            let (mails, unreadable) = match batch::unpack(&d.properties, &d.data) {
+                Ok(mails) => (mails, None),
+                // Only acaso-mail writes batches: one it cannot read goes on as one
+                // message, parked whole as any unreadable mail is (journaled first,
+                // never twice), its detail saying why.
+                Err(e) => (
+                    vec![(d.properties.clone(), d.data.clone())],
+                    Some(format!(
+                        "a reprioritize batch that could not be read: {e:#}"
+                    )),
+                ),
+            };
+            for (props, body) in mails {
+                resumed += u64::from(earlier && unreadable.is_none());
+                let env = envelope(&props, body);
+                match route(&env, &props) {
+                    Some((queue, props)) if queue == parking_queue => {
+                        let props = match &unreadable {
+                            Some(why) => {
+                                with_headers(&props, &[(H_DETAIL, text(&detail_header(why)))])
                             }
-                            Some((queue, props)) => {
-                                let props = props.with_delivery_mode(2);
-                                publisher.publish(&queue, &env.body, props).await?;
-                            }
-                            None => {}
-                        }
-                        (hooks.tick)();
+                            None => props.with_delivery_mode(2),
+                        };
+                        held.push((env.identity, env.body, props));
                     }
+                    Some((queue, props)) => {
+                        let props = props.with_delivery_mode(2);
+                        publisher.publish(&queue, &env.body, props).await?;
+                    }
+                    None => {}
                 }
-                Err(e) => {
-                    // Only acaso-mail writes batches: kept whole for a person to see.
-                    unreadable += 1;
-                    let detail = format!("a reprioritize batch that could not be read: {e:#}");
-                    let props =
-                        with_headers(&d.properties, &parking_headers("malformed", &detail, now));
-                    held.push((identity(None, &d.data), d.data, props));
-                }
+                (hooks.tick)();
             }
             release_parks(&mut publisher, &parking_queue, &mut held, hooks.parked).await?;
             marks.push_back((publisher.published(), d.delivery_tag));
@@ -386,7 +389,7 @@ impl Rabbit {
         }
         self.end_pass(reader, publisher, last.filter(|t| Some(*t) != acked_tag))
             .await?;
-        Ok((resumed, unreadable, stopped))
+        Ok((resumed, stopped))
     }
 }
 
