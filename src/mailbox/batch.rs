@@ -363,34 +363,12 @@ mod tests {
     }
 
     #[test]
-    fn nesting_is_measured_as_the_parser_reads_headers() {
-        let mut inner = FieldTable::default();
-        inner.insert("n".into(), AMQPValue::LongLongInt(-1));
-        let mut h = FieldTable::default();
-        h.insert("s".into(), AMQPValue::LongString("x".into()));
-        let arr = vec![AMQPValue::FieldTable(inner), AMQPValue::Boolean(true)];
-        h.insert("a".into(), AMQPValue::FieldArray(arr.into()));
-        let dec = lapin::types::DecimalValue { scale: 1, value: 2 };
-        h.insert("d".into(), AMQPValue::DecimalValue(dec));
-        h.insert("v".into(), AMQPValue::Void);
-        let p = BasicProperties::default()
-            .with_content_type("application/json".into())
-            .with_headers(h)
-            .with_priority(3);
-        let mut b = Batch::default();
-        b.push(&p, b"{}").expect("push");
-        let (body, _) = b.take("r");
-        let (props, _) = field(&body, "properties").expect("field");
-        // The headers table, the array in it, the table in the array.
-        assert_eq!(nesting(props), Some(3));
-        assert_eq!(nesting(&[0, 0]), Some(0));
-    }
-
-    #[test]
     fn every_header_type_the_broker_delivers_is_measured_and_read_back() {
         // Each type lapin reads from the broker (a short string is not one: RabbitMQ
         // has no code for it), at the top of the headers and inside an array.
         use lapin::types::{ByteArray, DecimalValue, FieldArray};
+        let mut inner = FieldTable::default();
+        inner.insert("n".into(), AMQPValue::LongLongInt(-1));
         let values = vec![
             AMQPValue::Boolean(true),
             AMQPValue::ShortShortInt(-3),
@@ -410,7 +388,7 @@ mod tests {
             AMQPValue::Timestamp(1_764_000_000),
             AMQPValue::ByteArray(ByteArray::from(vec![0u8, 255, 7])),
             AMQPValue::Void,
-            AMQPValue::FieldTable(FieldTable::default()),
+            AMQPValue::FieldTable(inner),
             AMQPValue::FieldArray(FieldArray::default()),
         ];
         let mut h = FieldTable::default();
@@ -428,8 +406,9 @@ mod tests {
         b.push(&p, b"{}").expect("push");
         let (body, headers) = b.take("r");
         let (props, _) = field(&body, "properties").expect("field");
-        // The headers, the array "all", the empty table and array inside it.
+        // The headers, the array "all", the table and the empty array inside it.
         assert_eq!(nesting(props), Some(3));
+        assert_eq!(nesting(&[0, 0]), Some(0), "no headers");
         let staged = BasicProperties::default().with_headers(headers);
         assert_eq!(
             unpack(&staged, &body).expect("read"),

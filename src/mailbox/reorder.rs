@@ -260,12 +260,14 @@ impl Rabbit {
                     let k = props.priority().unwrap_or(0);
                     if (k != key && !batch.is_empty()) || !batch.fits(env.body.len()) {
                         // A batch holds one staging priority and at most MAX_BYTES: this
-                        // chunk ends with the mail before this one.
-                        let tag = last.unwrap_or(d.delivery_tag);
+                        // chunk ends with the mail before this one (never this one, which
+                        // is in no batch yet).
                         release_parks(&mut publisher, &parking_queue, &mut held, hooks.parked)
                             .await?;
                         stage(&mut publisher, &staging, &mut batch, key, hooks.run).await?;
-                        marks.push_back((publisher.published(), tag, taken));
+                        if let Some(tag) = last {
+                            marks.push_back((publisher.published(), tag, taken));
+                        }
                     }
                     key = k;
                     batch.push(&d.properties, &env.body)?;
