@@ -494,6 +494,9 @@ pub struct ReadAt {
     pub asked: DateTime<Utc>,
     /// Just after the answer.
     pub at: DateTime<Utc>,
+    /// The wall clock just after the answer, whatever `--now` says: the credit history is
+    /// pruned from the earlier of this and `at`.
+    pub wall: DateTime<Utc>,
 }
 
 /// Reads the account (`GET /account`), and when.
@@ -501,7 +504,8 @@ pub async fn read_account(cfg: &Config) -> anyhow::Result<(Account, ReadAt)> {
     let asked = cfg.now();
     let account = crate::brevo::account(cfg).await?;
     let at = cfg.now().max(asked);
-    Ok((account, ReadAt { asked, at }))
+    let wall = Utc::now();
+    Ok((account, ReadAt { asked, at, wall }))
 }
 
 /// Records the credits a run (`command`) read, then says what the readings show.
@@ -518,7 +522,7 @@ pub fn learn(
         &account.plan,
         !account.unlimited(),
         command,
-        Duration::days(KEEP_DAYS),
+        (Duration::days(KEEP_DAYS), read.wall),
     )?;
     known(Some(store), cfg)
 }
@@ -762,7 +766,14 @@ mod tests {
         let asked = t("2026-12-01T10:00:00Z");
         let at = t("2026-12-01T10:00:02Z");
         store
-            .record_credits((asked, at), 300.0, "free", true, "stats", Duration::days(1))
+            .record_credits(
+                (asked, at),
+                300.0,
+                "free",
+                true,
+                "stats",
+                (Duration::days(KEEP_DAYS), at),
+            )
             .expect("record");
         let history = store.credit_history().expect("history");
         assert_eq!(
@@ -876,10 +887,17 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let store = Store::open(dir.path()).expect("store");
         let keep = Duration::days(KEEP_DAYS);
-        let wall = Utc::now();
+        let wall = t("2026-12-03T10:00:00Z");
         let record = |at: DateTime<Utc>, credits: f64| {
             store
-                .record_credits((at, at), credits, "free", true, "drain-hourly", keep)
+                .record_credits(
+                    (at, at),
+                    credits,
+                    "free",
+                    true,
+                    "drain-hourly",
+                    (keep, wall),
+                )
                 .expect("record");
         };
         let count = || store.credit_history().expect("history").len();

@@ -453,9 +453,10 @@ impl Store {
     /// with at `when.1`, and forgets the readings older than `keep`: Brevo's daily reset is learned
     /// from them.
     ///
-    /// "Older" counts back from the answer or the wall clock, whichever is earlier: a run given
-    /// a `--now` far in the future must not erase the real history, and one given a past
-    /// `--now` erases nothing a run at the real time would keep.
+    /// `keep` is how long, and the wall clock the caller read. "Older" counts back from the
+    /// answer or that wall clock, whichever is earlier: a run given a `--now` far in the
+    /// future must not erase the real history, and one given a past `--now` erases nothing
+    /// a run at the real time would keep. The clock is the caller's, so tests set their own.
     pub fn record_credits(
         &self,
         when: (DateTime<Utc>, DateTime<Utc>),
@@ -463,13 +464,11 @@ impl Store {
         plan: &str,
         limited: bool,
         command: &str,
-        keep: chrono::Duration,
+        keep: (chrono::Duration, DateTime<Utc>),
     ) -> Result<()> {
         let (asked, at) = when;
-        let cut = at
-            .min(Utc::now())
-            .timestamp()
-            .saturating_sub(keep.num_seconds());
+        let (keep, wall) = keep;
+        let cut = at.min(wall).timestamp().saturating_sub(keep.num_seconds());
         let (asked, at) = (asked.min(at).timestamp(), at.timestamp());
         self.db.execute(
             "INSERT INTO credit_seen (asked, at, credits, plan, limited, command) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -516,7 +515,9 @@ mod tests {
     #[test]
     fn journal_remembers_sends_and_attempts() {
         let dir = tempfile::tempdir().expect("tmp");
-        let now = Utc::now();
+        let now = DateTime::parse_from_rfc3339("2026-12-03T10:00:00Z")
+            .expect("instant")
+            .to_utc();
         {
             let s = Store::open(dir.path()).expect("open");
             assert!(!s.is_sent("a").expect("q"));
@@ -614,7 +615,9 @@ mod tests {
             .expect("old schema");
         }
         let s = Store::open(dir.path()).expect("upgraded");
-        let now = Utc::now();
+        let now = DateTime::parse_from_rfc3339("2026-12-03T10:00:00Z")
+            .expect("instant")
+            .to_utc();
         // The open attempt of the old journal is an unseen outcome from its start.
         let prior = s.begin_send("a", now).expect("attempt");
         assert_eq!(prior.attempts, 1);

@@ -367,7 +367,12 @@ fn an_original_whose_copy_is_parked_is_dropped_by_the_drain_and_left_to_it_by_re
     let journal = acaso_mail::state::Store::open(w.state.path()).expect("journal");
     let id = acaso_mail::mailbox::identity(None, &body);
     journal
-        .record_parking([id.as_str()], chrono::Utc::now())
+        .record_parking(
+            [id.as_str()],
+            chrono::DateTime::parse_from_rfc3339(NOW)
+                .expect("NOW")
+                .to_utc(),
+        )
         .expect("journal");
     drop(journal);
     // reprioritize does not park it a second time: it goes back to the head of the queue.
