@@ -41,6 +41,16 @@ Exit status:
 /// A failure that maps to a documented exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
+    /// A check of `doctor` failed: the exit code its area has elsewhere (4 for a
+    /// service that cannot be reached, 5 for refused credentials, 1 when no more
+    /// specific code names it, such as a skewed clock).
+    #[error("{summary}")]
+    Check {
+        /// The exit code.
+        code: u8,
+        /// Which checks failed.
+        summary: String,
+    },
     /// A configuration value is wrong (exit 2).
     #[error("{0}")]
     Usage(String),
@@ -83,6 +93,7 @@ impl Failure {
     /// The process exit code for this failure.
     pub fn exit_code(&self) -> u8 {
         match self {
+            Failure::Check { code, .. } => *code,
             Failure::Usage(_) => EXIT_USAGE,
             Failure::Input(_) => EXIT_INPUT,
             Failure::Unavailable(_) => EXIT_UNAVAILABLE,

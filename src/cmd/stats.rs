@@ -277,7 +277,7 @@ pub async fn run(cfg: &Config) -> Result<Report> {
 }
 
 /// When the credits reset, how that is known, and whether drain-eod runs after it.
-fn reset_report(
+pub(crate) fn reset_report(
     cfg: &Config,
     learned: &day::Learned,
     p: &Position,
