@@ -184,11 +184,10 @@ pub async fn templates(cfg: &Config, can: bool) -> Vec<Check> {
     out
 }
 
-/// The send request of the first readable mail of each template among the first
-/// `--scan` queued ones, read without consuming anything.
-async fn first_of_each_template(cfg: &Config) -> anyhow::Result<BTreeMap<u32, serde_json::Value>> {
-    // Under the run lock when a state exists (a mail held by this read is hidden from
-    // a drain); without one, no run can be going, and nothing is created.
+/// The first `--scan` queued mails, read without consuming anything, under the run lock
+/// when a state exists (a mail held by this read is hidden from a drain); without a
+/// state no run can be going, and nothing is created.
+pub async fn read_head(cfg: &Config) -> anyhow::Result<Vec<crate::mailbox::Envelope>> {
     let _lock = if cfg.state_dir.is_dir() {
         Some(crate::state::lock(&cfg.state_dir, cfg.lock_wait)?)
     } else {
@@ -197,8 +196,14 @@ async fn first_of_each_template(cfg: &Config) -> anyhow::Result<BTreeMap<u32, se
     let mailbox = Rabbit::open_existing(cfg).await?;
     let browsed = mailbox.browse(Which::Main, cfg.scan).await;
     mailbox.close().await;
+    browsed
+}
+
+/// The send request of the first readable mail of each template among the first
+/// `--scan` queued ones.
+async fn first_of_each_template(cfg: &Config) -> anyhow::Result<BTreeMap<u32, serde_json::Value>> {
     let mut firsts = BTreeMap::new();
-    for b in browsed? {
+    for b in read_head(cfg).await? {
         if let Ok(m) = mail::parse(&b.body, cfg.tz) {
             firsts
                 .entry(m.template_id)

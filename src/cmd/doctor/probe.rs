@@ -10,7 +10,6 @@ use crate::brevo::{Brevo, SendOutcome, idempotency_key};
 use crate::config::Config;
 use crate::error::{EXIT_CREDENTIALS, EXIT_FAILURE, EXIT_UNAVAILABLE, EXIT_USAGE};
 use crate::mail;
-use crate::mailbox::{Rabbit, Which};
 use crate::state::Store;
 
 /// What the probe sends.
@@ -103,10 +102,8 @@ pub async fn run(cfg: &Config, p: &Probe, key_ok: bool, broker_ok: bool) -> Chec
 
 /// The first readable queued mail's template and params, read without consuming.
 async fn first_queued(cfg: &Config) -> anyhow::Result<Option<(u32, Option<Value>)>> {
-    let mailbox = Rabbit::open_existing(cfg).await?;
-    let browsed = mailbox.browse(Which::Main, cfg.scan).await;
-    mailbox.close().await;
-    Ok(browsed?
+    Ok(super::brevo::read_head(cfg)
+        .await?
         .iter()
         .find_map(|b| mail::parse(&b.body, cfg.tz).ok())
         .map(|m| {
