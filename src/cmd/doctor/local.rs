@@ -251,3 +251,86 @@ fn schedule(cfg: &Config, store: Option<&Store>) -> Check {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(dir: &Path, m: u32) {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(m)).expect("chmod");
+    }
+
+    #[test]
+    fn the_state_directory_must_exist_be_private_and_writable_and_nothing_is_left() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("state");
+        let missing = state_dir(&dir);
+        assert!(!missing.ok && missing.hint.as_deref().is_some_and(|h| h.contains("mkdir")));
+        assert!(!dir.exists(), "doctor creates nothing");
+        std::fs::create_dir(&dir).expect("mkdir");
+        mode(&dir, 0o755);
+        let open = state_dir(&dir);
+        assert_eq!((open.ok, open.code), (false, EXIT_FAILURE));
+        mode(&dir, 0o700);
+        assert!(state_dir(&dir).ok);
+        assert_eq!(
+            std::fs::read_dir(&dir).expect("ls").count(),
+            0,
+            "nothing left"
+        );
+    }
+
+    #[test]
+    fn a_held_lock_fails_with_exit_6() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        assert!(lock(tmp.path()).ok, "no lock file: free");
+        let held = crate::state::lock(tmp.path(), std::time::Duration::ZERO).expect("lock");
+        let c = lock(tmp.path());
+        assert_eq!((c.ok, c.code), (false, EXIT_LOCKED));
+        drop(held);
+        assert!(lock(tmp.path()).ok);
+    }
+
+    #[test]
+    fn an_overdue_drain_fails_the_schedule() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let store = Store::open(tmp.path()).expect("store");
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).expect("t").to_utc();
+        let seen = t("2026-12-03T10:15:00Z");
+        store
+            .record_credits(
+                (seen, seen),
+                100.0,
+                "free",
+                true,
+                "drain-hourly",
+                (Duration::days(60), seen),
+            )
+            .expect("record");
+        let cfg = |now: &str| {
+            let settings = crate::config::Settings {
+                now: Some(now.into()),
+                state_dir: Some(tmp.path().into()),
+                ..Default::default()
+            };
+            Config::new(&settings, |_| None).expect("config")
+        };
+        let fresh = schedule(&cfg("2026-12-03T12:00:00Z"), Some(&store));
+        assert!(
+            fresh.ok && fresh.detail.contains("drain-hourly 2026-12-03 07:15"),
+            "{}",
+            fresh.detail
+        );
+        assert!(
+            fresh.detail.contains("never seen: drain-eod, reprioritize"),
+            "{}",
+            fresh.detail
+        );
+        let late = schedule(&cfg("2026-12-03T13:16:00Z"), Some(&store));
+        assert!(
+            !late.ok && late.detail.contains("overdue: drain-hourly"),
+            "{}",
+            late.detail
+        );
+    }
+}
