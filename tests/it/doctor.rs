@@ -40,6 +40,11 @@ fn check<'a>(doc: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no check {name} in {doc}"))
 }
 
+/// Asserts that Brevo received no send at all.
+fn nothing_sent(w: &World) {
+    assert!(w.fake.state().received.is_empty(), "doctor sent nothing");
+}
+
 /// A world whose queues exist (stats declared them) and whose state holds a store.
 fn ready_world(name: &str) -> World {
     let w = World::new(name, 300.0);
@@ -89,7 +94,7 @@ fn a_good_setup_passes_every_check_and_sends_nothing() {
             .is_some_and(|d| d.contains("x-max-priority 9")),
         "{doc:#}"
     );
-    assert!(w.fake.state().received.is_empty(), "doctor sent nothing");
+    nothing_sent(&w);
     // The test group was deleted again.
     assert_eq!(pg.value("acaso_mail_doctor_check", &[]), None);
     // The text form: a checklist.
@@ -113,6 +118,7 @@ fn a_wrong_key_fails_the_key_check_with_exit_5() {
     assert_eq!(code, Some(5), "{doc:#}");
     assert_eq!(failed(&doc), ["brevo.key"], "{doc:#}");
     assert!(check(&doc, "brevo.key")["hint"].is_string());
+    nothing_sent(&w);
 }
 
 #[test]
@@ -123,6 +129,7 @@ fn a_dead_pushgateway_fails_with_exit_4() {
     let (code, doc) = doctor(&w, &[("PUSHGATEWAY_URL", &url)], &[]);
     assert_eq!(code, Some(4), "{doc:#}");
     assert_eq!(failed(&doc), ["pushgateway"], "{doc:#}");
+    nothing_sent(&w);
 }
 
 #[test]
@@ -148,6 +155,7 @@ fn a_wrong_pushgateway_password_fails_with_exit_5() {
     // The right password passes: the failure was the password's.
     let (code, doc) = run("right-password");
     assert_eq!(code, Some(0), "{doc:#}");
+    nothing_sent(&w);
 }
 
 #[test]
@@ -161,6 +169,7 @@ fn a_dead_broker_fails_with_exit_4() {
         !doc.to_string().contains("\"queue\""),
         "no queue check without a broker"
     );
+    nothing_sent(&w);
 }
 
 #[test]
@@ -177,6 +186,7 @@ fn a_typod_queue_fails_with_exit_2_and_is_not_created() {
     ] {
         assert!(!queue_exists(&q), "{q} was created");
     }
+    nothing_sent(&w);
 }
 
 #[test]
@@ -202,6 +212,7 @@ fn a_public_state_directory_fails_with_exit_1() {
             .permissions(),
     );
     assert_eq!(mode & 0o777, 0o755, "doctor changed nothing");
+    nothing_sent(&w);
 }
 
 #[test]
@@ -220,6 +231,7 @@ fn a_skewed_clock_fails_with_exit_1() {
             .is_some_and(|d| d.contains("ahead of Brevo's")),
         "{doc:#}"
     );
+    nothing_sent(&w);
 }
 
 #[test]
