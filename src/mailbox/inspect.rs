@@ -131,4 +131,12 @@ mod tests {
         assert_eq!((t.port, t.vhost.as_str()), (5672, "/"));
         assert!(target("http://[::1").is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_url_is_read_or_refused_without_panic(s in ".{0,80}") {
+            let _ = target(&s);
+            let _ = target(&format!("amqp://{s}"));
+        }
+    }
 }

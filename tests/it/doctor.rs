@@ -190,6 +190,45 @@ fn a_typod_queue_fails_with_exit_2_and_is_not_created() {
 }
 
 #[test]
+fn an_interrupted_reprioritize_and_a_legacy_queue_are_named() {
+    let w = ready_world("doctor-staged");
+    raw_publish(&format!("{}.reprioritize", w.queue), &[(b"[]".to_vec(), 5)]);
+    let (code, doc) = doctor(&w, &[], &[]);
+    assert_eq!(code, Some(1), "{doc:#}");
+    assert_eq!(failed(&doc), ["queue.reprioritize"], "{doc:#}");
+    assert!(
+        check(&doc, "queue.reprioritize")["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("acaso-mail reprioritize")),
+        "{doc:#}"
+    );
+    assert_eq!(
+        w.ready(&format!("{}.reprioritize", w.queue)),
+        1,
+        "left staged"
+    );
+
+    // The legacy queue (not durable, x-max-priority 255) is adopted as it is elsewhere;
+    // doctor names the risk, and its side queues missing, and changes neither.
+    let legacy = World::new("doctor-legacy", 300.0);
+    declare_legacy_queue(&legacy.queue);
+    let (code, doc) = doctor(&legacy, &[], &[]);
+    assert_eq!(code, Some(1), "{doc:#}");
+    assert_eq!(failed(&doc), ["queue", "queue.side"], "{doc:#}");
+    assert!(
+        check(&doc, "queue")["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("NOT durable") && d.contains("x-max-priority 255")),
+        "{doc:#}"
+    );
+    assert!(
+        !queue_exists(&format!("{}.dead", legacy.queue)),
+        "nothing created"
+    );
+    nothing_sent(&w);
+}
+
+#[test]
 fn a_public_state_directory_fails_with_exit_1() {
     let w = ready_world("doctor-state");
     std::fs::set_permissions(
