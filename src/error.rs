@@ -36,7 +36,8 @@ Exit status:
   5    Brevo refused the API key (401); nothing was sent
   6    another acaso-mail run holds the lock in the state directory
   130  interrupted by SIGINT; in-flight mails finished or returned to the queue
-  143  interrupted by SIGTERM; same as 130";
+  143  interrupted by SIGTERM; same as 130
+doctor exits with the code of its first failed check's area (1 when none fits)";
 
 /// A failure that maps to a documented exit code.
 #[derive(Debug, thiserror::Error)]
