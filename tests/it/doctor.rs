@@ -427,3 +427,53 @@ impl Drop for AuthPushgateway {
         let _ = self.child.wait();
     }
 }
+
+/// The compose stack's one-shot doctor: the stack's environment and state volume, and
+/// its command, run as written on a fresh state and queue (with this world's broker,
+/// Brevo and Pushgateway standing in for the stack's), passes every check; the image's
+/// state directory is private, as doctor requires.
+#[test]
+fn the_compose_stack_runs_doctor_once_and_it_passes_on_a_fresh_stack() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("docker-compose.yaml")).expect("compose");
+    let compose: serde_yaml::Value = serde_yaml::from_str(&text).expect("yaml");
+    let svc = &compose["services"]["acaso-mail-doctor"];
+    let cli = &compose["services"]["acaso-mail"];
+    assert_eq!(svc["environment"], cli["environment"]);
+    assert_eq!(svc["volumes"], cli["volumes"]);
+    assert_eq!(svc["build"], cli["build"]);
+    assert!(svc["profiles"].is_null(), "`up` starts it");
+    assert_eq!(svc["restart"].as_str(), Some("no"), "once");
+    let command = svc["command"][0].as_str().expect("one shell command");
+    assert!(command.ends_with("acaso-mail doctor"), "{command}");
+
+    let w = World::new("doctor-compose", 300.0);
+    let pg = Pushgateway::start();
+    let bin = assert_cmd::cargo::cargo_bin("acaso-mail");
+    let dir = bin.parent().expect("the binary's directory");
+    let mut sh = std::process::Command::new("/bin/sh");
+    w.apply_env(&mut sh);
+    let path = format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    sh.env("PATH", path)
+        .env("PUSHGATEWAY_URL", &pg.url)
+        .args(["-c", command]);
+    let out = output_within(&mut sh, std::time::Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "{command}: {:?}\n{}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("checks passed"));
+
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).expect("Dockerfile");
+    assert!(
+        dockerfile.contains("-m 0700 /var/lib/acaso-mail"),
+        "the image's state directory is private"
+    );
+}
