@@ -62,7 +62,7 @@ FROM debian:${DEBIAN}-slim AS runtime
 RUN groupadd --gid 10001 acaso-mail \
  && useradd --uid 10001 --gid acaso-mail --home-dir /var/lib/acaso-mail \
       --no-create-home --shell /usr/sbin/nologin acaso-mail \
- && install -d -o acaso-mail -g acaso-mail -m 0750 /var/lib/acaso-mail
+ && install -d -o acaso-mail -g acaso-mail -m 0700 /var/lib/acaso-mail
 COPY --from=binaries /out/acaso-mail /usr/local/bin/acaso-mail
 COPY man/ /usr/local/share/man/man1/
 COPY completions/acaso-mail.bash /usr/share/bash-completion/completions/acaso-mail

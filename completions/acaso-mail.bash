@@ -22,6 +22,9 @@ _acaso__mail() {
             acaso__mail,dead-letters)
                 cmd="acaso__mail__subcmd__dead__subcmd__letters"
                 ;;
+            acaso__mail,doctor)
+                cmd="acaso__mail__subcmd__doctor"
+                ;;
             acaso__mail,drain-eod)
                 cmd="acaso__mail__subcmd__drain__subcmd__eod"
                 ;;
@@ -59,7 +62,7 @@ _acaso__mail() {
 
     case "${cmd}" in
         acaso__mail)
-            opts="-q -h -V --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --scan --credits-reset --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help --version publish drain-hourly drain-eod credits peek stats reprioritize dead-letters"
+            opts="-q -h -V --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --scan --credits-reset --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help --version publish drain-hourly drain-eod credits peek stats reprioritize dead-letters doctor"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -626,6 +629,104 @@ _acaso__mail() {
                     return 0
                     ;;
                 --reason)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --amqp-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --queue)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --brevo-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pushgateway)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tz)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --now)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --lock-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scan)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --credits-reset)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --amqp-url-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --amqp-ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pushgateway-user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pushgateway-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pushgateway-ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        acaso__mail__subcmd__doctor)
+            opts="-q -h --templates --idempotency-probe --to --template --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --json --color --quiet --lock-wait --timeout --scan --credits-reset --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --template)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

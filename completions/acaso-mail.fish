@@ -57,6 +57,7 @@ complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -f -a "peek" -d 'Sho
 complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -f -a "stats" -d 'Queue depths, urgency breakdown, credits'
 complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -f -a "reprioritize" -d 'Re-publish every queued mail with today\'s urgency (run daily, after midnight)'
 complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -f -a "dead-letters" -d 'List parked mails with their reasons; replay them to the queue, or purge them'
+complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -f -a "doctor" -d 'Check every dependency of the configured deployment and print a checklist; changes nothing and sends nothing unless asked'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -s n -l count -d 'Publish N mock jobs like the Acaso producer\'s (templates 7, 9, 10, 11, 16, mentoring 0-10 days ahead)' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l file -d 'Publish the JSON Lines of PATH (- for stdin), legacy or generic format; all or nothing' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l to -d 'Recipient address of the mock jobs' -r
@@ -370,3 +371,31 @@ complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and 
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from recheck" -l json -d 'Print exactly one JSON document on stdout, nothing else'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from recheck" -s q -l quiet -d 'No summary on success (errors still go to stderr): for cron'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from recheck" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -l to -d 'The probe\'s recipient: your own address' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -l template -d 'The probe\'s template [default: that of the first queued mail]' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -l amqp-url -d 'RabbitMQ URL (amqp:// or amqps://); its password is never printed [default: amqp://guest:guest@127.0.0.1:5672/%2f]' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -l queue -d 'The mail queue; retry and parking queues are named after it [default: acaso.mail]' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -l brevo-url -d 'Brevo API base URL [env: SENDINBLUE_URL, BREVO_URL] [default: https://api.brevo.com/v3]' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -l api-key -d 'Brevo API key [env: SENDINBLUE_API_KEY, BREVO_API_KEY]; required by commands that call Brevo' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -l pushgateway -d 'Pushgateway URL to push run metrics to (no push when unset)' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -l tz -d 'Time zone that defines "today" and renders dates [default: America/Recife]' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -l now -d 'An RFC 3339 instant used as "now" for urgency, expiry and "today" [default: the clock]' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -l state-dir -d 'Where the sent-mail journal and the run lock live [default: $XDG_STATE_HOME/acaso-mail]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -l color -d 'When to colour tables' -r -f -a "auto\t'Colour when stdout is a terminal and NO_COLOR is unset'
+always\t'Always colour'
+never\t'Never colour'"
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -l lock-wait -d 'Seconds to wait for another run\'s lock before giving up (exit 6)' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -l timeout -d 'Seconds to wait for RabbitMQ or Brevo to connect or answer' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -l scan -d 'At most this many mails read from the head of the queue to count urgency bands (stats, the pushed band gauges, dry runs); the bands beyond are reported as partial' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -l credits-reset -d 'When Brevo\'s daily credits reset: HH:MM in --tz, or followed by a zone ("00:00 UTC"), overriding the reset acaso-mail observed [env: ACASO_MAIL_CREDITS_RESET] [default: the observed reset, else local midnight]' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -l api-key-file -d 'File holding the Brevo API key [env: SENDINBLUE_API_KEY_FILE, BREVO_API_KEY_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -l amqp-url-file -d 'File holding the RabbitMQ URL, password included [env: QUEUE_SERVICE_URL_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -l amqp-ca-file -d 'PEM file of the CA(s) that signed RabbitMQ\'s certificate, for amqps:// with a private CA' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -l pushgateway-user -d 'User for the Pushgateway\'s basic auth (password: PUSHGATEWAY_PASSWORD or a file)' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -l pushgateway-password-file -d 'File holding the Pushgateway password [env: PUSHGATEWAY_PASSWORD_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -l pushgateway-ca-file -d 'PEM file of the CA(s) that signed the Pushgateway\'s certificate (https://)' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -l templates -d 'Also send each template found among the first --scan queued mails once in Brevo\'s sandbox (X-Sib-Sandbox: drop: validated, nothing sent) with that mail\'s params'
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -l idempotency-probe -d 'Also prove that Brevo refuses a repeated idempotency key: sends ONE REAL MAIL to --to twice with the same key (one credit) and records the result'
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -l json -d 'Print exactly one JSON document on stdout, nothing else'
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -s q -l quiet -d 'No summary on success (errors still go to stderr): for cron'
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -274,6 +274,31 @@ pub enum Command {
     Reprioritize(ReprioritizeArgs),
     /// List parked mails with their reasons; replay them to the queue, or purge them
     DeadLetters(DeadLettersArgs),
+    /// Check every dependency of the configured deployment and print a checklist;
+    /// changes nothing and sends nothing unless asked
+    Doctor(DoctorArgs),
+}
+
+/// `doctor` arguments.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Also send each template found among the first --scan queued mails once in
+    /// Brevo's sandbox (X-Sib-Sandbox: drop: validated, nothing sent) with that mail's params
+    #[arg(long)]
+    pub templates: bool,
+
+    /// Also prove that Brevo refuses a repeated idempotency key: sends ONE REAL MAIL to
+    /// --to twice with the same key (one credit) and records the result
+    #[arg(long, requires = "to")]
+    pub idempotency_probe: bool,
+
+    /// The probe's recipient: your own address
+    #[arg(long, value_name = "EMAIL", requires = "idempotency_probe")]
+    pub to: Option<String>,
+
+    /// The probe's template [default: that of the first queued mail]
+    #[arg(long, value_name = "ID", requires = "idempotency_probe")]
+    pub template: Option<u32>,
 }
 
 /// `reprioritize` arguments.

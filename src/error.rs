@@ -36,11 +36,22 @@ Exit status:
   5    Brevo refused the API key (401); nothing was sent
   6    another acaso-mail run holds the lock in the state directory
   130  interrupted by SIGINT; in-flight mails finished or returned to the queue
-  143  interrupted by SIGTERM; same as 130";
+  143  interrupted by SIGTERM; same as 130
+doctor exits with the code of its first failed check's area (1 when none fits)";
 
 /// A failure that maps to a documented exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
+    /// A check of `doctor` failed: the exit code its area has elsewhere (4 for a
+    /// service that cannot be reached, 5 for refused credentials, 1 when no more
+    /// specific code names it, such as a skewed clock).
+    #[error("{summary}")]
+    Check {
+        /// The exit code.
+        code: u8,
+        /// Which checks failed.
+        summary: String,
+    },
     /// A configuration value is wrong (exit 2).
     #[error("{0}")]
     Usage(String),
@@ -83,6 +94,7 @@ impl Failure {
     /// The process exit code for this failure.
     pub fn exit_code(&self) -> u8 {
         match self {
+            Failure::Check { code, .. } => *code,
             Failure::Usage(_) => EXIT_USAGE,
             Failure::Input(_) => EXIT_INPUT,
             Failure::Unavailable(_) => EXIT_UNAVAILABLE,

@@ -150,6 +150,20 @@ async fn run_command(command: Command, cfg: &Config, cancel: &Cancel) -> Result<
             cmd::dead_letters::run(cfg, action).await
         }
         Command::Stats => cmd::stats::run(cfg).await,
+        Command::Doctor(a) => {
+            let probe = match (a.idempotency_probe, a.to) {
+                (true, Some(to)) => Some(cmd::doctor::Probe {
+                    to,
+                    template: a.template,
+                }),
+                _ => None,
+            };
+            let args = cmd::doctor::Args {
+                templates: a.templates,
+                probe,
+            };
+            cmd::doctor::run(cfg, args).await
+        }
     }
 }
 

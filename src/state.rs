@@ -12,6 +12,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::Failure;
 
+mod probe;
+
+pub use probe::ProbeResult;
+
 /// The journal's file name in the state directory.
 pub const DB_FILE: &str = "state.sqlite3";
 

@@ -10,6 +10,7 @@ mod it {
     pub mod demo;
     pub mod deploy;
     pub mod deploy_readme;
+    pub mod doctor;
     pub mod drain;
     pub mod failures_brevo;
     pub mod failures_broker;

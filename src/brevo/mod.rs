@@ -8,8 +8,10 @@ use serde_json::Value;
 use sha2::Digest;
 
 mod log;
+mod probe;
 
 pub use log::{LogAnswer, LogQuery};
+pub use probe::{parse_http_date, sandboxed};
 
 use crate::config::Config;
 use crate::error::{Failure, Secret};
@@ -67,6 +69,9 @@ pub struct Account {
     pub credits: f64,
     /// `sendLimit` for a counted plan; anything else means no daily limit.
     pub credits_type: String,
+    /// `relay.enabled`: whether the account may send transactional mail (`None` when
+    /// the answer does not say).
+    pub relay_enabled: Option<bool>,
 }
 
 impl Account {
@@ -143,6 +148,14 @@ struct ErrorBody {
 struct AccountBody {
     #[serde(default)]
     plan: Vec<PlanEntry>,
+    #[serde(default)]
+    relay: Option<RelayEntry>,
+}
+
+#[derive(Deserialize)]
+struct RelayEntry {
+    #[serde(default)]
+    enabled: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -174,6 +187,7 @@ pub fn parse_account(body: &str) -> Result<Account, String> {
             .credits_type
             .clone()
             .unwrap_or_else(|| "sendLimit".into()),
+        relay_enabled: a.relay.and_then(|r| r.enabled),
     })
 }
 
@@ -243,24 +257,7 @@ impl Brevo {
     /// `GET /account`: the email plan and its credits. Call it once per run (Brevo
     /// allows 100 such calls an hour).
     pub fn account(&self) -> Result<Account, Failure> {
-        let url = format!("{}/account", self.base);
-        let mut resp = self
-            .agent
-            .get(&url)
-            .header("api-key", self.key.expose())
-            .header("accept", "application/json")
-            .call()
-            .map_err(|e| Failure::Unavailable(format!("cannot reach Brevo at {url}: {e}")))?;
-        let status = resp.status().as_u16();
-        let body = resp.body_mut().read_to_string().unwrap_or_default();
-        match status {
-            200..=299 => parse_account(&body).map_err(Failure::Unavailable),
-            401 | 403 => Err(Failure::Credentials(format!("{status} from {url}"))),
-            _ => Err(Failure::Unavailable(format!(
-                "Brevo answered {status} to GET {url}: {}",
-                body.chars().take(200).collect::<String>()
-            ))),
-        }
+        self.account_dated().map(|(a, _)| a)
     }
 
     /// `POST /smtp/email` with a prepared JSON body.

@@ -4,6 +4,7 @@
 
 pub mod credits;
 pub mod dead_letters;
+pub mod doctor;
 pub mod drain;
 pub mod peek;
 pub mod publish;
@@ -18,6 +19,7 @@ pub fn json_schemas() -> Vec<(&'static str, schemars::Schema)> {
         ("credits", schema_for!(credits::Credits)),
         ("dead-letters", schema_for!(dead_letters::Listing)),
         ("dead-letters-recheck", schema_for!(dead_letters::Recheck)),
+        ("doctor", schema_for!(doctor::Doctor)),
         ("drain", schema_for!(crate::drain::Summary)),
         ("drain-dry-run", schema_for!(crate::drain::Plan)),
         ("peek", schema_for!(peek::Peek)),

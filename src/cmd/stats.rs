@@ -119,8 +119,20 @@ pub struct Stats {
     /// When Brevo's credits reset and how that is known (null only for a date out of
     /// range).
     pub credits_reset: Option<CreditsReset>,
+    /// The last `doctor --idempotency-probe` (null: never run).
+    pub idempotency_probe: Option<IdempotencyProbe>,
     /// Warnings an operator should act on.
     pub warnings: Vec<String>,
+}
+
+/// Whether Brevo refused a repeated idempotency key when last asked.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct IdempotencyProbe {
+    /// Whether it did: when not, the drain settles every unseen answer through Brevo's
+    /// log before any resend.
+    pub passed: bool,
+    /// When the probe ran (RFC 3339).
+    pub at: String,
 }
 
 /// Runs `stats`.
@@ -167,11 +179,18 @@ pub async fn run(cfg: &Config) -> Result<Report> {
             .map_or_else(|| now.with_timezone(&cfg.tz).date_naive(), |p| p.day),
     )?;
     let eod_seen = store.last_reading_by("drain-eod")?;
+    let probe = store.last_probe()?;
     drop(store);
 
     let mut warnings = Vec::new();
     if let Some(e) = &credits_error {
         warnings.push(format!("the credits could not be read: {e}"));
+    }
+    if let Some(p) = probe.as_ref().filter(|p| !p.passed) {
+        warnings.push(format!(
+            "Brevo accepted a repeated idempotency key in the probe of {}: the drain does not rely on the key, and settles every unseen answer through Brevo's log before any resend",
+            p.at.with_timezone(&cfg.tz).format("%Y-%m-%d %H:%M")
+        ));
     }
     if info.durable == Some(false) {
         warnings.push(format!(
@@ -261,6 +280,10 @@ pub async fn run(cfg: &Config) -> Result<Report> {
         today,
         forecast,
         credits_reset,
+        idempotency_probe: probe.map(|p| IdempotencyProbe {
+            passed: p.passed,
+            at: p.at.with_timezone(&cfg.tz).to_rfc3339(),
+        }),
         warnings,
     };
     let mut report = Report::json(&stats)?.answer();
@@ -277,7 +300,7 @@ pub async fn run(cfg: &Config) -> Result<Report> {
 }
 
 /// When the credits reset, how that is known, and whether drain-eod runs after it.
-fn reset_report(
+pub(crate) fn reset_report(
     cfg: &Config,
     learned: &day::Learned,
     p: &Position,
@@ -438,6 +461,14 @@ fn render(s: &Stats, report: Report) -> Report {
     if let Some(f) = &s.forecast {
         out.push_str(&format!("forecast: {}\n", f.message));
     }
+    out.push_str(&match &s.idempotency_probe {
+        Some(p) if p.passed => format!(
+            "idempotency probe: passed ({}): Brevo refuses a repeated key\n",
+            p.at
+        ),
+        Some(p) => format!("idempotency probe: FAILED ({}): see the warning\n", p.at),
+        None => String::new(),
+    });
     for w in &s.warnings {
         out.push_str(&format!("warning: {w}\n"));
     }

@@ -42,7 +42,9 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
         let now = self.rules.clock();
         let prior = self.io.store.begin_send(&id, now)?;
         let (taken, uncertain) = match prior.uncertain_since {
-            Some(since) if now - since >= UNSEEN_SEND_LIMIT => {
+            // Within Brevo's window the key guards a resend, unless `doctor
+            // --idempotency-probe` saw Brevo accept a repeated key: then the log first.
+            Some(since) if now - since >= UNSEEN_SEND_LIMIT || !self.io.store.key_trusted()? => {
                 if let Some(last) = prior.last_at
                     && now - last < LOG_SETTLE
                 {

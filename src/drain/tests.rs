@@ -668,3 +668,28 @@ async fn mail_put_back_by_a_429_is_taken_again_after_the_pause() {
     assert_eq!((r.summary.sent, r.exit_code()), (1, 0));
     assert!(r.mailbox.queued().is_empty());
 }
+
+#[tokio::test]
+async fn a_failed_idempotency_probe_makes_every_unseen_answer_a_lookup_before_any_resend() {
+    // An attempt 22 minutes ago whose answer was never seen: within Brevo's window the
+    // drain would resend and count on the key. Once `doctor --idempotency-probe` saw
+    // Brevo accept a repeated key, the key proves nothing: Brevo's log is asked first.
+    let t0 = now() - chrono::Duration::minutes(22);
+    let r = drain_at(
+        now(),
+        1,
+        vec![due_today("a")],
+        vec![],
+        vec![LogAnswer::Found],
+        caps(12),
+        |store, _| {
+            store.begin_send("id:a", t0).expect("journal");
+            store
+                .record_probe(t0, false, "accepted twice")
+                .expect("probe");
+        },
+    )
+    .await;
+    assert_eq!(r.brevo.sent(), 0, "not sent again");
+    assert_eq!(r.settled("a"), Some(Settled::Acked));
+}

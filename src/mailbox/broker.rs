@@ -103,7 +103,7 @@ const RUNNING_HINT: &str = "is it running? (rabbitmq-server -detached)";
 
 /// What to do about a refused connection, from the broker's or the system's words:
 /// "is it running?" only when nothing answered.
-fn connect_hint(error: &str) -> &'static str {
+pub(super) fn connect_hint(error: &str) -> &'static str {
     let e = error.to_ascii_lowercase();
     if e.contains("access_refused") || e.contains("access-refused") || e.contains("auth") {
         "RabbitMQ refused the user or password in the URL: check them (rabbitmqctl authenticate_user USER PASSWORD; see README \"RabbitMQ user\")"

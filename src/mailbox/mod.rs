@@ -9,6 +9,7 @@
 
 pub mod batch;
 mod broker;
+mod inspect;
 mod maintenance;
 #[cfg(test)]
 pub mod memory;
@@ -23,6 +24,7 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
+pub use inspect::{Inspector, Target, hint_for, reachable, target};
 pub use rabbit::{Depth, Rabbit, Reorder, Sweep, Which};
 pub use reorder::Reordered;
 pub use topology::QueueInfo;

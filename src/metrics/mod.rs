@@ -11,7 +11,7 @@ use prometheus::{Encoder, GaugeVec, IntCounterVec, Opts, Registry, TextEncoder};
 
 mod push;
 
-pub use push::{hostname, push_run};
+pub use push::{GatewayCheck, check as check_pushgateway, hostname, push_run};
 
 use crate::state::Store;
 

@@ -33,8 +33,8 @@ pub fn push_run(cfg: &Config, base: &str, subcommand: &str, gauges: &RunGauges) 
     push(cfg, base, subcommand, body)
 }
 
-/// PUTs a metrics body to the Pushgateway, with the configured TLS roots and basic auth.
-fn put_metrics(cfg: &Config, url: &str, body: &str) -> Result<ureq::http::Response<ureq::Body>> {
+/// An agent with the configured TLS roots of the Pushgateway and `--timeout`.
+fn agent(cfg: &Config) -> ureq::Agent {
     let mut config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(cfg.timeout));
@@ -51,22 +51,78 @@ fn put_metrics(cfg: &Config, url: &str, body: &str) -> Result<ureq::http::Respon
                 .build(),
         );
     }
-    let agent = ureq::Agent::new_with_config(config.build());
-    let mut req = agent
+    ureq::Agent::new_with_config(config.build())
+}
+
+/// What went wrong with a request to the Pushgateway, said with the fix for an
+/// untrusted certificate.
+fn unreachable(url: &str, e: &ureq::Error) -> anyhow::Error {
+    let mut msg = format!("pushing metrics to {url}: {e}");
+    if msg.to_ascii_lowercase().contains("certificate") {
+        msg.push_str(
+            ": the Pushgateway's TLS certificate was not trusted; if a private CA signed it, give that CA's PEM file with --pushgateway-ca-file / PUSHGATEWAY_CA_FILE",
+        );
+    }
+    anyhow::anyhow!(msg)
+}
+
+/// PUTs a metrics body to the Pushgateway, with the configured TLS roots and basic auth.
+fn put_metrics(cfg: &Config, url: &str, body: &str) -> Result<ureq::http::Response<ureq::Body>> {
+    let mut req = agent(cfg)
         .put(url)
         .header("content-type", "text/plain; version=0.0.4");
     if let Some(auth) = &cfg.wire.pushgateway_auth {
         req = req.header("authorization", auth.header());
     }
-    req.send(body.as_bytes()).map_err(|e| {
-        let mut msg = format!("pushing metrics to {url}: {e}");
-        if msg.to_ascii_lowercase().contains("certificate") {
-            msg.push_str(
-                ": the Pushgateway's TLS certificate was not trusted; if a private CA signed it, give that CA's PEM file with --pushgateway-ca-file / PUSHGATEWAY_CA_FILE",
-            );
-        }
-        anyhow::anyhow!(msg)
-    })
+    req.send(body.as_bytes()).map_err(|e| unreachable(url, &e))
+}
+
+/// What `doctor` found at the Pushgateway.
+#[derive(Debug)]
+pub enum GatewayCheck {
+    /// A test group was pushed and deleted.
+    Ok,
+    /// Nothing answered, or not over TLS as configured.
+    Unreachable(String),
+    /// It refused the credentials (401, 403).
+    Refused(String),
+    /// It answered something else.
+    Failed(String),
+}
+
+/// Pushes a test group (job acaso-mail, this host, subcommand doctor) and deletes it:
+/// proves the Pushgateway is reachable and takes the configured auth.
+pub fn check(cfg: &Config, base: &str) -> GatewayCheck {
+    let url = format!(
+        "{base}/metrics/job/{JOB}/instance/{}/subcommand/doctor",
+        hostname()
+    );
+    let body = "# TYPE acaso_mail_doctor_check gauge\nacaso_mail_doctor_check 1\n";
+    let status = |resp: Result<ureq::http::Response<ureq::Body>>| match resp {
+        Err(e) => Err(GatewayCheck::Unreachable(format!("{e:#}"))),
+        Ok(r) => Ok(r.status().as_u16()),
+    };
+    let put = status(put_metrics(cfg, &url, body));
+    let put = match put {
+        Err(e) => return e,
+        Ok(s) => s,
+    };
+    let judge = |verb: &str, s: u16| match s {
+        200..=299 => None,
+        401 | 403 => Some(GatewayCheck::Refused(format!("{verb} {url} answered {s}"))),
+        _ => Some(GatewayCheck::Failed(format!("{verb} {url} answered {s}"))),
+    };
+    if let Some(bad) = judge("PUT", put) {
+        return bad;
+    }
+    let mut req = agent(cfg).delete(&url);
+    if let Some(auth) = &cfg.wire.pushgateway_auth {
+        req = req.header("authorization", auth.header());
+    }
+    match status(req.call().map_err(|e| unreachable(&url, &e))) {
+        Err(e) => e,
+        Ok(s) => judge("DELETE", s).unwrap_or(GatewayCheck::Ok),
+    }
 }
 
 /// PUTs `body` as the group job/instance/subcommand (replacing the group's last push).

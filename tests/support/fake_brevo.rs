@@ -114,6 +114,15 @@ pub struct State {
     pub log_lag: usize,
     /// Number of `GET /smtp/emails` calls.
     pub log_calls: u32,
+    /// Seconds added to the fake's clock in the `Date` header of every answer (a
+    /// test's way to make the local clock look skewed).
+    pub date_skew_secs: i64,
+    /// Whether a repeated `idempotencyKey` is refused (Brevo's documented behaviour);
+    /// `false` plays a Brevo that ignores the key and sends every repeat.
+    pub honour_idempotency: bool,
+    /// Every send in the sandbox (`X-Sib-Sandbox: drop`): validated and answered 201,
+    /// but not delivered (never in `accepted`, no credit spent).
+    pub sandboxed: Vec<Value>,
 }
 
 /// A running fake Brevo.
@@ -192,6 +201,9 @@ impl FakeBrevo {
             log_down: false,
             log_lag: 0,
             log_calls: 0,
+            date_skew_secs: 0,
+            honour_idempotency: true,
+            sandboxed: Vec::new(),
         }));
         let arrivals = Arc::new((Mutex::new(0u64), Condvar::new()));
         let (st, arr) = (state.clone(), arrivals.clone());
@@ -357,8 +369,11 @@ fn respond(
         503 => "Service Unavailable",
         _ => "Status",
     };
+    let date = chrono::DateTime::from_timestamp(st.now() + st.date_skew_secs, 0)
+        .unwrap_or_default()
+        .format("%a, %d %b %Y %H:%M:%S GMT");
     let mut head = format!(
-        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: {}\r\n\
+        "HTTP/1.1 {status} {reason}\r\ndate: {date}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: {}\r\n\
          x-sib-ratelimit-limit: {}\r\nx-sib-ratelimit-remaining: {}\r\nx-sib-ratelimit-reset: 3600\r\n",
         text.len(),
         st.rate_limit,
@@ -628,6 +643,7 @@ fn validate_and_accept(body: &Result<Value, serde_json::Error>, s: &mut State) -
     s.roll();
     let now = s.now();
     if let Some(key) = headers.get("idempotencyKey").and_then(Value::as_str)
+        && s.honour_idempotency
         && s.keys
             .get(key)
             .is_some_and(|first| now - first < IDEMPOTENCY_WINDOW_SECS)
@@ -654,7 +670,9 @@ fn validate_and_accept(body: &Result<Value, serde_json::Error>, s: &mut State) -
         // A first acceptance, or one after the window closed: a new window opens.
         s.keys.insert(key.to_string(), now);
     }
-    if !sandbox {
+    if sandbox {
+        s.sandboxed.push(body.clone());
+    } else {
         if s.credits_type == "sendLimit" {
             s.credits -= 1.0;
         }
