@@ -332,9 +332,9 @@ pub struct Selection {
 #[command(override_usage = "acaso-mail publish [OPTIONS] <-n N | --file PATH>")]
 #[command(group = clap::ArgGroup::new("source").required(true).args(["count", "file"]))]
 pub struct PublishArgs {
-    /// Publish N mock jobs like the Acaso producer's (templates 7, 9, 10, 11, 16, mentoring 0-10 days ahead)
+    /// Publish N mock jobs like the Acaso producer's (templates 7, 9, 10, 11, 16, mentoring 0-10 days ahead); 0 only creates the queues
     #[arg(short = 'n', long = "count", value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+          value_parser = clap::value_parser!(u32).range(0..=10_000_000))]
     pub count: Option<u32>,
 
     /// Publish the JSON Lines of PATH (- for stdin), legacy or generic format; all or nothing
