@@ -442,7 +442,7 @@ mod tests {
     fn refuses_bad_values() {
         for args in [
             &["acaso-mail", "drain-hourly", "--limit", "abc"][..],
-            &["acaso-mail", "publish", "-n", "0"],
+            &["acaso-mail", "publish", "-n", "10000001"],
             &["acaso-mail", "publish", "-n", "-3"],
             &["acaso-mail", "publish"],
             &["acaso-mail", "publish", "-n", "2", "--file", "x"],
@@ -450,5 +450,7 @@ mod tests {
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
         }
+        // `publish -n 0`: only the queues (a new deploy's set-up).
+        assert!(Cli::try_parse_from(["acaso-mail", "publish", "-n", "0"]).is_ok());
     }
 }
