@@ -7,8 +7,9 @@
 #   builder     compiles acaso-mail (release profile: stripped) and the fake-brevo example
 #   prebuilt    the same two binaries taken from target/container/ in the build context,
 #               for a build on a machine that has compiled them already (scripts/check-image)
-#   runtime     the image: Debian slim, user acaso-mail, man pages, completions, state
-#               volume; the default target (the last stage)
+#   runtime     the image: Debian slim, user 10001 (acaso-mail), state volume; the
+#               default target (the last stage). No man pages or completions: the slim
+#               base has neither man nor bash-completion (`acaso-mail --help` is there)
 #   fake-brevo  the Brevo stand-in for the compose stack (nothing is mailed)
 #   cron        runtime + supercronic + the compose crontabs: the compose stack's scheduler
 #
@@ -59,21 +60,21 @@ RUN apt-get update \
 
 FROM debian:${DEBIAN}-slim AS runtime
 # A fixed uid, so that a host directory or a Dokku storage mount can be chowned to it.
+# Numeric everywhere: Kubernetes' runAsNonRoot refuses a USER it cannot tell is not root,
+# and a name would be looked up in the build host's passwd by some builders (podman
+# --isolation chroot gave the state directory the host's own acaso-mail uid). The state
+# directory is 0700, as acaso-mail wants it (else every run warns).
 RUN groupadd --gid 10001 acaso-mail \
- && useradd --uid 10001 --gid acaso-mail --home-dir /var/lib/acaso-mail \
+ && useradd --uid 10001 --gid 10001 --home-dir /var/lib/acaso-mail \
       --no-create-home --shell /usr/sbin/nologin acaso-mail \
- && install -d -o acaso-mail -g acaso-mail -m 0700 /var/lib/acaso-mail
+ && install -d -o 10001 -g 10001 -m 0700 /var/lib/acaso-mail
 COPY --from=binaries /out/acaso-mail /usr/local/bin/acaso-mail
-COPY man/ /usr/local/share/man/man1/
-COPY completions/acaso-mail.bash /usr/share/bash-completion/completions/acaso-mail
-COPY completions/_acaso-mail /usr/local/share/zsh/site-functions/_acaso-mail
-COPY completions/acaso-mail.fish /usr/share/fish/vendor_completions.d/acaso-mail.fish
 # The journal of sent mails and the run lock: keep it across runs and containers, or a
 # redelivered mail could be sent twice.
 ENV ACASO_MAIL_STATE_DIR=/var/lib/acaso-mail
 VOLUME /var/lib/acaso-mail
 WORKDIR /var/lib/acaso-mail
-USER acaso-mail:acaso-mail
+USER 10001:10001
 ENTRYPOINT ["/usr/local/bin/acaso-mail"]
 CMD ["--help"]
 
@@ -85,7 +86,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=supercronic /supercronic /usr/local/bin/supercronic
 COPY deploy/compose/*.crontab /etc/acaso-mail/
-USER acaso-mail:acaso-mail
+USER 10001:10001
 ENV TZ=America/Recife
 ENTRYPOINT ["/usr/local/bin/supercronic"]
 CMD ["/etc/acaso-mail/acaso-mail.crontab"]

@@ -58,7 +58,7 @@ complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -f -a "stats" -d 'Qu
 complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -f -a "reprioritize" -d 'Re-publish every queued mail with today\'s urgency (run daily, after midnight)'
 complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -f -a "dead-letters" -d 'List parked mails with their reasons; replay them to the queue, or purge them'
 complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -f -a "doctor" -d 'Check every dependency of the configured deployment and print a checklist; changes nothing and sends nothing unless asked'
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -s n -l count -d 'Publish N mock jobs like the Acaso producer\'s (templates 7, 9, 10, 11, 16, mentoring 0-10 days ahead)' -r
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -s n -l count -d 'Publish N mock jobs like the Acaso producer\'s (templates 7, 9, 10, 11, 16, mentoring 0-10 days ahead); 0 only creates the queues' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l file -d 'Publish the JSON Lines of PATH (- for stdin), legacy or generic format; all or nothing' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l to -d 'Recipient address of the mock jobs' -r
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l amqp-url -d 'RabbitMQ URL (amqp:// or amqps://); its password is never printed [default: amqp://guest:guest@127.0.0.1:5672/%2f]' -r

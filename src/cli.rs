@@ -357,9 +357,9 @@ pub struct Selection {
 #[command(override_usage = "acaso-mail publish [OPTIONS] <-n N | --file PATH>")]
 #[command(group = clap::ArgGroup::new("source").required(true).args(["count", "file"]))]
 pub struct PublishArgs {
-    /// Publish N mock jobs like the Acaso producer's (templates 7, 9, 10, 11, 16, mentoring 0-10 days ahead)
+    /// Publish N mock jobs like the Acaso producer's (templates 7, 9, 10, 11, 16, mentoring 0-10 days ahead); 0 only creates the queues
     #[arg(short = 'n', long = "count", value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+          value_parser = clap::value_parser!(u32).range(0..=10_000_000))]
     pub count: Option<u32>,
 
     /// Publish the JSON Lines of PATH (- for stdin), legacy or generic format; all or nothing
@@ -467,7 +467,7 @@ mod tests {
     fn refuses_bad_values() {
         for args in [
             &["acaso-mail", "drain-hourly", "--limit", "abc"][..],
-            &["acaso-mail", "publish", "-n", "0"],
+            &["acaso-mail", "publish", "-n", "10000001"],
             &["acaso-mail", "publish", "-n", "-3"],
             &["acaso-mail", "publish"],
             &["acaso-mail", "publish", "-n", "2", "--file", "x"],
@@ -475,5 +475,7 @@ mod tests {
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
         }
+        // `publish -n 0`: only the queues (a new deploy's set-up).
+        assert!(Cli::try_parse_from(["acaso-mail", "publish", "-n", "0"]).is_ok());
     }
 }

@@ -73,7 +73,7 @@ pub async fn run(cfg: &Config, source: Source<'_>, cancel: &Cancel) -> Result<Re
             (u64::from(count), Box::new(jobs))
         }
     };
-    let mut mailbox = Rabbit::open(cfg).await?;
+    let mut mailbox = Rabbit::create(cfg).await?;
     let scale = mailbox.info().scale();
     let ts = u64::try_from(now.timestamp()).unwrap_or(0);
     let mut rng = rand::rng();

@@ -80,11 +80,40 @@ pub enum Reorder {
     Drop,
 }
 
+/// The error for a main queue that does not exist: exit 2, naming it and what creates it.
+fn missing(cfg: &Config, topo: &Topology) -> anyhow::Error {
+    Failure::Usage(format!(
+        "queue {} does not exist on {}: check --queue / ACASO_MAIL_QUEUE for a typo; only publish creates queues (`acaso-mail publish -n 0` creates them and publishes nothing: a new deploy's set-up)",
+        topo.main(),
+        cfg.amqp_display
+    ))
+    .into()
+}
+
 impl Rabbit {
-    /// Connects and declares (or adopts) the main queue and its retry and parking queues.
+    /// Connects and declares (or adopts) the main queue and its retry and parking
+    /// queues: `publish` only, the one command that may create a queue (a producer's
+    /// first mail must not be dropped for want of one).
+    pub async fn create(cfg: &Config) -> Result<Self> {
+        let broker = Broker::connect(cfg).await?;
+        let topo = Topology::new(&cfg.queue);
+        let info = broker.main_queue(topo.main()).await?;
+        broker.side_queues(&topo).await?;
+        Ok(Rabbit::with(broker, topo, info))
+    }
+
+    /// Connects to an existing main queue, adopts it as it is and declares its retry,
+    /// parking and staging queues (the drains, `stats`, `reprioritize`). A main queue
+    /// that does not exist is a usage error (exit 2), found passively: most likely a
+    /// mistyped `--queue`, which must fail every scheduled run rather than drain an
+    /// empty queue of its own making.
     pub async fn open(cfg: &Config) -> Result<Self> {
         let broker = Broker::connect(cfg).await?;
         let topo = Topology::new(&cfg.queue);
+        if broker.existing(topo.main()).await?.is_none() {
+            broker.close().await;
+            return Err(missing(cfg, &topo));
+        }
         let info = broker.main_queue(topo.main()).await?;
         broker.side_queues(&topo).await?;
         Ok(Rabbit::with(broker, topo, info))
@@ -102,19 +131,14 @@ impl Rabbit {
 
     /// Connects to an existing main queue without declaring anything (for commands that
     /// only read or tidy: `peek`, `dead-letters`). A queue that does not exist is a
-    /// usage error (exit 2): most likely a mistyped `--queue`. Its durability and
+    /// usage error (exit 2), as in [`Rabbit::open`]. Its durability and
     /// priority levels are not asked (`durable` is `None`, `max_priority` 0).
     pub async fn open_existing(cfg: &Config) -> Result<Self> {
         let broker = Broker::connect(cfg).await?;
         let topo = Topology::new(&cfg.queue);
         let Some(ready) = broker.existing(topo.main()).await? else {
             broker.close().await;
-            return Err(Failure::Usage(format!(
-                "queue {} does not exist on {}: check --queue / ACASO_MAIL_QUEUE (publish and the drains create it; peek and dead-letters never create anything)",
-                topo.main(),
-                cfg.amqp_display
-            ))
-            .into());
+            return Err(missing(cfg, &topo));
         };
         let info = QueueInfo {
             name: topo.main().to_string(),

@@ -17,7 +17,7 @@ fn bad_values_are_refused_before_any_io_with_exit_2() {
         (&["--now", "yesterday", "stats"], &[], "RFC 3339"),
         (&["--amqp-url", "localhost", "stats"], &[], "amqp://"),
         (&["--brevo-url", "api.brevo.com", "credits"], &[], "http"),
-        (&["publish", "-n", "0"], &[], "0"),
+        (&["publish", "-n", "10000001"], &[], "10000001"),
         (&["publish", "-n", "-5"], &[], "-5"),
     ];
     for (args, env, hint) in cases {

@@ -135,8 +135,11 @@ fn crontab_jobs(path: &str) -> Vec<Job> {
 }
 
 /// Runs `args` with the real binary in a world of its own, with `env` applied on top
-/// (its service URLs already mapped to this machine), and asserts it succeeded.
+/// (its service URLs already mapped to this machine), its queues made first as a deploy's
+/// set-up makes them, and asserts it succeeded.
 fn run_as_scheduled(w: &World, env: &BTreeMap<String, String>, args: &[String]) {
+    // The deploy's set-up made the queues (only publish creates them).
+    w.declare_queues();
     let mut cmd = w.cmd();
     for (k, v) in env {
         cmd.env(k, v);
@@ -223,7 +226,7 @@ fn instruction<'a>(stage: &'a [(String, String)], kw: &str) -> Vec<&'a str> {
 }
 
 #[test]
-fn the_dockerfile_makes_a_non_root_cli_image_with_docs_and_a_state_volume() {
+fn the_dockerfile_makes_a_numeric_non_root_cli_image_with_a_private_state_volume() {
     let stages = dockerfile();
     for s in [
         "builder",
@@ -251,24 +254,33 @@ fn the_dockerfile_makes_a_non_root_cli_image_with_docs_and_a_state_volume() {
         instruction(runtime, "ENTRYPOINT"),
         [r#"["/usr/local/bin/acaso-mail"]"#]
     );
-    let user = instruction(runtime, "USER");
+    // Numeric ids (Kubernetes' runAsNonRoot, and builders that would look a name up
+    // in the build host's passwd), not root; the cron stage as well.
+    assert_eq!(instruction(runtime, "USER"), ["10001:10001"]);
+    assert_eq!(
+        instruction(&stages["cron"], "USER"),
+        ["root", "10001:10001"]
+    );
+    // The state directory is the user's and private (0700): acaso-mail warns on every
+    // run about one open to other users.
+    let run = instruction(runtime, "RUN").join(" ");
     assert!(
-        user.len() == 1 && !user[0].starts_with("root") && !user[0].starts_with('0'),
-        "runtime runs as {user:?}"
+        run.contains("install -d -o 10001 -g 10001 -m 0700 /var/lib/acaso-mail"),
+        "{run}"
+    );
+    assert!(
+        run.contains("groupadd --gid 10001 ") && run.contains("useradd --uid 10001 --gid 10001 ")
     );
     let volume = instruction(runtime, "VOLUME");
     let env = instruction(runtime, "ENV");
     assert_eq!(volume, ["/var/lib/acaso-mail"]);
     assert!(env.contains(&"ACASO_MAIL_STATE_DIR=/var/lib/acaso-mail"));
     let copies = instruction(runtime, "COPY").join("\n");
-    for needed in [
-        "/out/acaso-mail /usr/local/bin/acaso-mail",
-        "man/ /usr/local/share/man/man1/",
-        "completions/acaso-mail.bash",
-        "completions/_acaso-mail",
-        "completions/acaso-mail.fish",
-    ] {
-        assert!(copies.contains(needed), "runtime does not copy {needed}");
+    assert!(copies.contains("/out/acaso-mail /usr/local/bin/acaso-mail"));
+    // The slim base has neither man nor bash-completion: man pages and completions would
+    // be dead weight, so the image ships neither (`--help` is there).
+    for unusable in ["man/", "completions/"] {
+        assert!(!copies.contains(unusable), "runtime copies {unusable}");
     }
     // The builder builds the binaries the later stages copy, with the stripping profile.
     let build = instruction(&stages["builder"], "RUN").join(" ");
@@ -372,8 +384,26 @@ fn the_compose_stack_runs_acaso_mail_on_its_schedule_with_settings_it_reads() {
     );
     assert!(svc("rabbitmq")["healthcheck"]["test"].is_sequence());
 
-    // Both share the image's state volume and one Pushgateway instance label.
-    for s in ["acaso-mail", "acaso-mail-cron"] {
+    // The schedule starts once the set-up made the queues (only publish creates them).
+    assert_eq!(
+        svc("acaso-mail-cron")["depends_on"]["acaso-mail-setup"]["condition"],
+        Value::from("service_completed_successfully")
+    );
+    let setup: Vec<String> = svc("acaso-mail-setup")["command"]
+        .as_sequence()
+        .expect("command")
+        .iter()
+        .map(|v| v.as_str().expect("word").to_string())
+        .collect();
+    assert_eq!(subcommand(&setup), "publish");
+    assert_eq!(setup, ["publish", "-n", "0"]);
+    assert_eq!(
+        svc("acaso-mail-setup")["build"]["target"],
+        Value::from("runtime")
+    );
+
+    // They share the image's state volume and one Pushgateway instance label.
+    for s in ["acaso-mail", "acaso-mail-setup", "acaso-mail-cron"] {
         assert_eq!(
             svc(s)["volumes"][0],
             Value::from("acaso-mail-state:/var/lib/acaso-mail"),
@@ -603,4 +633,164 @@ fn cron_fields_expand_as_cron_reads_them() {
     assert_eq!(expand("*/15", 59), [0, 15, 30, 45].into());
     assert_eq!(expand("7-59/15", 59), [7, 22, 37, 52].into());
     assert_eq!(expand("*", 23).len(), 24);
+}
+
+/// Hours as a cron field: runs of consecutive hours as ranges (`0-1,3-23`).
+fn hours_field(hours: &BTreeSet<u32>) -> String {
+    let mut parts: Vec<(u32, u32)> = Vec::new();
+    for &h in hours {
+        match parts.last_mut() {
+            Some((_, hi)) if *hi + 1 == h => *hi = h,
+            _ => parts.push((h, h)),
+        }
+    }
+    parts
+        .iter()
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+const UTC_CRONTAB_HEADER: &str = "\
+# acaso-mail schedule for cron, for a host whose clock is in UTC (Debian's default on most
+# servers): crontab -u acaso-mail deploy/crontab.utc. Generated from deploy/crontab, whose
+# times are Acaso's (America/Recife, UTC-3 all year), by
+# `UPDATE_GENERATED=1 cargo test --locked --test main it::container`: edit that file, not
+# this one. Debian's cron runs every line in the host's zone and ignores CRON_TZ; cronie
+# honours CRON_TZ=UTC below whatever the host's zone (docs/cron.md).
+";
+
+/// deploy/crontab (Acaso's local times) turned into the crontab of a host in UTC.
+fn utc_crontab() -> String {
+    let offset = recife_offset_hours();
+    let local = read("deploy/crontab");
+    let mut out = String::from(UTC_CRONTAB_HEADER);
+    for line in local.lines().skip_while(|l| l.starts_with('#')) {
+        if line.starts_with("CRON_TZ=") {
+            out.push_str("CRON_TZ=UTC\n");
+            continue;
+        }
+        if line.starts_with('#') || line.contains('=') || line.trim().is_empty() {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let hours: BTreeSet<u32> = expand(fields[1], 23)
+            .iter()
+            .map(|&h| (i64::from(h) - offset).rem_euclid(24) as u32)
+            .collect();
+        // The day fields stay `*`: a shift across midnight would move them too.
+        assert_eq!(fields[2..5], ["*", "*", "*"], "{line}");
+        let hours = hours_field(&hours);
+        out.push_str(&format!(
+            "{:<3}{:<12}* * *  {}\n",
+            fields[0],
+            hours,
+            fields[5..].join(" ")
+        ));
+    }
+    out
+}
+
+#[test]
+fn the_utc_crontab_is_deploy_crontab_in_utc() {
+    let want = utc_crontab();
+    let path = root().join("deploy/crontab.utc");
+    if std::env::var_os("UPDATE_GENERATED").is_some() {
+        std::fs::write(&path, &want).expect("write deploy/crontab.utc");
+    }
+    let have = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(
+        have, want,
+        "deploy/crontab.utc is stale: UPDATE_GENERATED=1 cargo test --locked --test main it::container"
+    );
+    // Read as Debian's cron reads it on a UTC host (the hours as they are, CRON_TZ
+    // ignored): the runs fall at Acaso's times.
+    let local = local_schedule();
+    let offset = recife_offset_hours();
+    let mut seen = BTreeMap::new();
+    for line in have
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.contains('=') && !l.trim().is_empty())
+    {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let cmd = line
+            .split("/usr/local/bin/acaso-mail-run")
+            .nth(1)
+            .expect("command");
+        let (m, h, _, args) = cron_job(&fields[..5].join(" "), cmd);
+        let recife: BTreeSet<u32> = h
+            .iter()
+            .map(|&u| (i64::from(u) + offset).rem_euclid(24) as u32)
+            .collect();
+        seen.insert(subcommand(&args), (m, recife));
+    }
+    assert_eq!(seen, local);
+    // Spelled out: the end-of-day drain at 02:05 UTC is 23:05 in Recife, before
+    // midnight's reset; reprioritize at 03:05 UTC is 00:05, just after it.
+    assert!(have.contains("5  2           * * *  /usr/local/bin/acaso-mail-run -q drain-eod"));
+    assert!(have.contains("5  3           * * *  /usr/local/bin/acaso-mail-run -q reprioritize"));
+    assert!(have.contains("15 0-1,3-23    * * *  /usr/local/bin/acaso-mail-run -q drain-hourly"));
+}
+
+/// Issue 21: the README's quick start does not send a newcomer from the demo (whose
+/// RabbitMQ holds 127.0.0.1:5672) to `docker compose up` (whose RabbitMQ publishes that
+/// port) without saying to stop the first; the Dokku Pushgateway, which has no auth of its
+/// own, is kept off Dokku's public proxy before it is deployed.
+#[test]
+fn the_readme_keeps_the_stack_off_the_demos_port_and_the_pushgateway_private() {
+    let readme = read("README.md");
+    let compose = yaml("docker-compose.yaml");
+    let rabbit_ports: Vec<&str> = compose["services"]["rabbitmq"]["ports"]
+        .as_sequence()
+        .expect("ports")
+        .iter()
+        .filter_map(|p| p.as_str())
+        .collect();
+    assert!(
+        rabbit_ports.contains(&"127.0.0.1:5672:5672"),
+        "{rabbit_ports:?}"
+    );
+    let quick = readme
+        .split("## Quick start")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("a quick start");
+    let up = quick
+        .find("docker compose up")
+        .unwrap_or_else(|| panic!("no compose in the quick start: {quick}"));
+    let paragraph = &quick[quick[..up].rfind("\n\n").unwrap_or(0)..];
+    let paragraph = paragraph[2..].split("\n\n").next().unwrap_or_default();
+    assert!(
+        paragraph.contains("5672") && paragraph.contains("rabbitmqctl stop"),
+        "`docker compose up` without saying to stop the demo's RabbitMQ: {paragraph}"
+    );
+    assert!(
+        !paragraph.contains("```"),
+        "`docker compose up` in a block of commands run in a row: {paragraph}"
+    );
+
+    let dokku = readme
+        .split("## Deploy on Dokku")
+        .nth(1)
+        .and_then(|s| s.split("```sh\n").nth(1))
+        .and_then(|s| s.split("\n```").next())
+        .expect("the Dokku block");
+    let at = |what: &str| {
+        dokku
+            .find(what)
+            .unwrap_or_else(|| panic!("the Dokku block has no {what:?}"))
+    };
+    let deployed = at("dokku git:from-image pushgateway ");
+    assert!(at("dokku apps:create pushgateway") < at("dokku proxy:disable pushgateway"));
+    assert!(at("dokku proxy:disable pushgateway") < deployed);
+    assert!(at("dokku network:set pushgateway bind-all-interfaces false") < deployed);
+    assert!(!dokku.contains("dokku domains:add pushgateway"));
 }

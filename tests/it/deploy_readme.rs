@@ -431,3 +431,70 @@ fn the_readme_rabbitmq_user_can_run_every_command_on_its_queues_only() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Issue 21: the quick start's "Your own jobs, by hand" block, run as written in one
+/// shell (the build skipped: done already; the stand-in's port and the queue made this
+/// test's own): acaso-mail found on PATH, the sample jobs published to the named queue,
+/// drained through the stand-in started on its own, and everything removed at the end.
+#[test]
+fn the_quick_start_own_jobs_run_as_written() {
+    let block = readme_block("**Your own jobs, by hand**");
+    let bin_dir = assert_cmd::cargo::cargo_bin("acaso-mail")
+        .parent()
+        .expect("target dir")
+        .to_path_buf();
+    assert!(bin_dir.join("examples/fake-brevo").exists());
+    assert!(bin_dir.join("examples/delete-queues").exists());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let queue = unique("acaso.mail.try");
+    let tmp = tempfile::tempdir().expect("tmp");
+    // Should a line fail, the stand-in started in the background must not outlive it.
+    let mut script =
+        String::from("set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n");
+    for line in block.lines() {
+        if line.starts_with("cargo build") {
+            assert!(line.contains("--bin acaso-mail --example fake-brevo --example delete-queues"));
+            continue; // built already, by cargo test
+        }
+        script.push_str(line);
+        script.push('\n');
+    }
+    assert!(
+        script.contains("export PATH=$PWD/target/debug:$PATH"),
+        "{script}"
+    );
+    let script = script
+        .replace("$PWD/target/debug", &bin_dir.display().to_string())
+        .replace("target/debug/", &format!("{}/", bin_dir.display()))
+        .replace("8025", &port.to_string())
+        .replace("acaso.mail.try", &queue);
+    // PATH without the target directory: the block must put acaso-mail there itself.
+    let out = Command::new("bash")
+        .args(["-c", &script])
+        .current_dir(root())
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", tmp.path())
+        .env("TMPDIR", tmp.path())
+        .output()
+        .expect("bash");
+    check(&format!("the quick start's own jobs:\n{script}"), &out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("published 5 mail(s) to {queue}")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("sent 5 of a budget"), "{stdout}");
+    assert_eq!(stdout.matches("accepted: template").count(), 5, "{stdout}");
+    assert!(stdout.contains("today: 5 sent"), "{stdout}");
+    for q in [
+        queue.clone(),
+        format!("{queue}.dead"),
+        format!("{queue}.retry.60s"),
+    ] {
+        assert!(!queue_exists(&q), "{q} left behind");
+    }
+}

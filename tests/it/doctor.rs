@@ -429,47 +429,62 @@ impl Drop for AuthPushgateway {
 }
 
 /// The compose stack's one-shot doctor: the stack's environment and state volume, and
-/// its command, run as written on a fresh state and queue (with this world's broker,
-/// Brevo and Pushgateway standing in for the stack's), passes every check; the image's
-/// state directory is private, as doctor requires.
+/// its command, run as written after the stack's set-up (`acaso-mail-setup`, which it
+/// waits for) on a fresh state and queue (with this world's broker, Brevo and
+/// Pushgateway standing in for the stack's), passes every check; the image's state
+/// directory is private, as doctor requires.
 #[test]
 fn the_compose_stack_runs_doctor_once_and_it_passes_on_a_fresh_stack() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(root.join("docker-compose.yaml")).expect("compose");
     let compose: serde_yaml::Value = serde_yaml::from_str(&text).expect("yaml");
     let svc = &compose["services"]["acaso-mail-doctor"];
+    let setup = &compose["services"]["acaso-mail-setup"];
     let cli = &compose["services"]["acaso-mail"];
-    assert_eq!(svc["environment"], cli["environment"]);
-    assert_eq!(svc["volumes"], cli["volumes"]);
-    assert_eq!(svc["build"], cli["build"]);
-    assert!(svc["profiles"].is_null(), "`up` starts it");
-    assert_eq!(svc["restart"].as_str(), Some("no"), "once");
-    let command = svc["command"][0].as_str().expect("one shell command");
-    assert!(command.ends_with("acaso-mail doctor"), "{command}");
+    for one_shot in [svc, setup] {
+        assert_eq!(one_shot["environment"], cli["environment"]);
+        assert_eq!(one_shot["volumes"], cli["volumes"]);
+        assert_eq!(one_shot["build"], cli["build"]);
+        assert!(one_shot["profiles"].is_null(), "`up` starts it");
+        assert_eq!(one_shot["restart"].as_str(), Some("no"), "once");
+    }
+    assert_eq!(
+        svc["depends_on"]["acaso-mail-setup"]["condition"].as_str(),
+        Some("service_completed_successfully"),
+        "doctor runs after the set-up made the queues"
+    );
+    let args = |s: &serde_yaml::Value| -> Vec<String> {
+        s["command"]
+            .as_sequence()
+            .expect("a command")
+            .iter()
+            .map(|a| a.as_str().expect("an argument").to_string())
+            .collect()
+    };
+    let doctor = args(svc);
+    assert_eq!(
+        doctor.last().map(String::as_str),
+        Some("doctor"),
+        "{doctor:?}"
+    );
 
     let w = World::new("doctor-compose", 300.0);
     let pg = Pushgateway::start();
-    let bin = assert_cmd::cargo::cargo_bin("acaso-mail");
-    let dir = bin.parent().expect("the binary's directory");
-    let mut sh = std::process::Command::new("/bin/sh");
-    w.apply_env(&mut sh);
-    let path = format!(
-        "{}:{}",
-        dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    sh.env("PATH", path)
-        .env("PUSHGATEWAY_URL", &pg.url)
-        .args(["-c", command]);
-    let out = output_within(&mut sh, std::time::Duration::from_secs(60));
-    assert!(
-        out.status.success(),
-        "{command}: {:?}\n{}\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("checks passed"));
+    for command in [args(setup), doctor] {
+        let mut run = w.std_cmd();
+        run.env("PUSHGATEWAY_URL", &pg.url).args(&command);
+        let out = output_within(&mut run, std::time::Duration::from_secs(60));
+        assert!(
+            out.status.success(),
+            "{command:?}: {:?}\n{}\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if command.last().map(String::as_str) == Some("doctor") {
+            assert!(String::from_utf8_lossy(&out.stdout).contains("checks passed"));
+        }
+    }
 
     let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).expect("Dockerfile");
     assert!(

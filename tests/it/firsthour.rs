@@ -79,6 +79,89 @@ fn reading_a_queue_that_does_not_exist_creates_nothing() {
     assert!(!queue_exists(&format!("{}.dead", w2.queue)));
 }
 
+/// A typo in `--queue` (or in ACASO_MAIL_QUEUE in an env file) fails every command but
+/// `publish` with exit 2 naming the queue, creates nothing, and a failing drain pushes a
+/// failed run (what AcasoMailNoSuccessfulDrain and AcasoMailNeverRan watch), rather
+/// than draining an empty queue of its own making forever.
+#[test]
+fn a_mistyped_queue_fails_every_command_but_publish_and_creates_nothing() {
+    let w = World::new("typo", 300.0);
+    let pg = Pushgateway::start();
+    let typo = unique("acaso.mial");
+    let family = [
+        typo.clone(),
+        format!("{typo}.dead"),
+        format!("{typo}.reprioritize"),
+        format!("{typo}.retry.60s"),
+        format!("{typo}.retry.3600s"),
+    ];
+    for args in [
+        &["stats"][..],
+        &["drain-hourly"],
+        &["drain-hourly", "--dry-run"],
+        &["drain-eod"],
+        &["drain-eod", "--dry-run"],
+        &["peek"],
+        &["reprioritize"],
+        &["reprioritize", "--dry-run"],
+        &["dead-letters"],
+    ] {
+        let out = w
+            .cmd()
+            .env("PUSHGATEWAY_URL", &pg.url)
+            .args(["--now", NOW, "--queue", &typo])
+            .args(args)
+            .output()
+            .expect("run");
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("queue {typo} does not exist")),
+            "{args:?}: {err}"
+        );
+        assert!(
+            !stdout(&out).contains("sent 0"),
+            "{args:?}: {}",
+            stdout(&out)
+        );
+        for q in &family {
+            assert!(!queue_exists(q), "{args:?} created {q}");
+        }
+    }
+    for sub in ["drain-hourly", "drain-eod"] {
+        let sub = format!("subcommand=\"{sub}\"");
+        assert_eq!(
+            pg.value("acaso_mail_last_run_success", &[&sub]),
+            Some(0.0),
+            "{sub}"
+        );
+        assert_eq!(
+            pg.value("acaso_mail_last_success_timestamp_seconds", &[&sub]),
+            None,
+            "{sub}"
+        );
+    }
+    // publish creates the queues; `-n 0` only that (a new deploy's set-up), and from
+    // then on the other commands work.
+    let made = w
+        .cmd()
+        .args(["--now", NOW, "--queue", &typo, "publish", "-n", "0"])
+        .output()
+        .expect("run");
+    assert!(made.status.success(), "{}", stderr(&made));
+    let _cleanup = Family(typo.clone());
+    for q in &family {
+        assert!(queue_exists(q), "publish -n 0 did not create {q}");
+    }
+    assert_eq!(ready(&typo), 0);
+    let out = w
+        .cmd()
+        .args(["--now", NOW, "--queue", &typo, "drain-hourly"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 /// Parks one expired mail in `w`'s queue through a drain.
 fn park_one_expired(w: &World) {
     w.publish(
@@ -103,6 +186,11 @@ fn stats_tallies_belong_to_their_queue() {
     // Another queue, same state directory: none of those tallies.
     let other = unique("tally-other");
     let _gone = Family(other.clone());
+    w.cmd()
+        .env("ACASO_MAIL_QUEUE", &other)
+        .args(["publish", "-n", "0"])
+        .assert()
+        .success();
     let out = w
         .cmd()
         .env("ACASO_MAIL_QUEUE", &other)

@@ -181,11 +181,12 @@ impl World {
     }
 
     /// Lets acaso-mail declare this world's queues (a publish to a missing queue is
-    /// dropped by the broker), without calling Brevo.
+    /// dropped by the broker), as a new deploy's set-up does: `publish -n 0`, the one
+    /// command that creates queues.
     pub fn declare_queues(&self) {
         self.cmd()
             .env_remove("SENDINBLUE_API_KEY")
-            .arg("stats")
+            .args(["publish", "-n", "0"])
             .assert()
             .success();
     }
