@@ -88,7 +88,7 @@ async fn queues(i: &Inspector, cfg: &Config, out: &mut Vec<Check>) {
                 "queue",
                 EXIT_USAGE,
                 format!("queue {name} does not exist on {}", cfg.amqp_display),
-                "check --queue / ACASO_MAIL_QUEUE against the producer's queue name (rabbitmqctl list_queues name); doctor creates nothing, publish and the drains create it",
+                "check --queue / ACASO_MAIL_QUEUE against the producer's queue name (rabbitmqctl list_queues name); doctor creates nothing; only publish creates it (`acaso-mail publish -n 0` is the deploy's set-up)",
             ));
             return;
         }
@@ -133,7 +133,7 @@ async fn queues(i: &Inspector, cfg: &Config, out: &mut Vec<Check>) {
             "queue.side",
             EXIT_FAILURE,
             format!("missing: {}", missing.join(", ")),
-            "run `acaso-mail stats` once: it declares them (so does the next drain)",
+            "run `acaso-mail publish -n 0` once: it declares them and publishes nothing",
         )),
         Err(e) => return out.push(lost(e)),
     }
