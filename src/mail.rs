@@ -342,14 +342,25 @@ impl Mail {
                 Value::Object(o)
             })
             .collect();
-        serde_json::json!({
+        let mut request = serde_json::json!({
             "templateId": self.template_id,
             "to": to,
-            "params": self.params,
-            "headers": {"idempotencyKey": idempotency_key},
+            // The key under both names Brevo has documented: `idempotencyKey` (its
+            // guide, the 2024 definition) and `Idempotency-Key` (the 2026 definition,
+            // which converts header names to Title-Case). The name Brevo does not
+            // recognise only becomes a harmless header of the sent mail.
+            "headers": {"idempotencyKey": idempotency_key, "Idempotency-Key": idempotency_key},
             // The key as a tag too: it is how this mail is found in Brevo's log.
             "tags": ["acaso-mail", idempotency_key],
-        })
+        });
+        // Brevo refuses `"params": {}` (400 missing_parameter "params is blank"): a
+        // mail without parameters is sent without the field.
+        if !self.params.is_empty()
+            && let Some(o) = request.as_object_mut()
+        {
+            o.insert("params".into(), Value::Object(self.params.clone()));
+        }
+        request
     }
 
     /// The first recipient's address (for tables and logs).
@@ -456,11 +467,17 @@ mod tests {
         assert_eq!(req["templateId"], 12);
         assert_eq!(req["to"][0]["name"], "Ana");
         assert_eq!(req["headers"]["idempotencyKey"], "k");
+        assert_eq!(req["headers"]["Idempotency-Key"], "k");
+        assert_eq!(req["params"]["X"][0], 1);
         let no_deadline = r#"{"template_id": 3, "to": [{"email": "a@example.org"}]}"#;
         let m = parse(no_deadline.as_bytes(), recife()).expect("parse");
         assert_eq!(m.deadline, None);
         assert!(m.params.is_empty());
         assert!(m.brevo_request("k")["to"][0].get("name").is_none());
+        assert!(
+            m.brevo_request("k").get("params").is_none(),
+            "Brevo refuses an empty params object"
+        );
     }
 
     #[test]

@@ -204,3 +204,21 @@ fn brevo_down_stops_the_run_with_exit_4_and_loses_nothing() {
     let retrying = w.ready(&format!("{}.retry.60s", w.queue));
     assert_eq!(retrying + w.ready(&w.queue), 8);
 }
+
+#[test]
+fn a_mail_with_no_params_or_empty_params_is_sent_without_them() {
+    // Brevo answers 400 "params is blank" to `"params": {}`: a mail with no parameters
+    // must be sent without the field, not parked as rejected.
+    let w = World::new("no-params", 300.0);
+    let none = serde_json::json!({"template_id": 3, "to": [{"email": "a@example.org"}],
+                                  "deadline": "2026-11-28T10:00:00-03:00"});
+    let empty = serde_json::json!({"template_id": 3, "to": [{"email": "b@example.org"}],
+                                   "params": {}, "deadline": "2026-11-28T10:00:00-03:00"});
+    w.publish(&[none, empty], NOW);
+    let s = w.json(NOW, &["drain-eod", "--concurrency", "1"]);
+    assert_eq!(counts(&s, &["sent", "parked"]), [Some(2), Some(0)], "{s}");
+    for m in w.fake.accepted() {
+        assert!(m.get("params").is_none(), "{m}");
+    }
+    assert_eq!(w.ready(&format!("{}.dead", w.queue)), 0);
+}

@@ -127,7 +127,7 @@ pub struct FakeBrevo {
 
 static MESSAGE_SEQ: AtomicU64 = AtomicU64::new(1);
 
-/// How long Brevo refuses a repeated `headers.idempotencyKey` after the acceptance
+/// How long Brevo refuses a repeated `headers.idempotencyKey` (or `Idempotency-Key`) after the acceptance
 /// that first used it: 30 minutes. Past it, the same key is accepted (and mailed) again.
 pub const IDEMPOTENCY_WINDOW_SECS: i64 = 30 * 60;
 
@@ -622,12 +622,24 @@ fn validate_and_accept(body: &Result<Value, serde_json::Error>, s: &mut State) -
             err("invalid_parameter", "headers values must be strings"),
         );
     }
+    if body
+        .get("params")
+        .and_then(Value::as_object)
+        .is_some_and(serde_json::Map::is_empty)
+    {
+        // Brevo refuses an empty params object (sendinblue/APIv3-nodejs-library#103).
+        return (400, err("missing_parameter", "params is blank"));
+    }
     if s.missing_templates.contains(&template) {
         return (400, err("invalid_parameter", "Template ID does not exist"));
     }
     s.roll();
     let now = s.now();
-    if let Some(key) = headers.get("idempotencyKey").and_then(Value::as_str)
+    // Either spelling Brevo has documented names the key.
+    let key = ["idempotencyKey", "Idempotency-Key"]
+        .iter()
+        .find_map(|k| headers.get(*k).and_then(Value::as_str));
+    if let Some(key) = key
         && s.keys
             .get(key)
             .is_some_and(|first| now - first < IDEMPOTENCY_WINDOW_SECS)
@@ -650,7 +662,7 @@ fn validate_and_accept(body: &Result<Value, serde_json::Error>, s: &mut State) -
             err("not_enough_credits", "Not enough credits to send the email"),
         );
     }
-    if let Some(key) = headers.get("idempotencyKey").and_then(Value::as_str) {
+    if let Some(key) = key {
         // A first acceptance, or one after the window closed: a new window opens.
         s.keys.insert(key.to_string(), now);
     }
