@@ -107,11 +107,20 @@ pub enum SendOutcome {
     },
     /// The daily credits are used up: stop sending, keep the rest queued.
     NoCredits,
-    /// The key or account is refused (401, 403): nothing will succeed this run.
+    /// The key or account is refused (401, 403, or an account-level code such as
+    /// `account_under_validation`): nothing will succeed this run.
     Refused {
         /// HTTP status.
         status: u16,
-        /// Brevo's message.
+        /// Brevo's code (when it sent one) and message.
+        message: String,
+    },
+    /// An answer about the endpoint, not the mail (404, 405, ...: a wrong URL or a
+    /// proxy): no send can succeed this run, and the mail is not to blame.
+    Unavailable {
+        /// HTTP status.
+        status: u16,
+        /// Brevo's code (when it sent one) and message, or the start of the body.
         message: String,
     },
     /// Brevo asks us to slow down (429): wait, then go on.
@@ -189,7 +198,20 @@ fn header_secs(resp: &ureq::http::Response<ureq::Body>, name: &str) -> Option<Du
     (v.is_finite() && v >= 0.0).then(|| Duration::from_secs_f64(v.min(86_400.0)))
 }
 
-/// Classifies a non-2xx answer of `POST /smtp/email`.
+/// Brevo's error codes about the account or the key, not the mail: a send refused with
+/// one would be refused for every mail. Which status carries each is not documented
+/// (users report 400 and 402 for `account_under_validation`).
+const ACCOUNT_CODES: [&str; 3] = [
+    "account_under_validation",
+    "unauthorized",
+    "permission_denied",
+];
+/// Error codes about the request's method or format, which every send shares.
+const ENDPOINT_CODES: [&str; 2] = ["method_not_allowed", "not_acceptable"];
+
+/// Classifies a non-2xx answer of `POST /smtp/email`. Only a 400 (or 422) about the
+/// mail itself parks it; Brevo's definition documents no other refusal of a send, so
+/// any other 4xx points at the account, the endpoint or a proxy.
 pub fn classify(status: u16, body: &str, retry_after: Option<Duration>) -> SendOutcome {
     let parsed: Option<ErrorBody> = serde_json::from_str(body).ok();
     let code = parsed
@@ -200,7 +222,16 @@ pub fn classify(status: u16, body: &str, retry_after: Option<Duration>) -> SendO
         .and_then(|b| b.message)
         .unwrap_or_else(|| body.chars().take(200).collect());
     let code_is = |c: &str| code.eq_ignore_ascii_case(c);
+    let said = if code.is_empty() {
+        message.clone()
+    } else {
+        format!("{code}: {message}")
+    };
     match status {
+        400..=499 if ACCOUNT_CODES.iter().any(|c| code_is(c)) => SendOutcome::Refused {
+            status,
+            message: said,
+        },
         402 => SendOutcome::NoCredits,
         _ if code_is("not_enough_credits") => SendOutcome::NoCredits,
         // duplicate_request is listed beside it in Brevo's codes, undocumented: a repeat
@@ -208,17 +239,24 @@ pub fn classify(status: u16, body: &str, retry_after: Option<Duration>) -> SendO
         _ if (code_is("duplicate_parameter") || code_is("duplicate_request")) && status < 500 => {
             SendOutcome::Duplicate
         }
-        401 | 403 => SendOutcome::Refused { status, message },
+        401 | 403 => SendOutcome::Refused {
+            status,
+            message: said,
+        },
         429 => SendOutcome::RateLimited { retry_after },
         408 | 500..=599 => SendOutcome::Transient {
             reason: format!("{status} {message}").trim().to_string(),
             ambiguous: false,
             retry_after,
         },
-        _ => SendOutcome::Permanent {
+        400 | 422 if !ENDPOINT_CODES.iter().any(|c| code_is(c)) => SendOutcome::Permanent {
             status,
             code,
             message,
+        },
+        _ => SendOutcome::Unavailable {
+            status,
+            message: said,
         },
     }
 }
@@ -383,6 +421,54 @@ mod tests {
         assert!(matches!(
             classify(403, &e("permission_denied"), None),
             SendOutcome::Refused { status: 403, .. }
+        ));
+        // Account-level codes stop the run whatever status carries them.
+        for status in [400, 402, 403] {
+            for code in [
+                "account_under_validation",
+                "UNAUTHORIZED",
+                "permission_denied",
+            ] {
+                let got = classify(status, &e(code), None);
+                assert!(
+                    matches!(got, SendOutcome::Refused { status: s, ref message } if s == status && message.contains(code)),
+                    "{status} {code}: {got:?}"
+                );
+            }
+        }
+        // Answers about the endpoint, not the mail: nothing parked.
+        for (status, body) in [
+            (404, r#"{"code":"not_found","message":"Invalid route"}"#),
+            (404, "<html>Not Found</html>"),
+            (405, &e("method_not_allowed")),
+            (400, &e("method_not_allowed")),
+            (406, &e("not_acceptable")),
+            (410, ""),
+        ] {
+            let got = classify(status, body, None);
+            assert!(
+                matches!(got, SendOutcome::Unavailable { status: s, .. } if s == status),
+                "{status} {body}: {got:?}"
+            );
+        }
+        assert!(
+            matches!(classify(404, r#"{"code":"not_found","message":"Invalid route"}"#, None), SendOutcome::Unavailable { ref message, .. } if message == "not_found: Invalid route")
+        );
+        // Codes about the mail itself park it.
+        for code in [
+            "invalid_parameter",
+            "missing_parameter",
+            "out_of_range",
+            "bad_request",
+        ] {
+            assert!(
+                matches!(classify(400, &e(code), None), SendOutcome::Permanent { ref code, .. } if !code.is_empty()),
+                "{code}"
+            );
+        }
+        assert!(matches!(
+            classify(422, &e("unprocessable_entity"), None),
+            SendOutcome::Permanent { status: 422, .. }
         ));
         let wait = Some(Duration::from_secs(7));
         assert!(

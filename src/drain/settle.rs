@@ -105,7 +105,15 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
                 self.io.mailbox.put_back(job.taken).await
             }
             SendOutcome::Refused { status, message } => {
-                self.fail(Fatal::Credentials(format!("{status} {message}")));
+                self.fail(Fatal::Credentials(format!(
+                    "{status} {message}; every send would be refused, nothing was parked"
+                )));
+                self.io.mailbox.put_back(job.taken).await
+            }
+            SendOutcome::Unavailable { status, message } => {
+                self.fail(Fatal::Unavailable(format!(
+                    "Brevo answered {status} to POST /smtp/email ({message}): an answer about the endpoint, not the mail; check SENDINBLUE_URL and any proxy. Nothing was parked"
+                )));
                 self.io.mailbox.put_back(job.taken).await
             }
             SendOutcome::RateLimited { retry_after } if self.s.rate_limited < MAX_RATE_LIMITED => {

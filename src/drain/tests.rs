@@ -262,6 +262,19 @@ async fn bad_key_401_puts_the_mail_back_and_exits_5() {
 }
 
 #[tokio::test]
+async fn an_answer_about_the_endpoint_parks_nothing_and_exits_4() {
+    let gone = SendOutcome::Unavailable {
+        status: 404,
+        message: "not_found: Invalid route".into(),
+    };
+    let r = drain(vec![due_today("a"), due_today("b")], vec![gone]).await;
+    assert_eq!(r.mailbox.queued(), ["id:a", "id:b"]);
+    assert_eq!(r.brevo.sent(), 1, "nothing more is tried after a 404");
+    assert_eq!(r.exit_code(), 4);
+    assert_eq!((r.summary.sent, r.summary.parked), (0, 0));
+}
+
+#[tokio::test]
 async fn no_credits_402_stops_sending_and_keeps_the_rest_queued() {
     let r = drain(
         vec![due_today("a"), due_today("b")],

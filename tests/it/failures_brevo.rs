@@ -222,3 +222,62 @@ fn a_mail_with_no_params_or_empty_params_is_sent_without_them() {
     }
     assert_eq!(w.ready(&format!("{}.dead", w.queue)), 0);
 }
+
+/// Five mails, and Brevo answering the first send with `status` and `body`: the run
+/// must stop with `exit`, park nothing, and leave all five queued.
+fn a_refusal_of_every_send_parks_nothing(name: &str, status: u16, body: &str, exit: i32) {
+    let w = World::new(name, 300.0);
+    w.publish(
+        &(0..5)
+            .map(|i| job(&format!("m{i}@example.org"), 3, "2026-11-28T10:00:00-03:00"))
+            .collect::<Vec<_>>(),
+        NOW,
+    );
+    w.fake
+        .state()
+        .script
+        .push_back(Fault::Status(status, body.into()));
+    let out = w
+        .cmd()
+        .args(["--now", NOW, "drain-eod", "--concurrency", "1"])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(exit), "{status} {body}: {err}");
+    assert!(err.contains(&status.to_string()), "{err}");
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(body) {
+        let said = v["message"].as_str().unwrap_or_default();
+        assert!(err.contains(said), "Brevo's message is not shown: {err}");
+    }
+    assert_eq!(
+        w.fake.state().received.len(),
+        1,
+        "no send after the refusal"
+    );
+    assert!(w.fake.accepted().is_empty());
+    assert_eq!(w.ready(&format!("{}.dead", w.queue)), 0, "{status} {body}");
+    assert_eq!(w.ready(&w.queue), 5);
+}
+
+#[test]
+fn an_account_level_refusal_stops_the_run_with_exit_5_and_parks_nothing() {
+    for (i, (status, code)) in [
+        (400, "account_under_validation"),
+        (402, "account_under_validation"),
+        (400, "unauthorized"),
+        (403, "permission_denied"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let body = format!(r#"{{"code":"{code}","message":"said by Brevo {i}"}}"#);
+        a_refusal_of_every_send_parks_nothing(&format!("acct-{i}"), status, &body, 5);
+    }
+}
+
+#[test]
+fn a_404_from_the_send_endpoint_stops_the_run_with_exit_4_and_parks_nothing() {
+    let body = r#"{"code":"not_found","message":"Invalid route"}"#;
+    a_refusal_of_every_send_parks_nothing("send-404", 404, body, 4);
+    a_refusal_of_every_send_parks_nothing("send-404-html", 404, "<html>Not Found</html>", 4);
+}
