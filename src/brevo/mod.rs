@@ -67,6 +67,20 @@ pub struct Account {
     pub credits: f64,
     /// `sendLimit` for a counted plan; anything else means no daily limit.
     pub credits_type: String,
+    /// `relay.enabled`: whether Brevo lets the account send transactional mail
+    /// (`false`: every send will be refused); `None` when the answer does not say.
+    pub relay_enabled: Option<bool>,
+}
+
+impl Account {
+    /// `relay.enabled` in words, for people.
+    pub fn relay_words(&self) -> &'static str {
+        match self.relay_enabled {
+            Some(true) => "enabled",
+            Some(false) => "DISABLED (Brevo will refuse every send)",
+            None => "not said by Brevo",
+        }
+    }
 }
 
 impl Account {
@@ -152,6 +166,9 @@ struct ErrorBody {
 struct AccountBody {
     #[serde(default)]
     plan: Vec<PlanEntry>,
+    /// Read leniently: an odd `relay` must not hide the credits.
+    #[serde(default)]
+    relay: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -183,6 +200,7 @@ pub fn parse_account(body: &str) -> Result<Account, String> {
             .credits_type
             .clone()
             .unwrap_or_else(|| "sendLimit".into()),
+        relay_enabled: a.relay.and_then(|r| r.get("enabled")?.as_bool()),
     })
 }
 
@@ -382,12 +400,24 @@ mod tests {
     #[test]
     fn selects_the_email_plan_by_type() {
         let body = r#"{"email":"x","plan":[{"type":"sms","creditsType":"sendLimit","credits":999.536},
-            {"type":"free","creditsType":"sendLimit","credits":281,"startDate":1700000000,"extra":true}],"new":1}"#;
+            {"type":"free","creditsType":"sendLimit","credits":281,"startDate":1700000000,"extra":true}],"new":1,
+            "relay":{"enabled":false,"data":{"userName":"x","relay":"smtp-relay.sendinblue.com","port":587}}}"#;
         let a = parse_account(body).expect("parse");
         assert_eq!(a.plan, "free");
+        assert_eq!(a.relay_enabled, Some(false));
         assert_eq!(a.sendable(), 281);
         let frac = r#"{"plan":[{"type":"payAsYouGo","creditsType":"sendLimit","credits":12.75}]}"#;
         assert_eq!(parse_account(frac).expect("parse").sendable(), 12);
+        assert_eq!(parse_account(frac).expect("parse").relay_enabled, None);
+        let relay = |r: &str| {
+            let b = format!(r#"{{"plan":[{{"type":"free","credits":1}}],"relay":{r}}}"#);
+            parse_account(&b).expect("parse").relay_enabled
+        };
+        assert_eq!(relay(r#"{"enabled":true,"data":{"port":587}}"#), Some(true));
+        assert_eq!(relay(r#"{"enabled":false}"#), Some(false));
+        assert_eq!(relay("{}"), None);
+        assert_eq!(relay(r#"{"enabled":"yes"}"#), None);
+        assert_eq!(relay("null"), None);
         assert!(parse_account(r#"{"plan":[{"type":"sms","credits":5}]}"#).is_err());
         assert!(parse_account("not json").is_err());
     }

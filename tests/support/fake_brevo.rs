@@ -114,6 +114,8 @@ pub struct State {
     pub log_lag: usize,
     /// Number of `GET /smtp/emails` calls.
     pub log_calls: u32,
+    /// `relay.enabled` in `GET /account`: whether the account may send.
+    pub relay_enabled: bool,
 }
 
 /// A running fake Brevo.
@@ -192,6 +194,7 @@ impl FakeBrevo {
             log_down: false,
             log_lag: 0,
             log_calls: 0,
+            relay_enabled: true,
         }));
         let arrivals = Arc::new((Mutex::new(0u64), Condvar::new()));
         let (st, arr) = (state.clone(), arrivals.clone());
@@ -396,7 +399,8 @@ fn serve(conn: TcpStream, st: &Arc<Mutex<State>>, arrivals: &Arc<(Mutex<u64>, Co
                         {"type": "sms", "creditsType": "sendLimit", "credits": 999.536},
                         {"type": s.plan_type, "creditsType": s.credits_type, "credits": s.credits}
                     ],
-                    "relay": {"enabled": true}
+                    "relay": {"enabled": s.relay_enabled, "data": {
+                        "userName": "ops@acaso.example", "relay": "smtp-relay.brevo.com", "port": 587}}
                 });
                 respond(&mut w, 200, &body, &[], &s)
             } else {
