@@ -422,6 +422,40 @@ mod tests {
         assert!(parse_account("not json").is_err());
     }
 
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Whatever Brevo answers to a send, it is classified, never a panic; an
+            /// answer that stops the run is never one that parks the mail.
+            #[test]
+            fn any_answer_is_classified(status in 300u16..600, body in ".{0,80}", code in "[a-zA-Z_]{0,30}") {
+                let json = format!(r#"{{"code":"{code}","message":"m"}}"#);
+                for b in [body.as_str(), json.as_str()] {
+                    match classify(status, b, None) {
+                        SendOutcome::Permanent { status, .. } => prop_assert!(status == 400 || status == 422),
+                        SendOutcome::Sent { .. } => prop_assert!(false, "a refusal read as sent"),
+                        _ => {}
+                    }
+                }
+            }
+
+            /// Any `relay` Brevo sends, the credits are still read; only a boolean
+            /// `enabled` says anything.
+            #[test]
+            fn any_relay_leaves_the_credits_readable(enabled in prop_oneof![
+                Just("true".to_string()), Just("false".to_string()), Just("null".to_string()),
+                "[1-9][0-9]{0,2}", "\"[a-z]{0,5}\"", Just("{}".to_string()), Just("[1]".to_string())]) {
+                let body = format!(r#"{{"plan":[{{"type":"free","credits":3}}],"relay":{{"enabled":{enabled}}}}}"#);
+                let a = parse_account(&body).map_err(TestCaseError::fail)?;
+                prop_assert_eq!(a.sendable(), 3);
+                let want = match enabled.as_str() { "true" => Some(true), "false" => Some(false), _ => None };
+                prop_assert_eq!(a.relay_enabled, want);
+            }
+        }
+    }
+
     #[test]
     fn classifies_every_documented_answer() {
         let e = |code: &str| format!(r#"{{"code":"{code}","message":"m"}}"#);
