@@ -24,8 +24,10 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src src
 COPY examples examples
-# The fake-brevo example is the test suite's fake (#[path] include).
+# The fake-brevo example is the test suite's fake (#[path] include), with the Brevo
+# schemas it checks requests against (include_str!).
 COPY tests/support tests/support
+COPY tests/fixtures/brevo tests/fixtures/brevo
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --bin acaso-mail --example fake-brevo \

@@ -8,6 +8,10 @@
 
 #[path = "../tests/support/fake_brevo.rs"]
 mod fake_brevo;
+// The fake checks requests against Brevo's schemas with the test suite's checker.
+#[allow(dead_code)]
+#[path = "../tests/support/schema.rs"]
+mod schema;
 
 use std::time::Duration;
 

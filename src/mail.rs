@@ -342,20 +342,36 @@ impl Mail {
                 Value::Object(o)
             })
             .collect();
-        serde_json::json!({
+        let mut request = serde_json::json!({
             "templateId": self.template_id,
             "to": to,
-            "params": self.params,
-            "headers": {"idempotencyKey": idempotency_key},
+            "headers": key_headers(idempotency_key),
             // The key as a tag too: it is how this mail is found in Brevo's log.
             "tags": ["acaso-mail", idempotency_key],
-        })
+        });
+        // Brevo refuses `"params": {}` (400 missing_parameter "params is blank"): a
+        // mail without parameters is sent without the field.
+        if !self.params.is_empty()
+            && let Some(o) = request.as_object_mut()
+        {
+            o.insert("params".into(), Value::Object(self.params.clone()));
+        }
+        request
     }
 
     /// The first recipient's address (for tables and logs).
     pub fn first_recipient(&self) -> &str {
         self.to.first().map_or("", |r| r.email.as_str())
     }
+}
+
+/// The `headers` of a send that carry its idempotency key, under both names Brevo has
+/// documented: `idempotencyKey` (its guide, the 2024 definition) and `Idempotency-Key`
+/// (the 2026 definition, which converts header names to Title-Case). The name Brevo
+/// does not recognise only becomes a harmless header of the sent mail. The drain and
+/// `doctor --idempotency-probe` both send it, so the probe proves what the drain uses.
+pub fn key_headers(key: &str) -> serde_json::Value {
+    serde_json::json!({"idempotencyKey": key, "Idempotency-Key": key})
 }
 
 #[cfg(test)]
@@ -456,11 +472,17 @@ mod tests {
         assert_eq!(req["templateId"], 12);
         assert_eq!(req["to"][0]["name"], "Ana");
         assert_eq!(req["headers"]["idempotencyKey"], "k");
+        assert_eq!(req["headers"]["Idempotency-Key"], "k");
+        assert_eq!(req["params"]["X"][0], 1);
         let no_deadline = r#"{"template_id": 3, "to": [{"email": "a@example.org"}]}"#;
         let m = parse(no_deadline.as_bytes(), recife()).expect("parse");
         assert_eq!(m.deadline, None);
         assert!(m.params.is_empty());
         assert!(m.brevo_request("k")["to"][0].get("name").is_none());
+        assert!(
+            m.brevo_request("k").get("params").is_none(),
+            "Brevo refuses an empty params object"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@ mod support;
 
 mod it {
     pub mod alerting;
+    pub mod brevo_contract;
     pub mod completions;
     pub mod config;
     pub mod container;

@@ -69,9 +69,20 @@ pub struct Account {
     pub credits: f64,
     /// `sendLimit` for a counted plan; anything else means no daily limit.
     pub credits_type: String,
-    /// `relay.enabled`: whether the account may send transactional mail (`None` when
-    /// the answer does not say).
+    /// `relay.enabled`: whether Brevo lets the account send transactional mail
+    /// (`false`: every send will be refused); `None` when the answer does not say.
     pub relay_enabled: Option<bool>,
+}
+
+impl Account {
+    /// `relay.enabled` in words, for people.
+    pub fn relay_words(&self) -> &'static str {
+        match self.relay_enabled {
+            Some(true) => "enabled",
+            Some(false) => "DISABLED (Brevo will refuse every send)",
+            None => "not said by Brevo",
+        }
+    }
 }
 
 impl Account {
@@ -112,11 +123,20 @@ pub enum SendOutcome {
     },
     /// The daily credits are used up: stop sending, keep the rest queued.
     NoCredits,
-    /// The key or account is refused (401, 403): nothing will succeed this run.
+    /// The key or account is refused (401, 403, or an account-level code such as
+    /// `account_under_validation`): nothing will succeed this run.
     Refused {
         /// HTTP status.
         status: u16,
-        /// Brevo's message.
+        /// Brevo's code (when it sent one) and message.
+        message: String,
+    },
+    /// An answer about the endpoint, not the mail (404, 405, ...: a wrong URL or a
+    /// proxy): no send can succeed this run, and the mail is not to blame.
+    Unavailable {
+        /// HTTP status.
+        status: u16,
+        /// Brevo's code (when it sent one) and message, or the start of the body.
         message: String,
     },
     /// Brevo asks us to slow down (429): wait, then go on.
@@ -148,14 +168,9 @@ struct ErrorBody {
 struct AccountBody {
     #[serde(default)]
     plan: Vec<PlanEntry>,
+    /// Read leniently: an odd `relay` must not hide the credits.
     #[serde(default)]
-    relay: Option<RelayEntry>,
-}
-
-#[derive(Deserialize)]
-struct RelayEntry {
-    #[serde(default)]
-    enabled: Option<bool>,
+    relay: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -187,7 +202,7 @@ pub fn parse_account(body: &str) -> Result<Account, String> {
             .credits_type
             .clone()
             .unwrap_or_else(|| "sendLimit".into()),
-        relay_enabled: a.relay.and_then(|r| r.enabled),
+        relay_enabled: a.relay.and_then(|r| r.get("enabled")?.as_bool()),
     })
 }
 
@@ -203,7 +218,20 @@ fn header_secs(resp: &ureq::http::Response<ureq::Body>, name: &str) -> Option<Du
     (v.is_finite() && v >= 0.0).then(|| Duration::from_secs_f64(v.min(86_400.0)))
 }
 
-/// Classifies a non-2xx answer of `POST /smtp/email`.
+/// Brevo's error codes about the account or the key, not the mail: a send refused with
+/// one would be refused for every mail. Which status carries each is not documented
+/// (users report 400 and 402 for `account_under_validation`).
+const ACCOUNT_CODES: [&str; 3] = [
+    "account_under_validation",
+    "unauthorized",
+    "permission_denied",
+];
+/// Error codes about the request's method or format, which every send shares.
+const ENDPOINT_CODES: [&str; 2] = ["method_not_allowed", "not_acceptable"];
+
+/// Classifies a non-2xx answer of `POST /smtp/email`. Only a 400 (or 422) about the
+/// mail itself parks it; Brevo's definition documents no other refusal of a send, so
+/// any other 4xx points at the account, the endpoint or a proxy.
 pub fn classify(status: u16, body: &str, retry_after: Option<Duration>) -> SendOutcome {
     let parsed: Option<ErrorBody> = serde_json::from_str(body).ok();
     let code = parsed
@@ -214,7 +242,16 @@ pub fn classify(status: u16, body: &str, retry_after: Option<Duration>) -> SendO
         .and_then(|b| b.message)
         .unwrap_or_else(|| body.chars().take(200).collect());
     let code_is = |c: &str| code.eq_ignore_ascii_case(c);
+    let said = if code.is_empty() {
+        message.clone()
+    } else {
+        format!("{code}: {message}")
+    };
     match status {
+        400..=499 if ACCOUNT_CODES.iter().any(|c| code_is(c)) => SendOutcome::Refused {
+            status,
+            message: said,
+        },
         402 => SendOutcome::NoCredits,
         _ if code_is("not_enough_credits") => SendOutcome::NoCredits,
         // duplicate_request is listed beside it in Brevo's codes, undocumented: a repeat
@@ -222,17 +259,24 @@ pub fn classify(status: u16, body: &str, retry_after: Option<Duration>) -> SendO
         _ if (code_is("duplicate_parameter") || code_is("duplicate_request")) && status < 500 => {
             SendOutcome::Duplicate
         }
-        401 | 403 => SendOutcome::Refused { status, message },
+        401 | 403 => SendOutcome::Refused {
+            status,
+            message: said,
+        },
         429 => SendOutcome::RateLimited { retry_after },
         408 | 500..=599 => SendOutcome::Transient {
             reason: format!("{status} {message}").trim().to_string(),
             ambiguous: false,
             retry_after,
         },
-        _ => SendOutcome::Permanent {
+        400 | 422 if !ENDPOINT_CODES.iter().any(|c| code_is(c)) => SendOutcome::Permanent {
             status,
             code,
             message,
+        },
+        _ => SendOutcome::Unavailable {
+            status,
+            message: said,
         },
     }
 }
@@ -341,14 +385,60 @@ mod tests {
     #[test]
     fn selects_the_email_plan_by_type() {
         let body = r#"{"email":"x","plan":[{"type":"sms","creditsType":"sendLimit","credits":999.536},
-            {"type":"free","creditsType":"sendLimit","credits":281,"startDate":1700000000,"extra":true}],"new":1}"#;
+            {"type":"free","creditsType":"sendLimit","credits":281,"startDate":1700000000,"extra":true}],"new":1,
+            "relay":{"enabled":false,"data":{"userName":"x","relay":"smtp-relay.sendinblue.com","port":587}}}"#;
         let a = parse_account(body).expect("parse");
         assert_eq!(a.plan, "free");
+        assert_eq!(a.relay_enabled, Some(false));
         assert_eq!(a.sendable(), 281);
         let frac = r#"{"plan":[{"type":"payAsYouGo","creditsType":"sendLimit","credits":12.75}]}"#;
         assert_eq!(parse_account(frac).expect("parse").sendable(), 12);
+        assert_eq!(parse_account(frac).expect("parse").relay_enabled, None);
+        let relay = |r: &str| {
+            let b = format!(r#"{{"plan":[{{"type":"free","credits":1}}],"relay":{r}}}"#);
+            parse_account(&b).expect("parse").relay_enabled
+        };
+        assert_eq!(relay(r#"{"enabled":true,"data":{"port":587}}"#), Some(true));
+        assert_eq!(relay(r#"{"enabled":false}"#), Some(false));
+        assert_eq!(relay("{}"), None);
+        assert_eq!(relay(r#"{"enabled":"yes"}"#), None);
+        assert_eq!(relay("null"), None);
         assert!(parse_account(r#"{"plan":[{"type":"sms","credits":5}]}"#).is_err());
         assert!(parse_account("not json").is_err());
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Whatever Brevo answers to a send, it is classified, never a panic; an
+            /// answer that stops the run is never one that parks the mail.
+            #[test]
+            fn any_answer_is_classified(status in 300u16..600, body in ".{0,80}", code in "[a-zA-Z_]{0,30}") {
+                let json = format!(r#"{{"code":"{code}","message":"m"}}"#);
+                for b in [body.as_str(), json.as_str()] {
+                    match classify(status, b, None) {
+                        SendOutcome::Permanent { status, .. } => prop_assert!(status == 400 || status == 422),
+                        SendOutcome::Sent { .. } => prop_assert!(false, "a refusal read as sent"),
+                        _ => {}
+                    }
+                }
+            }
+
+            /// Any `relay` Brevo sends, the credits are still read; only a boolean
+            /// `enabled` says anything.
+            #[test]
+            fn any_relay_leaves_the_credits_readable(enabled in prop_oneof![
+                Just("true".to_string()), Just("false".to_string()), Just("null".to_string()),
+                "[1-9][0-9]{0,2}", "\"[a-z]{0,5}\"", Just("{}".to_string()), Just("[1]".to_string())]) {
+                let body = format!(r#"{{"plan":[{{"type":"free","credits":3}}],"relay":{{"enabled":{enabled}}}}}"#);
+                let a = parse_account(&body).map_err(TestCaseError::fail)?;
+                prop_assert_eq!(a.sendable(), 3);
+                let want = match enabled.as_str() { "true" => Some(true), "false" => Some(false), _ => None };
+                prop_assert_eq!(a.relay_enabled, want);
+            }
+        }
     }
 
     #[test]
@@ -380,6 +470,54 @@ mod tests {
         assert!(matches!(
             classify(403, &e("permission_denied"), None),
             SendOutcome::Refused { status: 403, .. }
+        ));
+        // Account-level codes stop the run whatever status carries them.
+        for status in [400, 402, 403] {
+            for code in [
+                "account_under_validation",
+                "UNAUTHORIZED",
+                "permission_denied",
+            ] {
+                let got = classify(status, &e(code), None);
+                assert!(
+                    matches!(got, SendOutcome::Refused { status: s, ref message } if s == status && message.contains(code)),
+                    "{status} {code}: {got:?}"
+                );
+            }
+        }
+        // Answers about the endpoint, not the mail: nothing parked.
+        for (status, body) in [
+            (404, r#"{"code":"not_found","message":"Invalid route"}"#),
+            (404, "<html>Not Found</html>"),
+            (405, &e("method_not_allowed")),
+            (400, &e("method_not_allowed")),
+            (406, &e("not_acceptable")),
+            (410, ""),
+        ] {
+            let got = classify(status, body, None);
+            assert!(
+                matches!(got, SendOutcome::Unavailable { status: s, .. } if s == status),
+                "{status} {body}: {got:?}"
+            );
+        }
+        assert!(
+            matches!(classify(404, r#"{"code":"not_found","message":"Invalid route"}"#, None), SendOutcome::Unavailable { ref message, .. } if message == "not_found: Invalid route")
+        );
+        // Codes about the mail itself park it.
+        for code in [
+            "invalid_parameter",
+            "missing_parameter",
+            "out_of_range",
+            "bad_request",
+        ] {
+            assert!(
+                matches!(classify(400, &e(code), None), SendOutcome::Permanent { ref code, .. } if !code.is_empty()),
+                "{code}"
+            );
+        }
+        assert!(matches!(
+            classify(422, &e("unprocessable_entity"), None),
+            SendOutcome::Permanent { status: 422, .. }
         ));
         let wait = Some(Duration::from_secs(7));
         assert!(

@@ -18,6 +18,9 @@ pub struct Credits {
     pub plan: String,
     /// Whether the plan has no daily limit.
     pub unlimited: bool,
+    /// Brevo's `relay.enabled`: whether the account may send transactional mail
+    /// (`false`: every send will be refused); null when Brevo's answer does not say.
+    pub relay_enabled: Option<bool>,
 }
 
 /// Runs `credits`.
@@ -34,12 +37,21 @@ pub async fn run(cfg: &Config) -> Result<Report> {
     let c = Credits {
         credits: a.credits,
         unlimited: a.unlimited(),
-        plan: a.plan,
+        relay_enabled: a.relay_enabled,
+        plan: a.plan.clone(),
     };
     let text = if c.unlimited {
         format!("no daily limit ({} plan)", c.plan)
     } else {
         c.credits.to_string()
     };
+    // The answer stays alone on stdout (`$(acaso-mail credits)` in scripts); a relay
+    // Brevo has turned off is said on stderr, where `--json` does not hide it either.
+    if a.relay_enabled == Some(false) {
+        crate::output::stderr::warning(&format!(
+            "transactional sending (relay): {}",
+            a.relay_words()
+        ));
+    }
     Ok(Report::json(&c)?.line(text).answer())
 }

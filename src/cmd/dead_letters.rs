@@ -166,7 +166,8 @@ pub async fn run(cfg: &Config, action: Action) -> Result<Report> {
 /// `recheck`: each mail parked as `uncertain_send` is looked up in Brevo's log (by its
 /// recipient, template and the tag every send carries). Found: Brevo sent it, so it is
 /// journaled as sent and removed. Absent: it never went, so it is replayed (the log has
-/// long settled: such mail was parked at least 25 minutes after its attempt). A log that
+/// settled: such mail is parked only after the log was asked, at least 20 minutes after
+/// its latest attempt). A log that
 /// cannot be read leaves it parked.
 async fn recheck(cfg: &Config, mailbox: &mut Rabbit, has_parking: bool) -> Result<Report> {
     let brevo = Brevo::new(&cfg.brevo_url, cfg.require_api_key()?.clone(), cfg.timeout);

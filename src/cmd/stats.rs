@@ -96,6 +96,10 @@ pub struct Stats {
     pub credits: Option<f64>,
     /// Why the credits could not be read (a refused key, Brevo unreachable), if so.
     pub credits_error: Option<String>,
+    /// Brevo's `relay.enabled`: whether the account may send transactional mail
+    /// (`false`: every send will be refused); null when the account was not read or
+    /// Brevo's answer does not say.
+    pub relay_enabled: Option<bool>,
     /// Mails per urgency band (`bad` = unreadable bodies) among those read from the
     /// head of the queue (at most `--scan`).
     pub bands: BTreeMap<String, u32>,
@@ -192,6 +196,11 @@ pub async fn run(cfg: &Config) -> Result<Report> {
             p.at.with_timezone(&cfg.tz).format("%Y-%m-%d %H:%M")
         ));
     }
+    if credits.as_ref().and_then(|a| a.relay_enabled) == Some(false) {
+        warnings.push(
+            "Brevo says this account may not send transactional mail (GET /account: relay.enabled is false): every send will be refused; see the account in Brevo".into(),
+        );
+    }
     if info.durable == Some(false) {
         warnings.push(format!(
             "queue {} is NOT durable: a broker restart loses every queued mail (move to a durable queue, see README)",
@@ -272,6 +281,7 @@ pub async fn run(cfg: &Config) -> Result<Report> {
             durable: info.durable,
             max_priority: info.max_priority,
         },
+        relay_enabled: credits.as_ref().and_then(|a| a.relay_enabled),
         credits: credits.map(|a| a.credits),
         credits_error,
         bands: census.bands.clone(),
@@ -442,7 +452,14 @@ fn render(s: &Stats, report: Report) -> Report {
         out.push_str(&format!("staged by reprioritize: {}\n", s.reprioritizing));
     }
     out.push_str(&match s.credits {
-        Some(c) => format!("credits left: {c}\n"),
+        Some(c) => format!(
+            "credits left: {c}   transactional sending (relay): {}\n",
+            match s.relay_enabled {
+                Some(true) => "enabled",
+                Some(false) => "DISABLED",
+                None => "not said by Brevo",
+            }
+        ),
         None if s.credits_error.is_some() => {
             "credits: could not be read (see the warning)\n".into()
         }

@@ -19,9 +19,11 @@ use crate::state::Outcome;
 pub(super) const MAX_LOOKUPS: u32 = 25;
 
 /// How long after a send whose answer was never seen it is still safe to send again:
-/// Brevo refuses a repeated idempotency key for 30 minutes; keep a margin. Past it,
-/// Brevo's log is asked (it has settled by then).
-const UNSEEN_SEND_LIMIT: chrono::Duration = chrono::Duration::minutes(25);
+/// Brevo refuses a repeated idempotency key for 15 minutes by its changelog, 30 by its
+/// guide; assume the shorter and keep a margin. Past it, the mail waits until Brevo's
+/// log can list the latest attempt ([`LOG_SETTLE`]), then the log is asked: it is never
+/// resent blindly in between.
+const UNSEEN_SEND_LIMIT: chrono::Duration = chrono::Duration::minutes(12);
 /// How long Brevo's log may take to list a mail it accepted (undocumented: "allow
 /// minutes"); a look-up sooner than this after the latest attempt is not asked yet.
 const LOG_SETTLE: chrono::Duration = chrono::Duration::minutes(20);

@@ -19,7 +19,9 @@ const MAX_RATE_LIMITED: u32 = 50;
 const MAX_RATE_PAUSE: Duration = Duration::from_secs(60);
 /// After this many transient failures in a row, Brevo is taken to be down.
 const BREAKER: u32 = 5;
-/// Brevo's idempotency window: a key it recorded is refused for this long.
+/// Brevo's longest documented idempotency window (its guide: 30 minutes; its changelog:
+/// 15): a mail whose key Brevo refused waits this long, so the key has expired under
+/// either, before its log is asked.
 const KEY_WINDOW_SECS: u64 = 30 * 60;
 
 impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
@@ -105,7 +107,15 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
                 self.io.mailbox.put_back(job.taken).await
             }
             SendOutcome::Refused { status, message } => {
-                self.fail(Fatal::Credentials(format!("{status} {message}")));
+                self.fail(Fatal::Credentials(format!(
+                    "{status} {message}; every send would be refused, nothing was parked"
+                )));
+                self.io.mailbox.put_back(job.taken).await
+            }
+            SendOutcome::Unavailable { status, message } => {
+                self.fail(Fatal::Unavailable(format!(
+                    "Brevo answered {status} to POST /smtp/email ({message}): an answer about the endpoint, not the mail; check SENDINBLUE_URL and any proxy. Nothing was parked"
+                )));
                 self.io.mailbox.put_back(job.taken).await
             }
             SendOutcome::RateLimited { retry_after } if self.s.rate_limited < MAX_RATE_LIMITED => {

@@ -262,6 +262,19 @@ async fn bad_key_401_puts_the_mail_back_and_exits_5() {
 }
 
 #[tokio::test]
+async fn an_answer_about_the_endpoint_parks_nothing_and_exits_4() {
+    let gone = SendOutcome::Unavailable {
+        status: 404,
+        message: "not_found: Invalid route".into(),
+    };
+    let r = drain(vec![due_today("a"), due_today("b")], vec![gone]).await;
+    assert_eq!(r.mailbox.queued(), ["id:a", "id:b"]);
+    assert_eq!(r.brevo.sent(), 1, "nothing more is tried after a 404");
+    assert_eq!(r.exit_code(), 4);
+    assert_eq!((r.summary.sent, r.summary.parked), (0, 0));
+}
+
+#[tokio::test]
 async fn no_credits_402_stops_sending_and_keeps_the_rest_queued() {
     let r = drain(
         vec![due_today("a"), due_today("b")],
@@ -634,6 +647,33 @@ async fn the_log_is_not_asked_before_it_can_list_the_latest_attempt() {
         r.settled("a")
     );
     assert_eq!(r.brevo.sent(), 0);
+}
+
+/// A drain `minutes` after a send whose answer was never seen (no later attempt).
+async fn after_an_unseen_send(minutes: i64) -> Run {
+    let t0 = now() - chrono::Duration::minutes(minutes);
+    drain_with(vec![due_today("a")], vec![sent()], caps(12), |store, _| {
+        store.begin_send("id:a", t0).expect("journal");
+    })
+    .await
+}
+
+#[tokio::test]
+async fn past_brevos_shortest_key_window_a_maybe_sent_mail_waits_for_the_log() {
+    // Brevo's changelog says it remembers a key 15 minutes (its guide: 30). Fourteen
+    // minutes after an unseen send the key may be forgotten, and the log may not list
+    // the mail yet: resending could deliver it twice, so it waits, unsent, unasked.
+    let r = after_an_unseen_send(14).await;
+    assert!(
+        matches!(r.settled("a"), Some(Settled::Retrying { .. })),
+        "{:?}",
+        r.settled("a")
+    );
+    assert_eq!(r.brevo.sent(), 0, "resent past the shortest key window");
+    assert!(r.brevo.log_queries.lock().expect("lock").is_empty());
+    // Well inside the shortest window, the same key makes a resend safe.
+    let r = after_an_unseen_send(5).await;
+    assert_eq!((r.brevo.sent(), r.summary.sent), (1, 1));
 }
 
 #[tokio::test]

@@ -133,9 +133,52 @@ fn credits_reads_the_email_plan() {
     let w = World::new("credits", 281.0);
     let out = w.cmd().args(["--json", "credits"]).output().expect("run");
     assert_eq!(stdout_json(&out)["credits"], 281.0);
+    assert_eq!(stdout_json(&out)["relay_enabled"], true);
     w.fake.state().credits = 12.5;
     let out = w.cmd().arg("credits").output().expect("run");
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "12.5");
+    // The answer alone, for `$(acaso-mail credits)`; an enabled relay is not news.
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "12.5\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
+
+#[test]
+fn credits_and_stats_show_whether_brevo_lets_the_account_send() {
+    let w = World::new("relay-off", 281.0);
+    w.fake.state().relay_enabled = false;
+    let out = w.cmd().args(["--json", "credits"]).output().expect("run");
+    assert_eq!(stdout_json(&out)["relay_enabled"], false);
+    let out = w.cmd().arg("credits").output().expect("run");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "281\n",
+        "the answer stays alone"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("(relay): DISABLED"), "{err}");
+    w.declare_queues();
+    let stats = w.json(crate::it::publish::NOW, &["stats"]);
+    assert_eq!(stats["relay_enabled"], false, "{stats}");
+    assert!(
+        stats["warnings"]
+            .as_array()
+            .is_some_and(|ws| ws.iter().any(|x| x
+                .as_str()
+                .is_some_and(|x| x.contains("relay.enabled is false")))),
+        "{stats}"
+    );
+    let out = w
+        .cmd()
+        .args(["--now", crate::it::publish::NOW, "stats"])
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("transactional sending (relay): DISABLED"),
+        "{text}"
+    );
+    w.fake.state().relay_enabled = true;
+    let stats = w.json(crate::it::publish::NOW, &["stats"]);
+    assert_eq!(stats["relay_enabled"], true, "{stats}");
 }
 
 #[test]

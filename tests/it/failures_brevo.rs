@@ -204,3 +204,80 @@ fn brevo_down_stops_the_run_with_exit_4_and_loses_nothing() {
     let retrying = w.ready(&format!("{}.retry.60s", w.queue));
     assert_eq!(retrying + w.ready(&w.queue), 8);
 }
+
+#[test]
+fn a_mail_with_no_params_or_empty_params_is_sent_without_them() {
+    // Brevo answers 400 "params is blank" to `"params": {}`: a mail with no parameters
+    // must be sent without the field, not parked as rejected.
+    let w = World::new("no-params", 300.0);
+    let none = serde_json::json!({"template_id": 3, "to": [{"email": "a@example.org"}],
+                                  "deadline": "2026-11-28T10:00:00-03:00"});
+    let empty = serde_json::json!({"template_id": 3, "to": [{"email": "b@example.org"}],
+                                   "params": {}, "deadline": "2026-11-28T10:00:00-03:00"});
+    w.publish(&[none, empty], NOW);
+    let s = w.json(NOW, &["drain-eod", "--concurrency", "1"]);
+    assert_eq!(counts(&s, &["sent", "parked"]), [Some(2), Some(0)], "{s}");
+    for m in w.fake.accepted() {
+        assert!(m.get("params").is_none(), "{m}");
+    }
+    assert_eq!(w.ready(&format!("{}.dead", w.queue)), 0);
+}
+
+/// Five mails, and Brevo answering the first send with `status` and `body`: the run
+/// must stop with `exit`, park nothing, and leave all five queued.
+fn a_refusal_of_every_send_parks_nothing(name: &str, status: u16, body: &str, exit: i32) {
+    let w = World::new(name, 300.0);
+    w.publish(
+        &(0..5)
+            .map(|i| job(&format!("m{i}@example.org"), 3, "2026-11-28T10:00:00-03:00"))
+            .collect::<Vec<_>>(),
+        NOW,
+    );
+    w.fake
+        .state()
+        .script
+        .push_back(Fault::Status(status, body.into()));
+    let out = w
+        .cmd()
+        .args(["--now", NOW, "drain-eod", "--concurrency", "1"])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(exit), "{status} {body}: {err}");
+    assert!(err.contains(&status.to_string()), "{err}");
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(body) {
+        let said = v["message"].as_str().unwrap_or_default();
+        assert!(err.contains(said), "Brevo's message is not shown: {err}");
+    }
+    assert_eq!(
+        w.fake.state().received.len(),
+        1,
+        "no send after the refusal"
+    );
+    assert!(w.fake.accepted().is_empty());
+    assert_eq!(w.ready(&format!("{}.dead", w.queue)), 0, "{status} {body}");
+    assert_eq!(w.ready(&w.queue), 5);
+}
+
+#[test]
+fn an_account_level_refusal_stops_the_run_with_exit_5_and_parks_nothing() {
+    for (i, (status, code)) in [
+        (400, "account_under_validation"),
+        (402, "account_under_validation"),
+        (400, "unauthorized"),
+        (403, "permission_denied"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let body = format!(r#"{{"code":"{code}","message":"said by Brevo {i}"}}"#);
+        a_refusal_of_every_send_parks_nothing(&format!("acct-{i}"), status, &body, 5);
+    }
+}
+
+#[test]
+fn a_404_from_the_send_endpoint_stops_the_run_with_exit_4_and_parks_nothing() {
+    let body = r#"{"code":"not_found","message":"Invalid route"}"#;
+    a_refusal_of_every_send_parks_nothing("send-404", 404, body, 4);
+    a_refusal_of_every_send_parks_nothing("send-404-html", 404, "<html>Not Found</html>", 4);
+}

@@ -142,7 +142,10 @@ fn error_messages_say_what_happened_and_what_to_do() {
         .expect("credits");
     assert_eq!(out.status.code(), Some(5));
     let err = text(&out.stderr);
-    assert!(err.contains("Brevo refused the API key (401 from"), "{err}");
+    assert!(
+        err.contains("Brevo refused the API key or its account (401 from"),
+        "{err}"
+    );
     assert!(!err.contains("401 401"), "{err}");
     // A Pushgateway URL without scheme: an example of a Pushgateway URL.
     let out = w

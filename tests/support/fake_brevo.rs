@@ -1,6 +1,6 @@
 //! A fake Brevo API v3, faithful to `shared/docs/brevo-api.md`: `GET /account` and
 //! `POST /smtp/email` with Brevo's status codes, error bodies, credits, idempotency
-//! keys (a repeat is refused for 30 minutes of the fake's clock, which a test may set
+//! keys (a repeat is refused for 15 minutes of the fake's clock, which a test may set
 //! with [`FakeBrevo::set_now`]), a daily reset of the credits at a time the test chooses
 //! ([`FakeBrevo::reset_daily_at`]) and rate-limit headers, plus fault injection (scripted
 //! statuses, latency, dropped connections). The tests run it in-process on 127.0.0.1:0; the example
@@ -18,6 +18,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+use super::schema;
 
 /// One scripted answer to a `POST /smtp/email`, taken in order before normal handling.
 #[derive(Debug, Clone)]
@@ -81,6 +83,13 @@ pub struct State {
     pub accepted: Vec<Value>,
     /// When each of `accepted` was accepted (Unix seconds, on the fake's clock).
     pub accepted_at: Vec<i64>,
+    /// The message id the fake gave each of `accepted`.
+    pub accepted_ids: Vec<String>,
+    /// Requests that did not conform to Brevo's definition
+    /// (`tests/fixtures/brevo/*.schema.json`), each as "request: violations". Any left
+    /// when the fake is dropped fails the test ([`FakeBrevo::take_violations`] takes
+    /// those a test sent on purpose).
+    pub violations: Vec<String>,
     /// Every send request body received, accepted or not.
     pub received: Vec<Value>,
     /// Number of `GET /account` calls.
@@ -123,6 +132,8 @@ pub struct State {
     /// Every send in the sandbox (`X-Sib-Sandbox: drop`): validated and answered 201,
     /// but not delivered (never in `accepted`, no credit spent).
     pub sandboxed: Vec<Value>,
+    /// `relay.enabled` in `GET /account`: whether the account may send.
+    pub relay_enabled: bool,
 }
 
 /// A running fake Brevo.
@@ -136,9 +147,11 @@ pub struct FakeBrevo {
 
 static MESSAGE_SEQ: AtomicU64 = AtomicU64::new(1);
 
-/// How long Brevo refuses a repeated `headers.idempotencyKey` after the acceptance
-/// that first used it: 30 minutes. Past it, the same key is accepted (and mailed) again.
-pub const IDEMPOTENCY_WINDOW_SECS: i64 = 30 * 60;
+/// How long Brevo refuses a repeated `headers.idempotencyKey` (or `Idempotency-Key`) after the acceptance
+/// that first used it: 15 minutes, the shorter of the two Brevo has published (its
+/// changelog; its guide says 30), so that a resend between the two is caught as a
+/// double send. Past it, the same key is accepted (and mailed) again.
+pub const IDEMPOTENCY_WINDOW_SECS: i64 = 15 * 60;
 
 impl State {
     /// Puts the credits back to the plan's daily size if the daily reset time was
@@ -186,6 +199,8 @@ impl FakeBrevo {
             script: VecDeque::new(),
             accepted: Vec::new(),
             accepted_at: Vec::new(),
+            accepted_ids: Vec::new(),
+            violations: Vec::new(),
             received: Vec::new(),
             account_calls: 0,
             keys: HashMap::new(),
@@ -204,6 +219,7 @@ impl FakeBrevo {
             date_skew_secs: 0,
             honour_idempotency: true,
             sandboxed: Vec::new(),
+            relay_enabled: true,
         }));
         let arrivals = Arc::new((Mutex::new(0u64), Condvar::new()));
         let (st, arr) = (state.clone(), arrivals.clone());
@@ -273,6 +289,12 @@ impl FakeBrevo {
         s.roll();
     }
 
+    /// Takes the requests that did not conform to Brevo's definition so far (for a test
+    /// that sends such requests on purpose).
+    pub fn take_violations(&self) -> Vec<String> {
+        std::mem::take(&mut self.state().violations)
+    }
+
     /// Sends being handled right now: received, not yet answered.
     pub fn in_flight(&self) -> u32 {
         self.state().concurrent
@@ -287,6 +309,13 @@ impl Drop for FakeBrevo {
         if std::thread::panicking() {
             return;
         }
+        let violations = self.state().violations.clone();
+        assert!(
+            violations.is_empty(),
+            "a request to the fake Brevo did not conform to Brevo's definition \
+             (tests/fixtures/brevo); the first: {}",
+            violations.first().map_or("", String::as_str)
+        );
         let unused: Vec<Fault> = self
             .state()
             .script
@@ -389,6 +418,33 @@ fn respond(
     w.flush()
 }
 
+/// One of Brevo's schemas in `tests/fixtures/brevo/`, derived from its OpenAPI
+/// definition (compiled in, so that the `fake-brevo` example carries them too).
+pub fn brevo_schema(name: &str) -> Value {
+    let text = match name {
+        "send-request" => include_str!("../fixtures/brevo/send-request.schema.json"),
+        "send-answer" => include_str!("../fixtures/brevo/send-answer.schema.json"),
+        "error" => include_str!("../fixtures/brevo/error.schema.json"),
+        "account-answer" => include_str!("../fixtures/brevo/account-answer.schema.json"),
+        "log-query" => include_str!("../fixtures/brevo/log-query.schema.json"),
+        "log-answer" => include_str!("../fixtures/brevo/log-answer.schema.json"),
+        _ => panic!("no Brevo schema {name}"),
+    };
+    serde_json::from_str(text).expect("a Brevo schema is JSON")
+}
+
+/// Checks `value` against Brevo's schema `name`; a violation is recorded (it fails the
+/// test when the fake is dropped) and returned.
+fn conforms(s: &mut State, what: &str, name: &str, value: &Value) -> Result<(), String> {
+    let v = schema::violations(&brevo_schema(name), value);
+    if v.is_empty() {
+        return Ok(());
+    }
+    let said = format!("{what}: {}", v.join("; "));
+    s.violations.push(format!("{said} in {value}"));
+    Err(said)
+}
+
 fn err(code: &str, message: &str) -> Value {
     json!({"code": code, "message": message})
 }
@@ -406,12 +462,16 @@ fn serve(conn: TcpStream, st: &Arc<Mutex<State>>, arrivals: &Arc<(Mutex<u64>, Co
             s.roll();
             if authorised {
                 let body = json!({
-                    "email": "ops@acaso.example", "firstName": "Acaso", "companyName": "Acaso",
+                    "email": "ops@acaso.example", "firstName": "Acaso", "lastName": "Ops",
+                    "companyName": "Acaso",
+                    "address": {"street": "Rua do Bom Jesus 1", "city": "Recife",
+                                "zipCode": "50030-170", "country": "Brazil"},
                     "plan": [
                         {"type": "sms", "creditsType": "sendLimit", "credits": 999.536},
                         {"type": s.plan_type, "creditsType": s.credits_type, "credits": s.credits}
                     ],
-                    "relay": {"enabled": true}
+                    "relay": {"enabled": s.relay_enabled, "data": {
+                        "userName": "ops@acaso.example", "relay": "smtp-relay.brevo.com", "port": 587}}
                 });
                 respond(&mut w, 200, &body, &[], &s)
             } else {
@@ -425,7 +485,7 @@ fn serve(conn: TcpStream, st: &Arc<Mutex<State>>, arrivals: &Arc<(Mutex<u64>, Co
             } else if s.log_down {
                 (503, err("service_unavailable", "try again later"))
             } else {
-                (200, transactional_log(&s, &req.path))
+                transactional_log(&mut s, &req.path)
             };
             respond(&mut w, status, &body, &[], &s)
         } else if req.method == "POST" && req.path.ends_with("/smtp/email") {
@@ -509,33 +569,93 @@ fn handle_send(
     )
 }
 
-/// `GET /smtp/emails?email=...&templateId=...`: the accepted mails to that address
-/// (and template), as Brevo lists them, without the last `log_lag` ones.
-fn transactional_log(s: &State, path: &str) -> Value {
+/// `GET /smtp/emails`, as Brevo's definition describes it: the query checked against
+/// `log-query.schema.json`, filtered by `email`, `templateId`, `messageId` and dates,
+/// sorted by `sort` (newest first by default), paged by `limit` (500 by default) and
+/// `offset`; `count` is the number of matches over all pages. The last `log_lag`
+/// accepted mails are not listed yet. Dates are checked against the fake's clock only
+/// when a test set it (with the wall clock they would not match acaso-mail's `--now`):
+/// `startDate`..`endDate`, else the past 30 days.
+fn transactional_log(s: &mut State, path: &str) -> (u16, Value) {
     let query = path.split_once('?').map_or("", |(_, q)| q);
-    let param = |name: &str| {
-        query
-            .split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| percent_decode(v))
+    let q = query_object(query);
+    if let Err(e) = conforms(s, "GET /smtp/emails", "log-query", &q) {
+        return (400, err("invalid_parameter", &e));
+    }
+    let day = |k: &str| {
+        q.get(k)
+            .and_then(Value::as_str)
+            .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
     };
-    let (email, template) = (param("email"), param("templateId"));
+    let (start, end) = (day("startDate"), day("endDate"));
+    if let (Some(a), Some(b)) = (start, end)
+        && (b < a || b - a > chrono::Duration::days(31))
+    {
+        let e = format!("GET /smtp/emails: startDate {a} to endDate {b} is not within one month");
+        s.violations.push(e.clone());
+        return (400, err("invalid_parameter", &e));
+    }
+    let window = s.now.map(|now| {
+        let today = chrono::DateTime::from_timestamp(now, 0)
+            .map_or(chrono::NaiveDate::MIN, |t| t.date_naive());
+        match (start, end) {
+            (Some(a), Some(b)) => (a, b),
+            _ => (today - chrono::Duration::days(30), today),
+        }
+    });
+    let text = |k: &str| q.get(k).and_then(Value::as_str).map(str::to_string);
+    let (email, message_id) = (text("email"), text("messageId"));
+    let template = q.get("templateId").and_then(Value::as_u64);
     let settled = s.accepted.len().saturating_sub(s.log_lag);
-    let emails: Vec<Value> = s.accepted[..settled]
-        .iter()
-        .filter(|m| {
+    let mut matches: Vec<Value> = (0..settled)
+        .filter_map(|i| {
+            let m = &s.accepted[i];
+            let at = chrono::DateTime::from_timestamp(s.accepted_at[i], 0)?;
             let to = m["to"][0]["email"].as_str().map(str::to_string);
-            let t = m["templateId"].as_u64().map(|t| t.to_string());
-            (email.is_none() || to == email) && (template.is_none() || t == template)
-        })
-        .map(|m| {
-            json!({"email": m["to"][0]["email"], "subject": "Mentoria", "templateId": m["templateId"],
-                   "messageId": "<log@smtp-relay.mailin.fr>", "uuid": "0", "date": "2026-11-27T12:00:00Z",
-                   "tags": m.get("tags").cloned().unwrap_or(Value::Null)})
+            let id = s.accepted_ids.get(i).cloned().unwrap_or_default();
+            let fits = (email.is_none() || to == email)
+                && (template.is_none() || m["templateId"].as_u64() == template)
+                && (message_id.is_none() || Some(&id) == message_id.as_ref())
+                && window.is_none_or(|(a, b)| (a..=b).contains(&at.date_naive()));
+            let mut e = json!({"email": to, "subject": "Mentoria", "templateId": m["templateId"],
+                               "messageId": id, "uuid": format!("{i:08x}-fake-log"),
+                               "date": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                               "from": "ops@acaso.example"});
+            // Brevo leaves `tags` out when the mail had none; never null.
+            if let (Some(tags), Some(o)) = (m.get("tags"), e.as_object_mut()) {
+                o.insert("tags".into(), tags.clone());
+            }
+            fits.then_some(e)
         })
         .collect();
-    json!({"count": emails.len(), "transactionalEmails": emails})
+    if q.get("sort").and_then(Value::as_str) != Some("asc") {
+        matches.reverse();
+    }
+    let count = matches.len();
+    let offset = q.get("offset").and_then(Value::as_u64).unwrap_or(0);
+    let limit = q.get("limit").and_then(Value::as_u64).unwrap_or(500);
+    let page: Vec<Value> = matches
+        .into_iter()
+        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(limit).unwrap_or(usize::MAX))
+        .collect();
+    (200, json!({"count": count, "transactionalEmails": page}))
+}
+
+/// A query string as a JSON object: each value percent-decoded, and a number where
+/// Brevo's definition says integer (left a string, which then fails, when it is not).
+fn query_object(query: &str) -> Value {
+    let integers = ["templateId", "limit", "offset"];
+    let mut o = serde_json::Map::new();
+    for (k, v) in query.split('&').filter_map(|kv| kv.split_once('=')) {
+        let v = percent_decode(v);
+        let value = match v.parse::<u64>() {
+            Ok(n) if integers.contains(&k) => json!(n),
+            _ => Value::String(v),
+        };
+        o.insert(percent_decode(k), value);
+    }
+    Value::Object(o)
 }
 
 fn percent_decode(v: &str) -> String {
@@ -571,8 +691,11 @@ fn is_email(s: &str) -> bool {
 /// Validates a send like Brevo does and, when it passes, accepts it (credits, keys).
 fn validate_and_accept(body: &Result<Value, serde_json::Error>, s: &mut State) -> (u16, Value) {
     let Ok(body) = body else {
+        s.violations
+            .push("POST /smtp/email: the body is not JSON".into());
         return (400, err("bad_request", "Input must be a valid JSON object"));
     };
+    let conform = conforms(s, "POST /smtp/email", "send-request", body);
     let Some(template) = body.get("templateId").and_then(Value::as_u64) else {
         return (
             400,
@@ -637,12 +760,27 @@ fn validate_and_accept(body: &Result<Value, serde_json::Error>, s: &mut State) -
             err("invalid_parameter", "headers values must be strings"),
         );
     }
+    if body
+        .get("params")
+        .and_then(Value::as_object)
+        .is_some_and(serde_json::Map::is_empty)
+    {
+        // Brevo refuses an empty params object (sendinblue/APIv3-nodejs-library#103).
+        return (400, err("missing_parameter", "params is blank"));
+    }
+    if let Err(e) = conform {
+        return (400, err("invalid_parameter", &e));
+    }
     if s.missing_templates.contains(&template) {
         return (400, err("invalid_parameter", "Template ID does not exist"));
     }
     s.roll();
     let now = s.now();
-    if let Some(key) = headers.get("idempotencyKey").and_then(Value::as_str)
+    // Either spelling Brevo has documented names the key.
+    let key = ["idempotencyKey", "Idempotency-Key"]
+        .iter()
+        .find_map(|k| headers.get(*k).and_then(Value::as_str));
+    if let Some(key) = key
         && s.honour_idempotency
         && s.keys
             .get(key)
@@ -666,30 +804,29 @@ fn validate_and_accept(body: &Result<Value, serde_json::Error>, s: &mut State) -
             err("not_enough_credits", "Not enough credits to send the email"),
         );
     }
-    if let Some(key) = headers.get("idempotencyKey").and_then(Value::as_str) {
+    if let Some(key) = key {
         // A first acceptance, or one after the window closed: a new window opens.
         s.keys.insert(key.to_string(), now);
     }
     if sandbox {
         s.sandboxed.push(body.clone());
-    } else {
-        if s.credits_type == "sendLimit" {
-            s.credits -= 1.0;
-        }
-        s.accepted.push(body.clone());
-        s.accepted_at.push(now);
+    } else if s.credits_type == "sendLimit" {
+        s.credits -= 1.0;
     }
     let n = MESSAGE_SEQ.fetch_add(1, Ordering::Relaxed);
-    (
-        201,
-        json!({"messageId": format!("<2026{n:08}.fake@smtp-relay.mailin.fr>")}),
-    )
+    let id = format!("<2026{n:08}.fake@smtp-relay.mailin.fr>");
+    if !sandbox {
+        s.accepted.push(body.clone());
+        s.accepted_at.push(now);
+        s.accepted_ids.push(id.clone());
+    }
+    (201, json!({"messageId": id}))
 }
 
 /// The idempotency window follows the fake's clock: a repeated key is refused within
-/// 30 minutes of its first acceptance and accepted (mailed again) after.
+/// the window of its first acceptance and accepted (mailed again) after.
 #[test]
-fn a_repeated_idempotency_key_is_refused_for_30_minutes_of_the_fakes_clock() {
+fn a_repeated_idempotency_key_is_refused_for_the_window_of_the_fakes_clock() {
     let fake = FakeBrevo::start("k", 10.0);
     let send = || {
         let body = json!({"templateId": 1, "to": [{"email": "a@example.org"}],
@@ -749,4 +886,188 @@ fn the_credits_reset_daily_at_the_chosen_time() {
     assert_eq!(send(5), 201, "at the reset");
     let s = fake.state();
     assert_eq!((s.credits, s.refused_no_credits), (1.0, 2));
+}
+
+/// A client for the fake's own tests: every status is an answer, not an error.
+fn agent() -> ureq::Agent {
+    ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    )
+}
+
+/// `GET path` or `POST path body` with key `k`: the status and the JSON answer.
+fn call(fake: &FakeBrevo, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let url = format!("{}{path}", fake.url);
+    let resp = match body {
+        Some(b) => agent()
+            .post(&url)
+            .header("api-key", "k")
+            .header("content-type", "application/json")
+            .send(b.to_string()),
+        None => agent().get(&url).header("api-key", "k").call(),
+    };
+    let mut resp = resp.expect("the fake answers");
+    let text = resp.body_mut().read_to_string().expect("a body");
+    let value = serde_json::from_str(&text).expect("a JSON answer");
+    (resp.status().as_u16(), value)
+}
+
+fn assert_fits_brevo(name: &str, value: &Value) {
+    let v = schema::violations(&brevo_schema(name), value);
+    assert!(
+        v.is_empty(),
+        "not a {name} as Brevo defines it: {v:?} in {value}"
+    );
+}
+
+/// Every answer the fake gives, checked against Brevo's definition: the account, an
+/// accepted send, the refusals (400 of each kind, 401, 402), and the log's pages.
+#[test]
+fn the_fakes_answers_fit_brevos_definition() {
+    let fake = FakeBrevo::start("k", 1.0);
+    fake.set_now(1_796_166_000);
+    fake.state().missing_templates.insert(77);
+    let (status, account) = call(&fake, "/account", None);
+    assert_eq!(status, 200);
+    assert_fits_brevo("account-answer", &account);
+    let mail = |to: &str, template: u32| {
+        json!({"templateId": template, "to": [{"email": to, "name": "Ana"}],
+               "params": {"A": 1}, "headers": {"idempotencyKey": to, "Idempotency-Key": to},
+               "tags": ["acaso-mail", to]})
+    };
+    let (status, sent) = call(&fake, "/smtp/email", Some(&mail("a@example.org", 3)));
+    assert_eq!(status, 201);
+    assert_fits_brevo("send-answer", &sent);
+    for (body, want) in [
+        (mail("a@example.org", 3), 400),  // a repeated key
+        (mail("not-an-address", 3), 400), // an invalid address
+        (mail("b@example.org", 77), 400), // an unknown template
+        (mail("c@example.org", 3), 402),  // no credits left
+    ] {
+        let (status, answer) = call(&fake, "/smtp/email", Some(&body));
+        assert_eq!(status, want, "{answer}");
+        assert_fits_brevo("error", &answer);
+    }
+    let (status, answer) = call(&fake, "/smtp/emails?email=nobody%40example.org", None);
+    assert_eq!(status, 200);
+    assert_fits_brevo("log-answer", &answer);
+    let (status, answer) = call(&fake, "/smtp/emails?templateId=3", None);
+    assert_eq!((status, answer["count"].as_u64()), (200, Some(1)));
+    assert_fits_brevo("log-answer", &answer);
+    let wrong = agent()
+        .get(format!("{}/account", fake.url))
+        .header("api-key", "wrong")
+        .call()
+        .expect("the fake answers");
+    assert_eq!(wrong.status().as_u16(), 401);
+    assert!(fake.take_violations().is_empty());
+}
+
+/// What Brevo refuses, the fake refuses, and a request that breaks the definition is
+/// recorded as such (it would fail the test that made it).
+#[test]
+fn the_fake_refuses_what_brevos_definition_does_not_allow() {
+    let fake = FakeBrevo::start("k", 5.0);
+    let base = json!({"templateId": 3, "to": [{"email": "a@example.org"}]});
+    let with = |k: &str, v: Value| {
+        let mut b = base.clone();
+        b[k] = v;
+        b
+    };
+    let (status, answer) = call(&fake, "/smtp/email", Some(&with("params", json!({}))));
+    assert_eq!(
+        (status, answer["message"].as_str()),
+        (400, Some("params is blank"))
+    );
+    assert_eq!(fake.take_violations().len(), 1);
+    for bad in [
+        with("cc", json!([])),
+        with("headers", json!({"idempotencyKey": 7})),
+        with("tempalteId", json!(3)),
+        with(
+            "to",
+            json!([{"email": "a@example.org", "name": "x".repeat(71)}]),
+        ),
+        json!({"to": [{"email": "a@example.org"}]}),
+    ] {
+        let (status, _) = call(&fake, "/smtp/email", Some(&bad));
+        assert_eq!(status, 400, "{bad}");
+        assert_eq!(fake.take_violations().len(), 1, "{bad}");
+    }
+    for query in [
+        "",
+        "?startDate=2026-11-01",
+        "?email=a%40example.org&startDate=2026-11-01&endDate=2026-12-15",
+        "?email=a%40example.org&limit=1001",
+        "?email=a%40example.org&sort=newest",
+        "?email=a%40example.org&days=3",
+    ] {
+        let (status, _) = call(&fake, &format!("/smtp/emails{query}"), None);
+        assert_eq!(status, 400, "{query}");
+        assert_eq!(fake.take_violations().len(), 1, "{query}");
+    }
+    assert!(fake.accepted().is_empty());
+}
+
+/// The log as Brevo documents it: newest first unless `sort=asc`, `limit` and `offset`
+/// page it, `count` is every match, dates filter by day (the past 30 days by default),
+/// and `tags` is left out for a mail sent without tags.
+#[test]
+fn the_log_pages_sorts_and_filters_as_documented() {
+    let fake = FakeBrevo::start("k", 50.0);
+    let day = 86_400;
+    let t0 = 1_796_166_000; // 2026-12-01T23:00:00Z
+    for i in 0..7i64 {
+        fake.set_now(t0 + i * day);
+        let mut body = json!({"templateId": 3, "to": [{"email": "a@example.org"}]});
+        if i != 6 {
+            body["tags"] = json!([format!("t{i}")]);
+        }
+        assert_eq!(call(&fake, "/smtp/email", Some(&body)).0, 201);
+    }
+    let tags = |q: &str| -> (u64, Vec<String>) {
+        let (status, v) = call(
+            &fake,
+            &format!("/smtp/emails?email=a%40example.org{q}"),
+            None,
+        );
+        assert_eq!(status, 200, "{q}: {v}");
+        assert_fits_brevo("log-answer", &v);
+        let list = v["transactionalEmails"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let names = list
+            .iter()
+            .map(|e| {
+                e.get("tags")
+                    .map_or("-".into(), |t| t[0].as_str().unwrap_or("?").into())
+            })
+            .collect();
+        (v["count"].as_u64().unwrap_or(0), names)
+    };
+    assert_eq!(
+        tags("&limit=3"),
+        (7, vec!["-".into(), "t5".into(), "t4".into()])
+    );
+    assert_eq!(
+        tags("&limit=3&offset=3"),
+        (7, vec!["t3".into(), "t2".into(), "t1".into()])
+    );
+    assert_eq!(tags("&limit=3&offset=6"), (7, vec!["t0".into()]));
+    assert_eq!(
+        tags("&limit=2&sort=asc"),
+        (7, vec!["t0".into(), "t1".into()])
+    );
+    // Days 2026-12-03..2026-12-04 UTC hold t2 and t3 (one a day at 23:00Z from 12-01).
+    assert_eq!(
+        tags("&startDate=2026-12-03&endDate=2026-12-04"),
+        (2, vec!["t3".into(), "t2".into()])
+    );
+    // With no dates, the past 30 days: 40 days later, nothing.
+    fake.set_now(t0 + 40 * day);
+    assert_eq!(tags(""), (0, vec![]));
+    assert!(fake.take_violations().is_empty());
 }

@@ -1,7 +1,12 @@
-//! A small JSON Schema checker for the subset our output schemas use: `type` (one or a
-//! list), `properties`, `required`, `items`, `additionalProperties` (a schema), `enum`,
-//! `const`, `minimum`, `anyOf`/`oneOf`, and `$ref` into `$defs`. Enough to hold every
-//! `--json` output to its checked-in (generated) schema.
+//! A small JSON Schema checker for the subset our schemas use: `type` (one or a list),
+//! `properties`, `required`, `dependentRequired`, `items`, `additionalProperties` (a
+//! schema or `false`), `enum`, `const`, `minimum`, `maximum`, `minLength`/`maxLength`,
+//! `minItems`/`maxItems`, `minProperties`, `format: date`, `allOf`/`anyOf`/`oneOf`, and
+//! `$ref` into `$defs`. Enough to hold every `--json` output to its checked-in
+//! (generated) schema, and the fake Brevo's requests and answers to Brevo's definition
+//! (`tests/fixtures/brevo/`). Other keywords (`format: email`, `default`, ...) are
+//! notes for the reader and not checked; so is `patternProperties` (no regex here),
+//! which turns off `additionalProperties: false`.
 
 use serde_json::Value;
 
@@ -32,6 +37,11 @@ fn check(root: &Value, schema: &Value, value: &Value, path: &str, out: &mut Vec<
         {
             Some(target) => check(root, target, value, path, out),
             None => out.push(format!("{path}: unresolvable $ref {r}")),
+        }
+    }
+    if let Some(Value::Array(all)) = schema.get("allOf") {
+        for o in all {
+            check(root, o, value, path, out);
         }
     }
     for key in ["anyOf", "oneOf"] {
@@ -81,7 +91,22 @@ fn check(root: &Value, schema: &Value, value: &Value, path: &str, out: &mut Vec<
     {
         out.push(format!("{path}: {n} < {min}"));
     }
+    bounds(schema, value, path, out);
     if let Value::Object(obj) = value {
+        if let Some(Value::Object(deps)) = schema.get("dependentRequired") {
+            for (k, needs) in deps.iter().filter(|(k, _)| obj.contains_key(*k)) {
+                for n in needs
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                {
+                    if !obj.contains_key(n) {
+                        out.push(format!("{path}: {k:?} without {n:?}"));
+                    }
+                }
+            }
+        }
         if let Some(Value::Array(req)) = schema.get("required") {
             for r in req.iter().filter_map(Value::as_str) {
                 if !obj.contains_key(r) {
@@ -93,13 +118,16 @@ fn check(root: &Value, schema: &Value, value: &Value, path: &str, out: &mut Vec<
         for (k, v) in obj {
             match props.and_then(|p| p.get(k)) {
                 Some(s) => check(root, s, v, &format!("{path}.{k}"), out),
-                None => {
-                    if let Some(extra) =
-                        schema.get("additionalProperties").filter(|e| e.is_object())
-                    {
+                None => match schema.get("additionalProperties") {
+                    Some(extra @ Value::Object(_)) => {
                         check(root, extra, v, &format!("{path}.{k}"), out);
                     }
-                }
+                    // `patternProperties` (not checked: no regex here) may allow it.
+                    Some(Value::Bool(false)) if schema.get("patternProperties").is_none() => {
+                        out.push(format!("{path}: unknown field {k:?}"));
+                    }
+                    _ => {}
+                },
             }
         }
     }
@@ -107,6 +135,36 @@ fn check(root: &Value, schema: &Value, value: &Value, path: &str, out: &mut Vec<
         for (i, v) in items.iter().enumerate() {
             check(root, s, v, &format!("{path}[{i}]"), out);
         }
+    }
+}
+
+/// The size and range keywords: `maximum`, `minLength`/`maxLength` (in characters),
+/// `minItems`/`maxItems`, `minProperties`, and `format: date` (`YYYY-MM-DD`).
+fn bounds(schema: &Value, value: &Value, path: &str, out: &mut Vec<String>) {
+    let limit = |k: &str| schema.get(k).and_then(Value::as_u64);
+    if let (Some(max), Some(n)) = (
+        schema.get("maximum").and_then(Value::as_f64),
+        value.as_f64(),
+    ) && n > max
+    {
+        out.push(format!("{path}: {n} > {max}"));
+    }
+    let size = match value {
+        Value::String(s) => Some((s.chars().count(), "minLength", "maxLength")),
+        Value::Array(a) => Some((a.len(), "minItems", "maxItems")),
+        Value::Object(o) => Some((o.len(), "minProperties", "maxProperties")),
+        _ => None,
+    };
+    if let Some((n, min_key, max_key)) = size {
+        let n = n as u64;
+        if limit(min_key).is_some_and(|m| n < m) || limit(max_key).is_some_and(|m| n > m) {
+            out.push(format!("{path}: size {n} outside {min_key}/{max_key}"));
+        }
+    }
+    if let (Some("date"), Some(s)) = (schema.get("format").and_then(Value::as_str), value.as_str())
+        && (s.len() != 10 || chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_err())
+    {
+        out.push(format!("{path}: {s:?} is not a YYYY-MM-DD date"));
     }
 }
 
@@ -153,4 +211,26 @@ fn the_checker_catches_what_it_must() {
         violations(&with_refs, &serde_json::json!({"f": {}})).len(),
         1
     );
+    let strict = serde_json::json!({"type": "object", "additionalProperties": false,
+        "allOf": [{"anyOf": [{"required": ["a"]}, {"required": ["b"]}]}],
+        "dependentRequired": {"s": ["e"]},
+        "properties": {"a": {"type": "string", "maxLength": 2}, "b": {"type": "integer", "maximum": 9},
+            "p": {"type": "object", "minProperties": 1}, "l": {"type": "array", "minItems": 1},
+            "s": {"type": "string", "format": "date"}, "e": {"type": "string"}}});
+    let ok =
+        serde_json::json!({"a": "xy", "b": 9, "p": {"k": 1}, "l": [1], "s": "2026-11-28", "e": ""});
+    assert!(
+        violations(&strict, &ok).is_empty(),
+        "{:?}",
+        violations(&strict, &ok)
+    );
+    let bad = serde_json::json!({"a": "xyz", "b": 10, "p": {}, "l": [], "s": "2026-11-31", "z": 1});
+    // a too long, b too big, p empty, l empty, s no date, s without e, z unknown.
+    assert_eq!(
+        violations(&strict, &bad).len(),
+        7,
+        "{:?}",
+        violations(&strict, &bad)
+    );
+    assert_eq!(violations(&strict, &serde_json::json!({})).len(), 1);
 }

@@ -117,7 +117,7 @@ fn request(template: u32, params: Option<Value>, to: &str, key: &str) -> Value {
     let mut r = json!({
         "templateId": template,
         "to": [{"email": to}],
-        "headers": {"idempotencyKey": key},
+        "headers": mail::key_headers(key),
         "tags": ["acaso-mail-doctor", key],
     });
     if let (Some(p), Some(o)) = (params.filter(|p| !p.is_null()), r.as_object_mut()) {
