@@ -3,7 +3,11 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
+
+mod refusal;
+use refusal::whole;
+pub use refusal::{all_args, explain};
 
 use crate::config::{ColorWhen, Settings};
 use crate::error::EXIT_CODES_HELP;
@@ -106,7 +110,7 @@ pub struct GlobalArgs {
     pub now: Option<String>,
 
     /// Where the sent-mail journal and the run lock live [default: $XDG_STATE_HOME/acaso-mail]
-    #[arg(long, global = true, env = "ACASO_MAIL_STATE_DIR", value_name = "DIR")]
+    #[arg(long, global = true, env = "ACASO_MAIL_STATE_DIR", value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub state_dir: Option<PathBuf>,
 
     /// Print exactly one JSON document on stdout, nothing else
@@ -123,18 +127,18 @@ pub struct GlobalArgs {
 
     /// Seconds to wait for another run's lock before giving up (exit 6)
     #[arg(long, global = true, env = "ACASO_MAIL_LOCK_WAIT", default_value_t = 30, value_name = "SECONDS",
-          value_parser = clap::value_parser!(u64).range(0..=86_400))]
+          value_parser = whole::<u64>(0, 86_400, "a number of seconds"))]
     pub lock_wait: u64,
 
     /// Seconds to wait for RabbitMQ or Brevo to connect or answer
     #[arg(long, global = true, env = "ACASO_MAIL_TIMEOUT", default_value_t = 10, value_name = "SECONDS",
-          value_parser = clap::value_parser!(u64).range(1..=600))]
+          value_parser = whole::<u64>(1, 600, "a number of seconds"))]
     pub timeout: u64,
 
     /// At most this many mails read from the head of the queue to count urgency bands
     /// (stats, the pushed band gauges, dry runs); the bands beyond are reported as partial
     #[arg(long, global = true, env = "ACASO_MAIL_SCAN", default_value_t = crate::config::DEFAULT_SCAN, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..=65_535))]
+          value_parser = whole::<u32>(1, 65_535, "a number of mails"))]
     pub scan: u32,
 
     /// When Brevo's daily credits reset: HH:MM in --tz, or followed by a zone ("00:00 UTC"),
@@ -183,15 +187,15 @@ impl GlobalArgs {
 #[derive(Debug, Default, Args)]
 pub struct SecurityArgs {
     /// File holding the Brevo API key [env: SENDINBLUE_API_KEY_FILE, BREVO_API_KEY_FILE]
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", value_hint = ValueHint::FilePath)]
     pub api_key_file: Option<PathBuf>,
 
     /// File holding the RabbitMQ URL, password included [env: QUEUE_SERVICE_URL_FILE]
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", value_hint = ValueHint::FilePath)]
     pub amqp_url_file: Option<PathBuf>,
 
     /// PEM file of the CA(s) that signed RabbitMQ's certificate, for amqps:// with a private CA
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", value_hint = ValueHint::FilePath)]
     #[arg(env = "ACASO_MAIL_AMQP_CA_FILE")]
     pub amqp_ca_file: Option<PathBuf>,
 
@@ -200,11 +204,11 @@ pub struct SecurityArgs {
     pub pushgateway_user: Option<String>,
 
     /// File holding the Pushgateway password [env: PUSHGATEWAY_PASSWORD_FILE]
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", value_hint = ValueHint::FilePath)]
     pub pushgateway_password_file: Option<PathBuf>,
 
     /// PEM file of the CA(s) that signed the Pushgateway's certificate (https://)
-    #[arg(long, global = true, env = "PUSHGATEWAY_CA_FILE", value_name = "PATH")]
+    #[arg(long, global = true, env = "PUSHGATEWAY_CA_FILE", value_name = "PATH", value_hint = ValueHint::FilePath)]
     pub pushgateway_ca_file: Option<PathBuf>,
 }
 
@@ -227,7 +231,18 @@ impl SecurityArgs {
 /// read `NAME=`, as if set but empty; a set one may be a secret).
 pub fn command() -> clap::Command {
     fn hide_values(c: clap::Command) -> clap::Command {
-        let c = c.mut_args(|a| a.hide_env_values(true));
+        let c = c.mut_args(|a| {
+            // A value that is not a path: no shell may offer file names for it.
+            let free = a.get_action().takes_values()
+                && a.get_value_hint() == ValueHint::Unknown
+                && a.get_possible_values().is_empty();
+            let a = a.hide_env_values(true);
+            if free {
+                a.value_hint(ValueHint::Other)
+            } else {
+                a
+            }
+        });
         let subs: Vec<String> = c
             .get_subcommands()
             .map(|s| s.get_name().to_string())
@@ -299,7 +314,7 @@ pub enum DeadLettersAction {
     List {
         /// At most this many
         #[arg(short = 'n', long = "count", default_value_t = 100, value_name = "N",
-              value_parser = clap::value_parser!(u32).range(1..=100_000))]
+              value_parser = whole::<u32>(1, 100_000, "a number of mails"))]
         count: u32,
     },
     /// Put the selected ones back in the main queue, body and properties unchanged
@@ -319,10 +334,12 @@ pub struct Selection {
     #[arg(long)]
     pub all: bool,
     /// These positions, as `dead-letters list` numbers them (comma-separated)
-    #[arg(long, value_delimiter = ',', value_name = "N,...")]
+    #[arg(long, value_delimiter = ',', value_name = "N,...",
+          value_parser = whole::<u32>(1, u64::from(u32::MAX), "a position in dead-letters list"))]
     pub index: Vec<u32>,
-    /// Those parked for this reason (expired, malformed, brevo_rejected, retries_exhausted, ...)
-    #[arg(long, value_name = "REASON")]
+    /// Those parked for this reason
+    #[arg(long, value_name = "REASON",
+          value_parser = clap::builder::PossibleValuesParser::new(crate::mailbox::topology::PARK_REASONS))]
     pub reason: Option<String>,
 }
 
@@ -334,11 +351,11 @@ pub struct Selection {
 pub struct PublishArgs {
     /// Publish N mock jobs like the Acaso producer's (templates 7, 9, 10, 11, 16, mentoring 0-10 days ahead)
     #[arg(short = 'n', long = "count", value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+          value_parser = whole::<u32>(1, 10_000_000, "a number of mails"))]
     pub count: Option<u32>,
 
     /// Publish the JSON Lines of PATH (- for stdin), legacy or generic format; all or nothing
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", value_hint = ValueHint::FilePath)]
     pub file: Option<PathBuf>,
 
     /// Recipient address of the mock jobs
@@ -356,12 +373,12 @@ pub struct PublishArgs {
 pub struct DrainArgs {
     /// How many sends may be in flight to Brevo at once (dispatched in urgency order)
     #[arg(long, env = "ACASO_MAIL_CONCURRENCY", default_value_t = 32, value_name = "N",
-          value_parser = clap::value_parser!(u16).range(1..=256))]
+          value_parser = whole::<u16>(1, 256, "a number of sends"))]
     pub concurrency: u16,
 
     /// Failed attempts (network, 5xx, 429) before a mail is parked
     #[arg(long, env = "ACASO_MAIL_MAX_ATTEMPTS", default_value_t = 5, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..=100))]
+          value_parser = whole::<u32>(1, 100, "a number of attempts"))]
     pub max_attempts: u32,
 
     /// Show what would be sent or set aside, in order, and touch nothing
@@ -385,7 +402,8 @@ pub struct DrainHourlyArgs {
         long,
         env = "ACASO_MAIL_RESERVE",
         default_value_t = 30,
-        value_name = "N"
+        value_name = "N",
+        value_parser = whole::<u32>(0, u64::from(u32::MAX), "a number of credits")
     )]
     pub reserve: u32,
 
@@ -402,7 +420,7 @@ pub struct DrainHourlyArgs {
 pub struct PeekArgs {
     /// How many mails to show
     #[arg(short = 'n', long = "count", default_value_t = 10, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+          value_parser = whole::<u32>(1, 100_000, "a number of mails"))]
     pub count: u32,
 }
 
