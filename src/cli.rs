@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
 
+#[cfg(test)]
+mod docs_tests;
 mod refusal;
 use refusal::whole;
 pub use refusal::{all_args, explain};
@@ -15,7 +17,8 @@ use crate::secrets::SecuritySettings;
 
 /// Every variable acaso-mail reads, as the end of `--help` and the man page list them.
 const ENVIRONMENT_HELP: &str = "Environment (a flag wins over its variable):
-  QUEUE_SERVICE_URL, RABBITMQ_URL      --amqp-url (QUEUE_SERVICE_URL_FILE: from a file)
+  QUEUE_SERVICE_URL, RABBITMQ_URL      --amqp-url (QUEUE_SERVICE_URL_FILE, RABBITMQ_URL_FILE:
+                                       from a file)
   ACASO_MAIL_QUEUE                     --queue
   SENDINBLUE_URL, BREVO_URL            --brevo-url
   SENDINBLUE_API_KEY, BREVO_API_KEY    --api-key (SENDINBLUE_API_KEY_FILE, BREVO_API_KEY_FILE: from a file)

@@ -15,7 +15,7 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_INPUT: u8 = 3;
 /// RabbitMQ or Brevo could not be reached or stopped answering; mails stay queued.
 pub const EXIT_UNAVAILABLE: u8 = 4;
-/// Brevo refused the API key (401); nothing was sent or acked.
+/// Brevo refused the API key (401 or 403); nothing was sent or acked.
 pub const EXIT_CREDENTIALS: u8 = 5;
 /// Another run holds the state-directory lock; this one did nothing.
 pub const EXIT_LOCKED: u8 = 6;
@@ -33,7 +33,7 @@ Exit status:
        (peek and dead-letters never create one)
   3    invalid input: a publish file with a bad line (nothing was published)
   4    RabbitMQ or Brevo unreachable or failing; unsent mails stay queued
-  5    Brevo refused the API key (401); nothing was sent
+  5    Brevo refused the API key (401 or 403); nothing was sent
   6    another acaso-mail run holds the lock in the state directory
   130  interrupted by SIGINT; in-flight mails finished or returned to the queue
   143  interrupted by SIGTERM; same as 130";
