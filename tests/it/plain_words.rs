@@ -2,6 +2,7 @@
 //! an unreachable Brevo, something other than RabbitMQ or a Pushgateway on their ports
 //! (issue 21, items 6 and 11).
 
+use std::io::{Read, Write};
 use std::net::TcpListener;
 
 use crate::it::publish::NOW;
@@ -78,5 +79,90 @@ fn an_unreachable_brevo_says_what_to_check() {
     );
     for hint in ["SENDINBLUE_URL", "network"] {
         assert!(err.contains(hint), "no {hint:?} in: {err}");
+    }
+}
+
+/// A server on a free port of 127.0.0.1 that answers every connection with `answer`
+/// (after reading what the client sent first) and keeps it open, or never answers when
+/// `answer` is empty: something that is not what the client expects. Its thread ends
+/// with the test process.
+fn impostor(answer: &'static [u8]) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for mut conn in listener.incoming().flatten() {
+            if !answer.is_empty() {
+                let mut first = [0u8; 64];
+                let _ = conn.read(&mut first);
+                let _ = conn.write_all(answer);
+            }
+            held.push(conn);
+        }
+    });
+    port
+}
+
+const HTTP_ANSWER: &[u8] =
+    b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\nBad Request";
+
+#[test]
+fn an_http_server_on_the_amqp_port_is_named_as_not_rabbitmq() {
+    let w = World::new("not-amqp", 300.0);
+    for (answer, said) in [
+        (HTTP_ANSWER, "but it does not speak AMQP 0-9-1"),
+        (
+            &b""[..],
+            "accepted the connection but sent no AMQP answer within 2s",
+        ),
+    ] {
+        let port = impostor(answer);
+        let out = w
+            .cmd()
+            .env(
+                "QUEUE_SERVICE_URL",
+                format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
+            )
+            .env("ACASO_MAIL_TIMEOUT", "2")
+            .arg("stats")
+            .output()
+            .expect("run");
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{err}");
+        assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+        assert!(err.contains(said), "{err}");
+        assert!(
+            err.contains("5672 for amqp://"),
+            "no port to check in: {err}"
+        );
+        assert!(!err.contains("Parsing Error"), "{err}");
+    }
+}
+
+#[test]
+fn a_pushgateway_url_that_is_not_a_pushgateway_is_named_as_such() {
+    let w = World::new("not-pushgateway", 300.0);
+    w.declare_queues();
+    for (answer, said) in [
+        // What RabbitMQ answers a client that does not speak AMQP.
+        (&b"AMQP\x00\x00\x09\x01"[..], "but not in HTTP"),
+        (&b""[..], "no HTTP answer from 127.0.0.1:"),
+    ] {
+        let port = impostor(answer);
+        let out = w
+            .cmd()
+            .env("PUSHGATEWAY_URL", format!("http://127.0.0.1:{port}"))
+            .env("ACASO_MAIL_TIMEOUT", "2")
+            .arg("stats")
+            .output()
+            .expect("run");
+        let err = text(&out.stderr);
+        // A push that fails only warns: the run's own outcome stands.
+        assert_eq!(out.status.code(), Some(0), "{err}");
+        assert!(
+            err.contains("metrics not pushed") && err.contains(said),
+            "{err}"
+        );
+        assert!(err.contains("PUSHGATEWAY_URL names a Pushgateway"), "{err}");
     }
 }
