@@ -23,6 +23,9 @@ fn expected() -> Vec<(PathBuf, Vec<u8>)> {
         if shell == Shell::Bash {
             buf = fix_bash(buf);
         }
+        if shell == Shell::Fish {
+            buf = fix_fish(buf);
+        }
         out.push((root.join("completions").join(file), buf));
     }
     let mut buf = Vec::new();
@@ -72,6 +75,27 @@ fn fix_bash(script: Vec<u8>) -> Vec<u8> {
         .expect("bash completion is UTF-8")
         .replace("acaso__subcmd__mail", "acaso__mail")
         .into_bytes()
+}
+
+/// clap_complete's fish script decides whether a subcommand was typed by parsing the
+/// words so far with `argparse`, which fails when the last word is a global option still
+/// waiting for its value (`acaso-mail --color `): no completion applies and fish offers
+/// file names. The words are parsed again without that last one.
+fn fix_fish(script: Vec<u8>) -> Vec<u8> {
+    let parse = "    argparse -s (__fish_acaso_mail_global_optspecs) -- $cmd 2>/dev/null\n";
+    let text = String::from_utf8(script).expect("fish completion is UTF-8");
+    assert!(
+        text.contains(parse),
+        "clap_complete's fish script changed: review fix_fish"
+    );
+    text.replacen(
+        parse,
+        &format!(
+            "{parse}    # The last word may be an option waiting for its value: parse without it.\n    or argparse -s (__fish_acaso_mail_global_optspecs) -- $cmd[1..-2] 2>/dev/null\n"
+        ),
+        1,
+    )
+    .into_bytes()
 }
 
 #[test]
