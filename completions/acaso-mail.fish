@@ -59,8 +59,8 @@ complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -f -a "peek" -d 'Sho
 complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -f -a "stats" -d 'Queue depths, urgency breakdown, credits'
 complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -f -a "reprioritize" -d 'Re-publish every queued mail with today\'s urgency (run daily, after midnight)'
 complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -f -a "dead-letters" -d 'List parked mails with their reasons; replay them to the queue, or purge them'
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -s n -l count -d 'Publish N mock jobs like the Acaso producer\'s (templates 7, 9, 10, 11, 16, mentoring 0-10 days ahead)' -r -f
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l file -d 'Publish the JSON Lines of PATH (- for stdin), legacy or generic format; all or nothing' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -s n -l count -d 'Publish N mock jobs like the Acaso producer\'s' -r -f
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l file -d 'Publish the JSON Lines of PATH (- for stdin); all or nothing' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l to -d 'Recipient address of the mock jobs' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l amqp-url -d 'RabbitMQ URL (amqp:// or amqps://); its password is never printed [default: amqp://guest:guest@127.0.0.1:5672/%2f]' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l queue -d 'The mail queue; retry and parking queues are named after it [default: acaso.mail]' -r -f
@@ -86,9 +86,9 @@ complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l pushga
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l json -d 'Print exactly one JSON document on stdout, nothing else'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -s q -l quiet -d 'No summary on success (errors still go to stderr): for cron'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l limit -d 'At most N mails this run; "auto" spreads the credits over the hourly runs left before Brevo\'s credits reset, keeping --reserve back; "unlimited" sends all the credits allow (paid plans) [env: SENDINBLUE_MAILS_PER_HOUR] [default: 12]' -r -f
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l reserve -d 'Credits --limit auto keeps back for urgent mail that may still arrive today' -r -f
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l concurrency -d 'How many sends may be in flight to Brevo at once (dispatched in urgency order)' -r -f
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l limit -d 'At most N mails this run, or auto, or unlimited [default: 12]' -r -f
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l reserve -d 'Credits --limit auto keeps back for urgent mail' -r -f
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l concurrency -d 'Sends in flight to Brevo at once' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l max-attempts -d 'Failed attempts (network, 5xx, 429) before a mail is parked' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l amqp-url -d 'RabbitMQ URL (amqp:// or amqps://); its password is never printed [default: amqp://guest:guest@127.0.0.1:5672/%2f]' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l queue -d 'The mail queue; retry and parking queues are named after it [default: acaso.mail]' -r -f
@@ -111,12 +111,12 @@ complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l a
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l pushgateway-user -d 'User for the Pushgateway\'s basic auth (password: PUSHGATEWAY_PASSWORD or a file)' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l pushgateway-password-file -d 'File holding the Pushgateway password [env: PUSHGATEWAY_PASSWORD_FILE]' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l pushgateway-ca-file -d 'PEM file of the CA(s) that signed the Pushgateway\'s certificate (https://)' -r -F
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l strict-limit -d 'Stop at --limit even for mails due today (by default those go out while credits last)'
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l strict-limit -d 'Stop at --limit even for mails due today'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l dry-run -d 'Show what would be sent or set aside, in order, and touch nothing'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l json -d 'Print exactly one JSON document on stdout, nothing else'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -s q -l quiet -d 'No summary on success (errors still go to stderr): for cron'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l concurrency -d 'How many sends may be in flight to Brevo at once (dispatched in urgency order)' -r -f
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l concurrency -d 'Sends in flight to Brevo at once' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l max-attempts -d 'Failed attempts (network, 5xx, 429) before a mail is parked' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l amqp-url -d 'RabbitMQ URL (amqp:// or amqps://); its password is never printed [default: amqp://guest:guest@127.0.0.1:5672/%2f]' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l queue -d 'The mail queue; retry and parking queues are named after it [default: acaso.mail]' -r -f

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
 
 #[cfg(test)]
 mod docs_tests;
+mod help;
 mod refusal;
 use refusal::whole;
 pub use refusal::{all_args, explain};
@@ -16,7 +17,7 @@ use crate::error::EXIT_CODES_HELP;
 use crate::secrets::SecuritySettings;
 
 /// Every variable acaso-mail reads, as the end of `--help` and the man page list them.
-const ENVIRONMENT_HELP: &str = "Environment (a flag wins over its variable):
+pub const ENVIRONMENT_HELP: &str = "Environment (a flag wins over its variable):
   QUEUE_SERVICE_URL, RABBITMQ_URL      --amqp-url (QUEUE_SERVICE_URL_FILE, RABBITMQ_URL_FILE:
                                        from a file)
   ACASO_MAIL_QUEUE                     --queue
@@ -44,7 +45,7 @@ const ENVIRONMENT_HELP: &str = "Environment (a flag wins over its variable):
   NO_COLOR, TERM=dumb                  no colour with --color auto";
 
 /// The end of `--help` and of the man page: the variables, then the exit codes.
-fn after_help() -> String {
+pub fn after_help() -> String {
     format!("{ENVIRONMENT_HELP}\n\n{EXIT_CODES_HELP}")
 }
 
@@ -233,32 +234,21 @@ impl SecurityArgs {
 /// the clap definition with every variable's value hidden in --help (an unset one would
 /// read `NAME=`, as if set but empty; a set one may be a secret).
 pub fn command() -> clap::Command {
-    fn hide_values(c: clap::Command) -> clap::Command {
-        let c = c.mut_args(|a| {
-            // A value that is not a path: no shell may offer file names for it.
-            let free = a.get_action().takes_values()
-                && a.get_value_hint() == ValueHint::Unknown
-                && a.get_possible_values().is_empty();
-            let a = a.hide_env_values(true);
-            if free {
-                a.value_hint(ValueHint::Other)
-            } else {
-                a
-            }
-        });
-        let subs: Vec<String> = c
-            .get_subcommands()
-            .map(|s| s.get_name().to_string())
-            .collect();
-        subs.iter()
-            .fold(c, |c, name| c.mut_subcommand(name, hide_values))
-    }
-    hide_values(<Cli as clap::CommandFactory>::command())
+    help::shape(<Cli as clap::CommandFactory>::command())
 }
 
-/// Parses the process's arguments with [`command`].
+/// Parses the process's arguments with [`command`] (for `-h`, its one-line-per-option form).
 pub fn parse() -> Result<Cli, clap::Error> {
-    let matches = command().try_get_matches()?;
+    let short = std::env::args()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "-h");
+    let cmd = if short {
+        help::short(command())
+    } else {
+        command()
+    };
+    let matches = cmd.try_get_matches()?;
     <Cli as clap::FromArgMatches>::from_arg_matches(&matches)
 }
 
@@ -352,12 +342,17 @@ pub struct Selection {
 #[command(override_usage = "acaso-mail publish [OPTIONS] <-n N | --file PATH>")]
 #[command(group = clap::ArgGroup::new("source").required(true).args(["count", "file"]))]
 pub struct PublishArgs {
-    /// Publish N mock jobs like the Acaso producer's (templates 7, 9, 10, 11, 16, mentoring 0-10 days ahead)
+    /// Publish N mock jobs like the Acaso producer's
+    ///
+    /// Templates 7, 9, 10, 11 and 16, mentoring 0-10 days ahead.
     #[arg(short = 'n', long = "count", value_name = "N",
           value_parser = whole::<u32>(1, 10_000_000, "a number of mails"))]
     pub count: Option<u32>,
 
-    /// Publish the JSON Lines of PATH (- for stdin), legacy or generic format; all or nothing
+    /// Publish the JSON Lines of PATH (- for stdin); all or nothing
+    ///
+    /// Each line a job in the legacy or the generic format; one bad line and nothing is
+    /// published.
     #[arg(long, value_name = "PATH", value_hint = ValueHint::FilePath)]
     pub file: Option<PathBuf>,
 
@@ -374,7 +369,9 @@ pub struct PublishArgs {
 /// Options shared by both drains.
 #[derive(Debug, Args)]
 pub struct DrainArgs {
-    /// How many sends may be in flight to Brevo at once (dispatched in urgency order)
+    /// Sends in flight to Brevo at once
+    ///
+    /// How many sends may be in flight to Brevo at once (dispatched in urgency order).
     #[arg(long, env = "ACASO_MAIL_CONCURRENCY", default_value_t = 32, value_name = "N",
           value_parser = whole::<u16>(1, 256, "a number of sends"))]
     pub concurrency: u16,
@@ -392,6 +389,8 @@ pub struct DrainArgs {
 /// `drain-hourly` arguments.
 #[derive(Debug, Args)]
 pub struct DrainHourlyArgs {
+    /// At most N mails this run, or auto, or unlimited [default: 12]
+    ///
     /// At most N mails this run; "auto" spreads the credits over the hourly runs left before
     /// Brevo's credits reset, keeping --reserve back; "unlimited" sends all the credits allow (paid plans)
     /// [env: SENDINBLUE_MAILS_PER_HOUR] [default: 12]
@@ -400,7 +399,9 @@ pub struct DrainHourlyArgs {
     #[arg(long, value_name = "N|auto|unlimited")]
     pub limit: Option<crate::drain::Limit>,
 
-    /// Credits --limit auto keeps back for urgent mail that may still arrive today
+    /// Credits --limit auto keeps back for urgent mail
+    ///
+    /// Credits --limit auto keeps back for urgent mail that may still arrive today.
     #[arg(
         long,
         env = "ACASO_MAIL_RESERVE",
@@ -410,7 +411,9 @@ pub struct DrainHourlyArgs {
     )]
     pub reserve: u32,
 
-    /// Stop at --limit even for mails due today (by default those go out while credits last)
+    /// Stop at --limit even for mails due today
+    ///
+    /// Stop at --limit even for mails due today (by default those go out while credits last).
     #[arg(long)]
     pub strict_limit: bool,
 

@@ -166,3 +166,97 @@ fn a_pushgateway_url_that_is_not_a_pushgateway_is_named_as_such() {
         assert!(err.contains("PUSHGATEWAY_URL names a Pushgateway"), "{err}");
     }
 }
+
+/// Every command, as the words that name it (`["dead-letters", "replay"]`).
+fn command_paths() -> Vec<Vec<String>> {
+    fn walk(c: &clap::Command, path: Vec<String>, out: &mut Vec<Vec<String>>) {
+        for s in c.get_subcommands() {
+            let mut p = path.clone();
+            p.push(s.get_name().to_string());
+            walk(s, p.clone(), out);
+            out.push(p);
+        }
+    }
+    let mut out = vec![Vec::new()];
+    walk(&acaso_mail::cli::command(), Vec::new(), &mut out);
+    out
+}
+
+#[test]
+fn short_help_is_a_commands_own_options_one_line_each_and_long_help_everything() {
+    for path in command_paths() {
+        let short = output_within(bare_cmd().args(&path).arg("-h"), CHILD_TIMEOUT);
+        let short = text(&short.stdout);
+        let lines: Vec<&str> = short.lines().collect();
+        assert!(
+            lines.len() <= 25,
+            "{path:?} -h is {} lines:\n{short}",
+            lines.len()
+        );
+        assert!(
+            lines
+                .last()
+                .is_some_and(|l| l.ends_with("acaso-mail --help")),
+            "{path:?} -h does not end by pointing at the global options:\n{short}"
+        );
+        assert!(
+            !lines
+                .iter()
+                .any(|l| l.trim_start().starts_with("--amqp-url")),
+            "{path:?} -h lists global options:\n{short}"
+        );
+        let options = short
+            .split("\nOptions:\n")
+            .nth(1)
+            .and_then(|s| s.split("\n\n").next())
+            .unwrap_or_else(|| panic!("{path:?} -h has no options:\n{short}"));
+        for line in options.lines() {
+            assert!(
+                line.starts_with("  -") || line.starts_with("      --"),
+                "{path:?} -h: an option over more than one line: {line:?}\n{short}"
+            );
+        }
+        let long = output_within(bare_cmd().args(&path).arg("--help"), CHILD_TIMEOUT);
+        let long = text(&long.stdout);
+        for needle in [
+            "--amqp-url",
+            "[env: ACASO_MAIL_QUEUE]",
+            "Exit status:",
+            "143",
+        ] {
+            assert!(
+                long.contains(needle),
+                "{path:?} --help lacks {needle}:\n{long}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_usage_line_does_not_show_options_set_by_variables_as_required() {
+    let state = tempfile::tempdir().expect("tempdir");
+    for args in [
+        &["dead-letters", "replay"][..],
+        &["publish"],
+        &["dead-letters", "purge"],
+        &[],
+    ] {
+        let out = output_within(
+            bare_cmd()
+                .env("ACASO_MAIL_QUEUE", "acaso.mail")
+                .env("ACASO_MAIL_STATE_DIR", state.path())
+                .env("ACASO_MAIL_TIMEOUT", "5")
+                .args(args),
+            CHILD_TIMEOUT,
+        );
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let usage = err
+            .lines()
+            .find(|l| l.starts_with("Usage: "))
+            .unwrap_or_else(|| panic!("{args:?}: no usage line in {err}"));
+        for shown in ["--queue", "--state-dir", "--timeout"] {
+            assert!(!usage.contains(shown), "{args:?}: {usage}");
+        }
+    }
+}
