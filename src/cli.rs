@@ -239,7 +239,8 @@ pub fn command() -> clap::Command {
 
 /// Parses the process's arguments with [`command`] (for `-h`, its one-line-per-option form).
 pub fn parse() -> Result<Cli, clap::Error> {
-    let short = std::env::args()
+    // args_os: an argument that is not UTF-8 is clap's to refuse, not a panic here.
+    let short = std::env::args_os()
         .skip(1)
         .take_while(|a| a != "--")
         .any(|a| a == "-h");
