@@ -439,6 +439,9 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+        // As parsed: shaped, and in its -h form (clap checks each only when it builds).
+        command().debug_assert();
+        help::short(command()).debug_assert();
     }
 
     #[test]
