@@ -3,15 +3,23 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
+
+#[cfg(test)]
+mod docs_tests;
+mod help;
+mod refusal;
+use refusal::whole;
+pub use refusal::{all_args, explain};
 
 use crate::config::{ColorWhen, Settings};
 use crate::error::EXIT_CODES_HELP;
 use crate::secrets::SecuritySettings;
 
 /// Every variable acaso-mail reads, as the end of `--help` and the man page list them.
-const ENVIRONMENT_HELP: &str = "Environment (a flag wins over its variable):
-  QUEUE_SERVICE_URL, RABBITMQ_URL      --amqp-url (QUEUE_SERVICE_URL_FILE: from a file)
+pub const ENVIRONMENT_HELP: &str = "Environment (a flag wins over its variable):
+  QUEUE_SERVICE_URL, RABBITMQ_URL      --amqp-url (QUEUE_SERVICE_URL_FILE, RABBITMQ_URL_FILE:
+                                       from a file)
   ACASO_MAIL_QUEUE                     --queue
   SENDINBLUE_URL, BREVO_URL            --brevo-url
   SENDINBLUE_API_KEY, BREVO_API_KEY    --api-key (SENDINBLUE_API_KEY_FILE, BREVO_API_KEY_FILE: from a file)
@@ -37,7 +45,7 @@ const ENVIRONMENT_HELP: &str = "Environment (a flag wins over its variable):
   NO_COLOR, TERM=dumb                  no colour with --color auto";
 
 /// The end of `--help` and of the man page: the variables, then the exit codes.
-fn after_help() -> String {
+pub fn after_help() -> String {
     format!("{ENVIRONMENT_HELP}\n\n{EXIT_CODES_HELP}")
 }
 
@@ -106,7 +114,7 @@ pub struct GlobalArgs {
     pub now: Option<String>,
 
     /// Where the sent-mail journal and the run lock live [default: $XDG_STATE_HOME/acaso-mail]
-    #[arg(long, global = true, env = "ACASO_MAIL_STATE_DIR", value_name = "DIR")]
+    #[arg(long, global = true, env = "ACASO_MAIL_STATE_DIR", value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub state_dir: Option<PathBuf>,
 
     /// Print exactly one JSON document on stdout, nothing else
@@ -123,18 +131,18 @@ pub struct GlobalArgs {
 
     /// Seconds to wait for another run's lock before giving up (exit 6)
     #[arg(long, global = true, env = "ACASO_MAIL_LOCK_WAIT", default_value_t = 30, value_name = "SECONDS",
-          value_parser = clap::value_parser!(u64).range(0..=86_400))]
+          value_parser = whole::<u64>(0, 86_400, "a number of seconds"))]
     pub lock_wait: u64,
 
     /// Seconds to wait for RabbitMQ or Brevo to connect or answer
     #[arg(long, global = true, env = "ACASO_MAIL_TIMEOUT", default_value_t = 10, value_name = "SECONDS",
-          value_parser = clap::value_parser!(u64).range(1..=600))]
+          value_parser = whole::<u64>(1, 600, "a number of seconds"))]
     pub timeout: u64,
 
     /// At most this many mails read from the head of the queue to count urgency bands
     /// (stats, the pushed band gauges, dry runs); the bands beyond are reported as partial
     #[arg(long, global = true, env = "ACASO_MAIL_SCAN", default_value_t = crate::config::DEFAULT_SCAN, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..=65_535))]
+          value_parser = whole::<u32>(1, 65_535, "a number of mails"))]
     pub scan: u32,
 
     /// When Brevo's daily credits reset: HH:MM in --tz, or followed by a zone ("00:00 UTC"),
@@ -183,15 +191,15 @@ impl GlobalArgs {
 #[derive(Debug, Default, Args)]
 pub struct SecurityArgs {
     /// File holding the Brevo API key [env: SENDINBLUE_API_KEY_FILE, BREVO_API_KEY_FILE]
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", value_hint = ValueHint::FilePath)]
     pub api_key_file: Option<PathBuf>,
 
     /// File holding the RabbitMQ URL, password included [env: QUEUE_SERVICE_URL_FILE]
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", value_hint = ValueHint::FilePath)]
     pub amqp_url_file: Option<PathBuf>,
 
     /// PEM file of the CA(s) that signed RabbitMQ's certificate, for amqps:// with a private CA
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", value_hint = ValueHint::FilePath)]
     #[arg(env = "ACASO_MAIL_AMQP_CA_FILE")]
     pub amqp_ca_file: Option<PathBuf>,
 
@@ -200,11 +208,11 @@ pub struct SecurityArgs {
     pub pushgateway_user: Option<String>,
 
     /// File holding the Pushgateway password [env: PUSHGATEWAY_PASSWORD_FILE]
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", value_hint = ValueHint::FilePath)]
     pub pushgateway_password_file: Option<PathBuf>,
 
     /// PEM file of the CA(s) that signed the Pushgateway's certificate (https://)
-    #[arg(long, global = true, env = "PUSHGATEWAY_CA_FILE", value_name = "PATH")]
+    #[arg(long, global = true, env = "PUSHGATEWAY_CA_FILE", value_name = "PATH", value_hint = ValueHint::FilePath)]
     pub pushgateway_ca_file: Option<PathBuf>,
 }
 
@@ -226,21 +234,22 @@ impl SecurityArgs {
 /// the clap definition with every variable's value hidden in --help (an unset one would
 /// read `NAME=`, as if set but empty; a set one may be a secret).
 pub fn command() -> clap::Command {
-    fn hide_values(c: clap::Command) -> clap::Command {
-        let c = c.mut_args(|a| a.hide_env_values(true));
-        let subs: Vec<String> = c
-            .get_subcommands()
-            .map(|s| s.get_name().to_string())
-            .collect();
-        subs.iter()
-            .fold(c, |c, name| c.mut_subcommand(name, hide_values))
-    }
-    hide_values(<Cli as clap::CommandFactory>::command())
+    help::shape(<Cli as clap::CommandFactory>::command())
 }
 
-/// Parses the process's arguments with [`command`].
+/// Parses the process's arguments with [`command`] (for `-h`, its one-line-per-option form).
 pub fn parse() -> Result<Cli, clap::Error> {
-    let matches = command().try_get_matches()?;
+    // args_os: an argument that is not UTF-8 is clap's to refuse, not a panic here.
+    let short = std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "-h");
+    let cmd = if short {
+        help::short(command())
+    } else {
+        command()
+    };
+    let matches = cmd.try_get_matches()?;
     <Cli as clap::FromArgMatches>::from_arg_matches(&matches)
 }
 
@@ -282,13 +291,17 @@ pub enum Command {
 /// `doctor` arguments.
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
-    /// Also send each template found among the first --scan queued mails once in
-    /// Brevo's sandbox (X-Sib-Sandbox: drop: validated, nothing sent) with that mail's params
+    /// Also try each queued template in Brevo's sandbox (nothing sent)
+    ///
+    /// Each template id found among the first --scan queued mails is sent once with
+    /// that mail's params and `X-Sib-Sandbox: drop`: Brevo validates it and sends nothing.
     #[arg(long)]
     pub templates: bool,
 
-    /// Also prove that Brevo refuses a repeated idempotency key: sends ONE REAL MAIL to
-    /// --to twice with the same key (one credit) and records the result
+    /// Prove Brevo refuses a repeated key: ONE REAL MAIL to --to (one credit)
+    ///
+    /// Sends one real mail to --to twice with the same idempotency key, passes only if
+    /// Brevo refuses the second, and records the result in the state (`stats` shows it).
     #[arg(long, requires = "to")]
     pub idempotency_probe: bool,
 
@@ -324,7 +337,7 @@ pub enum DeadLettersAction {
     List {
         /// At most this many
         #[arg(short = 'n', long = "count", default_value_t = 100, value_name = "N",
-              value_parser = clap::value_parser!(u32).range(1..=100_000))]
+              value_parser = whole::<u32>(1, 100_000, "a number of mails"))]
         count: u32,
     },
     /// Put the selected ones back in the main queue, body and properties unchanged
@@ -344,10 +357,12 @@ pub struct Selection {
     #[arg(long)]
     pub all: bool,
     /// These positions, as `dead-letters list` numbers them (comma-separated)
-    #[arg(long, value_delimiter = ',', value_name = "N,...")]
+    #[arg(long, value_delimiter = ',', value_name = "N,...",
+          value_parser = whole::<u32>(1, u64::from(u32::MAX), "a position in dead-letters list"))]
     pub index: Vec<u32>,
-    /// Those parked for this reason (expired, malformed, brevo_rejected, retries_exhausted, ...)
-    #[arg(long, value_name = "REASON")]
+    /// Those parked for this reason
+    #[arg(long, value_name = "REASON",
+          value_parser = clap::builder::PossibleValuesParser::new(crate::mailbox::topology::PARK_REASONS))]
     pub reason: Option<String>,
 }
 
@@ -357,13 +372,19 @@ pub struct Selection {
 #[command(override_usage = "acaso-mail publish [OPTIONS] <-n N | --file PATH>")]
 #[command(group = clap::ArgGroup::new("source").required(true).args(["count", "file"]))]
 pub struct PublishArgs {
-    /// Publish N mock jobs like the Acaso producer's (templates 7, 9, 10, 11, 16, mentoring 0-10 days ahead); 0 only creates the queues
+    /// Publish N mock jobs like the Acaso producer's; 0 only creates the queues
+    ///
+    /// Templates 7, 9, 10, 11 and 16, mentoring 0-10 days ahead. `-n 0` publishes nothing
+    /// and declares the queues: the deploy's set-up.
     #[arg(short = 'n', long = "count", value_name = "N",
-          value_parser = clap::value_parser!(u32).range(0..=10_000_000))]
+          value_parser = whole::<u32>(0, 10_000_000, "a number of mails"))]
     pub count: Option<u32>,
 
-    /// Publish the JSON Lines of PATH (- for stdin), legacy or generic format; all or nothing
-    #[arg(long, value_name = "PATH")]
+    /// Publish the JSON Lines of PATH (- for stdin); all or nothing
+    ///
+    /// Each line a job in the legacy or the generic format; one bad line and nothing is
+    /// published.
+    #[arg(long, value_name = "PATH", value_hint = ValueHint::FilePath)]
     pub file: Option<PathBuf>,
 
     /// Recipient address of the mock jobs
@@ -379,14 +400,16 @@ pub struct PublishArgs {
 /// Options shared by both drains.
 #[derive(Debug, Args)]
 pub struct DrainArgs {
-    /// How many sends may be in flight to Brevo at once (dispatched in urgency order)
+    /// Sends in flight to Brevo at once
+    ///
+    /// How many sends may be in flight to Brevo at once (dispatched in urgency order).
     #[arg(long, env = "ACASO_MAIL_CONCURRENCY", default_value_t = 32, value_name = "N",
-          value_parser = clap::value_parser!(u16).range(1..=256))]
+          value_parser = whole::<u16>(1, 256, "a number of sends"))]
     pub concurrency: u16,
 
     /// Failed attempts (network, 5xx, 429) before a mail is parked
     #[arg(long, env = "ACASO_MAIL_MAX_ATTEMPTS", default_value_t = 5, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..=100))]
+          value_parser = whole::<u32>(1, 100, "a number of attempts"))]
     pub max_attempts: u32,
 
     /// Show what would be sent or set aside, in order, and touch nothing
@@ -397,6 +420,8 @@ pub struct DrainArgs {
 /// `drain-hourly` arguments.
 #[derive(Debug, Args)]
 pub struct DrainHourlyArgs {
+    /// At most N mails this run, or auto, or unlimited [default: 12]
+    ///
     /// At most N mails this run; "auto" spreads the credits over the hourly runs left before
     /// Brevo's credits reset, keeping --reserve back; "unlimited" sends all the credits allow (paid plans)
     /// [env: SENDINBLUE_MAILS_PER_HOUR] [default: 12]
@@ -405,16 +430,21 @@ pub struct DrainHourlyArgs {
     #[arg(long, value_name = "N|auto|unlimited")]
     pub limit: Option<crate::drain::Limit>,
 
-    /// Credits --limit auto keeps back for urgent mail that may still arrive today
+    /// Credits --limit auto keeps back for urgent mail
+    ///
+    /// Credits --limit auto keeps back for urgent mail that may still arrive today.
     #[arg(
         long,
         env = "ACASO_MAIL_RESERVE",
         default_value_t = 30,
-        value_name = "N"
+        value_name = "N",
+        value_parser = whole::<u32>(0, u64::from(u32::MAX), "a number of credits")
     )]
     pub reserve: u32,
 
-    /// Stop at --limit even for mails due today (by default those go out while credits last)
+    /// Stop at --limit even for mails due today
+    ///
+    /// Stop at --limit even for mails due today (by default those go out while credits last).
     #[arg(long)]
     pub strict_limit: bool,
 
@@ -427,7 +457,7 @@ pub struct DrainHourlyArgs {
 pub struct PeekArgs {
     /// How many mails to show
     #[arg(short = 'n', long = "count", default_value_t = 10, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+          value_parser = whole::<u32>(1, 100_000, "a number of mails"))]
     pub count: u32,
 }
 
@@ -439,6 +469,9 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+        // As parsed: shaped, and in its -h form (clap checks each only when it builds).
+        command().debug_assert();
+        help::short(command()).debug_assert();
     }
 
     #[test]

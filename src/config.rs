@@ -115,23 +115,22 @@ impl Config {
         let queue = args.queue.clone().unwrap_or_else(|| DEFAULT_QUEUE.into());
         if queue.is_empty() || queue.len() > 200 || queue.starts_with("amq.") {
             return Err(Failure::Usage(format!(
-                "invalid queue name {queue:?}: expected 1 to 200 bytes, not starting with \"amq.\""
+                "invalid queue name {queue:?} (--queue / ACASO_MAIL_QUEUE): expected 1 to 200 bytes, not starting with \"amq.\""
             )));
         }
 
-        let brevo_url = args
-            .brevo_url
-            .clone()
-            .or_else(|| env("SENDINBLUE_URL"))
-            .or_else(|| env("BREVO_URL"))
-            .unwrap_or_else(|| DEFAULT_BREVO_URL.into());
-        let brevo_url = validate_http_url(
-            &brevo_url,
-            "--brevo-url / SENDINBLUE_URL",
-            DEFAULT_BREVO_URL,
-        )?;
+        // Errors name where the URL came from.
+        let (brevo_url, brevo_from) = match (&args.brevo_url, env("SENDINBLUE_URL")) {
+            (Some(u), _) => (u.clone(), "--brevo-url"),
+            (None, Some(u)) => (u, "SENDINBLUE_URL"),
+            (None, None) => match env("BREVO_URL") {
+                Some(u) => (u, "BREVO_URL"),
+                None => (DEFAULT_BREVO_URL.into(), "--brevo-url / SENDINBLUE_URL"),
+            },
+        };
+        let brevo_url = validate_http_url(&brevo_url, brevo_from, DEFAULT_BREVO_URL)?;
         // Security hook: https:// only, except to a stand-in on loopback.
-        crate::wire::require_tls_off_loopback(&brevo_url, "--brevo-url / SENDINBLUE_URL")?;
+        crate::wire::require_tls_off_loopback(&brevo_url, brevo_from)?;
 
         // Security hook: the key may come from a file or a systemd credential.
         let api_key = crate::secrets::read(Which::ApiKey, args.api_key.as_deref(), security, &env)?;
@@ -141,7 +140,7 @@ impl Config {
                 .any(|c| c.is_whitespace() || c.is_control())
         {
             return Err(Failure::Usage(
-                "invalid API key: it contains white space (expected a Brevo key such as xkeysib-...)"
+                "invalid API key (--api-key, SENDINBLUE_API_KEY, BREVO_API_KEY or their files): it contains white space (expected a Brevo key such as xkeysib-...)"
                     .into(),
             ));
         }
@@ -164,7 +163,7 @@ impl Config {
         let tz_name = args.tz.clone().unwrap_or_else(|| DEFAULT_TZ.into());
         let tz = Tz::from_str(&tz_name).map_err(|_| {
             Failure::Usage(format!(
-                "unknown time zone {tz_name:?}: expected an IANA name such as America/Recife or UTC"
+                "unknown time zone {tz_name:?} (--tz / ACASO_MAIL_TZ): expected an IANA name such as America/Recife or UTC"
             ))
         })?;
 

@@ -31,10 +31,11 @@ Exit status:
   0    the run did its job (per-mail problems are counted in the summary)
   1    unexpected failure (bug, unwritable state directory)
   2    usage error: bad flag, argument or environment value; a queue that does not exist
-       (peek and dead-letters never create one)
+       (only publish creates one)
   3    invalid input: a publish file with a bad line (nothing was published)
   4    RabbitMQ or Brevo unreachable or failing; unsent mails stay queued
-  5    Brevo refused the API key or the account; nothing was sent or parked
+  5    Brevo refused the API key or the account (401 or 403, or an account refusal);
+       nothing was sent or parked
   6    another acaso-mail run holds the lock in the state directory
   130  interrupted by SIGINT; in-flight mails finished or returned to the queue
   143  interrupted by SIGTERM; same as 130

@@ -85,7 +85,10 @@ fn pushes_as(command: &Command) -> Option<&'static str> {
 async fn dispatch(command: Command, cfg: Config) -> Result<u8> {
     let pushing = cfg.pushgateway.clone().zip(pushes_as(&command));
     let start = std::time::Instant::now();
-    let cancel = Cancel::install()?;
+    let cancel = Cancel::install(match command {
+        Command::Publish(_) => Cancel::PUBLISHING,
+        _ => Cancel::TAKING,
+    })?;
     let result = run_command(command, &cfg, &cancel).await;
     let shown = result.as_ref().ok().map(|r| output::emit(&cfg, r));
     if let Some((base, sub)) = pushing {

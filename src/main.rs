@@ -8,7 +8,7 @@ fn main() -> ExitCode {
         // --help and --version print on stdout and exit 0, as clap does.
         Err(e) if !e.use_stderr() => e.exit(),
         Err(e) => {
-            acaso_mail::output::stderr::usage_error(&e.render().to_string());
+            acaso_mail::output::stderr::usage_error(&acaso_mail::cli::explain(&e));
             return ExitCode::from(acaso_mail::error::EXIT_USAGE);
         }
     };

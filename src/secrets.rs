@@ -9,7 +9,7 @@
 //! | secret | flag | flag file | variables (each also as `NAME_FILE`) | credential |
 //! |---|---|---|---|---|
 //! | Brevo API key | `--api-key` | `--api-key-file` | `SENDINBLUE_API_KEY`, `BREVO_API_KEY` | `sendinblue-api-key` |
-//! | AMQP URL (its password) | `--amqp-url` | `--amqp-url-file` | `QUEUE_SERVICE_URL` | `queue-service-url` |
+//! | AMQP URL (its password) | `--amqp-url` | `--amqp-url-file` | `QUEUE_SERVICE_URL`, `RABBITMQ_URL` | `queue-service-url` |
 //! | Pushgateway password | | `--pushgateway-password-file` | `PUSHGATEWAY_PASSWORD` | `pushgateway-password` |
 //!
 //! A value and a file for the same thing (`X` and `X_FILE`, or `--x` and `--x-file`) is

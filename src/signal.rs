@@ -34,7 +34,8 @@ impl Cancel {
     }
 
     /// Installs handlers for SIGINT and SIGTERM; must run inside the tokio runtime.
-    pub fn install() -> std::io::Result<Self> {
+    /// `stopping` says what the command does on a signal ([`Cancel::TAKING`], [`Cancel::PUBLISHING`]).
+    pub fn install(stopping: &'static str) -> std::io::Result<Self> {
         use tokio::signal::unix::{SignalKind, signal};
         let cancel = Cancel::default();
         let mut int = signal(SignalKind::interrupt())?;
@@ -47,12 +48,16 @@ impl Cancel {
             };
             flag.store(which, Ordering::SeqCst);
             RECEIVED.store(which, Ordering::SeqCst);
-            crate::output::stderr::notice(
-                "signal received: taking no new mail, finishing what is in flight",
-            );
+            crate::output::stderr::notice(&format!("signal received: {stopping}"));
         });
         Ok(cancel)
     }
+
+    /// What a command that takes mail from the queue does on a signal.
+    pub const TAKING: &'static str = "taking no new mail, finishing what is in flight";
+    /// What `publish` does on a signal.
+    pub const PUBLISHING: &'static str =
+        "publishing no more, waiting for RabbitMQ to confirm what was published";
 
     /// The signal received, if any.
     pub fn received(&self) -> Option<Signal> {

@@ -106,7 +106,7 @@ impl Wire {
             }
             (None, Some(_)) => {
                 return Err(Failure::Usage(
-                    "a Pushgateway password is set but no user: set --pushgateway-user / PUSHGATEWAY_USER"
+                    "a Pushgateway password is set (PUSHGATEWAY_PASSWORD, PUSHGATEWAY_PASSWORD_FILE, --pushgateway-password-file or the pushgateway-password credential) but no user: set --pushgateway-user / PUSHGATEWAY_USER"
                         .into(),
                 ));
             }

@@ -27,6 +27,7 @@ mod it {
     pub mod metrics;
     pub mod monitoring;
     pub mod output;
+    pub mod plain_words;
     pub mod policy;
     pub mod publish;
     pub mod scale;

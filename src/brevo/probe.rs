@@ -41,7 +41,11 @@ impl Brevo {
             .header("api-key", self.key.expose())
             .header("accept", "application/json")
             .call()
-            .map_err(|e| Failure::Unavailable(format!("cannot reach Brevo at {url}: {e}")))?;
+            .map_err(|e| {
+                Failure::Unavailable(format!(
+                    "cannot reach Brevo at {url}: {e}; check that URL (--brevo-url / SENDINBLUE_URL, https://api.brevo.com/v3 unless a stand-in), this host's network, DNS and proxy, and https://status.brevo.com"
+                ))
+            })?;
         let status = resp.status().as_u16();
         let date = resp
             .headers()

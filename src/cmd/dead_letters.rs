@@ -137,6 +137,20 @@ pub async fn run(cfg: &Config, action: Action) -> Result<Report> {
             return checked;
         }
     };
+    // A position that names no parked mail is a mistake, not "nothing to do".
+    if let Some(past) = sel.indexes.iter().max() {
+        let parked = mailbox.parked().await?;
+        if *past > parked {
+            mailbox.close().await;
+            return Err(Failure::Usage(match parked {
+                0 => format!("--index {past}: {parking} holds no parked mail"),
+                n => format!(
+                    "--index {past} is past the end: {parking} holds {n} parked mail(s), positions 1 to {n} (as dead-letters list numbers them)"
+                ),
+            })
+            .into());
+        }
+    }
     let mut seen = 0u32;
     if has_parking {
         mailbox

@@ -167,11 +167,16 @@ fn read_jobs(path: &Path, tz: Tz, now: DateTime<Utc>) -> Result<Vec<FileJob>> {
             }
         }
     }
+    // What the messages call the input: "-" means nothing to a reader.
+    let name = if path == Path::new("-") {
+        "standard input".to_string()
+    } else {
+        path.display().to_string()
+    };
     if bad_count > 0 {
         let more = bad_count - bad.len();
         let mut msg = format!(
-            "{}: {bad_count} bad line(s); nothing was published\n  {}",
-            path.display(),
+            "{name}: {bad_count} bad line(s); nothing was published\n  {}",
             bad.join("\n  ")
         );
         if more > 0 {
@@ -180,11 +185,9 @@ fn read_jobs(path: &Path, tz: Tz, now: DateTime<Utc>) -> Result<Vec<FileJob>> {
         return Err(Failure::Input(msg).into());
     }
     if jobs.is_empty() {
-        return Err(Failure::Input(format!(
-            "{}: no mail jobs in it; nothing was published",
-            path.display()
-        ))
-        .into());
+        return Err(
+            Failure::Input(format!("{name}: no mail jobs in it; nothing was published")).into(),
+        );
     }
     Ok(jobs)
 }

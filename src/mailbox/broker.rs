@@ -101,6 +101,45 @@ fn error_text(err: &(dyn std::error::Error + 'static)) -> String {
 
 const RUNNING_HINT: &str = "is it running? (rabbitmq-server -detached)";
 
+/// What to check when something other than RabbitMQ holds the port.
+const NOT_AMQP_HINT: &str = "check the host and port of --amqp-url / QUEUE_SERVICE_URL (RabbitMQ listens on 5672 for amqp://, 5671 for amqps://; 15672 is its web UI, 9091 a Pushgateway)";
+
+/// The URL's `host:port`, for messages (the URL was checked when the configuration was
+/// built; the password is not part of it).
+fn host_port(cfg: &Config) -> String {
+    use std::str::FromStr;
+    lapin::uri::AMQPUri::from_str(cfg.amqp_url.expose())
+        .map(|u| format!("{}:{}", u.authority.host, u.authority.port))
+        .unwrap_or_else(|_| cfg.amqp_display.clone())
+}
+
+/// Whether a lapin error says the peer's bytes were not AMQP.
+fn is_not_amqp(error: &str) -> bool {
+    let e = error.to_ascii_lowercase();
+    e.contains("failed to parse") || e.contains("parsing error") || e.contains("invalid protocol")
+}
+
+/// Why a connection that timed out got no AMQP answer: whether anything accepts TCP
+/// connections at the URL's address (asked once, within a second).
+fn silent_peer_message(cfg: &Config) -> String {
+    use std::net::ToSocketAddrs;
+    let at = host_port(cfg);
+    let secs = cfg.timeout.as_secs();
+    let accepted = at.to_socket_addrs().ok().is_some_and(|mut addrs| {
+        addrs.any(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(1)).is_ok())
+    });
+    if accepted {
+        format!(
+            "something at {at} accepted the connection but sent no AMQP answer within {secs}s: it does not speak AMQP 0-9-1, or RabbitMQ is starting or overloaded; {NOT_AMQP_HINT}"
+        )
+    } else {
+        format!(
+            "RabbitMQ at {} did not answer within {secs}s; {RUNNING_HINT}, and can this host reach {at} (firewall)?",
+            cfg.amqp_display
+        )
+    }
+}
+
 /// What to do about a refused connection, from the broker's or the system's words:
 /// "is it running?" only when nothing answered.
 pub(super) fn connect_hint(error: &str) -> &'static str {
@@ -132,18 +171,17 @@ impl Broker {
     pub async fn connect(cfg: &Config) -> Result<Self> {
         let props = ConnectionProperties::default()
             .with_connection_name(format!("acaso-mail {}", std::process::id()).into());
-        let hint = RUNNING_HINT;
         // amqps:// trusts the CA of --amqp-ca-file when one is given (crate::wire).
         let conn = tokio::time::timeout(cfg.timeout, connect_amqp(cfg, props))
             .await
-            .map_err(|_| {
-                Failure::Unavailable(format!(
-                    "RabbitMQ at {} did not answer within {}s; {hint}",
-                    cfg.amqp_display,
-                    cfg.timeout.as_secs()
-                ))
-            })?
+            .map_err(|_| Failure::Unavailable(silent_peer_message(cfg)))?
             .map_err(|e| {
+                if is_not_amqp(&error_text(&e)) {
+                    return Failure::Unavailable(format!(
+                        "something answered at {} but it does not speak AMQP 0-9-1; {NOT_AMQP_HINT}",
+                        host_port(cfg)
+                    ));
+                }
                 // An untrusted certificate says so, and which option fixes it.
                 Failure::Unavailable(explain_amqp_error(cfg, &e).unwrap_or_else(|| {
                     format!(

@@ -154,6 +154,15 @@ impl Rabbit {
         Ok(self.broker.existing(&self.name(which)).await?.is_some())
     }
 
+    /// How many mails are parked (0 when the parking queue was never made).
+    pub async fn parked(&self) -> Result<u32> {
+        Ok(self
+            .broker
+            .existing(&self.topo.parking())
+            .await?
+            .unwrap_or(0))
+    }
+
     /// The main queue as it was found when opened.
     pub fn info(&self) -> &QueueInfo {
         &self.info

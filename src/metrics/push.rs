@@ -56,8 +56,11 @@ fn agent(cfg: &Config) -> ureq::Agent {
 
 /// What went wrong with a request to the Pushgateway, said with the fix for an
 /// untrusted certificate.
-fn unreachable(url: &str, e: &ureq::Error) -> anyhow::Error {
+fn unreachable(url: &str, e: &ureq::Error, timeout: std::time::Duration) -> anyhow::Error {
     let mut msg = format!("pushing metrics to {url}: {e}");
+    if let Some(why) = not_a_pushgateway(url, e, timeout) {
+        msg.push_str(&format!(": {why}"));
+    }
     if msg.to_ascii_lowercase().contains("certificate") {
         msg.push_str(
             ": the Pushgateway's TLS certificate was not trusted; if a private CA signed it, give that CA's PEM file with --pushgateway-ca-file / PUSHGATEWAY_CA_FILE",
@@ -74,7 +77,8 @@ fn put_metrics(cfg: &Config, url: &str, body: &str) -> Result<ureq::http::Respon
     if let Some(auth) = &cfg.wire.pushgateway_auth {
         req = req.header("authorization", auth.header());
     }
-    req.send(body.as_bytes()).map_err(|e| unreachable(url, &e))
+    req.send(body.as_bytes())
+        .map_err(|e| unreachable(url, &e, cfg.timeout))
 }
 
 /// What `doctor` found at the Pushgateway.
@@ -119,9 +123,42 @@ pub fn check(cfg: &Config, base: &str) -> GatewayCheck {
     if let Some(auth) = &cfg.wire.pushgateway_auth {
         req = req.header("authorization", auth.header());
     }
-    match status(req.call().map_err(|e| unreachable(&url, &e))) {
+    match status(req.call().map_err(|e| unreachable(&url, &e, cfg.timeout))) {
         Err(e) => e,
         Ok(s) => judge("DELETE", s).unwrap_or(GatewayCheck::Ok),
+    }
+}
+
+/// What a push error says about the peer, when it says the peer is not (or not
+/// acting as) a Pushgateway: silent, not speaking HTTP, or hanging up.
+fn not_a_pushgateway(url: &str, err: &ureq::Error, timeout: std::time::Duration) -> Option<String> {
+    let at = url
+        .split_once("://")
+        .and_then(|(_, r)| r.split('/').next())
+        .unwrap_or(url);
+    let check = "check that --pushgateway / PUSHGATEWAY_URL names a Pushgateway (http://HOST:9091 by default)";
+    match err {
+        ureq::Error::Timeout(_) => Some(format!(
+            "no HTTP answer from {at} within {}s (nothing reachable there, or something that does not speak HTTP); {check}",
+            timeout.as_secs()
+        )),
+        ureq::Error::Protocol(_) => Some(format!(
+            "something answered at {at} but not in HTTP; {check}"
+        )),
+        ureq::Error::Io(io)
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            Some(format!(
+                "something at {at} hung up without an HTTP answer; {check}"
+            ))
+        }
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => Some(format!(
+            "nothing listens at {at}: is the Pushgateway running? {check}"
+        )),
+        _ => None,
     }
 }
 

@@ -161,12 +161,29 @@ pub fn progress(cfg: &Config, len: u64, what: &str) -> ProgressBar {
     }
     let pb = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
     if let Ok(style) =
-        ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} ({per_sec}, eta {eta})")
+        ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} ({rate}, eta {eta})")
     {
+        let style = style.with_key(
+            "rate",
+            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = w.write_str(&rate(state.per_sec()));
+            },
+        );
         pb.set_style(style.progress_chars("=> "));
     }
     pb.set_message(what.to_string());
     pb
+}
+
+/// A rate as the progress bar shows it: whole steps per second, thousands grouped
+/// (`1,509/s`); indicatif's own `{per_sec}` shows four decimals.
+pub fn rate(per_sec: f64) -> String {
+    let whole = if per_sec.is_finite() && per_sec > 0.0 {
+        per_sec.round() as u64
+    } else {
+        0
+    };
+    format!("{}/s", indicatif::HumanCount(whole))
 }
 
 /// Whether a run ended because its reader closed stdout. Only a write to stdout says
@@ -193,6 +210,14 @@ mod tests {
         );
         assert!(r.text(true).contains('\u{1b}'));
         assert_eq!(r.json["n"], 1);
+    }
+
+    #[test]
+    fn the_progress_rate_is_whole_steps_per_second() {
+        assert_eq!(rate(1509.1423), "1,509/s");
+        assert_eq!(rate(0.4), "0/s");
+        assert_eq!(rate(f64::NAN), "0/s");
+        assert_eq!(rate(2_000_000.6), "2,000,001/s");
     }
 
     #[test]

@@ -259,15 +259,28 @@ fn dead_letters_refuses_unknown_reasons_and_says_when_nothing_matches() {
         "{}",
         stderr(&out)
     );
+    // A position past the end is a mistake (issue 21): exit 2, naming the positions.
     let out = w
         .cmd()
         .args(["dead-letters", "purge", "--index", "7"])
         .output()
         .expect("run");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("positions 1 to 1"),
+        "{}",
+        stderr(&out)
+    );
+    // A reason no parked mail has is "nothing matches".
+    let out = w
+        .cmd()
+        .args(["dead-letters", "purge", "--reason", "malformed"])
+        .output()
+        .expect("run");
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(
-        text.contains("none of the 1 parked mail(s)") && text.contains("--index 7"),
+        text.contains("none of the 1 parked mail(s)") && text.contains("--reason malformed"),
         "{text}"
     );
     assert!(

@@ -192,6 +192,20 @@ fn progress_bars_only_on_a_terminal_and_colour_only_when_asked() {
         shown.contains("publish [") && shown.contains("/8000"),
         "no progress bar on a terminal: {shown:?}"
     );
+    // The rate is whole mails per second, thousands grouped ("1,509/s", not
+    // "1,509.1423/s", issue 21).
+    let rates: Vec<&str> = shown
+        .split("/s, eta")
+        .filter_map(|before| before.rsplit('(').next())
+        .take(shown.matches("/s, eta").count())
+        .collect();
+    assert!(!rates.is_empty(), "no rate on the bar: {shown:?}");
+    for rate in rates {
+        assert!(
+            !rate.is_empty() && rate.chars().all(|c| c.is_ascii_digit() || c == ','),
+            "rate {rate:?} in {shown:?}"
+        );
+    }
     assert!(!run("--quiet").contains("/8000"));
     assert!(!run("--json").contains("/8000"));
     let plain = w.cmd().args(["peek", "-n", "2"]).output().expect("peek");

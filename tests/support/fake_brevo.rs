@@ -134,6 +134,9 @@ pub struct State {
     pub sandboxed: Vec<Value>,
     /// `relay.enabled` in `GET /account`: whether the account may send.
     pub relay_enabled: bool,
+    /// Print each accepted mail on stdout before answering 201 (the stand-in run on its
+    /// own, `examples/fake-brevo.rs`): what it says is complete when the send returns.
+    pub print_accepted: bool,
 }
 
 /// A running fake Brevo.
@@ -220,6 +223,7 @@ impl FakeBrevo {
             honour_idempotency: true,
             sandboxed: Vec::new(),
             relay_enabled: true,
+            print_accepted: false,
         }));
         let arrivals = Arc::new((Mutex::new(0u64), Condvar::new()));
         let (st, arr) = (state.clone(), arrivals.clone());
@@ -816,6 +820,12 @@ fn validate_and_accept(body: &Result<Value, serde_json::Error>, s: &mut State) -
     let n = MESSAGE_SEQ.fetch_add(1, Ordering::Relaxed);
     let id = format!("<2026{n:08}.fake@smtp-relay.mailin.fr>");
     if !sandbox {
+        if s.print_accepted {
+            println!(
+                "accepted: template {} to {} params {}",
+                body["templateId"], body["to"][0]["email"], body["params"]
+            );
+        }
         s.accepted.push(body.clone());
         s.accepted_at.push(now);
         s.accepted_ids.push(id.clone());
