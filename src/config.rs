@@ -289,16 +289,15 @@ fn validate_amqp_url(url: &str) -> Result<String, Failure> {
     ))
 }
 
-/// Checks an http(s) URL and returns it without a trailing slash.
+/// Checks an http(s) URL and returns it, as the URL standard writes it, without a
+/// trailing slash: what is checked here is what the HTTP client is given.
 /// `example` is a URL of the same kind, for the message.
 fn validate_http_url(url: &str, what: &str, example: &str) -> Result<String, Failure> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"));
-    let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
-    match host {
-        Some(h) if !h.is_empty() && !h.contains(char::is_whitespace) && !h.contains('@') => {
-            Ok(url.trim_end_matches('/').to_string())
+    let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+    match url::Url::parse(url) {
+        // No user or password in it: the URL is printed and pushed to.
+        Ok(u) if scheme_ok && u.has_host() && u.username().is_empty() && u.password().is_none() => {
+            Ok(u.as_str().trim_end_matches('/').to_string())
         }
         _ => Err(Failure::Usage(format!(
             "invalid {what} {url:?}: expected an http:// or https:// URL such as {example}"
@@ -488,5 +487,45 @@ mod tests {
     fn fixed_now_is_used() {
         let c = config(&["--now", "2026-11-27T12:00:00-03:00"], &[("HOME", "/h")]).expect("config");
         assert_eq!(c.now().to_rfc3339(), "2026-11-27T15:00:00+00:00");
+    }
+
+    #[test]
+    fn http_urls_are_read_by_the_url_standard() {
+        let read = |u: &str| validate_http_url(u, "--brevo-url", "https://api.brevo.com/v3");
+        for (given, taken) in [
+            ("https://api.brevo.com/v3", "https://api.brevo.com/v3"),
+            ("http://127.0.0.1:9091/", "http://127.0.0.1:9091"),
+            ("https://API.Brevo.com:443/v3/", "https://api.brevo.com/v3"),
+        ] {
+            assert_eq!(read(given).expect(given), taken);
+        }
+        for bad in [
+            "api.brevo.com",
+            "ftp://x",
+            " https://x",
+            "HTTPS://x",
+            "http://",
+            "http://user:pw@x",
+            "http://x:99999",
+            "http://[::1",
+            "http://exa mple.com",
+        ] {
+            let err = read(bad).expect_err(bad).to_string();
+            assert!(err.contains("expected an http:// or https:// URL"), "{err}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Any text: no panic; what is taken is an http(s) URL, taken again unchanged.
+        #[test]
+        fn any_text_as_an_http_url(s in "\\PC{0,40}", tail in "[a-z0-9:/@.%?#\\[\\] -]{0,30}") {
+            for u in [s.clone(), format!("http://{tail}"), format!("https://{s}")] {
+                if let Ok(v) = validate_http_url(&u, "--pushgateway", "http://127.0.0.1:9091") {
+                    proptest::prop_assert!(v.starts_with("http://") || v.starts_with("https://"), "{v}");
+                    proptest::prop_assert_eq!(validate_http_url(&v, "x", "y").ok(), Some(v.clone()));
+                }
+                let _ = crate::wire::is_loopback_url(&u);
+            }
+        }
     }
 }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use chrono::{Duration, Offset, TimeZone, Utc};
 use clap::Parser;
-use serde_yaml::Value;
+use serde_norway::Value;
 
 use crate::support::World;
 
@@ -25,7 +25,7 @@ fn read(path: &str) -> String {
 }
 
 fn yaml(path: &str) -> Value {
-    serde_yaml::from_str(&read(path)).unwrap_or_else(|e| panic!("{path} does not parse: {e}"))
+    serde_norway::from_str(&read(path)).unwrap_or_else(|e| panic!("{path} does not parse: {e}"))
 }
 
 /// The values a cron field matches: `*`, `N`, `A-B`, `*/S`, `A-B/S`, and lists of them.

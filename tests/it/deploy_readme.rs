@@ -268,7 +268,11 @@ fn the_readme_deploy_runs_as_written() {
         .args(["sleep", "15"])
         .spawn()
         .expect("flock");
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    wait_until(
+        "flock to hold the lock",
+        std::time::Duration::from_secs(60),
+        || lock_is_held(&lock),
+    );
     let manual = as_root(&["--lock-wait", "1", "stats"]);
     let cron = Command::new("runuser")
         .args(["-u", u, "--", "/bin/sh", "-c"])
@@ -296,6 +300,13 @@ fn the_readme_deploy_runs_as_written() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// Whether someone holds the flock on `lock`: a non-blocking try from here fails. A try
+/// that succeeds lets go at once (and so does a missing file: no one holds it yet).
+fn lock_is_held(lock: &Path) -> bool {
+    std::fs::File::open(lock)
+        .is_ok_and(|f| matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
 }
 
 fn nix_uid() -> u32 {

@@ -437,7 +437,7 @@ impl Drop for AuthPushgateway {
 fn the_compose_stack_runs_doctor_once_and_it_passes_on_a_fresh_stack() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(root.join("docker-compose.yaml")).expect("compose");
-    let compose: serde_yaml::Value = serde_yaml::from_str(&text).expect("yaml");
+    let compose: serde_norway::Value = serde_norway::from_str(&text).expect("yaml");
     let svc = &compose["services"]["acaso-mail-doctor"];
     let setup = &compose["services"]["acaso-mail-setup"];
     let cli = &compose["services"]["acaso-mail"];

@@ -240,7 +240,7 @@ fn a_signal_ends_a_lock_wait_at_once() {
         w.std_cmd()
             .args(["--now", NOW, "--lock-wait", "60", "drain-hourly"]),
     );
-    std::thread::sleep(Duration::from_millis(500));
+    wait_until_waiting_for_lock(&mut waiting, w.state.path());
     assert!(
         waiting.is_running(),
         "the second run did not wait for the lock"

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use serde_yaml::Value;
+use serde_norway::Value;
 
 use crate::support::{CHILD_TIMEOUT, output_within, require_tool};
 
@@ -38,7 +38,7 @@ fn alert_rules_check_and_pass_their_unit_tests() {
 }
 
 fn yaml(path: &Path) -> Value {
-    serde_yaml::from_str(
+    serde_norway::from_str(
         &std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
     )
     .unwrap_or_else(|e| panic!("{} does not parse: {e}", path.display()))

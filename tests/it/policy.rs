@@ -398,19 +398,30 @@ fn stats_records_the_credits_when_brevo_answered_not_after_the_lock() {
     w.declare_queues();
     let held = acaso_mail::state::lock(w.state.path(), Duration::ZERO).expect("lock");
     let started = chrono::Utc::now().timestamp();
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("acaso-mail"))
-        .env_clear()
-        .envs(w.env())
-        .args(["--json", "--lock-wait", "60", "stats"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("stats");
-    // Time to read the credits; then it waits for the lock.
-    std::thread::sleep(Duration::from_secs(6));
+    let mut child = spawn(
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("acaso-mail"))
+            .env_clear()
+            .envs(w.env())
+            .args(["--json", "--lock-wait", "60", "stats"]),
+    );
+    // It reads the credits, then waits for the lock.
+    wait_until(
+        "stats to ask Brevo for the credits",
+        Duration::from_secs(60),
+        || w.fake.state().account_calls >= 1,
+    );
+    wait_until_waiting_for_lock(&mut child, w.state.path());
+    // A second later on the clock the reading is stamped with: `at < released` holds
+    // only if the reading was stamped when Brevo answered, before the lock was free.
+    let answered = chrono::Utc::now().timestamp();
+    wait_until(
+        "the clock to pass the answer's second",
+        Duration::from_secs(5),
+        || chrono::Utc::now().timestamp() > answered,
+    );
     let released = chrono::Utc::now().timestamp();
     drop(held);
-    let out = child.wait_with_output().expect("stats");
+    let out = child.wait_with_output();
     assert!(
         out.status.success(),
         "{}",

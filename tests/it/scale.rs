@@ -22,6 +22,15 @@ fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
     }
 }
 
+/// Waits (at most 60 s) until the broker has requeued what a killed run held: nothing
+/// unacknowledged in `main` or `stage` (the killed run was their only client; `kill_mid_run`
+/// has reaped it, but the broker sees its connection go only a moment later).
+fn wait_for_requeue(main: &str, stage: &str) {
+    wait_for("the killed run's mails requeued", || {
+        unacked(&[main, stage]) == [0, 0]
+    });
+}
+
 /// Every mail of the main queue, each exactly once, and nothing left in staging.
 fn assert_exactly_once(w: &World, n: usize) {
     assert_eq!(w.ready(&staging(w)), 0, "mails left in staging");
@@ -126,7 +135,7 @@ fn reprioritize_killed_or_stopped_mid_run_then_rerun_loses_and_duplicates_nothin
         s > 4 && s < BATCHES - 8
     });
     child.kill_mid_run();
-    std::thread::sleep(Duration::from_millis(500));
+    wait_for_requeue(&main, &stage);
     let (m, s) = (ready(&main), staged());
     assert!(m > 0 && s > 0, "landed mid-run: {m} queued, {s} staged");
     assert!(m + s >= N, "lost mail: {m} + {s}");
@@ -140,7 +149,7 @@ fn reprioritize_killed_or_stopped_mid_run_then_rerun_loses_and_duplicates_nothin
         out_done && m > 3000 && s > 4
     });
     child.kill_mid_run();
-    std::thread::sleep(Duration::from_millis(500));
+    wait_for_requeue(&main, &stage);
     let (m, s) = (ready(&main), staged());
     assert!(
         m > 0 && s > 0,

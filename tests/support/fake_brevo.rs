@@ -146,6 +146,8 @@ pub struct FakeBrevo {
     /// Shared state; lock it to script faults or read what was received.
     pub state: Arc<Mutex<State>>,
     arrivals: Arc<(Mutex<u64>, Condvar)>,
+    /// Handler threads that panicked (see `Drop for FakeBrevo`).
+    panics: Arc<AtomicU64>,
 }
 
 static MESSAGE_SEQ: AtomicU64 = AtomicU64::new(1);
@@ -226,18 +228,26 @@ impl FakeBrevo {
             print_accepted: false,
         }));
         let arrivals = Arc::new((Mutex::new(0u64), Condvar::new()));
-        let (st, arr) = (state.clone(), arrivals.clone());
+        let panics = Arc::new(AtomicU64::new(0));
+        let (st, arr, pan) = (state.clone(), arrivals.clone(), panics.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
-                let (st, arr) = (st.clone(), arr.clone());
-                std::thread::spawn(move || serve(conn, &st, &arr));
+                let (st, arr, pan) = (st.clone(), arr.clone(), pan.clone());
+                std::thread::spawn(move || {
+                    // Drops last: the client sees the connection close only once a
+                    // panic is counted.
+                    let _open = conn.try_clone();
+                    let _watch = PanicWatch(pan);
+                    serve(conn, &st, &arr)
+                });
             }
         });
         Ok(FakeBrevo {
             url,
             state,
             arrivals,
+            panics,
         })
     }
 
@@ -307,7 +317,7 @@ impl FakeBrevo {
 
 /// A fault the test scripted and no send consumed means the test did not exercise
 /// what it meant to (as xh's test server checks): fail it, unless the fault was marked
-/// [`Fault::optional`] or the test is already failing.
+/// [`Fault::optional`] or the test is already failing. So does a handler that panicked.
 impl Drop for FakeBrevo {
     fn drop(&mut self) {
         if std::thread::panicking() {
@@ -332,6 +342,24 @@ impl Drop for FakeBrevo {
             "the fake Brevo was scripted faults no send consumed: {unused:?} \
              (mark a fault that may go unused with Fault::optional)"
         );
+        let panics = self.panics.load(Ordering::SeqCst);
+        assert!(
+            panics == 0,
+            "{panics} fake Brevo handler thread(s) panicked (see the test's output): \
+             the answers the run got are not the fake's"
+        );
+    }
+}
+
+/// Counts its handler thread in when that thread unwinds from a panic: such a panic
+/// is otherwise only printed, and the test, seeing a dropped connection, may pass.
+struct PanicWatch(Arc<AtomicU64>);
+
+impl Drop for PanicWatch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
     }
 }
 

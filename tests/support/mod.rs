@@ -524,6 +524,62 @@ pub fn wait_until(what: &str, timeout: Duration, done: impl FnMut() -> bool) {
     );
 }
 
+/// Whether process `pid` has `path` open: a run opens its state directory's
+/// `run.lock` only to take the run lock, so while someone else holds that lock, a run
+/// with the file open is waiting for it (read from Linux's `/proc/PID/fd`).
+pub fn has_open(pid: u32, path: &std::path::Path) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten()
+        .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|p| p == path))
+}
+
+/// Waits (at most 60 s) until `child` has the run lock of `state_dir` open: it is
+/// waiting for a lock the test holds, rather than still starting up.
+pub fn wait_until_waiting_for_lock(child: &mut Running, state_dir: &std::path::Path) {
+    let lock = state_dir.join("run.lock");
+    let lock = std::fs::canonicalize(&lock).unwrap_or(lock);
+    let pid = child.id();
+    wait_until(
+        &format!("{} to wait for {}", child.what, lock.display()),
+        Duration::from_secs(60),
+        || has_open(pid, &lock) || !child.is_running(),
+    );
+}
+
+/// Messages delivered and not yet acknowledged in each of `queues` on the shared
+/// broker, as its queues count them (`rabbitmqctl list_queues`): what a killed client
+/// held until the broker notices the connection is gone and requeues them.
+pub fn unacked(queues: &[&str]) -> Vec<u32> {
+    let out = output_within(
+        std::process::Command::new("rabbitmqctl").args([
+            "-q",
+            "list_queues",
+            "--no-table-headers",
+            "name",
+            "messages_unacknowledged",
+        ]),
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "rabbitmqctl list_queues: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    queues
+        .iter()
+        .map(|q| {
+            text.lines()
+                .filter_map(|l| l.split_once('\t'))
+                .find(|(name, _)| name == q)
+                .and_then(|(_, n)| n.trim().parse().ok())
+                .unwrap_or_else(|| panic!("rabbitmqctl does not list queue {q}: {text}"))
+        })
+        .collect()
+}
+
 /// Runs a command to completion, killing it and failing the test when it takes longer
 /// than `limit` (a tool or a child that hangs must not hang the suite).
 pub fn output_within(c: &mut std::process::Command, limit: Duration) -> std::process::Output {
