@@ -453,7 +453,7 @@ fn the_compose_stack_runs_doctor_once_and_it_passes_on_a_fresh_stack() {
         Some("service_completed_successfully"),
         "doctor runs after the set-up made the queues"
     );
-    let args = |s: &serde_yaml::Value| -> Vec<String> {
+    let args = |s: &serde_norway::Value| -> Vec<String> {
         s["command"]
             .as_sequence()
             .expect("a command")
