@@ -299,9 +299,27 @@ fn validate_http_url(url: &str, what: &str, example: &str) -> Result<String, Fai
         Ok(u) if scheme_ok && u.has_host() && u.username().is_empty() && u.password().is_none() => {
             Ok(u.as_str().trim_end_matches('/').to_string())
         }
-        _ => Err(Failure::Usage(format!(
-            "invalid {what} {url:?}: expected an http:// or https:// URL such as {example}"
+        Ok(u) if scheme_ok && u.has_host() => Err(Failure::Usage(format!(
+            "invalid {what} {:?}: a user or password does not belong in the URL (it would be printed); expected an http:// or https:// URL such as {example}, with the credentials given apart",
+            without_userinfo(url)
         ))),
+        _ => Err(Failure::Usage(format!(
+            "invalid {what} {:?}: expected an http:// or https:// URL such as {example}",
+            without_userinfo(url)
+        ))),
+    }
+}
+
+/// `url` with whatever stands between `scheme://` and an `@` before the path replaced by
+/// `***`: a refused URL is printed, and the password it may carry must not be.
+fn without_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***{}", &rest[at..]),
+        None => url.to_string(),
     }
 }
 
@@ -320,6 +338,24 @@ fn default_state_dir(env: &impl Fn(&str) -> Option<String>) -> Result<PathBuf, F
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_url_never_prints_its_password() {
+        for url in [
+            "http://user:s3cret@127.0.0.1:9091",
+            "https://:s3cret@api.brevo.com/v3",
+            "ftp://user:s3cret@host/x",
+            "http://user:s3cret@[::1:9091/",
+        ] {
+            let e = validate_http_url(url, "Pushgateway URL", "http://127.0.0.1:9091")
+                .expect_err("refused");
+            let msg = e.to_string();
+            assert!(!msg.contains("s3cret"), "{msg}");
+            assert!(msg.contains("***@"), "{msg}");
+        }
+        assert_eq!(without_userinfo("http://h/a@b"), "http://h/a@b");
+        assert_eq!(without_userinfo("no scheme"), "no scheme");
+    }
 
     /// Settings from flag pairs such as `["--tz", "UTC"]`.
     fn config(args: &[&str], env: &[(&str, &str)]) -> Result<Config, Failure> {
