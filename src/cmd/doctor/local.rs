@@ -235,7 +235,7 @@ fn schedule(cfg: &Config, store: Option<&Store>) -> Check {
     let mut detail = if seen.is_empty() {
         "no run recorded yet".to_string()
     } else {
-        format!("last runs: {}", seen.join(", "))
+        format!("last runs ({}): {}", cfg.tz, seen.join(", "))
     };
     if !never.is_empty() {
         detail.push_str(&format!("; never seen: {}", never.join(", ")));
