@@ -21,6 +21,7 @@ mod it {
     pub mod generated;
     pub mod legacy;
     pub mod maintenance;
+    pub mod maybe_sent;
     pub mod messages;
     pub mod metrics;
     pub mod monitoring;

@@ -103,7 +103,7 @@ fn transient(ambiguous: bool) -> SendOutcome {
         reason: if ambiguous {
             "network: timeout".into()
         } else {
-            "503 unavailable".into()
+            "network: connection refused".into()
         },
         ambiguous,
         retry_after: None,
@@ -330,6 +330,18 @@ async fn retries_run_out_and_the_mail_is_parked() {
     assert_eq!(
         r.settled("a"),
         Some(Settled::Parked("retries_exhausted".into()))
+    );
+}
+
+#[tokio::test]
+async fn retries_run_out_on_a_mail_that_may_have_gone_and_it_waits_for_the_log() {
+    // A 5xx proves no refusal: parked for `dead-letters recheck`, not a blind replay.
+    let mut tired = due_today("a");
+    tired.attempts = 2;
+    let r = drain(vec![tired], vec![transient(true)]).await;
+    assert_eq!(
+        r.settled("a"),
+        Some(Settled::Parked("uncertain_send".into()))
     );
 }
 

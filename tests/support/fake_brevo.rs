@@ -35,6 +35,11 @@ pub enum Fault {
     Drop,
     /// Accept the mail, then close the connection without answering.
     AcceptThenDrop,
+    /// Accept the mail, then answer this status and body all the same (a 5xx from a
+    /// proxy or a Brevo fault after the mail was queued).
+    AcceptThenStatus(u16, String),
+    /// Accept the mail, answer 201 with a body cut short, and close the connection.
+    AcceptThenCut,
     /// This fault if a send comes to take it; unlike the others, it may be left
     /// unused without failing the test (see `Drop for FakeBrevo`).
     Optional(Box<Fault>),
@@ -355,6 +360,8 @@ fn respond(
         500 => "Internal Server Error",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        408 => "Request Timeout",
         _ => "Status",
     };
     let mut head = format!(
@@ -473,6 +480,26 @@ fn handle_send(
             lock().concurrent -= 1;
             let _ = w.shutdown(std::net::Shutdown::Both);
             return Err(std::io::Error::other(format!("dropped after {status}")));
+        }
+        (Some(Fault::AcceptThenStatus(code, text)), _) => {
+            validate_and_accept(&body, &mut lock());
+            let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            (code, v, vec![])
+        }
+        (Some(Fault::AcceptThenCut), _) => {
+            let (status, answer) = validate_and_accept(&body, &mut lock());
+            std::thread::sleep(latency);
+            lock().concurrent -= 1;
+            let text = answer.to_string();
+            let cut = &text[..text.len() / 2];
+            let head = format!(
+                "HTTP/1.1 {status} Created\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{cut}",
+                text.len()
+            );
+            let _ = w.write_all(head.as_bytes());
+            let _ = w.flush();
+            let _ = w.shutdown(std::net::Shutdown::Both);
+            return Err(std::io::Error::other("answer cut on purpose"));
         }
         (None | Some(Fault::Pass), true) => {
             let (status, v) = validate_and_accept(&body, &mut lock());
