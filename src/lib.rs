@@ -87,6 +87,19 @@ async fn dispatch(command: Command, cfg: Config) -> Result<u8> {
     let start = std::time::Instant::now();
     let cancel = Cancel::install()?;
     let result = run_command(command, &cfg, &cancel).await;
+    if mailbox::quarantine::unreadable_seen() {
+        // lapin met a message it cannot read and closed the connection: park it now,
+        // so that the next run gets past it (this one ends as it is).
+        let note = match mailbox::quarantine::screen_queue(&cfg, 256).await {
+            Ok(n) => format!(
+                "parked {n} message(s) whose AMQP headers cannot be read (reason malformed); the next run goes past them"
+            ),
+            Err(e) => {
+                format!("warning: a message whose headers cannot be read blocks the queue: {e:#}")
+            }
+        };
+        output::stderr::notice(&note);
+    }
     let shown = result.as_ref().ok().map(|r| output::emit(&cfg, r));
     if let Some((base, sub)) = pushing {
         let mut gauges = match &result {

@@ -26,6 +26,7 @@ mod it {
     pub mod metrics;
     pub mod monitoring;
     pub mod output;
+    pub mod poison;
     pub mod policy;
     pub mod publish;
     pub mod scale;
