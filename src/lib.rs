@@ -162,7 +162,7 @@ async fn run_command(command: Command, cfg: &Config, cancel: &Cancel) -> Result<
             };
             cmd::dead_letters::run(cfg, action).await
         }
-        Command::Stats => cmd::stats::run(cfg).await,
+        Command::Stats => cmd::stats::run(cfg, cancel).await,
     }
 }
 

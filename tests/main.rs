@@ -31,4 +31,5 @@ mod it {
     pub mod publish;
     pub mod scale;
     pub mod security;
+    pub mod unstage;
 }
