@@ -584,6 +584,40 @@ async fn an_unreadable_log_sets_the_mail_aside() {
 }
 
 #[tokio::test]
+async fn a_log_that_does_not_answer_is_asked_again_later_for_hours() {
+    let later = || LogAnswer::Later {
+        why: "429".into(),
+        retry_after: None,
+    };
+    let r = after_the_window(later(), vec![]).await;
+    assert!(
+        matches!(r.settled("a"), Some(Settled::Retrying { .. })),
+        "{:?}",
+        r.settled("a")
+    );
+    assert!(r.store.uncertainty("id:a").expect("journal").is_some());
+    // Six hours of doubt later, a person decides.
+    let t0 = now() - chrono::Duration::hours(7);
+    let r = drain_at(
+        now(),
+        1,
+        vec![due_today("a")],
+        vec![],
+        vec![later()],
+        caps(12),
+        |store, _| {
+            store.begin_send("id:a", t0).expect("journal");
+        },
+    )
+    .await;
+    assert_eq!(
+        r.settled("a"),
+        Some(Settled::Parked("uncertain_send".into()))
+    );
+    assert_eq!(r.brevo.sent(), 0);
+}
+
+#[tokio::test]
 async fn a_key_brevo_kept_from_a_refused_attempt_is_not_taken_as_sent() {
     // The earlier attempt got a 500 (a definite answer) and Brevo recorded its key all
     // the same: duplicate_parameter now means nothing was sent. The mail is retried

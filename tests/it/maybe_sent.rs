@@ -63,6 +63,12 @@ fn brevo_accepting_then_answering_5xx_is_not_sent_again_an_hour_later() {
             Fault::AcceptThenStatus(status, r#"{"code":"internal","message":"oops"}"#.into())
         });
         assert_eq!(w.fake.state().log_calls, 3, "{status}: each looked up once");
+        // Brevo documents the log at 2 requests a second: the look-ups are paced.
+        let times = w.fake.state().log_call_times.clone();
+        for pair in times.windows(2) {
+            let gap = pair[1] - pair[0];
+            assert!(gap.as_millis() >= 450, "{status}: look-ups {gap:?} apart");
+        }
     }
 }
 
@@ -91,4 +97,45 @@ fn a_5xx_brevo_did_not_accept_is_sent_once_its_log_says_so() {
     assert_eq!(s["sent"].as_u64(), Some(1), "{s}");
     assert_eq!(recipients(&w.fake), ["a@example.org"]);
     assert_eq!(w.fake.state().log_calls, 1);
+}
+
+#[test]
+fn a_lookup_answered_429_is_asked_again_later_not_parked() {
+    // Accepted behind a 500; an hour later Brevo's log answers 429 (then 503): the mail
+    // waits, still in doubt; the run after that finds it in the log. Sent once, never
+    // parked.
+    let w = World::new("lookup-429", 300.0);
+    w.publish(&[job("a@example.org", 3, "2026-11-27T20:00:00-03:00")], NOW);
+    w.fake.set_now(at(15).1);
+    w.fake.state().script.push_back(Fault::AcceptThenStatus(
+        500,
+        r#"{"code":"internal","message":"oops"}"#.into(),
+    ));
+    run(&w, &at(15).0, 4);
+    for (minutes, status) in [(75, 429u16), (140, 503)] {
+        w.fake.state().log_faults.push_back(status);
+        let (later, unix) = at(minutes);
+        w.fake.set_now(unix);
+        census::release_retries(&w.amqp, &w.queue, 3600);
+        let s = w.json(&later, &["drain-hourly"]);
+        assert_eq!(
+            counts(&s, &["sent", "already_sent", "parked", "retried"]),
+            [Some(0), Some(0), Some(0), Some(1)],
+            "{status}: {s}"
+        );
+        assert_eq!(w.ready(&format!("{}.dead", w.queue)), 0, "{status}: parked");
+    }
+    let (later, unix) = at(240);
+    w.fake.set_now(unix);
+    census::release_retries(&w.amqp, &w.queue, 3600);
+    let s = w.json(&later, &["drain-hourly"]);
+    assert_eq!(
+        counts(&s, &["sent", "already_sent", "parked"]),
+        [Some(0), Some(1), Some(0)],
+        "{s}"
+    );
+    assert_eq!(recipients(&w.fake), ["a@example.org"]);
+    assert_eq!(w.fake.state().log_calls, 3);
+    assert_eq!(w.ready(&w.queue), 0);
+    assert_eq!(w.ready(&format!("{}.dead", w.queue)), 0);
 }

@@ -119,6 +119,11 @@ pub struct State {
     pub log_lag: usize,
     /// Number of `GET /smtp/emails` calls.
     pub log_calls: u32,
+    /// Statuses the next `GET /smtp/emails` calls answer instead of the log, in order
+    /// (429 with Brevo's rate-limit headers, 5xx...).
+    pub log_faults: VecDeque<u16>,
+    /// When each `GET /smtp/emails` call arrived.
+    pub log_call_times: Vec<Instant>,
 }
 
 /// A running fake Brevo.
@@ -197,6 +202,8 @@ impl FakeBrevo {
             log_down: false,
             log_lag: 0,
             log_calls: 0,
+            log_faults: VecDeque::new(),
+            log_call_times: Vec::new(),
         }));
         let arrivals = Arc::new((Mutex::new(0u64), Condvar::new()));
         let (st, arr) = (state.clone(), arrivals.clone());
@@ -412,10 +419,15 @@ fn serve(conn: TcpStream, st: &Arc<Mutex<State>>, arrivals: &Arc<(Mutex<u64>, Co
         } else if req.method == "GET" && req.path.contains("/smtp/emails") {
             let mut s = lock();
             s.log_calls += 1;
+            s.log_call_times.push(Instant::now());
             let (status, body) = if !authorised {
                 (401, err("unauthorized", "Key not found"))
+            } else if let Some(status) = s.log_faults.pop_front() {
+                (status, err("too_many_requests", "try again later"))
             } else if s.log_down {
                 (503, err("service_unavailable", "try again later"))
+            } else if let Some(why) = bad_log_dates(&req.path) {
+                (400, err("invalid_parameter", &why))
             } else {
                 (200, transactional_log(&s, &req.path))
             };
@@ -548,6 +560,24 @@ fn transactional_log(s: &State, path: &str) -> Value {
         })
         .collect();
     json!({"count": emails.len(), "transactionalEmails": emails})
+}
+
+/// Brevo's rule for the log's dates: `startDate` and `endDate` both or neither,
+/// `YYYY-MM-DD`, in order, at most a month apart (31 days here).
+fn bad_log_dates(path: &str) -> Option<String> {
+    let query = path.split_once('?').map_or("", |(_, q)| q);
+    let param = |name: &str| {
+        query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d"))
+    };
+    match (param("startDate"), param("endDate")) {
+        (None, None) => None,
+        (Some(Ok(a)), Some(Ok(b))) if a <= b && (b - a).num_days() <= 31 => None,
+        _ => Some("startDate and endDate: both, in order, at most a month apart".into()),
+    }
 }
 
 fn percent_decode(v: &str) -> String {
