@@ -18,8 +18,8 @@
 //! - a drain-hourly during which Brevo accepts some mails and answers 500, 502, 503 or
 //!   504 all the same, then the next drain-hourly an hour later (past Brevo's window:
 //!   only a look-up in its log tells whether those went);
-//! - a reprioritize killed with SIGKILL mid-run, followed by a drain (not by another
-//!   reprioritize), which must put the staged mails back before it sends.
+//! - a reprioritize killed with SIGKILL mid-run, followed by a drain-hourly (not by
+//!   another reprioritize), which must put the staged mails back before it sends.
 //!
 //! Then two hours pass and clean drains run until nothing is left to send, and the
 //! census (`tests/support/census.rs`) is printed. Exit 1 when a mail is lost or twice.
@@ -422,9 +422,8 @@ impl Soak {
     }
 
     /// A reprioritize killed with SIGKILL mid-run, held there by a proxy (at a random
-    /// publish: a staging batch on the way out, or a mail's copy on the way back), then a
-    /// drain-eod or drain-hourly (chosen at random), which puts the staged mails back
-    /// before it sends.
+    /// publish: a staging batch on the way out, or a mail's copy on the way back), then
+    /// a drain-hourly, which puts the staged mails back before it sends.
     fn reprio_sigkill(&mut self) -> String {
         for attempt in 1..=TRIES {
             let n0 = self.main_ready();
@@ -461,16 +460,15 @@ impl Soak {
             // The broker returns the killed run's unacked messages as soon as the
             // kill closes its socket; any it returns late, the next run puts back.
             let staged = census::staged_mails(&self.w.amqp, &self.w.queue);
-            let which = if self.rng.random_bool(0.5) {
-                "drain-eod"
-            } else {
-                "drain-hourly"
-            };
+            // An hourly drain held to its limit: it must put the staged mails back and
+            // send the most urgent, and leave mail for the steps that follow (a
+            // drain-eod would send it all, with the soak's unlimited credits).
+            let which = "drain-hourly --strict-limit";
             let now = self.now();
             let out = self
                 .w
                 .std_cmd()
-                .args(["--now", &now, "--json", which])
+                .args(["--now", &now, "--json", "drain-hourly", "--strict-limit"])
                 .output()
                 .expect("drain");
             let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();

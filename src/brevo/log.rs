@@ -68,9 +68,9 @@ static NEXT_CALL: Mutex<Option<Instant>> = Mutex::new(None);
 
 /// Waits for the next call's turn; `Err` with the wait when it is too long.
 fn pace() -> Result<(), Duration> {
-    let mut next = NEXT_CALL.lock().unwrap_or_else(|p| p.into_inner());
+    let next = *NEXT_CALL.lock().unwrap_or_else(|p| p.into_inner());
     let now = Instant::now();
-    if let Some(at) = *next
+    if let Some(at) = next
         && at > now
     {
         if at - now > MAX_WAIT {
@@ -78,8 +78,15 @@ fn pace() -> Result<(), Duration> {
         }
         std::thread::sleep(at - now);
     }
-    *next = Some(Instant::now() + MIN_GAP);
     Ok(())
+}
+
+/// A call ended (answered or not): the next one goes at least [`MIN_GAP`] later, so
+/// that Brevo sees the calls that far apart whatever the network did to this one.
+fn called() {
+    let until = Instant::now() + MIN_GAP;
+    let mut next = NEXT_CALL.lock().unwrap_or_else(|p| p.into_inner());
+    *next = Some(next.map_or(until, |n| n.max(until)));
 }
 
 /// Brevo's rate-limit headers: with none remaining, no call before the reset.
@@ -207,6 +214,7 @@ impl Brevo {
                 .header("api-key", self.key.expose())
                 .header("accept", "application/json")
                 .call();
+            called();
             let mut resp = match resp {
                 Ok(r) => r,
                 Err(e) => {
