@@ -365,25 +365,6 @@ impl Soak {
     /// the same, then, an hour later, the next drain-hourly. Landed when at least one
     /// such answer was given.
     fn accept_5xx(&mut self) -> String {
-        let n = self.rng.random_range(1..=4);
-        let mut script = Vec::new();
-        // Which entries of the script are an accept-then-5xx.
-        let mut kinds = Vec::new();
-        for _ in 0..n {
-            if self.rng.random_bool(0.5) {
-                script.push(Fault::optional(Fault::Pass));
-                kinds.push(false);
-            }
-            kinds.push(true);
-            let status = [500u16, 502, 503, 504][self.rng.random_range(0..4)];
-            script.push(Fault::optional(Fault::AcceptThenStatus(
-                status,
-                r#"{"code":"internal_error","message":"x"}"#.into(),
-            )));
-        }
-        let scripted = script.len();
-        self.w.fake.state().script.extend(script);
-        let accepted_before = self.w.fake.state().accepted.len();
         let run = |this: &mut Self| {
             let now = this.now();
             let out = this
@@ -402,22 +383,55 @@ impl Soak {
                 s["parked"]
             )
         };
-        let first = run(self);
-        let left = self.w.fake.state().script.len();
-        self.w.fake.state().script.clear();
-        let used = scripted - left;
-        let accepted = self.w.fake.state().accepted.len() - accepted_before;
-        // Every consumed accept-then-5xx was accepted and answered 5xx.
-        let faulted = kinds[..used].iter().filter(|k| **k).count();
-        if accepted > 0 && faulted > 0 {
+        let mut tries = Vec::new();
+        for attempt in 1..=TRIES {
+            if self.main_ready() == 0 {
+                break;
+            }
+            let n = self.rng.random_range(1..=4);
+            let mut script = Vec::new();
+            // Which entries of the script are an accept-then-5xx.
+            let mut kinds = Vec::new();
+            for _ in 0..n {
+                if self.rng.random_bool(0.5) {
+                    script.push(Fault::optional(Fault::Pass));
+                    kinds.push(false);
+                }
+                kinds.push(true);
+                let status = [500u16, 502, 503, 504][self.rng.random_range(0..4)];
+                script.push(Fault::optional(Fault::AcceptThenStatus(
+                    status,
+                    r#"{"code":"internal_error","message":"x"}"#.into(),
+                )));
+            }
+            let scripted = script.len();
+            self.w.fake.state().script.extend(script);
+            let accepted_before = self.w.fake.state().accepted.len();
+            let first = run(self);
+            let left = self.w.fake.state().script.len();
+            self.w.fake.state().script.clear();
+            let used = scripted - left;
+            // A new acceptance answered 5xx (a repeat Brevo refused is no such thing).
+            let accepted = self.w.fake.state().accepted.len() - accepted_before;
+            let faulted = kinds[..used].iter().filter(|k| **k).count();
+            let what = format!("{n} accept-then-5xx scripted ({used} answers used): {first}");
+            if accepted == 0 || faulted == 0 {
+                tries.push(what);
+                continue;
+            }
             self.t.accept_5xx_landed += 1;
             self.t.accepted_then_5xx += faulted;
+            let gap = self.rng.random_range(60..=75);
+            let moved = self.advance(gap);
+            let second = run(self);
+            return format!(
+                "drain-hourly with {what} (try {attempt}); +{gap} min ({moved} retried back), next drain-hourly: {second}"
+            );
         }
-        let gap = self.rng.random_range(60..=75);
-        let moved = self.advance(gap);
-        let second = run(self);
         format!(
-            "drain-hourly with {n} accept-then-5xx scripted ({used} answers used): {first}; +{gap} min ({moved} retried back), next drain-hourly: {second}"
+            "no drain-hourly met an accept-then-5xx in {} tries: {}",
+            tries.len(),
+            tries.join("; ")
         )
     }
 
