@@ -1,7 +1,7 @@
 //! The soak of issue 11 ("No mail lost, none sent twice"), outside `cargo test`: run it
 //! with `scripts/soak`, which builds it and the binary and passes the arguments on.
 //!
-//! `soak [--drain-kills 40] [--reprio-stop-app 10] [--reprio-kill9 10] [--mails 2000] [--seed 1]`
+//! `soak [--drain-kills 40] [--reprio-stop-app 10] [--reprio-kill9 10] [--accept-5xx 10] [--reprio-sigkill 10] [--mails 2000] [--seed 1]`
 //!
 //! On a private RabbitMQ node (never the shared one) and an in-process fake Brevo, it
 //! publishes `--mails` mails (`m<N>@example.org`, deadlines 2 h to 5 days away), then
@@ -14,7 +14,12 @@
 //!   holds others, accepted and unanswered; Brevo faults (5xx, a connection dropped
 //!   before or after accepting, 429) are scripted for about half of them;
 //! - a reprioritize stopped mid-run by `rabbitmqctl stop_app` (then `start_app`);
-//! - a reprioritize stopped mid-run by a SIGKILL of the broker (then a restart).
+//! - a reprioritize stopped mid-run by a SIGKILL of the broker (then a restart);
+//! - a drain-hourly during which Brevo accepts some mails and answers 500, 502, 503 or
+//!   504 all the same, then the next drain-hourly an hour later (past Brevo's window:
+//!   only a look-up in its log tells whether those went);
+//! - a reprioritize killed with SIGKILL mid-run, followed by a drain-hourly (not by
+//!   another reprioritize), which must put the staged mails back before it sends.
 //!
 //! Then two hours pass and clean drains run until nothing is left to send, and the
 //! census (`tests/support/census.rs`) is printed. Exit 1 when a mail is lost or twice.
@@ -39,6 +44,8 @@ struct Args {
     drain_kills: usize,
     reprio_stop_app: usize,
     reprio_kill9: usize,
+    accept_5xx: usize,
+    reprio_sigkill: usize,
     mails: usize,
     seed: u64,
 }
@@ -48,6 +55,8 @@ fn args() -> Args {
         drain_kills: 40,
         reprio_stop_app: 10,
         reprio_kill9: 10,
+        accept_5xx: 10,
+        reprio_sigkill: 10,
         mails: 2000,
         seed: 1,
     };
@@ -56,7 +65,7 @@ fn args() -> Args {
         let n = it.next().and_then(|v| v.parse::<u64>().ok());
         let Some(n) = n else {
             eprintln!(
-                "usage: soak [--drain-kills 40] [--reprio-stop-app 10] [--reprio-kill9 10] [--mails 2000] [--seed 1]"
+                "usage: soak [--drain-kills 40] [--reprio-stop-app 10] [--reprio-kill9 10] [--accept-5xx 10] [--reprio-sigkill 10] [--mails 2000] [--seed 1]"
             );
             std::process::exit(2)
         };
@@ -65,6 +74,8 @@ fn args() -> Args {
             "--drain-kills" => a.drain_kills = n_usize,
             "--reprio-stop-app" => a.reprio_stop_app = n_usize,
             "--reprio-kill9" => a.reprio_kill9 = n_usize,
+            "--accept-5xx" => a.accept_5xx = n_usize,
+            "--reprio-sigkill" => a.reprio_sigkill = n_usize,
             "--mails" => a.mails = n_usize,
             "--seed" => a.seed = n,
             _ => {
@@ -81,6 +92,8 @@ enum Event {
     DrainKill,
     ReprioStopApp,
     ReprioKill9,
+    Accept5xx,
+    ReprioSigkill,
 }
 
 /// What the interruptions did, for the report.
@@ -90,6 +103,9 @@ struct Tally {
     drains_done_before_kill: usize,
     reprio_stop_app_landed: usize,
     reprio_kill9_landed: usize,
+    accept_5xx_landed: usize,
+    accepted_then_5xx: usize,
+    reprio_sigkill_landed: usize,
     reprio_done_before: usize,
     reprio_exit_codes: std::collections::BTreeMap<String, usize>,
     faults_scripted: usize,
@@ -345,6 +361,141 @@ impl Soak {
         (landed, what)
     }
 
+    /// A drain-hourly during which Brevo accepts 1 to 4 mails and answers a 5xx all
+    /// the same, then, an hour later, the next drain-hourly. Landed when at least one
+    /// such answer was given.
+    fn accept_5xx(&mut self) -> String {
+        let run = |this: &mut Self| {
+            let now = this.now();
+            let out = this
+                .w
+                .std_cmd()
+                .args(["--now", &now, "--json", "drain-hourly"])
+                .output()
+                .expect("drain-hourly");
+            let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            format!(
+                "exit {:?}, sent {}, already_sent {}, retried {}, parked {}",
+                out.status.code(),
+                s["sent"],
+                s["already_sent"],
+                s["retried"],
+                s["parked"]
+            )
+        };
+        let mut tries = Vec::new();
+        for attempt in 1..=TRIES {
+            if self.main_ready() == 0 {
+                break;
+            }
+            let n = self.rng.random_range(1..=4);
+            let mut script = Vec::new();
+            // Which entries of the script are an accept-then-5xx.
+            let mut kinds = Vec::new();
+            for _ in 0..n {
+                if self.rng.random_bool(0.5) {
+                    script.push(Fault::optional(Fault::Pass));
+                    kinds.push(false);
+                }
+                kinds.push(true);
+                let status = [500u16, 502, 503, 504][self.rng.random_range(0..4)];
+                script.push(Fault::optional(Fault::AcceptThenStatus(
+                    status,
+                    r#"{"code":"internal_error","message":"x"}"#.into(),
+                )));
+            }
+            let scripted = script.len();
+            self.w.fake.state().script.extend(script);
+            let accepted_before = self.w.fake.state().accepted.len();
+            let first = run(self);
+            let left = self.w.fake.state().script.len();
+            self.w.fake.state().script.clear();
+            let used = scripted - left;
+            // A new acceptance answered 5xx (a repeat Brevo refused is no such thing).
+            let accepted = self.w.fake.state().accepted.len() - accepted_before;
+            let faulted = kinds[..used].iter().filter(|k| **k).count();
+            let what = format!("{n} accept-then-5xx scripted ({used} answers used): {first}");
+            if accepted == 0 || faulted == 0 {
+                tries.push(what);
+                continue;
+            }
+            self.t.accept_5xx_landed += 1;
+            self.t.accepted_then_5xx += faulted;
+            let gap = self.rng.random_range(60..=75);
+            let moved = self.advance(gap);
+            let second = run(self);
+            return format!(
+                "drain-hourly with {what} (try {attempt}); +{gap} min ({moved} retried back), next drain-hourly: {second}"
+            );
+        }
+        format!(
+            "no drain-hourly met an accept-then-5xx in {} tries: {}",
+            tries.len(),
+            tries.join("; ")
+        )
+    }
+
+    /// A reprioritize killed with SIGKILL mid-run, held there by a proxy (at a random
+    /// publish: a staging batch on the way out, or a mail's copy on the way back), then
+    /// a drain-hourly, which puts the staged mails back before it sends.
+    fn reprio_sigkill(&mut self) -> String {
+        for attempt in 1..=TRIES {
+            let n0 = self.main_ready();
+            if n0 == 0 {
+                return "reprioritize: the main queue is empty, nothing to kill".into();
+            }
+            let nth = self.rng.random_range(1..=(n0 * 9 / 10).max(1));
+            let proxy = support::proxy::Proxy::hold_at_on(
+                self.node.port,
+                support::proxy::Method::BasicPublish,
+                nth,
+            );
+            let now = self.now();
+            let mut child = spawn(
+                self.w
+                    .std_cmd()
+                    .env("QUEUE_SERVICE_URL", proxy.url())
+                    .args(["--now", &now, "-q", "reprioritize"]),
+            );
+            let start = Instant::now();
+            while !proxy.triggered()
+                && child.is_running()
+                && start.elapsed() < Duration::from_secs(60)
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let landed = proxy.triggered() && child.try_kill_mid_run().is_ok();
+            drop(proxy);
+            if !landed {
+                self.t.reprio_done_before += 1;
+                continue;
+            }
+            self.t.reprio_sigkill_landed += 1;
+            // The broker returns the killed run's unacked messages as soon as the
+            // kill closes its socket; any it returns late, the next run puts back.
+            let staged = census::staged_mails(&self.w.amqp, &self.w.queue);
+            // An hourly drain held to its limit: it must put the staged mails back and
+            // send the most urgent, and leave mail for the steps that follow (a
+            // drain-eod would send it all, with the soak's unlimited credits).
+            let which = "drain-hourly --strict-limit";
+            let now = self.now();
+            let out = self
+                .w
+                .std_cmd()
+                .args(["--now", &now, "--json", "drain-hourly", "--strict-limit"])
+                .output()
+                .expect("drain");
+            let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            let after = census::staged_mails(&self.w.amqp, &self.w.queue);
+            return format!(
+                "reprioritize of {n0} mails killed at publish #{nth} (try {attempt}), {staged} mail(s) staged; {which}: exit {:?}, sent {}, {after} left staged",
+                out.status.code(),
+                s["sent"]
+            );
+        }
+        format!("reprioritize: finished before its SIGKILL {TRIES} times")
+    }
+
     /// A reprioritize interrupted mid-run by `stop_app` or a broker SIGKILL, at a
     /// random point after it began taking the queue. It counts as interrupted when the
     /// run failed (exit 4: the broker went away under it) after it had begun taking;
@@ -484,6 +635,8 @@ fn main() {
     let mut events = vec![Event::DrainKill; a.drain_kills];
     events.extend(vec![Event::ReprioStopApp; a.reprio_stop_app]);
     events.extend(vec![Event::ReprioKill9; a.reprio_kill9]);
+    events.extend(vec![Event::Accept5xx; a.accept_5xx]);
+    events.extend(vec![Event::ReprioSigkill; a.reprio_sigkill]);
     events.shuffle(&mut soak.rng);
     let total = events.len();
     let mut first_loss = None;
@@ -498,6 +651,8 @@ fn main() {
         let moved = soak.advance(minutes);
         let what = match ev {
             Event::DrainKill => soak.drain_kill(),
+            Event::Accept5xx => soak.accept_5xx(),
+            Event::ReprioSigkill => soak.reprio_sigkill(),
             e => {
                 let what = soak.reprio(e);
                 format!("{what}; {}", soak.finish_reprioritize())
@@ -578,6 +733,16 @@ fn main() {
         t.reprio_exit_codes
     );
     println!(
+        "{}/{} drain-hourly runs met Brevo accepting then answering 5xx ({} such answers), \
+         each followed by the next drain-hourly an hour later; {}/{} reprioritize runs killed \
+         with SIGKILL mid-run, each followed by a drain",
+        t.accept_5xx_landed,
+        a.accept_5xx,
+        t.accepted_then_5xx,
+        t.reprio_sigkill_landed,
+        a.reprio_sigkill
+    );
+    println!(
         "time: {} of {total} steps moved the clock 30 min or more (past Brevo's window); \
          {} Brevo faults scripted; {} retried mails moved back to the main queue; {clean} clean drain(s)",
         t.past_window, t.faults_scripted, t.released
@@ -608,8 +773,13 @@ fn main() {
         );
     }
     // A soak whose faults did not land proves less than it says: that fails too.
-    let landed = t.drain_kills_landed + t.reprio_stop_app_landed + t.reprio_kill9_landed;
-    let asked = a.drain_kills + a.reprio_stop_app + a.reprio_kill9;
+    let landed = t.drain_kills_landed
+        + t.reprio_stop_app_landed
+        + t.reprio_kill9_landed
+        + t.accept_5xx_landed
+        + t.reprio_sigkill_landed;
+    let asked =
+        a.drain_kills + a.reprio_stop_app + a.reprio_kill9 + a.accept_5xx + a.reprio_sigkill;
     let bad = !c.lost.is_empty() || c.twice() > 0 || landed < asked;
     println!(
         "{}: {} lost, {} twice, {landed} of {asked} interruptions landed mid-run",

@@ -90,6 +90,19 @@ async fn dispatch(command: Command, cfg: Config) -> Result<u8> {
         _ => Cancel::TAKING,
     })?;
     let result = run_command(command, &cfg, &cancel).await;
+    if mailbox::quarantine::unreadable_seen() {
+        // lapin met a message it cannot read and closed the connection: park it now,
+        // so that the next run gets past it (this one ends as it is).
+        let note = match mailbox::quarantine::screen_queue(&cfg, 256).await {
+            Ok(n) => format!(
+                "parked {n} message(s) whose AMQP headers cannot be read (reason malformed); the next run goes past them"
+            ),
+            Err(e) => {
+                format!("warning: a message whose headers cannot be read blocks the queue: {e:#}")
+            }
+        };
+        output::stderr::notice(&note);
+    }
     let shown = result.as_ref().ok().map(|r| output::emit(&cfg, r));
     if let Some((base, sub)) = pushing {
         let mut gauges = match &result {
@@ -152,7 +165,7 @@ async fn run_command(command: Command, cfg: &Config, cancel: &Cancel) -> Result<
             };
             cmd::dead_letters::run(cfg, action).await
         }
-        Command::Stats => cmd::stats::run(cfg).await,
+        Command::Stats => cmd::stats::run(cfg, cancel).await,
         Command::Doctor(a) => {
             let probe = match (a.idempotency_probe, a.to) {
                 (true, Some(to)) => Some(cmd::doctor::Probe {

@@ -23,13 +23,16 @@ mod it {
     pub mod generated;
     pub mod legacy;
     pub mod maintenance;
+    pub mod maybe_sent;
     pub mod messages;
     pub mod metrics;
     pub mod monitoring;
     pub mod output;
     pub mod plain_words;
+    pub mod poison;
     pub mod policy;
     pub mod publish;
     pub mod scale;
     pub mod security;
+    pub mod unstage;
 }

@@ -2,6 +2,10 @@
 //! send whose answer nobody saw went out. Every send is tagged with its idempotency key;
 //! the log is searched by recipient and template, and the tag picks the mail out.
 
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 
 use super::Brevo;
@@ -20,6 +24,22 @@ pub struct LogQuery {
     pub days: (chrono::NaiveDate, chrono::NaiveDate),
 }
 
+impl LogQuery {
+    /// The days to search for a mail first attempted at `since`, asked at `now`: from
+    /// the day before `since` to the day after `now`, but never more than
+    /// 27 days apart (Brevo refuses dates over a month apart); the most recent
+    /// days are kept, as the log keeps only the last 30 days.
+    pub fn days(since: DateTime<Utc>, now: DateTime<Utc>) -> (NaiveDate, NaiveDate) {
+        let last = (now + chrono::Duration::days(1)).date_naive();
+        let first = (since - chrono::Duration::days(1)).date_naive();
+        let earliest = last - chrono::Duration::days(MAX_SPAN_DAYS);
+        (first.max(earliest).min(last), last)
+    }
+}
+
+/// The most days a look-up spans: "at most one month apart", for any month.
+pub const MAX_SPAN_DAYS: i64 = 27;
+
 /// What Brevo's log says of a mail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogAnswer {
@@ -27,8 +47,68 @@ pub enum LogAnswer {
     Found,
     /// Not in the log.
     Absent,
-    /// The log could not be read.
+    /// The log cannot tell, and asking again will not help (it lists mail this version
+    /// cannot tell apart, or answers what it should not).
     Unreachable(String),
+    /// The log did not answer this time (429, 5xx, network): ask again later.
+    Later {
+        /// What happened.
+        why: String,
+        /// How long Brevo asked to wait, if it said.
+        retry_after: Option<Duration>,
+    },
+}
+
+/// Brevo documents `GET /smtp/emails` at 2 requests a second.
+const MIN_GAP: Duration = Duration::from_millis(500);
+/// The longest a look-up waits for Brevo's rate limit to reset; longer: ask later.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+/// When the next log call may go out (all look-ups of the process share Brevo's limit).
+static NEXT_CALL: Mutex<Option<Instant>> = Mutex::new(None);
+
+/// Waits for the next call's turn; `Err` with the wait when it is too long.
+fn pace() -> Result<(), Duration> {
+    let next = *NEXT_CALL.lock().unwrap_or_else(|p| p.into_inner());
+    let now = Instant::now();
+    if let Some(at) = next
+        && at > now
+    {
+        if at - now > MAX_WAIT {
+            return Err(at - now);
+        }
+        std::thread::sleep(at - now);
+    }
+    Ok(())
+}
+
+/// A call ended (answered or not): the next one goes at least [`MIN_GAP`] later, so
+/// that Brevo sees the calls that far apart whatever the network did to this one.
+fn called() {
+    let until = Instant::now() + MIN_GAP;
+    let mut next = NEXT_CALL.lock().unwrap_or_else(|p| p.into_inner());
+    *next = Some(next.map_or(until, |n| n.max(until)));
+}
+
+/// Brevo's rate-limit headers: with none remaining, no call before the reset.
+fn note_rate_limit(resp: &ureq::http::Response<ureq::Body>) {
+    let header = |n: &str| -> Option<f64> {
+        let v = resp
+            .headers()
+            .get(n)?
+            .to_str()
+            .ok()?
+            .trim()
+            .parse::<f64>()
+            .ok()?;
+        (v.is_finite() && v >= 0.0).then_some(v)
+    };
+    if header("x-sib-ratelimit-remaining").is_some_and(|r| r < 1.0)
+        && let Some(reset) = header("x-sib-ratelimit-reset")
+    {
+        let until = Instant::now() + Duration::from_secs_f64(reset.min(86_400.0));
+        let mut next = NEXT_CALL.lock().unwrap_or_else(|p| p.into_inner());
+        *next = Some(next.map_or(until, |n| n.max(until)));
+    }
 }
 
 /// A query-string value, percent-encoded.
@@ -78,6 +158,8 @@ pub fn log_page(body: &str, tag: &str) -> Result<Page, String> {
         total,
     ) {
         (Some(list), _) => list.as_slice(),
+        // No match may come as `{}`, with neither field.
+        (None, Some(0) | None) if v.as_object().is_some_and(|o| !o.contains_key("count")) => &[],
         (None, Some(0)) => &[],
         (None, _) => return Err("the log answer lists no transactionalEmails".into()),
     };
@@ -120,18 +202,50 @@ impl Brevo {
                 q.days.1,
                 page * PAGE
             );
+            if let Err(wait) = pace() {
+                return LogAnswer::Later {
+                    why: "Brevo's rate limit for its log is spent".into(),
+                    retry_after: Some(wait),
+                };
+            }
             let resp = self
                 .agent
                 .get(&url)
                 .header("api-key", self.key.expose())
                 .header("accept", "application/json")
                 .call();
+            called();
             let mut resp = match resp {
                 Ok(r) => r,
-                Err(e) => return LogAnswer::Unreachable(format!("cannot reach Brevo's log: {e}")),
+                Err(e) => {
+                    return LogAnswer::Later {
+                        why: format!("cannot reach Brevo's log: {e}"),
+                        retry_after: None,
+                    };
+                }
             };
+            note_rate_limit(&resp);
             let status = resp.status().as_u16();
-            let body = resp.body_mut().read_to_string().unwrap_or_default();
+            let retry_after = super::header_secs(&resp, "retry-after").or_else(|| {
+                (status == 429)
+                    .then(|| super::header_secs(&resp, "x-sib-ratelimit-reset"))
+                    .flatten()
+            });
+            let body = match resp.body_mut().read_to_string() {
+                Ok(b) => b,
+                Err(e) => {
+                    return LogAnswer::Later {
+                        why: format!("Brevo's log answer was cut: {e}"),
+                        retry_after: None,
+                    };
+                }
+            };
+            if status == 429 || status == 408 || status >= 500 {
+                return LogAnswer::Later {
+                    why: format!("Brevo's log answered {status}"),
+                    retry_after,
+                };
+            }
             if !(200..300).contains(&status) {
                 return LogAnswer::Unreachable(format!("Brevo's log answered {status}"));
             }
@@ -189,5 +303,32 @@ mod tests {
             r#"{"count": 1, "transactionalEmails": [{"email": "a@b.c", "tags": ["acaso-mail"]}]}"#;
         assert_eq!(log_page(old, "k-1"), Ok(Page::Untagged));
         assert_eq!(query_value("a+b@example.org"), "a%2Bb%40example.org");
+        // No match, as Brevo may say it: an empty object.
+        assert_eq!(
+            log_page("{}", "k-1"),
+            Ok(Page::NotHere {
+                total: 0,
+                listed: 0
+            })
+        );
+    }
+
+    #[test]
+    fn the_days_searched_stay_within_a_month() {
+        let t = |s: &str| {
+            DateTime::parse_from_rfc3339(s)
+                .expect("date")
+                .with_timezone(&Utc)
+        };
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("day");
+        let now = t("2026-12-03T12:00:00Z");
+        assert_eq!(
+            LogQuery::days(t("2026-12-03T10:00:00Z"), now),
+            (d("2026-12-02"), d("2026-12-04"))
+        );
+        // A doubt two months old: the most recent 27 days.
+        let (first, last) = LogQuery::days(t("2026-10-01T10:00:00Z"), now);
+        assert_eq!((last - first).num_days(), MAX_SPAN_DAYS);
+        assert_eq!(last, d("2026-12-04"));
     }
 }

@@ -144,12 +144,13 @@ pub enum SendOutcome {
         /// How long Brevo asked us to wait, if it said.
         retry_after: Option<Duration>,
     },
-    /// Try again later (network trouble, timeout, 5xx).
+    /// Try again later (network trouble, timeout, 408, 5xx).
     Transient {
         /// What happened, for logs and headers.
         reason: String,
-        /// Whether Brevo may have accepted it all the same (the request went out and
-        /// the answer was lost: a timeout or a connection broken mid-exchange).
+        /// Whether Brevo may have accepted it all the same: the request went out and
+        /// no answer proved a refusal (a timeout, a connection broken mid-exchange, a
+        /// 408 or a 5xx). Only a request that never left is unambiguous.
         ambiguous: bool,
         /// How long Brevo asked us to wait, if it said.
         retry_after: Option<Duration>,
@@ -264,9 +265,11 @@ pub fn classify(status: u16, body: &str, retry_after: Option<Duration>) -> SendO
             message: said,
         },
         429 => SendOutcome::RateLimited { retry_after },
+        // Neither proves a refusal: Brevo (or a proxy in front of it) may have queued
+        // the mail before answering. Maybe sent: looked up before any resend.
         408 | 500..=599 => SendOutcome::Transient {
             reason: format!("{status} {message}").trim().to_string(),
-            ambiguous: false,
+            ambiguous: true,
             retry_after,
         },
         400 | 422 if !ENDPOINT_CODES.iter().any(|c| code_is(c)) => SendOutcome::Permanent {
@@ -523,13 +526,15 @@ mod tests {
         assert!(
             matches!(classify(429, "", wait), SendOutcome::RateLimited { retry_after: Some(d) } if d.as_secs() == 7)
         );
-        assert!(matches!(
-            classify(502, "<html>bad gateway</html>", None),
-            SendOutcome::Transient { .. }
-        ));
-        assert!(matches!(
-            classify(500, "", None),
-            SendOutcome::Transient { .. }
-        ));
+        // A 5xx or a 408 proves no refusal: maybe sent.
+        for status in [408, 500, 502, 503, 504] {
+            assert!(matches!(
+                classify(status, "<html>bad gateway</html>", None),
+                SendOutcome::Transient {
+                    ambiguous: true,
+                    ..
+                }
+            ));
+        }
     }
 }

@@ -203,16 +203,12 @@ async fn recheck(cfg: &Config, mailbox: &mut Rabbit, has_parking: bool) -> Resul
                     .as_deref()
                     .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
                     .map_or(now, |t| t.to_utc());
-                let first =
-                    (since - chrono::Duration::days(2)).max(now - chrono::Duration::days(29));
                 let query = LogQuery {
                     email: m.first_recipient().to_string(),
                     template_id: m.template_id,
                     tag: idempotency_key(&e.identity),
-                    days: (
-                        first.date_naive(),
-                        (now + chrono::Duration::days(1)).date_naive(),
-                    ),
+                    // Its attempts came before it was parked, by up to a day or so.
+                    days: LogQuery::days(since - chrono::Duration::days(1), now),
                 };
                 let step = match brevo.find_in_log(&query) {
                     LogAnswer::Found => store
@@ -227,7 +223,9 @@ async fn recheck(cfg: &Config, mailbox: &mut Rabbit, has_parking: bool) -> Resul
                     LogAnswer::Absent => store
                         .clear_uncertain(&e.identity)
                         .map(|()| (&mut r.replayed, Sweep::Replay)),
-                    LogAnswer::Unreachable(_) => Ok((&mut r.unknown, Sweep::Keep)),
+                    LogAnswer::Unreachable(_) | LogAnswer::Later { .. } => {
+                        Ok((&mut r.unknown, Sweep::Keep))
+                    }
                 };
                 match step {
                     Ok((count, sweep)) => {

@@ -74,6 +74,8 @@ pub async fn run(cfg: &Config, args: Args, cancel: &Cancel) -> Result<Report> {
     let pace = pace(cfg, position.as_ref());
     let rules = rules(cfg, args.budget, &account, pace);
     let mut mailbox = Rabbit::open(cfg).await?;
+    // Mails an interrupted reprioritize left out of the queue's order go back first.
+    crate::cmd::reprioritize::finish_interrupted(cfg, &mut mailbox, cancel).await?;
     let bar = output::progress(
         cfg,
         u64::from(rules.caps.soft.min(mailbox.info().ready)),

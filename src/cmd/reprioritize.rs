@@ -47,6 +47,68 @@ fn count(n: u64) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
+/// What becomes of a mail on its way through `reprioritize`, the journal considered.
+fn journaled_fate(
+    cfg: &Config,
+    scale: PriorityScale,
+    now: chrono::DateTime<chrono::Utc>,
+    journal: &Store,
+    e: &Envelope,
+) -> Reorder {
+    match journal.is_sent(&e.identity) {
+        Ok(true) => Reorder::Drop,
+        _ => match fate(cfg, scale, now, e) {
+            // Not parked here: an expired mail that an earlier attempt may have
+            // sent (the next drain asks Brevo's log whether it went), and a mail
+            // a copy of which may already be parked (the next drain looks in
+            // the parking queue). Back at the head of the queue, the drain
+            // settles them.
+            Reorder::Park { reason, .. }
+                if !matches!(journal.may_be_parked(&e.identity), Ok(false))
+                    || (reason == "expired"
+                        && !matches!(journal.uncertainty(&e.identity), Ok(None))) =>
+            {
+                Reorder::Requeue(scale.priority(Urgency::Expired))
+            }
+            f => f,
+        },
+    }
+}
+
+/// Puts back in the main queue, with today's priorities, the mails an interrupted
+/// `reprioritize` left in the staging queue (its way back, alone). Every run that holds
+/// the run lock calls it first: a `reprioritize` killed at 03:05 must not keep the day's
+/// most urgent mail from the drains, nor from `stats`' counts. Returns how many mails
+/// went back; a notice says so.
+pub async fn finish_interrupted(
+    cfg: &Config,
+    mailbox: &mut Rabbit,
+    cancel: &Cancel,
+) -> Result<u64> {
+    if mailbox.depth().await?.staging == 0 {
+        return Ok(0);
+    }
+    let now = cfg.now();
+    let scale = mailbox.info().scale();
+    let journal = Store::open(&cfg.state_dir)?;
+    let r = mailbox
+        .unstage(
+            |e| journaled_fate(cfg, scale, now, &journal, e),
+            |parked| journal.record_parking(parked.iter().map(String::as_str), now),
+            || cancel.received().is_some(),
+            now,
+        )
+        .await?;
+    output::stderr::notice(&format!(
+        "put back {} mail(s) an interrupted reprioritize had left in {} ({} duplicate(s) dropped, {} parked)",
+        r.requeued,
+        mailbox.topology().staging(),
+        r.duplicates,
+        r.parked.values().sum::<u64>()
+    ));
+    Ok(r.requeued)
+}
+
 /// Runs `reprioritize`.
 pub async fn run(cfg: &Config, cancel: &Cancel) -> Result<Report> {
     let _lock = state::lock(&cfg.state_dir, cfg.lock_wait)?;
@@ -64,24 +126,7 @@ pub async fn run(cfg: &Config, cancel: &Cancel) -> Result<Report> {
     let journal = Store::open(&cfg.state_dir)?;
     let r = mailbox
         .reorder(
-            |e| match journal.is_sent(&e.identity) {
-                Ok(true) => Reorder::Drop,
-                _ => match fate(cfg, scale, now, e) {
-                    // Not parked here: an expired mail that an earlier attempt may have
-                    // sent (the next drain asks Brevo's log whether it went), and a mail
-                    // a copy of which may already be parked (the next drain looks in
-                    // the parking queue). Back at the head of the queue, the drain
-                    // settles them.
-                    Reorder::Park { reason, .. }
-                        if !matches!(journal.may_be_parked(&e.identity), Ok(false))
-                            || (reason == "expired"
-                                && !matches!(journal.uncertainty(&e.identity), Ok(None))) =>
-                    {
-                        Reorder::Requeue(scale.priority(Urgency::Expired))
-                    }
-                    f => f,
-                },
-            },
+            |e| journaled_fate(cfg, scale, now, &journal, e),
             |parked| journal.record_parking(parked.iter().map(String::as_str), now),
             || bar.inc(1),
             || cancel.received().is_some(),

@@ -103,7 +103,8 @@ pub struct Stats {
     /// Mails per urgency band (`bad` = unreadable bodies) among those read from the
     /// head of the queue (at most `--scan`).
     pub bands: BTreeMap<String, u32>,
-    /// Whether every ready message was read for `bands`.
+    /// Whether every ready message was read for `bands`, and none waits in the staging
+    /// queue of an interrupted `reprioritize`.
     pub bands_complete: bool,
     /// Mails read from the head of the queue for `bands`.
     pub bands_read: u32,
@@ -140,7 +141,7 @@ pub struct IdempotencyProbe {
 }
 
 /// Runs `stats`.
-pub async fn run(cfg: &Config) -> Result<Report> {
+pub async fn run(cfg: &Config, cancel: &crate::signal::Cancel) -> Result<Report> {
     // The queue figures need no Brevo: a refused key or an unreachable Brevo is said,
     // not fatal.
     // Recorded as read when Brevo answered, not after the lock and RabbitMQ.
@@ -152,8 +153,14 @@ pub async fn run(cfg: &Config) -> Result<Report> {
         None => (None, None, None),
     };
     let _lock = state::lock(&cfg.state_dir, cfg.lock_wait)?;
-    let mailbox = Rabbit::open(cfg).await?;
-    let info = mailbox.info().clone();
+    let mut mailbox = Rabbit::open(cfg).await?;
+    // Counted where the drains will find them: mails an interrupted reprioritize left in
+    // its staging queue go back first (if that is cut short, the bands say incomplete).
+    let put_back = crate::cmd::reprioritize::finish_interrupted(cfg, &mut mailbox, cancel).await?;
+    let mut info = mailbox.info().clone();
+    if put_back > 0 {
+        info.ready = mailbox.ready().await?;
+    }
     let now = cfg.now();
     let Depth {
         retrying,
@@ -271,7 +278,8 @@ pub async fn run(cfg: &Config) -> Result<Report> {
         warnings.push(r.message.clone());
     }
     let stats = Stats {
-        bands_complete: census.complete(),
+        // Mails still staged are in no band: the bands are not the whole story.
+        bands_complete: census.complete() && staging == 0,
         bands_read: census.read,
         bands_exact: census.exact.clone(),
         reprioritizing: staging,

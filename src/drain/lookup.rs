@@ -1,8 +1,9 @@
 //! Asking Brevo instead of guessing: a mail whose earlier attempt's answer was never
 //! seen, taken again after Brevo's idempotency window, is looked up in Brevo's
 //! transactional log. Found means sent (journal it, ack it); absent means the earlier
-//! attempt never went (send it); a log that cannot be read means nobody can tell (park
-//! it as `uncertain_send` for a person).
+//! attempt never went (send it); a log that does not answer this time (429, 5xx) is
+//! asked again later, for hours; a log that cannot tell means nobody can (park it as
+//! `uncertain_send` for a person).
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
@@ -27,6 +28,12 @@ const UNSEEN_SEND_LIMIT: chrono::Duration = chrono::Duration::minutes(12);
 /// How long Brevo's log may take to list a mail it accepted (undocumented: "allow
 /// minutes"); a look-up sooner than this after the latest attempt is not asked yet.
 const LOG_SETTLE: chrono::Duration = chrono::Duration::minutes(20);
+
+/// How long a mail whose look-ups get no answer (429, 5xx, network) keeps waiting for
+/// Brevo's log, from the first attempt in doubt; then it is parked as `uncertain_send`.
+const GIVE_UP: chrono::Duration = chrono::Duration::hours(6);
+/// The least wait before a look-up that got no answer is asked again.
+const LATER_SECS: u64 = 300;
 
 /// What the log said, for the drain.
 pub(super) enum Looked {
@@ -142,10 +149,7 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
                 email: m.first_recipient().to_string(),
                 template_id: m.template_id,
                 tag: idempotency_key(&id),
-                days: (
-                    (since - chrono::Duration::days(1)).date_naive(),
-                    (self.rules.clock() + chrono::Duration::days(1)).date_naive(),
-                ),
+                days: LogQuery::days(since, self.rules.clock()),
             };
             let sender = self.io.sender.clone();
             tokio::task::spawn_blocking(move || sender.find_in_log(&query))
@@ -155,6 +159,7 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
         // No send was made here: closing keeps an attempt a dead run left open as a
         // doubt (the log's answer settles it below, or it stays one).
         self.io.store.end_send(&id, Outcome::Unknown)?;
+        let now = self.rules.clock();
         Ok(match answer {
             LogAnswer::Found => {
                 self.s.already_sent += 1;
@@ -175,7 +180,17 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
                 self.io.store.clear_uncertain(&id)?;
                 Looked::NotSent(Box::new(taken))
             }
-            LogAnswer::Unreachable(why) => {
+            LogAnswer::Later { why, retry_after } if now - since < GIVE_UP => {
+                // Brevo's log did not answer this time: the mail waits, still in doubt,
+                // and is looked up again later.
+                let detail = format!("Brevo's log did not answer ({why}); asked again later");
+                self.s.retried += 1;
+                let attempts = taken.mail.attempts;
+                let wait = retry_after.map_or(LATER_SECS, |d| d.as_secs().max(LATER_SECS));
+                let delay = retry_delay(1, Some(wait));
+                Looked::Settled(self.retry(taken, attempts, delay, &detail).await)
+            }
+            LogAnswer::Later { why, .. } | LogAnswer::Unreachable(why) => {
                 let detail = format!(
                     "a send started at {} got no answer, and Brevo's log could not tell whether it went ({why}): check the log before replaying",
                     since.to_rfc3339()

@@ -150,8 +150,11 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
             SendOutcome::Transient {
                 reason,
                 retry_after,
-                ..
-            } => self.transient(job, &reason, retry_after).await,
+                ambiguous,
+            } => {
+                let maybe_sent = ambiguous || job.uncertain;
+                self.transient(job, &reason, retry_after, maybe_sent).await
+            }
         }
     }
 
@@ -160,6 +163,7 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
         job: Job,
         reason: &str,
         retry_after: Option<Duration>,
+        maybe_sent: bool,
     ) -> Result<()> {
         self.s.failed += 1;
         self.transient_in_a_row += 1;
@@ -171,9 +175,16 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
         }
         let attempts = job.taken.mail.attempts + 1;
         if attempts >= self.opts.max_attempts {
+            // One of the attempts may have gone: parked for `dead-letters recheck`,
+            // which asks Brevo's log, never for a blind replay.
+            let reason_parked = if maybe_sent {
+                "uncertain_send"
+            } else {
+                "retries_exhausted"
+            };
             let detail = format!("{attempts} attempts failed; last: {reason}");
-            self.s.park_count("retries_exhausted");
-            return self.park(job.taken, "retries_exhausted", &detail).await;
+            self.s.park_count(reason_parked);
+            return self.park(job.taken, reason_parked, &detail).await;
         }
         let delay = retry_delay(attempts, retry_after.map(|d| d.as_secs()));
         self.s.retried += 1;

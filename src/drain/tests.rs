@@ -103,7 +103,7 @@ fn transient(ambiguous: bool) -> SendOutcome {
         reason: if ambiguous {
             "network: timeout".into()
         } else {
-            "503 unavailable".into()
+            "network: connection refused".into()
         },
         ambiguous,
         retry_after: None,
@@ -347,6 +347,18 @@ async fn retries_run_out_and_the_mail_is_parked() {
 }
 
 #[tokio::test]
+async fn retries_run_out_on_a_mail_that_may_have_gone_and_it_waits_for_the_log() {
+    // A 5xx proves no refusal: parked for `dead-letters recheck`, not a blind replay.
+    let mut tired = due_today("a");
+    tired.attempts = 2;
+    let r = drain(vec![tired], vec![transient(true)]).await;
+    assert_eq!(
+        r.settled("a"),
+        Some(Settled::Parked("uncertain_send".into()))
+    );
+}
+
+#[tokio::test]
 async fn five_failures_in_a_row_end_the_run_with_exit_4() {
     let mails = (0..6).map(|i| due_today(&format!("m{i}"))).collect();
     let r = drain(mails, (0..5).map(|_| transient(false)).collect()).await;
@@ -577,6 +589,40 @@ async fn absent_from_brevos_log_means_it_never_went_so_it_is_sent() {
 #[tokio::test]
 async fn an_unreadable_log_sets_the_mail_aside() {
     let r = after_the_window(LogAnswer::Unreachable("503".into()), vec![]).await;
+    assert_eq!(
+        r.settled("a"),
+        Some(Settled::Parked("uncertain_send".into()))
+    );
+    assert_eq!(r.brevo.sent(), 0);
+}
+
+#[tokio::test]
+async fn a_log_that_does_not_answer_is_asked_again_later_for_hours() {
+    let later = || LogAnswer::Later {
+        why: "429".into(),
+        retry_after: None,
+    };
+    let r = after_the_window(later(), vec![]).await;
+    assert!(
+        matches!(r.settled("a"), Some(Settled::Retrying { .. })),
+        "{:?}",
+        r.settled("a")
+    );
+    assert!(r.store.uncertainty("id:a").expect("journal").is_some());
+    // Six hours of doubt later, a person decides.
+    let t0 = now() - chrono::Duration::hours(7);
+    let r = drain_at(
+        now(),
+        1,
+        vec![due_today("a")],
+        vec![],
+        vec![later()],
+        caps(12),
+        |store, _| {
+            store.begin_send("id:a", t0).expect("journal");
+        },
+    )
+    .await;
     assert_eq!(
         r.settled("a"),
         Some(Settled::Parked("uncertain_send".into()))

@@ -23,6 +23,8 @@ pub struct Broker {
 /// The error for a broker operation that failed or timed out: the connection is likely
 /// gone, and every unacked mail goes back to its queue on its own.
 pub fn lost(what: &str, why: impl std::fmt::Display) -> anyhow::Error {
+    let why = why.to_string();
+    super::quarantine::note_failure(&why);
     Failure::Unavailable(format!(
         "lost RabbitMQ while {what}: {why}; unacked mails return to the queue"
     ))
@@ -191,6 +193,17 @@ impl Broker {
                     )
                 }))
             })?;
+        // A frame lapin cannot parse ends the connection before acaso-mail sees the
+        // message: remember it, so that the run parks that message before it ends.
+        let mut events = conn.events_listener();
+        tokio::spawn(async move {
+            use futures_lite::StreamExt;
+            while let Some(event) = events.next().await {
+                if let lapin::Event::Error(e) = event {
+                    super::quarantine::note_failure(&e.to_string());
+                }
+            }
+        });
         Ok(Broker {
             conn,
             timeout: cfg.timeout,

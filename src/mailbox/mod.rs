@@ -15,6 +15,7 @@ mod maintenance;
 pub mod memory;
 mod message;
 mod publisher;
+pub mod quarantine;
 mod rabbit;
 mod reader;
 mod reorder;

@@ -90,6 +90,21 @@ fn missing(cfg: &Config, topo: &Topology) -> anyhow::Error {
     .into()
 }
 
+/// Parks the message at the head of the queue if lapin could not read it (its reading
+/// would end this run, and the next); a screen that fails only warns; the run goes on.
+async fn screen_head(cfg: &Config, ready: u32) {
+    if ready == 0 {
+        return;
+    }
+    match super::quarantine::screen_queue(cfg, 1).await {
+        Ok(0) => {}
+        Ok(n) => crate::output::stderr::notice(&format!(
+            "parked {n} message(s) at the head of the queue whose AMQP headers cannot be read (reason malformed)"
+        )),
+        Err(e) => crate::output::stderr::notice(&format!("warning: {e:#}")),
+    }
+}
+
 impl Rabbit {
     /// Connects and declares (or adopts) the main queue and its retry and parking
     /// queues: `publish` only, the one command that may create a queue (a producer's
@@ -116,6 +131,7 @@ impl Rabbit {
         }
         let info = broker.main_queue(topo.main()).await?;
         broker.side_queues(&topo).await?;
+        screen_head(cfg, info.ready).await;
         Ok(Rabbit::with(broker, topo, info))
     }
 
@@ -140,6 +156,7 @@ impl Rabbit {
             broker.close().await;
             return Err(missing(cfg, &topo));
         };
+        screen_head(cfg, ready).await;
         let info = QueueInfo {
             name: topo.main().to_string(),
             ready,

@@ -106,6 +106,33 @@ impl Rabbit {
     /// each mail handled (twice per mail: out and back); `stop` is checked between mails.
     pub async fn reorder(
         &mut self,
+        fate: impl FnMut(&Envelope) -> Reorder,
+        parked_copies: impl FnMut(&[String]) -> Result<()>,
+        tick: impl FnMut(),
+        stop: impl Fn() -> bool,
+        now: DateTime<Utc>,
+    ) -> Result<Reordered> {
+        self.passes(true, fate, parked_copies, tick, stop, now)
+            .await
+    }
+
+    /// Finishes what an interrupted re-ordering left: only the way back, for the mails
+    /// in the staging queue (the main queue is left as it is). Drains and `stats` call
+    /// it before they send or count, so that no mail waits out of their reach.
+    pub async fn unstage(
+        &mut self,
+        fate: impl FnMut(&Envelope) -> Reorder,
+        parked_copies: impl FnMut(&[String]) -> Result<()>,
+        stop: impl Fn() -> bool,
+        now: DateTime<Utc>,
+    ) -> Result<Reordered> {
+        self.passes(false, fate, parked_copies, || {}, stop, now)
+            .await
+    }
+
+    async fn passes(
+        &mut self,
+        whole: bool,
         mut fate: impl FnMut(&Envelope) -> Reorder,
         mut parked_copies: impl FnMut(&[String]) -> Result<()>,
         mut tick: impl FnMut(),
@@ -123,7 +150,11 @@ impl Rabbit {
             Utc::now().timestamp_nanos_opt().unwrap_or_default()
         );
         let mut r = Reordered::default();
-        let out = u64::from(self.broker.ready(&main).await?);
+        let out = if whole {
+            u64::from(self.broker.ready(&main).await?)
+        } else {
+            0
+        };
         let park = |reason: &'static str, detail: &str, props: &BasicProperties| {
             let props = with_headers(props, &parking_headers(reason, detail, now));
             Some((parking.clone(), props))

@@ -121,8 +121,10 @@ fn a_killed_send_brevo_never_got_is_sent_once_its_log_says_so() {
 fn a_killed_send_is_parked_when_brevos_log_cannot_tell() {
     let w = World::new("sigkill-nolog", 300.0);
     kill_drain_mid_send(&w);
+    // Down for hours: a look-up that gets no answer is asked again for 6 hours after
+    // the attempt in doubt, then the mail is set aside for a person.
     w.fake.state().log_down = true;
-    let s = w.json("2026-11-27T13:00:00-03:00", &["drain-eod"]);
+    let s = w.json("2026-11-27T19:00:00-03:00", &["drain-eod"]);
     assert_eq!(
         (s["sent"].as_u64(), s["parked"].as_u64()),
         (Some(0), Some(1)),
@@ -266,7 +268,8 @@ fn dead_letters_recheck_settles_uncertain_mail_by_brevos_log() {
     // sent) and replays the second, which the next drain sends: each mail once.
     let w = World::new("recheck", 300.0);
     kill_drain_mid_send(&w);
-    let late = "2026-11-27T13:00:00-03:00";
+    // Past the 6 hours a look-up that gets no answer is asked again.
+    let late = "2026-11-27T19:00:00-03:00";
     w.fake.state().log_down = true;
     let s = w.json(late, &["drain-eod"]);
     assert_eq!(s["parked"].as_u64(), Some(1), "{s}");

@@ -413,6 +413,8 @@ fn amqps_to_a_real_tls_listener_trusts_only_the_given_ca() {
         None,
     );
     assert!(out.status.success(), "drain over amqps: {}", text(&out));
+    // The screen of the queue's head (its own raw AMQP connection) speaks TLS too.
+    assert!(!text(&out).contains("screening"), "{}", text(&out));
     assert_eq!(w.fake.accepted().len(), 2);
     // The certificate names 127.0.0.1 too.
     let by_ip = format!("amqps://acaso:{pass}@127.0.0.1:{port}/%2f");

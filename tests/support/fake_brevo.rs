@@ -37,6 +37,11 @@ pub enum Fault {
     Drop,
     /// Accept the mail, then close the connection without answering.
     AcceptThenDrop,
+    /// Accept the mail, then answer this status and body all the same (a 5xx from a
+    /// proxy or a Brevo fault after the mail was queued).
+    AcceptThenStatus(u16, String),
+    /// Accept the mail, answer 201 with a body cut short, and close the connection.
+    AcceptThenCut,
     /// This fault if a send comes to take it; unlike the others, it may be left
     /// unused without failing the test (see `Drop for FakeBrevo`).
     Optional(Box<Fault>),
@@ -137,6 +142,11 @@ pub struct State {
     /// Print each accepted mail on stdout before answering 201 (the stand-in run on its
     /// own, `examples/fake-brevo.rs`): what it says is complete when the send returns.
     pub print_accepted: bool,
+    /// Statuses the next `GET /smtp/emails` calls answer instead of the log, in order
+    /// (429 with Brevo's rate-limit headers, 5xx...).
+    pub log_faults: VecDeque<u16>,
+    /// When each `GET /smtp/emails` call arrived.
+    pub log_call_times: Vec<Instant>,
 }
 
 /// A running fake Brevo.
@@ -226,6 +236,8 @@ impl FakeBrevo {
             sandboxed: Vec::new(),
             relay_enabled: true,
             print_accepted: false,
+            log_faults: VecDeque::new(),
+            log_call_times: Vec::new(),
         }));
         let arrivals = Arc::new((Mutex::new(0u64), Condvar::new()));
         let panics = Arc::new(AtomicU64::new(0));
@@ -428,6 +440,8 @@ fn respond(
         500 => "Internal Server Error",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        408 => "Request Timeout",
         _ => "Status",
     };
     let date = chrono::DateTime::from_timestamp(st.now() + st.date_skew_secs, 0)
@@ -512,10 +526,15 @@ fn serve(conn: TcpStream, st: &Arc<Mutex<State>>, arrivals: &Arc<(Mutex<u64>, Co
         } else if req.method == "GET" && req.path.contains("/smtp/emails") {
             let mut s = lock();
             s.log_calls += 1;
+            s.log_call_times.push(Instant::now());
             let (status, body) = if !authorised {
                 (401, err("unauthorized", "Key not found"))
+            } else if let Some(status) = s.log_faults.pop_front() {
+                (status, err("too_many_requests", "try again later"))
             } else if s.log_down {
                 (503, err("service_unavailable", "try again later"))
+            } else if let Some(why) = bad_log_dates(&req.path) {
+                (400, err("invalid_parameter", &why))
             } else {
                 transactional_log(&mut s, &req.path)
             };
@@ -580,6 +599,26 @@ fn handle_send(
             lock().concurrent -= 1;
             let _ = w.shutdown(std::net::Shutdown::Both);
             return Err(std::io::Error::other(format!("dropped after {status}")));
+        }
+        (Some(Fault::AcceptThenStatus(code, text)), _) => {
+            validate_and_accept(&body, &mut lock());
+            let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            (code, v, vec![])
+        }
+        (Some(Fault::AcceptThenCut), _) => {
+            let (status, answer) = validate_and_accept(&body, &mut lock());
+            std::thread::sleep(latency);
+            lock().concurrent -= 1;
+            let text = answer.to_string();
+            let cut = &text[..text.len() / 2];
+            let head = format!(
+                "HTTP/1.1 {status} Created\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{cut}",
+                text.len()
+            );
+            let _ = w.write_all(head.as_bytes());
+            let _ = w.flush();
+            let _ = w.shutdown(std::net::Shutdown::Both);
+            return Err(std::io::Error::other("answer cut on purpose"));
         }
         (None | Some(Fault::Pass), true) => {
             let (status, v) = validate_and_accept(&body, &mut lock());
@@ -688,6 +727,24 @@ fn query_object(query: &str) -> Value {
         o.insert(percent_decode(k), value);
     }
     Value::Object(o)
+}
+
+/// Brevo's rule for the log's dates: `startDate` and `endDate` both or neither,
+/// `YYYY-MM-DD`, in order, at most a month apart (31 days here).
+fn bad_log_dates(path: &str) -> Option<String> {
+    let query = path.split_once('?').map_or("", |(_, q)| q);
+    let param = |name: &str| {
+        query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d"))
+    };
+    match (param("startDate"), param("endDate")) {
+        (None, None) => None,
+        (Some(Ok(a)), Some(Ok(b))) if a <= b && (b - a).num_days() <= 31 => None,
+        _ => Some("startDate and endDate: both, in order, at most a month apart".into()),
+    }
 }
 
 fn percent_decode(v: &str) -> String {

@@ -6,6 +6,7 @@ pub mod census;
 pub mod fake_brevo;
 pub mod node;
 pub mod proxy;
+pub mod raw_amqp;
 pub mod schema;
 
 use std::io::Read;

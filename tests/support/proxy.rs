@@ -111,7 +111,16 @@ impl Proxy {
         Self::with_trigger(Some((method, nth, Action::Hold)))
     }
 
+    /// [`Proxy::hold_at`] in front of the broker on 127.0.0.1:`port` (a private node).
+    pub fn hold_at_on(port: u16, method: Method, nth: u32) -> Self {
+        Self::with_trigger_on(port, Some((method, nth, Action::Hold)))
+    }
+
     fn with_trigger(trigger: Option<(Method, u32, Action)>) -> Self {
+        Self::with_trigger_on(5672, trigger)
+    }
+
+    fn with_trigger_on(upstream_port: u16, trigger: Option<(Method, u32, Action)>) -> Self {
         assert!(
             trigger.is_none_or(|(_, nth, _)| nth >= 1),
             "frames are counted from 1"
@@ -137,7 +146,7 @@ impl Proxy {
                     let _ = client.shutdown(Shutdown::Both);
                     continue;
                 }
-                let Ok(upstream) = TcpStream::connect("127.0.0.1:5672") else {
+                let Ok(upstream) = TcpStream::connect(("127.0.0.1", upstream_port)) else {
                     let _ = client.shutdown(Shutdown::Both);
                     continue;
                 };
