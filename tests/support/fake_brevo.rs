@@ -533,8 +533,6 @@ fn serve(conn: TcpStream, st: &Arc<Mutex<State>>, arrivals: &Arc<(Mutex<u64>, Co
                 (status, err("too_many_requests", "try again later"))
             } else if s.log_down {
                 (503, err("service_unavailable", "try again later"))
-            } else if let Some(why) = bad_log_dates(&req.path) {
-                (400, err("invalid_parameter", &why))
             } else {
                 transactional_log(&mut s, &req.path)
             };
@@ -727,24 +725,6 @@ fn query_object(query: &str) -> Value {
         o.insert(percent_decode(k), value);
     }
     Value::Object(o)
-}
-
-/// Brevo's rule for the log's dates: `startDate` and `endDate` both or neither,
-/// `YYYY-MM-DD`, in order, at most a month apart (31 days here).
-fn bad_log_dates(path: &str) -> Option<String> {
-    let query = path.split_once('?').map_or("", |(_, q)| q);
-    let param = |name: &str| {
-        query
-            .split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d"))
-    };
-    match (param("startDate"), param("endDate")) {
-        (None, None) => None,
-        (Some(Ok(a)), Some(Ok(b))) if a <= b && (b - a).num_days() <= 31 => None,
-        _ => Some("startDate and endDate: both, in order, at most a month apart".into()),
-    }
 }
 
 fn percent_decode(v: &str) -> String {
