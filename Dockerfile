@@ -1,7 +1,7 @@
 # acaso-mail in a container: `docker build -t acaso-mail .` then
 # `docker run --rm IMAGE drain-hourly` reads like the CLI (the image's entrypoint is
 # acaso-mail). Configuration comes from the environment, as everywhere else
-# (QUEUE_SERVICE_URL, SENDINBLUE_API_KEY, PUSHGATEWAY_URL...: README "Configuration").
+# (QUEUE_SERVICE_URL, SENDINBLUE_API_KEY, PUSHGATEWAY_URL...: docs/configuration.md).
 #
 # Stages (targets):
 #   builder     compiles acaso-mail (release profile: stripped) and the fake-brevo example

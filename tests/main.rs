@@ -11,6 +11,7 @@ mod it {
     pub mod demo;
     pub mod deploy;
     pub mod deploy_readme;
+    pub mod docs_links;
     pub mod doctor;
     pub mod drain;
     pub mod failures_brevo;

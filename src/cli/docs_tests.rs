@@ -1,5 +1,5 @@
-//! The variables acaso-mail reads, as the code reads them, against the README's
-//! configuration table and `--help`: a variable added to one and not the others fails.
+//! The variables acaso-mail reads, as the code reads them, against the configuration
+//! table (docs/configuration.md) and `--help`: a variable added to one and not the others fails.
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
@@ -63,15 +63,15 @@ fn is_variable(s: &str) -> bool {
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
-/// The README's configuration table: (names in its environment column, names anywhere
-/// in it).
+/// The configuration table (docs/configuration.md): (names in its environment column,
+/// names anywhere in it).
 fn readme_table() -> (BTreeSet<String>, BTreeSet<String>) {
-    let readme = include_str!("../../README.md");
-    let section = readme
+    let doc = include_str!("../../docs/configuration.md");
+    let section = doc
         .split("\n## Configuration\n")
         .nth(1)
         .and_then(|s| s.split("\n## ").next())
-        .expect("README has a Configuration section");
+        .expect("docs/configuration.md has a Configuration section");
     let names = |text: &str| -> Vec<String> {
         text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .filter(|w| is_variable(w))
@@ -95,12 +95,12 @@ fn the_readme_table_lists_every_variable_the_code_reads_and_no_other() {
     let unlisted: Vec<&String> = code.difference(&anywhere).collect();
     assert!(
         unlisted.is_empty(),
-        "read by the code, not in README's configuration table: {unlisted:?}"
+        "read by the code, not in docs/configuration.md's table: {unlisted:?}"
     );
     let unread: Vec<&String> = column.difference(&code).collect();
     assert!(
         unread.is_empty(),
-        "in README's configuration table, never read: {unread:?}"
+        "in docs/configuration.md's table, never read: {unread:?}"
     );
 }
 
@@ -193,9 +193,9 @@ fn the_env_file_mode_is_the_same_everywhere() {
             mode(&read("deploy/acaso-mail-run"), "acaso-mail.env (it must be"),
         ),
         (
-            "README's install line",
+            "docs/scheduling.md's install line",
             mode(
-                include_str!("../../README.md"),
+                include_str!("../../docs/scheduling.md"),
                 "deploy/acaso-mail.env /etc/",
             ),
         ),
@@ -207,9 +207,14 @@ fn the_env_file_mode_is_the_same_everywhere() {
 
 #[test]
 fn the_readme_never_puts_a_secret_in_dokku_config_set() {
-    let readme = include_str!("../../README.md");
+    // The Dokku steps, and Security's Dokku paragraph.
+    let docs = [
+        include_str!("../../docs/dokku.md"),
+        include_str!("../../docs/security.md"),
+    ]
+    .concat();
     // Each `config:set` command, its continuation lines joined.
-    let joined = readme.replace("\\\n", " ");
+    let joined = docs.replace("\\\n", " ");
     let secrets = [
         "SENDINBLUE_API_KEY=",
         "BREVO_API_KEY=",
@@ -222,5 +227,5 @@ fn the_readme_never_puts_a_secret_in_dokku_config_set() {
             assert!(!line.contains(s), "a secret in a variable: {line}");
         }
     }
-    assert!(seen >= 2, "README's Dokku steps use config:set");
+    assert!(seen >= 2, "docs/dokku.md's steps use config:set");
 }

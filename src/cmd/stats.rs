@@ -210,7 +210,7 @@ pub async fn run(cfg: &Config, cancel: &crate::signal::Cancel) -> Result<Report>
     }
     if info.durable == Some(false) {
         warnings.push(format!(
-            "queue {} is NOT durable: a broker restart loses every queued mail (move to a durable queue, see README)",
+            "queue {} is NOT durable: a broker restart loses every queued mail (move to a durable queue, see docs/sending-policy.md, \"Urgency and priorities\")",
             info.name
         ));
     }

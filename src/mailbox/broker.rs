@@ -147,7 +147,7 @@ fn silent_peer_message(cfg: &Config) -> String {
 pub(super) fn connect_hint(error: &str) -> &'static str {
     let e = error.to_ascii_lowercase();
     if e.contains("access_refused") || e.contains("access-refused") || e.contains("auth") {
-        "RabbitMQ refused the user or password in the URL: check them (rabbitmqctl authenticate_user USER PASSWORD; see README \"RabbitMQ user\")"
+        "RabbitMQ refused the user or password in the URL: check them (rabbitmqctl authenticate_user USER PASSWORD; see docs/scheduling.md, \"RabbitMQ user\")"
     } else if e.contains("not_allowed") || e.contains("vhost") || e.contains("virtual host") {
         "the vhost in the URL does not exist or the user has no permission on it (rabbitmqctl list_vhosts; rabbitmqctl list_user_permissions USER)"
     } else if e.contains("lookup")

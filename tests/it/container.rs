@@ -777,7 +777,8 @@ fn the_readme_keeps_the_stack_off_the_demos_port_and_the_pushgateway_private() {
         "`docker compose up` in a block of commands run in a row: {paragraph}"
     );
 
-    let dokku = readme
+    let dokku_doc = read("docs/dokku.md");
+    let dokku = dokku_doc
         .split("## Deploy on Dokku")
         .nth(1)
         .and_then(|s| s.split("```sh\n").nth(1))

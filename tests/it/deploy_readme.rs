@@ -1,5 +1,5 @@
 //! The README's deploy, run as written: the system user, the files installed the way the
-//! "Install" and "With cron" blocks say (paths moved under a temporary root, the user
+//! "Install" and "With cron" blocks of docs/scheduling.md say (paths moved under a temporary root, the user
 //! renamed), each crontab line run as that user the way cron would, and a manual runbook
 //! command from a root shell through acaso-mail-run. They must share one state directory
 //! and one lock. Needs root (CI runs as root: `bash .ci/run`).
@@ -14,13 +14,14 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The shell block that follows `marker` in the README.
-fn readme_block(marker: &str) -> String {
-    let readme = std::fs::read_to_string(root().join("README.md")).expect("README");
-    let after = readme
+/// The shell block that follows `marker` in `file` (README.md, or the docs/ file the
+/// section lives in).
+fn readme_block(file: &str, marker: &str) -> String {
+    let text = std::fs::read_to_string(root().join(file)).expect(file);
+    let after = text
         .split(marker)
         .nth(1)
-        .unwrap_or_else(|| panic!("README has no {marker:?}"));
+        .unwrap_or_else(|| panic!("{file} has no {marker:?}"));
     let body = after.split("```sh\n").nth(1).expect("a ```sh block");
     body.split("\n```").next().expect("block end").to_string()
 }
@@ -63,7 +64,7 @@ fn the_readme_deploy_runs_as_written() {
 
     let mut script = String::from("set -euxo pipefail\n");
     for block in ["**Install, for either schedule**", "**With cron**"] {
-        for line in readme_block(block).lines() {
+        for line in readme_block("docs/scheduling.md", block).lines() {
             if line.starts_with("cargo build") || line.starts_with("crontab -u") {
                 continue; // built already; the crontab's lines are run below
             }
@@ -211,7 +212,7 @@ fn the_readme_deploy_runs_as_written() {
     // With systemd's credentials instead of secret files (the README's systemd block up
     // to the units, which need a running systemd): a manual run from root gets them the
     // way the unit does, and the private copy is gone afterwards.
-    let systemd: String = readme_block("**With systemd**")
+    let systemd: String = readme_block("docs/scheduling.md", "**With systemd**")
         .lines()
         .take_while(|l| !l.starts_with("install -m 0644 deploy/systemd"))
         .map(|l| format!("{l}\n"))
@@ -328,7 +329,7 @@ fn the_runbooks_run_commands_through_acaso_mail_run() {
     let files = [
         "monitoring/alerts.yml",
         "monitoring/alerts.test.yml",
-        "README.md",
+        "docs/metrics.md",
     ];
     for file in files {
         let text = std::fs::read_to_string(root().join(file)).expect(file);
@@ -379,7 +380,7 @@ fn the_readme_rabbitmq_user_can_run_every_command_on_its_queues_only() {
         user: format!("acaso-test-{id}"),
     };
     let password = format!("pw{id}");
-    let block = readme_block("### RabbitMQ user");
+    let block = readme_block("docs/scheduling.md", "### RabbitMQ user");
     let script = block
         .replace(
             "add_user acaso 'PASSWORD'",
@@ -449,7 +450,7 @@ fn the_readme_rabbitmq_user_can_run_every_command_on_its_queues_only() {
 /// drained through the stand-in started on its own, and everything removed at the end.
 #[test]
 fn the_quick_start_own_jobs_run_as_written() {
-    let block = readme_block("**Your own jobs, by hand**");
+    let block = readme_block("README.md", "**Your own jobs, by hand**");
     let bin_dir = assert_cmd::cargo::cargo_bin("acaso-mail")
         .parent()
         .expect("target dir")

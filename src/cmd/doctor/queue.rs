@@ -108,14 +108,14 @@ async fn queues(i: &Inspector, cfg: &Config, out: &mut Vec<Check>) {
             "queue",
             EXIT_FAILURE,
             format!("{summary}: not a priority queue, mails go out in arrival order"),
-            "move to a priority queue (README, \"Moving to a durable priority queue\")",
+            "move to a priority queue (docs/sending-policy.md, \"Urgency and priorities\")",
         )
     } else if info.durable == Some(false) {
         Check::fail(
             "queue",
             EXIT_FAILURE,
             format!("{summary}: a broker restart loses every queued mail"),
-            "move to a durable queue (README, \"Moving to a durable priority queue\")",
+            "move to a durable queue (docs/sending-policy.md, \"Urgency and priorities\")",
         )
     } else {
         Check::pass("queue", summary)
