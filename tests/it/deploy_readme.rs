@@ -502,6 +502,8 @@ fn the_quick_start_own_jobs_run_as_written() {
     assert!(stdout.contains("sent 5 of a budget"), "{stdout}");
     assert_eq!(stdout.matches("accepted: template").count(), 5, "{stdout}");
     assert!(stdout.contains("today: 5 sent"), "{stdout}");
+    // doctor, run as written against the stand-in, passes every check.
+    assert!(stdout.contains("checks passed"), "{stdout}");
     for q in [
         queue.clone(),
         format!("{queue}.dead"),
