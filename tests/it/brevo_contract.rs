@@ -2,22 +2,8 @@
 //! gets against the schemas in `tests/fixtures/brevo/` (any test fails on the first
 //! that does not conform), and these tests cover what needs more than one request.
 
-use std::time::Duration;
-
-use crate::it::publish::NOW;
+use crate::it::failures_interrupts::kill_drain_mid_send;
 use crate::support::*;
-
-/// A drain killed while Brevo holds its one send (accepted, not answered yet).
-fn kill_drain_mid_send(w: &World, to: &str) {
-    w.publish(&[job(to, 3, "2026-11-28T10:00:00-03:00")], NOW);
-    w.fake.state().latency = Duration::from_secs(3);
-    let child = spawn(w.std_cmd().args(["--now", NOW, "-q", "drain-eod"]));
-    w.fake.wait_for_sends(1, Duration::from_secs(30));
-    assert_eq!(w.fake.in_flight(), 1, "the send was already answered");
-    child.kill_mid_run();
-    assert_eq!(w.fake.accepted().len(), 1);
-    w.fake.state().latency = Duration::ZERO;
-}
 
 #[test]
 fn a_maybe_sent_mail_is_found_on_a_later_page_of_brevos_log() {

@@ -6,13 +6,13 @@ use std::time::Duration;
 use crate::it::publish::NOW;
 use crate::support::*;
 
-/// Publishes one mail, starts a drain-eod, and kills it with SIGKILL while Brevo, which
-/// has accepted the mail, is still answering.
-fn kill_drain_mid_send(w: &World) {
-    w.publish(
-        &[job("once@example.org", 3, "2026-11-28T10:00:00-03:00")],
-        NOW,
-    );
+/// The recipient of the mail `kill_drain_mid_send` publishes in this file's tests.
+const ONCE: &str = "once@example.org";
+
+/// Publishes one mail to `to`, starts a drain-eod, and kills it with SIGKILL while
+/// Brevo, which has accepted the mail, is still answering.
+pub fn kill_drain_mid_send(w: &World, to: &str) {
+    w.publish(&[job(to, 3, "2026-11-28T10:00:00-03:00")], NOW);
     w.fake.state().latency = Duration::from_secs(3);
     let child = spawn(w.std_cmd().args(["--now", NOW, "-q", "drain-eod"]));
     w.fake.wait_for_sends(1, Duration::from_secs(30));
@@ -26,7 +26,7 @@ fn kill_drain_mid_send(w: &World) {
 #[test]
 fn a_drain_killed_mid_send_never_sends_twice() {
     let w = World::new("sigkill", 300.0);
-    kill_drain_mid_send(&w);
+    kill_drain_mid_send(&w, ONCE);
     // The broker gives the unacked mail back; the next drain must not send it again.
     let s = w.json(NOW, &["drain-eod"]);
     assert_eq!(
@@ -50,7 +50,7 @@ fn a_killed_send_taken_after_the_idempotency_window_is_looked_up_in_brevos_log()
     // The next drain runs an hour later: Brevo would no longer refuse the key, so a
     // blind resend could deliver it twice. Brevo's log shows it went: acked as sent.
     let w = World::new("sigkill-late", 300.0);
-    kill_drain_mid_send(&w);
+    kill_drain_mid_send(&w, ONCE);
     let s = w.json("2026-11-27T13:00:00-03:00", &["drain-eod"]);
     assert_eq!(
         counts(&s, &["sent", "already_sent", "parked"]),
@@ -69,7 +69,7 @@ fn reprioritize_leaves_an_expired_mail_that_may_have_gone_to_the_drains_lookup()
     // Parked as expired by reprioritize, it would be both sent and queued: it goes back
     // to the main queue instead, where the drain finds it in Brevo's log.
     let w = World::new("sigkill-expired", 300.0);
-    kill_drain_mid_send(&w);
+    kill_drain_mid_send(&w, ONCE);
     let after = "2026-11-29T00:30:00-03:00";
     let r = w.json(after, &["reprioritize"]);
     assert_eq!(
@@ -120,7 +120,7 @@ fn a_killed_send_brevo_never_got_is_sent_once_its_log_says_so() {
 #[test]
 fn a_killed_send_is_parked_when_brevos_log_cannot_tell() {
     let w = World::new("sigkill-nolog", 300.0);
-    kill_drain_mid_send(&w);
+    kill_drain_mid_send(&w, ONCE);
     // Down for hours: a look-up that gets no answer is asked again for 6 hours after
     // the attempt in doubt, then the mail is set aside for a person.
     w.fake.state().log_down = true;
@@ -267,7 +267,7 @@ fn dead_letters_recheck_settles_uncertain_mail_by_brevos_log() {
     // one it never got. Once the log answers, recheck removes the first (journaled as
     // sent) and replays the second, which the next drain sends: each mail once.
     let w = World::new("recheck", 300.0);
-    kill_drain_mid_send(&w);
+    kill_drain_mid_send(&w, ONCE);
     // Past the 6 hours a look-up that gets no answer is asked again.
     let late = "2026-11-27T19:00:00-03:00";
     w.fake.state().log_down = true;
