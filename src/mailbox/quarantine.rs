@@ -69,6 +69,9 @@ fn screen(
     now: DateTime<Utc>,
 ) -> Result<u32> {
     let mut c = Conn::open(cfg).context("screening the queue for unreadable messages")?;
+    // RabbitMQ confirms a message that no queue takes: without its parking queue, a
+    // parked copy would vanish and the original be acked. Screen only where it exists.
+    c.parking_exists(parking)?;
     let mut parked = 0;
     for _ in 0..window {
         let Some((tag, props, body)) = c.get(queue)? else {
@@ -94,7 +97,8 @@ fn parked_properties(raw: &[u8], now: DateTime<Utc>) -> BasicProperties {
             Ok((&[], props)) => Some(props),
             _ => None,
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .with_delivery_mode(2); // persistent, whatever the original said
     let mut headers = FieldTable::default();
     for (k, v) in parking_headers("malformed", DETAIL, now) {
         headers.insert(k.into(), v);
@@ -329,18 +333,32 @@ impl Conn {
         Ok(Some((tag, props, body)))
     }
 
-    /// Publishes to `queue` (default exchange) and waits for the broker's confirm.
+    /// `queue.declare` passive: fails (the broker closes the channel) when `queue` does
+    /// not exist, and then nothing is fetched or parked.
+    fn parking_exists(&mut self, queue: &str) -> Result<()> {
+        let mut a = vec![0, 0];
+        short(&mut a, queue)?;
+        a.push(1); // passive
+        a.extend_from_slice(&[0, 0, 0, 0]); // no arguments
+        self.method(1, 50, 10, &a)?;
+        self.expect(1, 50, 11)
+            .with_context(|| format!("the parking queue {queue} must exist before a message is parked there (acaso-mail publish -n 0 creates the queues)"))?;
+        Ok(())
+    }
+
+    /// Publishes to `queue` (default exchange), mandatory, and waits for the broker's
+    /// confirm: a copy no queue took comes back as `basic.return` first, an error here.
     fn publish(&mut self, queue: &str, props: &[u8], body: &[u8]) -> Result<()> {
         let mut a = vec![0, 0, 0];
         short(&mut a, queue)?;
-        a.push(0);
+        a.push(1); // mandatory
         self.method(1, 60, 40, &a)?;
         let mut h = 60u16.to_be_bytes().to_vec();
         h.extend_from_slice(&[0, 0]);
         h.extend_from_slice(&(body.len() as u64).to_be_bytes());
         h.extend_from_slice(props);
         self.frame(2, 1, &h)?;
-        let chunk = usize::try_from(self.frame_max)? - 8;
+        let chunk = usize::try_from(self.frame_max)?.saturating_sub(8);
         for part in body.chunks(chunk.max(1)) {
             self.frame(3, 1, part)?;
         }

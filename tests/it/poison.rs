@@ -101,3 +101,30 @@ fn headers_nested_20000_deep_behind_the_head_end_one_run_and_are_parked() {
     assert_eq!(recipients(&w.fake).len(), BEHIND);
     assert_eq!(w.ready(&w.queue), 0);
 }
+
+/// Without its parking queue (a new deploy before `publish -n 0`, or one deleted by
+/// hand), the screen parks nothing: RabbitMQ would confirm a copy no queue takes, and
+/// acking the original then would lose it. The message stays at the head of the queue.
+#[test]
+fn without_a_parking_queue_the_unreadable_message_stays_where_it_is() {
+    let w = poisoned("poison-no-parking");
+    let parking = format!("{}.dead", w.queue);
+    delete_queue(&parking);
+    let out = w
+        .cmd()
+        .args(["--now", NOW, "--json", "peek"])
+        .output()
+        .expect("peek");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code().is_some(),
+        "peek aborted: {:?} {err}",
+        out.status
+    );
+    assert!(!queue_exists(&parking), "the screen created {parking}");
+    assert_eq!(
+        w.ready(&w.queue),
+        BEHIND as u32 + 1,
+        "a message was lost: {err}"
+    );
+}

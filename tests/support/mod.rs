@@ -312,6 +312,21 @@ pub fn delete_family_on(amqp: &str, base: &str) {
     }
 }
 
+/// Deletes one queue on the shared broker (a test's way to take a side queue away).
+pub fn delete_queue(queue: &str) {
+    let q = queue.to_string();
+    rt().block_on(async move {
+        let conn = Connection::connect(AMQP, ConnectionProperties::default())
+            .await
+            .expect("connect");
+        let ch = conn.create_channel().await.expect("channel");
+        ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+            .await
+            .expect("queue.delete");
+        let _ = conn.close(200, "ok".into()).await;
+    });
+}
+
 /// Ready messages in an existing queue.
 pub fn ready(queue: &str) -> u32 {
     passive(queue).unwrap_or_else(|| panic!("queue {queue} does not exist"))
