@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::brevo::{Brevo, LogAnswer, LogQuery, idempotency_key};
 use crate::config::Config;
+use crate::drain::LOG_SETTLE;
 use crate::error::Failure;
 use crate::mail::Who;
 use crate::mailbox::topology::PARK_REASONS as REASONS;
@@ -179,10 +180,10 @@ pub async fn run(cfg: &Config, action: Action) -> Result<Report> {
 
 /// `recheck`: each mail parked as `uncertain_send` is looked up in Brevo's log (by its
 /// recipient, template and the tag every send carries). Found: Brevo sent it, so it is
-/// journaled as sent and removed. Absent: it never went, so it is replayed (the log has
-/// settled: such mail is parked only after the log was asked, at least 20 minutes after
-/// its latest attempt). A log that
-/// cannot be read leaves it parked.
+/// journaled as sent and removed. Absent: it never went, so it is replayed. A mail whose
+/// latest attempt is under 20 minutes old ([`LOG_SETTLE`]: Brevo's log may not list it
+/// yet, and "absent" would then be a lie) is not asked yet and stays parked; so does one
+/// whose log cannot be read.
 async fn recheck(cfg: &Config, mailbox: &mut Rabbit, has_parking: bool) -> Result<Report> {
     let brevo = Brevo::new(&cfg.brevo_url, cfg.require_api_key()?.clone(), cfg.timeout);
     let store = Store::open(&cfg.state_dir)?;
@@ -198,6 +199,17 @@ async fn recheck(cfg: &Config, mailbox: &mut Rabbit, has_parking: bool) -> Resul
                 let Ok(m) = crate::mail::parse(&e.body, cfg.tz) else {
                     return Sweep::Keep;
                 };
+                // A mail parked at once after its last attempt (retries exhausted on an
+                // answer that proved nothing) may not be in the log yet.
+                let last = store
+                    .uncertainty(&e.identity)
+                    .ok()
+                    .flatten()
+                    .and_then(|(_, last)| last);
+                if last.is_some_and(|l| now - l < LOG_SETTLE) {
+                    r.unknown += 1;
+                    return Sweep::Keep;
+                }
                 let since = e
                     .parked_at
                     .as_deref()

@@ -27,7 +27,7 @@ pub(super) const MAX_LOOKUPS: u32 = 25;
 const UNSEEN_SEND_LIMIT: chrono::Duration = chrono::Duration::minutes(12);
 /// How long Brevo's log may take to list a mail it accepted (undocumented: "allow
 /// minutes"); a look-up sooner than this after the latest attempt is not asked yet.
-const LOG_SETTLE: chrono::Duration = chrono::Duration::minutes(20);
+pub(crate) const LOG_SETTLE: chrono::Duration = chrono::Duration::minutes(20);
 
 /// How long a mail whose look-ups get no answer (429, 5xx, network) keeps waiting for
 /// Brevo's log, from the first attempt in doubt; then it is parked as `uncertain_send`.

@@ -20,5 +20,6 @@ mod tests;
 pub use budget::{Budget, Limit, Pace};
 pub use decide::Rules;
 pub use engine::{Drain, Io, Options};
+pub(crate) use lookup::LOG_SETTLE;
 pub use plan::{Plan, plan};
 pub use summary::Summary;

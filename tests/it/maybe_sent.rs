@@ -139,3 +139,53 @@ fn a_lookup_answered_429_is_asked_again_later_not_parked() {
     assert_eq!(w.ready(&w.queue), 0);
     assert_eq!(w.ready(&format!("{}.dead", w.queue)), 0);
 }
+
+/// A mail parked as `uncertain_send` at once (its last allowed attempt answered 500,
+/// though Brevo accepted it) and rechecked before Brevo's log can list it: "absent"
+/// would be a lie, so it stays parked; rechecked once the log has settled, it is found
+/// and never sent again.
+#[test]
+fn a_recheck_before_the_log_can_list_the_mail_keeps_it_parked() {
+    let w = World::new("recheck-early", 300.0);
+    w.publish(
+        &[job("early@example.org", 3, "2026-11-27T20:00:00-03:00")],
+        NOW,
+    );
+    w.fake.set_now(at(5).1);
+    w.fake.state().script.push_back(Fault::AcceptThenStatus(
+        500,
+        r#"{"code":"internal","message":"oops"}"#.into(),
+    ));
+    let out = w
+        .cmd()
+        .args([
+            "--now",
+            &at(5).0,
+            "--json",
+            "drain-eod",
+            "--max-attempts",
+            "1",
+        ])
+        .output()
+        .expect("drain");
+    let first = stdout_json(&out);
+    assert_eq!(w.fake.accepted().len(), 1, "{first}");
+    assert_eq!(w.ready(&format!("{}.dead", w.queue)), 1, "{first}");
+    // Three minutes later the log does not list it yet.
+    w.fake.state().log_lag = 1;
+    w.fake.set_now(at(8).1);
+    let early = w.json(&at(8).0, &["dead-letters", "recheck"]);
+    assert_eq!(
+        early["replayed"], 0,
+        "replayed before the log settled: {early}"
+    );
+    assert_eq!(early["unknown"], 1, "{early}");
+    assert_eq!(w.ready(&format!("{}.dead", w.queue)), 1);
+    // Half an hour later it does: found, journaled as sent, removed; never resent.
+    w.fake.state().log_lag = 0;
+    w.fake.set_now(at(35).1);
+    let settled = w.json(&at(35).0, &["dead-letters", "recheck"]);
+    assert_eq!(settled["sent"], 1, "{settled}");
+    let again = w.json(&at(40).0, &["drain-eod"]);
+    assert_eq!(recipients(&w.fake), ["early@example.org"], "{again}");
+}
