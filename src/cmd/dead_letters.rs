@@ -256,7 +256,7 @@ async fn recheck(cfg: &Config, mailbox: &mut Rabbit, has_parking: bool) -> Resul
         return Err(err.context("recording what Brevo's log said"));
     }
     let line = format!(
-        "Brevo's log: {} sent (removed from the parking queue, journaled as sent), {} never sent (replayed), {} could not be told (still parked)",
+        "Brevo's log: {} sent (removed from the parking queue, journaled as sent), {} never sent (replayed), {} could not be told (still parked: the log did not answer, or the latest attempt is under 20 minutes old)",
         r.sent, r.replayed, r.unknown
     );
     Ok(Report::json(&r)?.line(line))
