@@ -7,16 +7,11 @@
 //! assumed, which is how acaso-mail behaved before it learned.
 //!
 //! Everything here is pure (no I/O, no clock) and never panics: date arithmetic is checked
-//! and an instant out of chrono's range gives `None`; only [`read_account`] reads the
-//! account and the clock, and only [`learn`] and [`known`] touch the state store, where
-//! the readings are kept.
+//! and an instant out of chrono's range gives `None`. Reading the account, keeping the
+//! readings and asking the clock are the commands' part (`crate::cmd::brevo_day`).
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
-
-use crate::brevo::Account;
-use crate::config::Config;
-use crate::state::Store;
 
 /// Seconds in a day.
 pub const DAY_SECS: i64 = 86_400;
@@ -460,71 +455,21 @@ pub struct Learned {
     pub rises: Vec<Rise>,
 }
 
-/// What the state store's readings say, without adding one (`store` is `None` when
-/// there is no state yet).
-pub fn known(store: Option<&Store>, cfg: &Config) -> anyhow::Result<Learned> {
-    let seen: Vec<Seen> = match store {
-        Some(store) => store
-            .credit_history()?
-            .into_iter()
-            .map(|(seq, asked, at, credits, plan, limited)| Seen {
-                seq,
-                asked,
-                at,
-                credits,
-                plan,
-                limited,
-            })
-            .collect(),
-        None => Vec::new(),
-    };
-    let rises = rises(&seen);
-    let configured = cfg.credits_reset.map(|(t, z)| Reset::configured(t, z));
-    Ok(Learned {
-        reset: Reset::choose(configured, infer(&rises), cfg.tz),
+/// What the readings say: a configured time (`--credits-reset`, in its zone), else the
+/// window the rises in `seen` leave, else local midnight in `tz`.
+pub fn learned(seen: &[Seen], configured: Option<(NaiveTime, Tz)>, tz: Tz) -> Learned {
+    let rises = rises(seen);
+    let configured = configured.map(|(t, z)| Reset::configured(t, z));
+    Learned {
+        reset: Reset::choose(configured, infer(&rises), tz),
         rises,
-    })
+    }
 }
 
-/// When the credits were read: the request went out at `asked` and Brevo answered at
-/// `at` (by the clock, or `--now` when given); Brevo read them in between.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReadAt {
-    /// Just before the request.
-    pub asked: DateTime<Utc>,
-    /// Just after the answer.
-    pub at: DateTime<Utc>,
-    /// The wall clock just after the answer, whatever `--now` says: the credit history is
-    /// pruned from the earlier of this and `at`.
-    pub wall: DateTime<Utc>,
-}
-
-/// Reads the account (`GET /account`), and when.
-pub async fn read_account(cfg: &Config) -> anyhow::Result<(Account, ReadAt)> {
-    let asked = cfg.now();
-    let account = crate::brevo::account(cfg).await?;
-    let at = cfg.now().max(asked);
-    let wall = Utc::now();
-    Ok((account, ReadAt { asked, at, wall }))
-}
-
-/// Records the credits a run (`command`) read, then says what the readings show.
-pub fn learn(
-    store: &Store,
-    cfg: &Config,
-    read: ReadAt,
-    account: &Account,
-    command: &str,
-) -> anyhow::Result<Learned> {
-    store.record_credits(
-        (read.asked, read.at),
-        account.credits,
-        &account.plan,
-        !account.unlimited(),
-        command,
-        (Duration::days(KEEP_DAYS), read.wall),
-    )?;
-    known(Some(store), cfg)
+/// The name of the Brevo day `now` is in: the position's once the reset is placed, else
+/// the local date in `tz` (a reset whose date is out of range).
+pub fn name(position: Option<&Position>, now: DateTime<Utc>, tz: Tz) -> NaiveDate {
+    position.map_or_else(|| now.with_timezone(&tz).date_naive(), |p| p.day)
 }
 
 #[cfg(test)]
@@ -750,51 +695,6 @@ mod tests {
     }
 
     #[test]
-    fn a_credit_history_from_before_the_request_time_is_kept() {
-        let dir = tempfile::tempdir().expect("dir");
-        {
-            let db =
-                rusqlite::Connection::open(dir.path().join(crate::state::DB_FILE)).expect("db");
-            db.execute_batch(
-                "CREATE TABLE credit_seen (at INTEGER NOT NULL, credits REAL NOT NULL,
-                     plan TEXT NOT NULL, limited INTEGER NOT NULL, command TEXT NOT NULL);
-                 INSERT INTO credit_seen VALUES (1796000000, 20.0, 'free', 1, 'drain-hourly');",
-            )
-            .expect("old history");
-        }
-        let store = Store::open(dir.path()).expect("upgraded");
-        let asked = t("2026-12-01T10:00:00Z");
-        let at = t("2026-12-01T10:00:02Z");
-        store
-            .record_credits(
-                (asked, at),
-                300.0,
-                "free",
-                true,
-                "stats",
-                (Duration::days(KEEP_DAYS), at),
-            )
-            .expect("record");
-        let history = store.credit_history().expect("history");
-        assert_eq!(
-            history,
-            vec![
-                (1, 1_796_000_000, 1_796_000_000, 20.0, "free".into(), true),
-                (
-                    2,
-                    asked.timestamp(),
-                    at.timestamp(),
-                    300.0,
-                    "free".into(),
-                    true
-                ),
-            ]
-        );
-        drop(store);
-        Store::open(dir.path()).expect("opened again, already upgraded");
-    }
-
-    #[test]
     fn hourly_runs_a_minute_late_keep_their_place_before_the_reset() {
         // Learned from the 20:00 run (answered at 20:00:05) and the 21:00 one, in UTC.
         let h = [
@@ -880,40 +780,6 @@ mod tests {
         assert_eq!(hours_except(20, false), "0-19,21-23");
         assert_eq!(hours_except(23, true), "00..22");
         assert_eq!(hours_except(0, false), "1-23");
-    }
-
-    #[test]
-    fn a_future_now_does_not_erase_the_credit_history_but_old_readings_go() {
-        let dir = tempfile::tempdir().expect("dir");
-        let store = Store::open(dir.path()).expect("store");
-        let keep = Duration::days(KEEP_DAYS);
-        let wall = t("2026-12-03T10:00:00Z");
-        let record = |at: DateTime<Utc>, credits: f64| {
-            store
-                .record_credits(
-                    (at, at),
-                    credits,
-                    "free",
-                    true,
-                    "drain-hourly",
-                    (keep, wall),
-                )
-                .expect("record");
-        };
-        let count = || store.credit_history().expect("history").len();
-        // A reading 70 days old (a run given that --now) is kept by its own run...
-        record(wall - Duration::days(70), 40.0);
-        assert_eq!(count(), 1);
-        for (i, credits) in [20.0, 300.0, 10.0, 300.0].into_iter().enumerate() {
-            record(wall - Duration::days(4 - i as i64), credits);
-        }
-        // ...and forgotten by the next run at the real time.
-        assert_eq!(count(), 4);
-        // `stats --now` half a year ahead erases nothing real.
-        record(wall + Duration::days(180), 300.0);
-        assert_eq!(count(), 5, "the history was erased by a future --now");
-        record(wall, 290.0);
-        assert_eq!(count(), 6);
     }
 
     proptest! {

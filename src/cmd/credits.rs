@@ -25,10 +25,10 @@ pub struct Credits {
 
 /// Runs `credits`.
 pub async fn run(cfg: &Config) -> Result<Report> {
-    let (a, read) = crate::day::read_account(cfg).await?;
+    let (a, read) = crate::cmd::brevo_day::read_account(cfg).await?;
     // Every reading teaches when the credits reset; one that cannot be kept costs only that.
     if let Err(e) = Store::open(&cfg.state_dir)
-        .and_then(|store| crate::day::learn(&store, cfg, read, &a, "credits"))
+        .and_then(|store| crate::cmd::brevo_day::learn(&store, cfg, read, &a, "credits"))
     {
         crate::output::stderr::notice(&format!(
             "warning: the credits read could not be recorded: {e:#}"

@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::census::{Census, all_bands};
+use crate::cmd::brevo_day::{self, Today};
 use crate::config::Config;
 use crate::day::{self, Position, Reset, Source};
 use crate::mailbox::{Depth, Rabbit, Which};
@@ -146,7 +147,7 @@ pub async fn run(cfg: &Config, cancel: &crate::signal::Cancel) -> Result<Report>
     // not fatal.
     // Recorded as read when Brevo answered, not after the lock and RabbitMQ.
     let (credits, read, credits_error) = match cfg.api_key {
-        Some(_) => match day::read_account(cfg).await {
+        Some(_) => match brevo_day::read_account(cfg).await {
             Ok((a, read)) => (Some(a), Some(read), None),
             Err(e) => (None, None, Some(format!("{e:#}"))),
         },
@@ -178,17 +179,16 @@ pub async fn run(cfg: &Config, cancel: &crate::signal::Cancel) -> Result<Report>
     mailbox.close().await;
     let store = Store::open(&cfg.state_dir)?;
     let learned = match (&credits, read) {
-        (Some(a), Some(read)) => day::learn(&store, cfg, read, a, "stats")?,
-        _ => day::known(Some(&store), cfg)?,
+        (Some(a), Some(read)) => brevo_day::learn(&store, cfg, read, a, "stats")?,
+        _ => brevo_day::known(Some(&store), cfg)?,
     };
-    let position = day::position(&learned.reset, now, cfg.tz);
+    let Today {
+        learned,
+        position,
+        name,
+    } = Today::at(learned, now, cfg.tz);
     // "Today" is Brevo's day once its reset is known.
-    let today = store.tally(
-        &cfg.queue,
-        position
-            .as_ref()
-            .map_or_else(|| now.with_timezone(&cfg.tz).date_naive(), |p| p.day),
-    )?;
+    let today = store.tally(&cfg.queue, name)?;
     let eod_seen = store.last_reading_by("drain-eod")?;
     let probe = store.last_probe()?;
     drop(store);

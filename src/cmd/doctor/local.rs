@@ -153,7 +153,7 @@ fn lock(dir: &Path) -> Check {
 
 fn credits_reset(cfg: &Config, store: Option<&Store>) -> Check {
     let now = cfg.now();
-    let learned = match day::known(store, cfg) {
+    let learned = match crate::cmd::brevo_day::known(store, cfg) {
         Ok(l) => l,
         Err(e) => {
             return Check::fail(
