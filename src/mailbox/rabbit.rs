@@ -98,10 +98,10 @@ async fn screen_head(cfg: &Config, ready: u32) {
     }
     match super::quarantine::screen_queue(cfg, 1).await {
         Ok(0) => {}
-        Ok(n) => crate::output::stderr::notice(&format!(
+        Ok(n) => crate::warn::notice(&format!(
             "parked {n} message(s) at the head of the queue whose AMQP headers cannot be read (reason malformed)"
         )),
-        Err(e) => crate::output::stderr::notice(&format!("warning: {e:#}")),
+        Err(e) => crate::warn::notice(&format!("warning: {e:#}")),
     }
 }
 

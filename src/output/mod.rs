@@ -11,8 +11,6 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use serde_json::Value;
 
-pub mod stderr;
-
 use crate::config::{ColorWhen, Config};
 use crate::error::Failure;
 use crate::metrics::RunGauges;
