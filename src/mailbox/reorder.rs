@@ -36,7 +36,7 @@ use sha2::{Digest, Sha256};
 
 mod chunks;
 
-use self::chunks::{Acks, Held, Pass, release_parks, stage};
+use self::chunks::{Acks, Back, Held, Hooks, Pass, release_parks, stage};
 use super::Envelope;
 use super::batch::{self, Batch};
 use super::message::{envelope, parking_headers, text, with_headers};
@@ -80,15 +80,6 @@ pub struct Reordered {
 
 /// Where one mail goes: a queue and the copy's properties, or nowhere (dropped).
 type Route = Option<(String, BasicProperties)>;
-
-/// What both passes share: journaling parked copies, progress, the stop check, and
-/// the name of this run's batches.
-struct Hooks<'a> {
-    parked: &'a mut dyn FnMut(&[String]) -> Result<()>,
-    tick: &'a mut dyn FnMut(),
-    stop: &'a dyn Fn() -> bool,
-    run: &'a str,
-}
 
 /// An identity as 8 bytes: a collision among a million mails has odds of about 1 in
 /// 36 billion.
@@ -194,7 +185,11 @@ impl Rabbit {
             stop: &stop,
             run: &run,
         };
-        let (read, stopped) = self
+        let Pass {
+            taken: read,
+            stopped,
+            ..
+        } = self
             .out(
                 out,
                 |env, props| match settle(fate(env), &env.identity, props) {
@@ -215,7 +210,7 @@ impl Rabbit {
             // at the end, when memory peaks.
             let mut seen = HashSet::with_capacity(usize::try_from(read).unwrap_or(0));
             let (mut requeued, mut duplicates) = (0, 0);
-            let (resumed, stopped) = self
+            let Back { resumed, stopped } = self
                 .back(
                     back,
                     |env, props| {
@@ -247,16 +242,16 @@ impl Rabbit {
 
     /// Moves up to `limit` mails from the head of the main queue to where `route` says:
     /// the staging queue in batches, the parking queue one by one, or nowhere; every
-    /// copy persistent and confirmed before its original is acked. Returns how many were
+    /// copy persistent and confirmed before its original is acked. Says how many were
     /// taken and whether `stop` cut it short.
     async fn out(
         &self,
         limit: u64,
         mut route: impl FnMut(&Envelope, &BasicProperties) -> Route,
         hooks: &mut Hooks<'_>,
-    ) -> Result<(u64, bool)> {
+    ) -> Result<Pass> {
         if limit == 0 {
-            return Ok((0, false));
+            return Ok(Pass::default());
         }
         let (main, staging) = (self.topo.main().to_string(), self.topo.staging());
         let parking_queue = self.topo.parking();
@@ -317,23 +312,22 @@ impl Rabbit {
         stage(&mut publisher, &staging, &mut batch, key, hooks.run).await?;
         self.end_pass(reader, publisher, acks.unacked(pass.last))
             .await?;
-        Ok((pass.taken, pass.stopped))
+        Ok(pass)
     }
 
     /// Takes up to `limit` messages from the head of the staging queue and sends each
     /// of their mails where `route` says (the main queue, the parking queue, or
     /// nowhere), each copy persistent and confirmed before the staging message is
     /// acked. A batch that cannot be read is routed as one mail (unreadable: parked,
-    /// whole). Returns how many mails came from messages of an earlier run and whether
-    /// `stop` cut it short.
+    /// whole).
     async fn back(
         &self,
         limit: u64,
         mut route: impl FnMut(&Envelope, &BasicProperties) -> Route,
         hooks: &mut Hooks<'_>,
-    ) -> Result<(u64, bool)> {
+    ) -> Result<Back> {
         if limit == 0 {
-            return Ok((0, false));
+            return Ok(Back::default());
         }
         let (staging, parking_queue) = (self.topo.staging(), self.topo.parking());
         let mut publisher = Publisher::new(&self.broker, WINDOW).await?;
@@ -392,6 +386,9 @@ impl Rabbit {
         }
         self.end_pass(reader, publisher, acks.unacked(pass.last))
             .await?;
-        Ok((resumed, pass.stopped))
+        Ok(Back {
+            resumed,
+            stopped: pass.stopped,
+        })
     }
 }

@@ -14,6 +14,15 @@ use super::super::publisher::Publisher;
 use super::super::rabbit::Rabbit;
 use super::super::reader::Reader;
 
+/// What both passes share: journaling parked copies, progress, the stop check, and
+/// the name of this run's batches.
+pub(super) struct Hooks<'a> {
+    pub parked: &'a mut dyn FnMut(&[String]) -> Result<()>,
+    pub tick: &'a mut dyn FnMut(),
+    pub stop: &'a dyn Fn() -> bool,
+    pub run: &'a str,
+}
+
 /// What a pass has taken so far.
 #[derive(Debug, Default)]
 pub(super) struct Pass {
@@ -31,6 +40,15 @@ impl Pass {
         self.taken += 1;
         self.last = Some(tag);
     }
+}
+
+/// What the way back did.
+#[derive(Debug, Default)]
+pub(super) struct Back {
+    /// Mails that came from staging messages of an earlier run.
+    pub resumed: u64,
+    /// Whether `stop` cut it short.
+    pub stopped: bool,
 }
 
 /// A chunk's end: once `published` copies are confirmed, the originals up to `tag` can
