@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::config::{ColorWhen, Config};
 use crate::error::Failure;
-use crate::metrics::RunGauges;
+use crate::gauges::RunGauges;
 
 /// A piece of text for people.
 #[derive(Debug, Clone, PartialEq)]
