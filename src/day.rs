@@ -284,6 +284,30 @@ pub fn name(position: Option<&Position>, now: DateTime<Utc>, tz: Tz) -> NaiveDat
     position.map_or_else(|| now.with_timezone(&tz).date_naive(), |p| p.day)
 }
 
+/// Where a command stands in Brevo's day.
+#[derive(Debug, Clone)]
+pub struct Today {
+    /// The reset to go by, and the rises it was learned from.
+    pub learned: Learned,
+    /// Where `now` stands before the next reset (`None`: a date out of range).
+    pub position: Option<Position>,
+    /// The day's name: Brevo's day once its reset is placed, else the local date.
+    pub name: NaiveDate,
+}
+
+impl Today {
+    /// `now` placed in the day `learned` defines, days named in `tz`.
+    pub fn at(learned: Learned, now: DateTime<Utc>, tz: Tz) -> Today {
+        let position = position(&learned.reset, now, tz);
+        let name = name(position.as_ref(), now, tz);
+        Today {
+            learned,
+            position,
+            name,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

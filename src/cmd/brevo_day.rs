@@ -4,7 +4,7 @@
 //! values; the inference itself is pure and lives in [`crate::day`].
 
 use anyhow::Result;
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -27,30 +27,6 @@ pub struct ReadAt {
     pub wall: DateTime<Utc>,
 }
 
-/// Where a command stands in Brevo's day.
-#[derive(Debug, Clone)]
-pub struct Today {
-    /// The reset to go by, and the rises it was learned from.
-    pub learned: Learned,
-    /// Where `now` stands before the next reset (`None`: a date out of range).
-    pub position: Option<Position>,
-    /// The day's name: Brevo's day once its reset is placed, else the local date.
-    pub name: NaiveDate,
-}
-
-impl Today {
-    /// `now` placed in the day `learned` defines, days named in `tz`.
-    pub fn at(learned: Learned, now: DateTime<Utc>, tz: Tz) -> Today {
-        let position = day::position(&learned.reset, now, tz);
-        let name = day::name(position.as_ref(), now, tz);
-        Today {
-            learned,
-            position,
-            name,
-        }
-    }
-}
-
 /// Reads the account (`GET /account`), and when.
 pub async fn read_account(cfg: &Config) -> Result<(Account, ReadAt)> {
     let asked = cfg.now();
@@ -63,22 +39,27 @@ pub async fn read_account(cfg: &Config) -> Result<(Account, ReadAt)> {
 /// What the state store's readings say, without adding one (`store` is `None` when
 /// there is no state yet).
 pub fn known(store: Option<&Store>, cfg: &Config) -> Result<Learned> {
-    let seen: Vec<Seen> = match store {
-        Some(store) => store
-            .credit_history()?
-            .into_iter()
-            .map(|(seq, asked, at, credits, plan, limited)| Seen {
-                seq,
-                asked,
-                at,
-                credits,
-                plan,
-                limited,
-            })
-            .collect(),
+    let seen = match store {
+        Some(store) => history(store)?,
         None => Vec::new(),
     };
     Ok(day::learned(&seen, cfg.credits_reset, cfg.tz))
+}
+
+/// The readings kept in the state store, in the order they were recorded.
+fn history(store: &Store) -> Result<Vec<Seen>> {
+    Ok(store
+        .credit_history()?
+        .into_iter()
+        .map(|(seq, asked, at, credits, plan, limited)| Seen {
+            seq,
+            asked,
+            at,
+            credits,
+            plan,
+            limited,
+        })
+        .collect())
 }
 
 /// Records the credits a run (`command`) read, then says what the readings show.
@@ -97,7 +78,7 @@ pub fn learn(
         command,
         (Duration::days(KEEP_DAYS), read.wall),
     )?;
-    known(Some(store), cfg)
+    Ok(day::learned(&history(store)?, cfg.credits_reset, cfg.tz))
 }
 
 /// The drain's step: reads the account, keeps the reading, and places the run in
@@ -107,10 +88,10 @@ pub async fn read_and_learn(
     cfg: &Config,
     store: &Store,
     command: &str,
-) -> Result<(Account, DateTime<Utc>, Today)> {
+) -> Result<(Account, DateTime<Utc>, day::Today)> {
     let (account, read) = read_account(cfg).await?;
     let learned = learn(store, cfg, read, &account, command)?;
-    Ok((account, read.at, Today::at(learned, read.at, cfg.tz)))
+    Ok((account, read.at, day::Today::at(learned, read.at, cfg.tz)))
 }
 
 /// One reset seen in the credits: it happened after `after`, at or before `by`.

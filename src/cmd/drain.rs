@@ -4,10 +4,11 @@
 
 use crate::brevo::{self, Brevo};
 use crate::census::Census;
-use crate::cmd::brevo_day::{self, Today};
+use crate::cmd::brevo_day;
 use crate::config::Config;
 use crate::day;
-use crate::drain::{Budget, Drain, Io, Options, Pace, Rules, Summary, plan};
+use crate::day::Today;
+use crate::drain::{Budget, Drain, Io, Options, Pace, Rules, plan};
 use crate::error::Failure;
 use crate::mailbox::{Rabbit, Which};
 use crate::metrics::{self, RunGauges};
@@ -98,7 +99,9 @@ pub async fn run(cfg: &Config, args: Args, cancel: &Cancel) -> Result<Report> {
         }
     }
     // "Today" is Brevo's day once its reset is known (named by its local date).
-    record_tallies(&store, &cfg.queue, today.name, &s)?;
+    for (kind, n) in s.tallies() {
+        store.add_tally(&cfg.queue, today.name, kind, n)?;
+    }
     // Metric totals are kept whether or not a Pushgateway is configured yet.
     metrics::record_drain(&store, args.budget.subcommand(), &s.totals())?;
     mailbox.close().await;
@@ -162,12 +165,4 @@ fn early_eod_note(cfg: &Config, reset: &day::Reset, now: chrono::DateTime<chrono
         reset.source.name(),
         cfg.tz
     )
-}
-
-fn record_tallies(store: &Store, queue: &str, day: chrono::NaiveDate, s: &Summary) -> Result<()> {
-    store.add_tally(queue, day, "sent", u64::from(s.sent + s.already_sent))?;
-    store.add_tally(queue, day, "failed", u64::from(s.failed))?;
-    store.add_tally(queue, day, "expired", u64::from(s.expired))?;
-    store.add_tally(queue, day, "parked", u64::from(s.parked + s.expired))?;
-    Ok(())
 }

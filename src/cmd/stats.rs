@@ -8,8 +8,9 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::census::{Census, all_bands};
-use crate::cmd::brevo_day::{self, Today};
+use crate::cmd::brevo_day;
 use crate::config::Config;
+use crate::day::Today;
 use crate::mailbox::{Depth, Rabbit, Which};
 use crate::metrics::RunGauges;
 use crate::output::Report;
