@@ -16,6 +16,7 @@ use super::decide::{Decision, Rules, decide};
 use super::summary::{Fatal, Summary};
 use crate::brevo::{SendOutcome, Sender};
 use crate::mailbox::{Mailbox, Taken};
+use crate::park::ParkReason;
 use crate::signal::Cancel;
 use crate::state::Store;
 
@@ -229,7 +230,7 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
                 self.io.mailbox.ack(taken).await
             }
             Decision::Park { reason, detail } => {
-                let taken = if reason == "expired" {
+                let taken = if reason == ParkReason::Expired {
                     match self.expired_but_maybe_sent(taken).await? {
                         Ok(settled) => return self.after(settled),
                         Err(taken) => *taken,
@@ -237,7 +238,6 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
                 } else {
                     taken
                 };
-                self.s.park_count(reason);
                 self.park(taken, reason, &detail).await
             }
             Decision::Stop => {

@@ -13,6 +13,7 @@ use crate::brevo::{LogAnswer, LogQuery, Sender, idempotency_key};
 use crate::mail::Mail;
 use crate::mailbox::topology::retry_delay;
 use crate::mailbox::{Mailbox, Taken};
+use crate::park::ParkReason;
 use crate::state::Outcome;
 
 /// Log look-ups one run may make: Brevo allows 100 an hour for all such calls, and a
@@ -195,8 +196,7 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
                     "a send started at {} got no answer, and Brevo's log could not tell whether it went ({why}): check the log before replaying",
                     since.to_rfc3339()
                 );
-                self.s.park_count("uncertain_send");
-                Looked::Settled(self.park(taken, "uncertain_send", &detail).await)
+                Looked::Settled(self.park(taken, ParkReason::UncertainSend, &detail).await)
             }
         })
     }

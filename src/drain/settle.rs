@@ -11,6 +11,7 @@ use super::summary::Fatal;
 use crate::brevo::{SendOutcome, Sender};
 use crate::mailbox::topology::retry_delay;
 use crate::mailbox::{Mailbox, Parking, Retry, Taken};
+use crate::park::ParkReason;
 use crate::state::Outcome;
 
 /// 429 answers a run honours by pausing; past that it stops.
@@ -86,8 +87,8 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
             SendOutcome::Duplicate => {
                 let detail = "Brevo answered duplicate_parameter to a mail never attempted before";
                 self.s.failed += 1;
-                self.s.park_count("brevo_duplicate");
-                self.park(job.taken, "brevo_duplicate", detail).await
+                self.park(job.taken, ParkReason::BrevoDuplicate, detail)
+                    .await
             }
             SendOutcome::Permanent {
                 status,
@@ -96,8 +97,8 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
             } => {
                 let detail = format!("{status} {code}: {message}");
                 self.s.failed += 1;
-                self.s.park_count("brevo_rejected");
-                self.park(job.taken, "brevo_rejected", &detail).await
+                self.park(job.taken, ParkReason::BrevoRejected, &detail)
+                    .await
             }
             SendOutcome::NoCredits => {
                 self.stop_taking();
@@ -178,12 +179,11 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
             // One of the attempts may have gone: parked for `dead-letters recheck`,
             // which asks Brevo's log, never for a blind replay.
             let reason_parked = if maybe_sent {
-                "uncertain_send"
+                ParkReason::UncertainSend
             } else {
-                "retries_exhausted"
+                ParkReason::RetriesExhausted
             };
             let detail = format!("{attempts} attempts failed; last: {reason}");
-            self.s.park_count(reason_parked);
             return self.park(job.taken, reason_parked, &detail).await;
         }
         let delay = retry_delay(attempts, retry_after.map(|d| d.as_secs()));
@@ -191,7 +191,14 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
         self.retry(job.taken, attempts, delay, reason).await
     }
 
-    pub(super) async fn park(&mut self, taken: Taken, reason: &str, detail: &str) -> Result<()> {
+    /// Parks the mail, counted under its reason in the run's summary.
+    pub(super) async fn park(
+        &mut self,
+        taken: Taken,
+        reason: ParkReason,
+        detail: &str,
+    ) -> Result<()> {
+        self.s.park_count(reason.as_str());
         let at = self.rules.clock();
         let why = Parking { reason, detail, at };
         let id = taken.mail.identity.clone();

@@ -126,7 +126,7 @@ impl Mailbox for Memory {
     }
 
     async fn park(&mut self, taken: Taken, why: Parking<'_>) -> Result<()> {
-        self.settle(taken, Settled::Parked(why.reason.into()))
+        self.settle(taken, Settled::Parked(why.reason.to_string()))
     }
 
     async fn parked_identities(

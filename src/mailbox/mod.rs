@@ -24,6 +24,8 @@ pub mod topology;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 
+use crate::park::ParkReason;
+
 pub use crate::envelope::{Envelope, identity};
 pub use inspect::{Inspector, Target, hint_for, reachable, target};
 pub use rabbit::{Depth, Rabbit, Reorder, Sweep, Which};
@@ -93,8 +95,8 @@ pub trait Mailbox {
 /// Why and when a mail is parked.
 #[derive(Debug, Clone, Copy)]
 pub struct Parking<'a> {
-    /// A short reason code (`expired`, `malformed`, `brevo_rejected`, ...).
-    pub reason: &'a str,
+    /// Why.
+    pub reason: ParkReason,
     /// What happened, for the operator.
     pub detail: &'a str,
     /// When.

@@ -2,6 +2,7 @@
 //! queues and the parking queue are all named after the main one, and every header
 //! acaso-mail adds starts with `x-acaso-`. Nothing here talks to the broker.
 
+use crate::park::ParkReason;
 use crate::urgency::PriorityScale;
 
 /// Delays before a failed send is tried again, one retry queue each: attempt 1 waits
@@ -23,19 +24,9 @@ pub const H_REPLAYED_AT: &str = "x-acaso-replayed-at";
 /// The headers acaso-mail writes; a replayed mail leaves them behind.
 pub const OUR_HEADERS: [&str; 4] = [H_REASON, H_DETAIL, H_PARKED_AT, H_ATTEMPTS];
 
-/// Every reason a mail is parked for (the `x-acaso-reason` header).
-pub const PARK_REASONS: [&str; 10] = [
-    "expired",
-    "malformed",
-    "not_utf8",
-    "too_large",
-    "unknown_template",
-    "invalid_address",
-    "brevo_rejected",
-    "brevo_duplicate",
-    "retries_exhausted",
-    "uncertain_send",
-];
+/// Every reason a mail is parked for (the `x-acaso-reason` header): the codes of
+/// [`ParkReason`].
+pub const PARK_REASONS: &[&str] = ParkReason::CODES;
 
 /// A detail header is cut to this many characters.
 pub const DETAIL_MAX_CHARS: usize = 1000;
