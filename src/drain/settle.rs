@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use super::engine::{Drain, Job};
 use super::summary::Fatal;
 use crate::brevo::{SendOutcome, Sender};
-use crate::mailbox::topology::retry_delay;
+use crate::mailbox::topology::RetryDelay;
 use crate::mailbox::{Mailbox, Parking, Retry, Taken};
 use crate::park::ParkReason;
 use crate::state::Outcome;
@@ -78,10 +78,9 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
                 let id = &job.taken.mail.identity;
                 self.io.store.mark_uncertain(id, self.rules.clock())?;
                 let attempts = job.taken.mail.attempts + 1;
-                let delay = retry_delay(attempts, Some(KEY_WINDOW_SECS));
+                let delay = RetryDelay::for_attempt(attempts, Some(KEY_WINDOW_SECS));
                 let detail = "Brevo refused the key as a repeat (duplicate_parameter); its log is asked once the key has expired";
                 self.s.failed += 1;
-                self.s.retried += 1;
                 self.retry(job.taken, attempts, delay, detail).await
             }
             SendOutcome::Duplicate => {
@@ -142,9 +141,8 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
                 self.s.stopped = Some(format!("Brevo answered 429 {MAX_RATE_LIMITED} times"));
                 self.stop_taking();
                 let attempts = job.taken.mail.attempts + 1;
-                let delay = retry_delay(attempts, retry_after.map(|d| d.as_secs()));
+                let delay = RetryDelay::for_attempt(attempts, retry_after.map(|d| d.as_secs()));
                 self.s.failed += 1;
-                self.s.retried += 1;
                 self.retry(job.taken, attempts, delay, "429 rate limited")
                     .await
             }
@@ -186,8 +184,7 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
             let detail = format!("{attempts} attempts failed; last: {reason}");
             return self.park(job.taken, reason_parked, &detail).await;
         }
-        let delay = retry_delay(attempts, retry_after.map(|d| d.as_secs()));
-        self.s.retried += 1;
+        let delay = RetryDelay::for_attempt(attempts, retry_after.map(|d| d.as_secs()));
         self.retry(job.taken, attempts, delay, reason).await
     }
 
@@ -212,19 +209,29 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
         Ok(())
     }
 
+    /// Moves the mail to a retry queue, counted as retried in the run's summary.
     pub(super) async fn retry(
         &mut self,
         taken: Taken,
         attempts: u32,
-        delay_secs: u64,
+        delay: RetryDelay,
         detail: &str,
     ) -> Result<()> {
+        self.s.retried += 1;
         let next = Retry {
             attempts,
-            delay_secs,
+            delay,
             detail,
         };
         self.io.mailbox.retry(taken, next).await
+    }
+
+    /// Sends the mail back to be looked at again in at least `secs` seconds, its
+    /// failures unchanged: nothing failed, it is too soon to tell.
+    pub(super) async fn later(&mut self, taken: Taken, secs: u64, detail: &str) -> Result<()> {
+        let attempts = taken.mail.attempts;
+        let delay = RetryDelay::for_attempt(1, Some(secs));
+        self.retry(taken, attempts, delay, detail).await
     }
 
     /// Journals an accepted mail, then acks it: if the ack is lost, the redelivered

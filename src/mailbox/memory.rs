@@ -156,7 +156,7 @@ impl Mailbox for Memory {
     async fn retry(&mut self, taken: Taken, next: Retry<'_>) -> Result<()> {
         let to = Settled::Retrying {
             attempts: next.attempts,
-            delay_secs: next.delay_secs,
+            delay_secs: next.delay.secs(),
         };
         self.settle(taken, to)
     }

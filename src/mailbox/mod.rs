@@ -109,7 +109,7 @@ pub struct Retry<'a> {
     /// Failures so far, this one included.
     pub attempts: u32,
     /// How long it waits before it is back in the main queue.
-    pub delay_secs: u64,
+    pub delay: topology::RetryDelay,
     /// What went wrong.
     pub detail: &'a str,
 }
