@@ -160,7 +160,17 @@ pub struct Inferred {
     pub agreeing: u32,
 }
 
+/// Rises that disagree with the current window, kept until one of their windows gathers
+/// enough agreement (bounded: the oldest is forgotten first).
+const PENDING_RISES: usize = 24;
+
 /// Infers the reset from rises, oldest first.
+///
+/// Every rise that disagrees with the current window is kept as a candidate until the
+/// current window is confirmed again; a candidate that gathers as many agreeing rises
+/// as the current one (or [`CONFIRMING_RISES`]) replaces it. A window only one rise
+/// showed stays a candidate when it is replaced, so credits given back an hour before a
+/// reset (which hide that day's rise) cannot alternate with the true reset forever.
 pub fn infer(rises: &[Rise]) -> Option<Inferred> {
     let one = |window| Inferred {
         window,
@@ -173,8 +183,7 @@ pub fn infer(rises: &[Rise]) -> Option<Inferred> {
         })
     };
     let mut cur: Option<Inferred> = None;
-    // Rises that disagree with `cur`, until enough agree to replace it.
-    let mut challenger: Option<Inferred> = None;
+    let mut pending: Vec<Inferred> = Vec::new();
     for w in rises.iter().filter_map(|r| Window::of(*r)) {
         let Some(c) = cur else {
             cur = Some(one(w));
@@ -182,17 +191,26 @@ pub fn infer(rises: &[Rise]) -> Option<Inferred> {
         };
         if let Some(n) = narrowed(c, w) {
             cur = Some(n);
-            challenger = None;
+            pending.clear();
             continue;
         }
-        let next = challenger
-            .and_then(|ch| narrowed(ch, w))
-            .unwrap_or_else(|| one(w));
+        let agreed = pending
+            .iter()
+            .rposition(|p| p.window.intersect(w).is_some());
+        let next = match agreed.map(|i| pending.remove(i)) {
+            Some(p) => narrowed(p, w).unwrap_or_else(|| one(w)),
+            None => one(w),
+        };
         if next.agreeing >= c.agreeing.min(CONFIRMING_RISES) {
+            if c.agreeing < CONFIRMING_RISES {
+                pending.push(c);
+            }
             cur = Some(next);
-            challenger = None;
         } else {
-            challenger = Some(next);
+            pending.push(next);
+        }
+        if pending.len() > PENDING_RISES {
+            pending.remove(0);
         }
     }
     cur
