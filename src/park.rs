@@ -1,6 +1,6 @@
 //! Why a mail is parked: one closed list. Each reason's code is what goes on the wire
 //! (the `x-acaso-reason` header), into the metrics' `reason` label and into
-//! `dead-letters --reason`; a new reason is one line in [`park_reasons!`]'s list below,
+//! `dead-letters --reason`; a new reason is one line in `park_reasons!`'s list below,
 //! and every `match` on [`ParkReason`] then says where it must be handled.
 
 use std::fmt;
