@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::decide::{Decision, Rules, decide};
 use crate::mail::Who;
 use crate::mailbox::Envelope;
+use crate::park::ParkReason;
 use crate::state::Store;
 
 /// What a drain would do with a mail.
@@ -89,7 +90,7 @@ pub fn plan(
             },
             Decision::Park { reason, detail } => Planned {
                 action: Action::Park,
-                urgency: if reason == "expired" {
+                urgency: if reason == ParkReason::Expired {
                     "expired"
                 } else {
                     "bad"

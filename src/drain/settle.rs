@@ -195,7 +195,7 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
         reason: ParkReason,
         detail: &str,
     ) -> Result<()> {
-        self.s.park_count(reason.as_str());
+        self.s.park_count(reason);
         let at = self.rules.clock();
         let why = Parking { reason, detail, at };
         let id = taken.mail.identity.clone();

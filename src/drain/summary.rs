@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::Serialize;
 
+use crate::park::ParkReason;
+
 use crate::error::Failure;
 
 /// What a drain did. Serialised as the contract's JSON (fields may be added only).
@@ -84,9 +86,9 @@ impl Summary {
     }
 
     /// Counts a parked mail under its reason.
-    pub fn park_count(&mut self, reason: &str) {
+    pub fn park_count(&mut self, reason: ParkReason) {
         *self.parked_by_reason.entry(reason.to_string()).or_default() += 1;
-        if reason == "expired" {
+        if reason == ParkReason::Expired {
             self.expired += 1;
         } else {
             self.parked += 1;
