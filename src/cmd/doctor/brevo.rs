@@ -189,7 +189,7 @@ pub async fn templates(cfg: &Config, can: bool) -> Vec<Check> {
 /// state no run can be going, and nothing is created.
 pub async fn read_head(cfg: &Config) -> anyhow::Result<Vec<crate::mailbox::Envelope>> {
     let _lock = if cfg.state_dir.is_dir() {
-        Some(crate::state::lock(&cfg.state_dir, cfg.lock_wait)?)
+        Some(crate::state::lock(cfg.state(), cfg.lock_wait)?)
     } else {
         None
     };
