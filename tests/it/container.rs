@@ -538,6 +538,7 @@ fn the_compose_crontabs_run_real_commands_at_the_systemd_times() {
         amqp: crate::support::AMQP.to_string(),
         queue: crate::support::unique(name),
         state: tempfile::tempdir().expect("tempdir"),
+        state_url: None,
         fake: crate::support::FakeBrevo::start(&env["SENDINBLUE_API_KEY"], 300.0),
     };
 
