@@ -152,15 +152,17 @@ fn parse(raw: &str, password: Option<Secret>, ca_file: Option<&Path>) -> Result<
                 "both sslrootcert= in the state URL and --state-ca-file / ACASO_MAIL_STATE_CA_FILE are set: keep one".into(),
             ));
         }
-        (r, f) => r.or_else(|| f.map(Path::to_path_buf)),
+        (Some(r), None) => Some((r, "the CA file of sslrootcert= in the state URL")),
+        (None, f) => f.map(|f| {
+            let what = "the state CA file (--state-ca-file / ACASO_MAIL_STATE_CA_FILE)";
+            (f.to_path_buf(), what)
+        }),
     };
     let tls = match (mode.as_deref(), &ca_path) {
         (None, None) | (Some("disable"), None) => None,
         (None | Some("verify-full"), _) => Some(
             ca_path
-                .map(|p| {
-                    crate::wire::read_ca(&p, "the state CA file (sslrootcert / --state-ca-file)")
-                })
+                .map(|(p, what)| crate::wire::read_ca(&p, what))
                 .transpose()?,
         ),
         (Some("disable"), Some(_)) => {
