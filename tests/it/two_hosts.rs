@@ -232,3 +232,51 @@ fn postgres_stopped_mid_drain_is_exit_4_and_the_next_run_loses_and_doubles_nothi
     assert!(per.values().all(|&n| n == 1), "sent twice: {per:?}; {s}");
     assert_eq!(w.ready(&w.queue), 0, "{s}");
 }
+
+#[test]
+fn stats_and_doctor_say_where_the_state_lives_with_the_password_masked() {
+    let (mut w, b) = two_hosts("two-hosts-where", None);
+    // A password in the URL (trust auth ignores it): never shown.
+    let url = w.state_url.take().expect("url");
+    w.state_url = Some(url.replace("postgres@", "postgres:hunter2@"));
+    w.declare_queues();
+    let s = w.json(NOW, &["stats"]);
+    let state = s["state"].as_str().expect("state");
+    assert!(
+        state.starts_with("PostgreSQL at postgres://postgres:***@127.0.0.1:"),
+        "{s}"
+    );
+    let out = output_within(
+        host_b(&w, &b).args(["--now", NOW, "--json", "doctor"]),
+        Duration::from_secs(60),
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!text.contains("hunter2"), "{text}");
+    let doc = stdout_json(&out);
+    let lock = doc["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == "lock")
+        .unwrap_or_else(|| panic!("no lock check: {doc}"));
+    assert_eq!(lock["ok"], true, "{doc}");
+    assert!(
+        lock["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("PostgreSQL at postgres://postgres:***@127.0.0.1:")),
+        "{doc}"
+    );
+    let text = String::from_utf8_lossy(
+        &output_within(
+            w.std_cmd().args(["--now", NOW, "stats"]),
+            Duration::from_secs(60),
+        )
+        .stdout,
+    )
+    .to_string();
+    assert!(
+        text.contains("state: PostgreSQL at postgres://postgres:***@"),
+        "{text}"
+    );
+    nothing_local(&w, &b);
+}
