@@ -384,6 +384,11 @@ mod tests {
         let place = pg_place(dir.path(), &url);
         let held = lock(place, Duration::ZERO).expect("first");
         assert_eq!(lock_state(place).map(|r| r.expect("read")), Some(true));
+        // Another deployment, in a database of its own on the same server: not locked.
+        let other = pg_url();
+        let other = pg_place(dir.path(), &other);
+        assert_eq!(lock_state(other).map(|r| r.expect("read")), Some(false));
+        drop(lock(other, Duration::ZERO).expect("its own lock"));
         let start = Instant::now();
         let err = lock(place, Duration::from_millis(300))
             .err()

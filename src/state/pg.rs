@@ -216,10 +216,13 @@ pub fn lock(url: &StateUrl, wait: Duration, timeout: Duration) -> Result<Pg> {
     }
 }
 
-/// Whether some session holds the run lock (doctor: read, take nothing).
+/// Whether some session holds the run lock of this database (doctor: read, take
+/// nothing). Advisory locks are per database: other deployments on the same server,
+/// each in a database of its own, never lock each other out.
 pub fn lock_held(pg: &Pg) -> Result<bool> {
     let sql = format!(
         "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
              AND ((classid::bigint << 32) | objid::bigint) = {LOCK_KEY}"
     );
     pg.call(move |c| Ok(c.client.query_one(&sql, &[])?.try_get::<_, i64>(0)? > 0))
