@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_acaso_mail_global_optspecs
-    string join \n amqp-url= queue= brevo-url= api-key= pushgateway= tz= now= state-dir= json color= q/quiet lock-wait= timeout= scan= credits-reset= api-key-file= amqp-url-file= amqp-ca-file= pushgateway-user= pushgateway-password-file= pushgateway-ca-file= h/help V/version
+    string join \n amqp-url= queue= brevo-url= api-key= pushgateway= tz= now= state-dir= state-url= state-password-file= state-ca-file= json color= q/quiet lock-wait= timeout= scan= credits-reset= api-key-file= amqp-url-file= amqp-ca-file= pushgateway-user= pushgateway-password-file= pushgateway-ca-file= h/help V/version
 end
 
 function __fish_acaso_mail_needs_command
@@ -34,6 +34,9 @@ complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -l pushgateway -d 'P
 complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -l tz -d 'Time zone that defines "today" and renders dates [default: America/Recife]' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -l now -d 'An RFC 3339 instant used as "now" for urgency, expiry and "today" [default: the clock]' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -l state-dir -d 'Where the sent-mail journal and the run lock live [default: $XDG_STATE_HOME/acaso-mail]' -r -f -a "(__fish_complete_directories)"
+complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -l state-url -d 'Keep the state (journal, tallies, run lock) in PostgreSQL, shared by every host: postgres://USER@HOST/DB[?sslmode=verify-full] [env: ACASO_MAIL_STATE_URL, DATABASE_URL] [default: SQLite in --state-dir]' -r -f
+complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -l state-password-file -d 'File holding the PostgreSQL password, when the state URL has none [env: ACASO_MAIL_STATE_PASSWORD_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -l state-ca-file -d 'PEM file of the CA(s) that signed PostgreSQL\'s certificate (sslmode=verify-full)' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -l color -d 'When to colour tables' -r -f -a "auto\t'Colour when stdout is a terminal and NO_COLOR is unset'
 always\t'Always colour'
 never\t'Never colour'"
@@ -71,6 +74,9 @@ complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l pushga
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l tz -d 'Time zone that defines "today" and renders dates [default: America/Recife]' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l now -d 'An RFC 3339 instant used as "now" for urgency, expiry and "today" [default: the clock]' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l state-dir -d 'Where the sent-mail journal and the run lock live [default: $XDG_STATE_HOME/acaso-mail]' -r -f -a "(__fish_complete_directories)"
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l state-url -d 'Keep the state (journal, tallies, run lock) in PostgreSQL, shared by every host: postgres://USER@HOST/DB[?sslmode=verify-full] [env: ACASO_MAIL_STATE_URL, DATABASE_URL] [default: SQLite in --state-dir]' -r -f
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l state-password-file -d 'File holding the PostgreSQL password, when the state URL has none [env: ACASO_MAIL_STATE_PASSWORD_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l state-ca-file -d 'PEM file of the CA(s) that signed PostgreSQL\'s certificate (sslmode=verify-full)' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l color -d 'When to colour tables' -r -f -a "auto\t'Colour when stdout is a terminal and NO_COLOR is unset'
 always\t'Always colour'
 never\t'Never colour'"
@@ -99,6 +105,9 @@ complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l p
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l tz -d 'Time zone that defines "today" and renders dates [default: America/Recife]' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l now -d 'An RFC 3339 instant used as "now" for urgency, expiry and "today" [default: the clock]' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l state-dir -d 'Where the sent-mail journal and the run lock live [default: $XDG_STATE_HOME/acaso-mail]' -r -f -a "(__fish_complete_directories)"
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l state-url -d 'Keep the state (journal, tallies, run lock) in PostgreSQL, shared by every host: postgres://USER@HOST/DB[?sslmode=verify-full] [env: ACASO_MAIL_STATE_URL, DATABASE_URL] [default: SQLite in --state-dir]' -r -f
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l state-password-file -d 'File holding the PostgreSQL password, when the state URL has none [env: ACASO_MAIL_STATE_PASSWORD_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l state-ca-file -d 'PEM file of the CA(s) that signed PostgreSQL\'s certificate (sslmode=verify-full)' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l color -d 'When to colour tables' -r -f -a "auto\t'Colour when stdout is a terminal and NO_COLOR is unset'
 always\t'Always colour'
 never\t'Never colour'"
@@ -127,6 +136,9 @@ complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l push
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l tz -d 'Time zone that defines "today" and renders dates [default: America/Recife]' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l now -d 'An RFC 3339 instant used as "now" for urgency, expiry and "today" [default: the clock]' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l state-dir -d 'Where the sent-mail journal and the run lock live [default: $XDG_STATE_HOME/acaso-mail]' -r -f -a "(__fish_complete_directories)"
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l state-url -d 'Keep the state (journal, tallies, run lock) in PostgreSQL, shared by every host: postgres://USER@HOST/DB[?sslmode=verify-full] [env: ACASO_MAIL_STATE_URL, DATABASE_URL] [default: SQLite in --state-dir]' -r -f
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l state-password-file -d 'File holding the PostgreSQL password, when the state URL has none [env: ACASO_MAIL_STATE_PASSWORD_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l state-ca-file -d 'PEM file of the CA(s) that signed PostgreSQL\'s certificate (sslmode=verify-full)' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l color -d 'When to colour tables' -r -f -a "auto\t'Colour when stdout is a terminal and NO_COLOR is unset'
 always\t'Always colour'
 never\t'Never colour'"
@@ -152,6 +164,9 @@ complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand credits" -l pushga
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand credits" -l tz -d 'Time zone that defines "today" and renders dates [default: America/Recife]' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand credits" -l now -d 'An RFC 3339 instant used as "now" for urgency, expiry and "today" [default: the clock]' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand credits" -l state-dir -d 'Where the sent-mail journal and the run lock live [default: $XDG_STATE_HOME/acaso-mail]' -r -f -a "(__fish_complete_directories)"
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand credits" -l state-url -d 'Keep the state (journal, tallies, run lock) in PostgreSQL, shared by every host: postgres://USER@HOST/DB[?sslmode=verify-full] [env: ACASO_MAIL_STATE_URL, DATABASE_URL] [default: SQLite in --state-dir]' -r -f
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand credits" -l state-password-file -d 'File holding the PostgreSQL password, when the state URL has none [env: ACASO_MAIL_STATE_PASSWORD_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand credits" -l state-ca-file -d 'PEM file of the CA(s) that signed PostgreSQL\'s certificate (sslmode=verify-full)' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand credits" -l color -d 'When to colour tables' -r -f -a "auto\t'Colour when stdout is a terminal and NO_COLOR is unset'
 always\t'Always colour'
 never\t'Never colour'"
@@ -177,6 +192,9 @@ complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand peek" -l pushgatew
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand peek" -l tz -d 'Time zone that defines "today" and renders dates [default: America/Recife]' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand peek" -l now -d 'An RFC 3339 instant used as "now" for urgency, expiry and "today" [default: the clock]' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand peek" -l state-dir -d 'Where the sent-mail journal and the run lock live [default: $XDG_STATE_HOME/acaso-mail]' -r -f -a "(__fish_complete_directories)"
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand peek" -l state-url -d 'Keep the state (journal, tallies, run lock) in PostgreSQL, shared by every host: postgres://USER@HOST/DB[?sslmode=verify-full] [env: ACASO_MAIL_STATE_URL, DATABASE_URL] [default: SQLite in --state-dir]' -r -f
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand peek" -l state-password-file -d 'File holding the PostgreSQL password, when the state URL has none [env: ACASO_MAIL_STATE_PASSWORD_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand peek" -l state-ca-file -d 'PEM file of the CA(s) that signed PostgreSQL\'s certificate (sslmode=verify-full)' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand peek" -l color -d 'When to colour tables' -r -f -a "auto\t'Colour when stdout is a terminal and NO_COLOR is unset'
 always\t'Always colour'
 never\t'Never colour'"
@@ -201,6 +219,9 @@ complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand stats" -l pushgate
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand stats" -l tz -d 'Time zone that defines "today" and renders dates [default: America/Recife]' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand stats" -l now -d 'An RFC 3339 instant used as "now" for urgency, expiry and "today" [default: the clock]' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand stats" -l state-dir -d 'Where the sent-mail journal and the run lock live [default: $XDG_STATE_HOME/acaso-mail]' -r -f -a "(__fish_complete_directories)"
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand stats" -l state-url -d 'Keep the state (journal, tallies, run lock) in PostgreSQL, shared by every host: postgres://USER@HOST/DB[?sslmode=verify-full] [env: ACASO_MAIL_STATE_URL, DATABASE_URL] [default: SQLite in --state-dir]' -r -f
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand stats" -l state-password-file -d 'File holding the PostgreSQL password, when the state URL has none [env: ACASO_MAIL_STATE_PASSWORD_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand stats" -l state-ca-file -d 'PEM file of the CA(s) that signed PostgreSQL\'s certificate (sslmode=verify-full)' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand stats" -l color -d 'When to colour tables' -r -f -a "auto\t'Colour when stdout is a terminal and NO_COLOR is unset'
 always\t'Always colour'
 never\t'Never colour'"
@@ -225,6 +246,9 @@ complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -l p
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -l tz -d 'Time zone that defines "today" and renders dates [default: America/Recife]' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -l now -d 'An RFC 3339 instant used as "now" for urgency, expiry and "today" [default: the clock]' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -l state-dir -d 'Where the sent-mail journal and the run lock live [default: $XDG_STATE_HOME/acaso-mail]' -r -f -a "(__fish_complete_directories)"
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -l state-url -d 'Keep the state (journal, tallies, run lock) in PostgreSQL, shared by every host: postgres://USER@HOST/DB[?sslmode=verify-full] [env: ACASO_MAIL_STATE_URL, DATABASE_URL] [default: SQLite in --state-dir]' -r -f
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -l state-password-file -d 'File holding the PostgreSQL password, when the state URL has none [env: ACASO_MAIL_STATE_PASSWORD_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -l state-ca-file -d 'PEM file of the CA(s) that signed PostgreSQL\'s certificate (sslmode=verify-full)' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand reprioritize" -l color -d 'When to colour tables' -r -f -a "auto\t'Colour when stdout is a terminal and NO_COLOR is unset'
 always\t'Always colour'
 never\t'Never colour'"
@@ -250,6 +274,9 @@ complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and 
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge recheck" -l tz -d 'Time zone that defines "today" and renders dates [default: America/Recife]' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge recheck" -l now -d 'An RFC 3339 instant used as "now" for urgency, expiry and "today" [default: the clock]' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge recheck" -l state-dir -d 'Where the sent-mail journal and the run lock live [default: $XDG_STATE_HOME/acaso-mail]' -r -f -a "(__fish_complete_directories)"
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge recheck" -l state-url -d 'Keep the state (journal, tallies, run lock) in PostgreSQL, shared by every host: postgres://USER@HOST/DB[?sslmode=verify-full] [env: ACASO_MAIL_STATE_URL, DATABASE_URL] [default: SQLite in --state-dir]' -r -f
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge recheck" -l state-password-file -d 'File holding the PostgreSQL password, when the state URL has none [env: ACASO_MAIL_STATE_PASSWORD_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge recheck" -l state-ca-file -d 'PEM file of the CA(s) that signed PostgreSQL\'s certificate (sslmode=verify-full)' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and not __fish_seen_subcommand_from list replay purge recheck" -l color -d 'When to colour tables' -r -f -a "auto\t'Colour when stdout is a terminal and NO_COLOR is unset'
 always\t'Always colour'
 never\t'Never colour'"
@@ -279,6 +306,9 @@ complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and 
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from list" -l tz -d 'Time zone that defines "today" and renders dates [default: America/Recife]' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from list" -l now -d 'An RFC 3339 instant used as "now" for urgency, expiry and "today" [default: the clock]' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from list" -l state-dir -d 'Where the sent-mail journal and the run lock live [default: $XDG_STATE_HOME/acaso-mail]' -r -f -a "(__fish_complete_directories)"
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from list" -l state-url -d 'Keep the state (journal, tallies, run lock) in PostgreSQL, shared by every host: postgres://USER@HOST/DB[?sslmode=verify-full] [env: ACASO_MAIL_STATE_URL, DATABASE_URL] [default: SQLite in --state-dir]' -r -f
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from list" -l state-password-file -d 'File holding the PostgreSQL password, when the state URL has none [env: ACASO_MAIL_STATE_PASSWORD_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from list" -l state-ca-file -d 'PEM file of the CA(s) that signed PostgreSQL\'s certificate (sslmode=verify-full)' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from list" -l color -d 'When to colour tables' -r -f -a "auto\t'Colour when stdout is a terminal and NO_COLOR is unset'
 always\t'Always colour'
 never\t'Never colour'"
@@ -314,6 +344,9 @@ complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and 
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from replay" -l tz -d 'Time zone that defines "today" and renders dates [default: America/Recife]' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from replay" -l now -d 'An RFC 3339 instant used as "now" for urgency, expiry and "today" [default: the clock]' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from replay" -l state-dir -d 'Where the sent-mail journal and the run lock live [default: $XDG_STATE_HOME/acaso-mail]' -r -f -a "(__fish_complete_directories)"
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from replay" -l state-url -d 'Keep the state (journal, tallies, run lock) in PostgreSQL, shared by every host: postgres://USER@HOST/DB[?sslmode=verify-full] [env: ACASO_MAIL_STATE_URL, DATABASE_URL] [default: SQLite in --state-dir]' -r -f
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from replay" -l state-password-file -d 'File holding the PostgreSQL password, when the state URL has none [env: ACASO_MAIL_STATE_PASSWORD_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from replay" -l state-ca-file -d 'PEM file of the CA(s) that signed PostgreSQL\'s certificate (sslmode=verify-full)' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from replay" -l color -d 'When to colour tables' -r -f -a "auto\t'Colour when stdout is a terminal and NO_COLOR is unset'
 always\t'Always colour'
 never\t'Never colour'"
@@ -350,6 +383,9 @@ complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and 
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -l tz -d 'Time zone that defines "today" and renders dates [default: America/Recife]' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -l now -d 'An RFC 3339 instant used as "now" for urgency, expiry and "today" [default: the clock]' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -l state-dir -d 'Where the sent-mail journal and the run lock live [default: $XDG_STATE_HOME/acaso-mail]' -r -f -a "(__fish_complete_directories)"
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -l state-url -d 'Keep the state (journal, tallies, run lock) in PostgreSQL, shared by every host: postgres://USER@HOST/DB[?sslmode=verify-full] [env: ACASO_MAIL_STATE_URL, DATABASE_URL] [default: SQLite in --state-dir]' -r -f
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -l state-password-file -d 'File holding the PostgreSQL password, when the state URL has none [env: ACASO_MAIL_STATE_PASSWORD_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -l state-ca-file -d 'PEM file of the CA(s) that signed PostgreSQL\'s certificate (sslmode=verify-full)' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -l color -d 'When to colour tables' -r -f -a "auto\t'Colour when stdout is a terminal and NO_COLOR is unset'
 always\t'Always colour'
 never\t'Never colour'"
@@ -375,6 +411,9 @@ complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and 
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from recheck" -l tz -d 'Time zone that defines "today" and renders dates [default: America/Recife]' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from recheck" -l now -d 'An RFC 3339 instant used as "now" for urgency, expiry and "today" [default: the clock]' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from recheck" -l state-dir -d 'Where the sent-mail journal and the run lock live [default: $XDG_STATE_HOME/acaso-mail]' -r -f -a "(__fish_complete_directories)"
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from recheck" -l state-url -d 'Keep the state (journal, tallies, run lock) in PostgreSQL, shared by every host: postgres://USER@HOST/DB[?sslmode=verify-full] [env: ACASO_MAIL_STATE_URL, DATABASE_URL] [default: SQLite in --state-dir]' -r -f
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from recheck" -l state-password-file -d 'File holding the PostgreSQL password, when the state URL has none [env: ACASO_MAIL_STATE_PASSWORD_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from recheck" -l state-ca-file -d 'PEM file of the CA(s) that signed PostgreSQL\'s certificate (sslmode=verify-full)' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from recheck" -l color -d 'When to colour tables' -r -f -a "auto\t'Colour when stdout is a terminal and NO_COLOR is unset'
 always\t'Always colour'
 never\t'Never colour'"
@@ -401,6 +440,9 @@ complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -l pushgat
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -l tz -d 'Time zone that defines "today" and renders dates [default: America/Recife]' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -l now -d 'An RFC 3339 instant used as "now" for urgency, expiry and "today" [default: the clock]' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -l state-dir -d 'Where the sent-mail journal and the run lock live [default: $XDG_STATE_HOME/acaso-mail]' -r -f -a "(__fish_complete_directories)"
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -l state-url -d 'Keep the state (journal, tallies, run lock) in PostgreSQL, shared by every host: postgres://USER@HOST/DB[?sslmode=verify-full] [env: ACASO_MAIL_STATE_URL, DATABASE_URL] [default: SQLite in --state-dir]' -r -f
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -l state-password-file -d 'File holding the PostgreSQL password, when the state URL has none [env: ACASO_MAIL_STATE_PASSWORD_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -l state-ca-file -d 'PEM file of the CA(s) that signed PostgreSQL\'s certificate (sslmode=verify-full)' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -l color -d 'When to colour tables' -r -f -a "auto\t'Colour when stdout is a terminal and NO_COLOR is unset'
 always\t'Always colour'
 never\t'Never colour'"

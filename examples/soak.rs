@@ -1,7 +1,12 @@
 //! The soak of issue 11 ("No mail lost, none sent twice"), outside `cargo test`: run it
 //! with `scripts/soak`, which builds it and the binary and passes the arguments on.
 //!
-//! `soak [--drain-kills 40] [--reprio-stop-app 10] [--reprio-kill9 10] [--accept-5xx 10] [--reprio-sigkill 10] [--mails 2000] [--seed 1]`
+//! `soak [--drain-kills 40] [--reprio-stop-app 10] [--reprio-kill9 10] [--accept-5xx 10] [--reprio-sigkill 10] [--mails 2000] [--seed 1] [--two-hosts]`
+//!
+//! `--two-hosts`: every run goes to one of two "hosts" (two state directories) drawn at
+//! random, both keeping their state in one private PostgreSQL (`tests/support/pg.rs`);
+//! each drain kill also starts a drain on the other host at the same moment, which waits
+//! for the run lock and is killed in its turn.
 //!
 //! On a private RabbitMQ node (never the shared one) and an in-process fake Brevo, it
 //! publishes `--mails` mails (`m<N>@example.org`, deadlines 2 h to 5 days away), then
@@ -48,6 +53,7 @@ struct Args {
     reprio_sigkill: usize,
     mails: usize,
     seed: u64,
+    two_hosts: bool,
 }
 
 fn args() -> Args {
@@ -59,13 +65,18 @@ fn args() -> Args {
         reprio_sigkill: 10,
         mails: 2000,
         seed: 1,
+        two_hosts: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--two-hosts" {
+            a.two_hosts = true;
+            continue;
+        }
         let n = it.next().and_then(|v| v.parse::<u64>().ok());
         let Some(n) = n else {
             eprintln!(
-                "usage: soak [--drain-kills 40] [--reprio-stop-app 10] [--reprio-kill9 10] [--accept-5xx 10] [--reprio-sigkill 10] [--mails 2000] [--seed 1]"
+                "usage: soak [--drain-kills 40] [--reprio-stop-app 10] [--reprio-kill9 10] [--accept-5xx 10] [--reprio-sigkill 10] [--mails 2000] [--seed 1] [--two-hosts]"
             );
             std::process::exit(2)
         };
@@ -108,6 +119,9 @@ struct Tally {
     reprio_sigkill_landed: usize,
     reprio_done_before: usize,
     reprio_exit_codes: std::collections::BTreeMap<String, usize>,
+    runs_per_host: [usize; 2],
+    partner_kills_landed: usize,
+    partners_done_before_kill: usize,
     faults_scripted: usize,
     released: usize,
     minutes: i64,
@@ -117,6 +131,9 @@ struct Tally {
 struct Soak {
     node: PrivateNode,
     w: World,
+    /// `--two-hosts`: host B's state directory (host A's is the world's), and the
+    /// private PostgreSQL both keep their state in.
+    host_b: Option<(tempfile::TempDir, support::pg::Cluster)>,
     clock: DateTime<FixedOffset>,
     rng: StdRng,
     t: Tally,
@@ -127,6 +144,26 @@ struct Soak {
 }
 
 impl Soak {
+    /// The binary as host `i` runs it (0: A, the world's state directory; 1: B).
+    fn host_cmd(&mut self, i: usize) -> std::process::Command {
+        let mut c = self.w.std_cmd();
+        if let (1, Some((b, _))) = (i, &self.host_b) {
+            c.env("ACASO_MAIL_STATE_DIR", b.path());
+        }
+        self.t.runs_per_host[i] += 1;
+        c
+    }
+
+    /// The binary on a host drawn at random (always A with one host).
+    fn host(&mut self) -> std::process::Command {
+        let i = if self.host_b.is_some() {
+            self.rng.random_range(0..2)
+        } else {
+            0
+        };
+        self.host_cmd(i)
+    }
+
     fn now(&self) -> String {
         self.clock.to_rfc3339()
     }
@@ -153,8 +190,7 @@ impl Soak {
         }
         let now = self.now();
         let out = self
-            .w
-            .std_cmd()
+            .host()
             .args(["--now", &now, "--json", "reprioritize"])
             .output()
             .expect("reprioritize");
@@ -184,6 +220,9 @@ impl Soak {
             .output()
             .expect("dead-letters");
         let listing: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if self.host_b.is_some() {
+            return println!("  (the journal is in PostgreSQL: {:?})", self.w.state_url);
+        }
         let db = match rusqlite::Connection::open(self.w.state.path().join("state.sqlite3")) {
             Ok(db) => db,
             Err(e) => return println!("  (journal unreadable: {e})"),
@@ -301,7 +340,12 @@ impl Soak {
         let conc = self.rng.random_range(1..=32u32).to_string();
         let base = self.received();
         let now = self.now();
-        let mut child = spawn(self.w.std_cmd().args([
+        let main_host = if self.host_b.is_some() {
+            self.rng.random_range(0..2)
+        } else {
+            0
+        };
+        let mut child = spawn(self.host_cmd(main_host).args([
             "--now",
             &now,
             "-q",
@@ -309,6 +353,22 @@ impl Soak {
             "--concurrency",
             &conc,
         ]));
+        // Two hosts: the other one starts a drain at the same moment; it waits for the
+        // run lock in PostgreSQL, and is killed in its turn once it has sent a few.
+        let partner = if self.host_b.is_some() {
+            Some(spawn(self.host_cmd(1 - main_host).args([
+                "--now",
+                &now,
+                "-q",
+                "--lock-wait",
+                "120",
+                "drain-eod",
+                "--concurrency",
+                &conc,
+            ])))
+        } else {
+            None
+        };
         // Killed once Brevo received k sends; with faults, once it answered k, so that
         // some faulted answers (5xx, 429, dropped connections) are settled first.
         let settled = |this: &Self| {
@@ -344,6 +404,20 @@ impl Soak {
                 )
             }
         };
+        if let Some(mut partner) = partner {
+            let base = self.received();
+            let start = Instant::now();
+            while self.received() - base < k
+                && partner.is_running()
+                && start.elapsed() < Duration::from_secs(60)
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            match partner.try_kill_mid_run() {
+                Ok(_) => self.t.partner_kills_landed += 1,
+                Err(_) => self.t.partners_done_before_kill += 1,
+            }
+        }
         // Let the killed run's sends be answered before the next run (the fake holds
         // each for its latency), then clear what the kill left unused.
         let wait = Instant::now();
@@ -368,8 +442,7 @@ impl Soak {
         let run = |this: &mut Self| {
             let now = this.now();
             let out = this
-                .w
-                .std_cmd()
+                .host()
                 .args(["--now", &now, "--json", "drain-hourly"])
                 .output()
                 .expect("drain-hourly");
@@ -480,8 +553,7 @@ impl Soak {
             let which = "drain-hourly --strict-limit";
             let now = self.now();
             let out = self
-                .w
-                .std_cmd()
+                .host()
                 .args(["--now", &now, "--json", "drain-hourly", "--strict-limit"])
                 .output()
                 .expect("drain");
@@ -525,7 +597,7 @@ impl Soak {
             });
             let now = self.now();
             let (amqp, queue) = (self.w.amqp.clone(), self.w.queue.clone());
-            let mut cmd = self.w.std_cmd();
+            let mut cmd = self.host();
             cmd.args(["--now", &now, "-q", "reprioritize"]);
             let ctl_lead = Duration::from_millis(u64::try_from(self.ctl_ms).unwrap_or(0));
             // Waits until the run has begun taking the queue (or ended, or the broker
@@ -613,7 +685,20 @@ fn main() {
     let mut rng = StdRng::seed_from_u64(a.seed);
     eprintln!("soak: starting a private RabbitMQ node");
     let node = PrivateNode::start(NodeOptions::default());
-    let w = World::on(&node.amqp_url(), "soak", 1_000_000_000.0);
+    let mut w = World::on(&node.amqp_url(), "soak", 1_000_000_000.0);
+    // Two hosts: two state directories, one private PostgreSQL for their state.
+    let host_b = a.two_hosts.then(|| {
+        eprintln!("soak: two hosts: starting a private PostgreSQL");
+        let cluster = support::pg::Cluster::start(true);
+        w.state_url = Some(cluster.new_database());
+        let dir = tempfile::tempdir().expect("host B's state directory");
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .expect("chmod");
+        (dir, cluster)
+    });
     let clock = DateTime::parse_from_rfc3339("2026-11-27T08:00:00-03:00").expect("start");
     w.fake.set_now(clock.timestamp());
     let jobs: Vec<_> = (0..a.mails)
@@ -626,6 +711,7 @@ fn main() {
     let mut soak = Soak {
         node,
         w,
+        host_b,
         clock,
         rng,
         t: Tally::default(),
@@ -682,8 +768,7 @@ fn main() {
     // take: the daily job's next run moves it back.
     let now = soak.now();
     let out = soak
-        .w
-        .std_cmd()
+        .host()
         .args(["--now", &now, "-q", "reprioritize"])
         .output()
         .expect("reprioritize");
@@ -693,8 +778,7 @@ fn main() {
         clean += 1;
         let now = soak.now();
         let out = soak
-            .w
-            .std_cmd()
+            .host()
             .args(["--now", &now, "--json", "drain-eod"])
             .output()
             .expect("clean drain");
@@ -747,6 +831,16 @@ fn main() {
          {} Brevo faults scripted; {} retried mails moved back to the main queue; {clean} clean drain(s)",
         t.past_window, t.faults_scripted, t.released
     );
+    if a.two_hosts {
+        println!(
+            "two hosts on one PostgreSQL: {} runs on host A, {} on host B; {} partner drains \
+             (started at once on the other host, waiting for the lock) killed mid-run, {} ended first",
+            t.runs_per_host[0],
+            t.runs_per_host[1],
+            t.partner_kills_landed,
+            t.partners_done_before_kill
+        );
+    }
     if let Some(step) = first_loss {
         println!("the first mail was lost at step {step} (see the step lines on stderr)");
     }

@@ -41,12 +41,18 @@ pub const ENVIRONMENT_HELP: &str = "Environment (a flag wins over its variable):
   ACASO_MAIL_NOW                       --now
   ACASO_MAIL_STATE_DIR                 --state-dir (else $XDG_STATE_HOME/acaso-mail, else
                                        $HOME/.local/state/acaso-mail)
+  ACASO_MAIL_STATE_URL, DATABASE_URL   --state-url (ACASO_MAIL_STATE_URL_FILE,
+                                       DATABASE_URL_FILE: from a file)
+  ACASO_MAIL_STATE_PASSWORD            the PostgreSQL password (ACASO_MAIL_STATE_PASSWORD_FILE:
+                                       from a file)
+  ACASO_MAIL_STATE_CA_FILE             --state-ca-file
   ACASO_MAIL_TIMEOUT                   --timeout
   ACASO_MAIL_LOCK_WAIT                 --lock-wait
   ACASO_MAIL_SCAN                      --scan
   ACASO_MAIL_CREDITS_RESET             --credits-reset
   CREDENTIALS_DIRECTORY                (set by systemd) the credentials sendinblue-api-key,
-                                       queue-service-url, pushgateway-password
+                                       queue-service-url, pushgateway-password, state-url,
+                                       state-password
   NO_COLOR, TERM=dumb                  no colour with --color auto";
 
 /// The end of `--help` and of the man page: the variables, then the exit codes.
@@ -134,6 +140,22 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "ACASO_MAIL_STATE_DIR", value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub state_dir: Option<PathBuf>,
 
+    /// Keep the state (journal, tallies, run lock) in PostgreSQL, shared by every host:
+    /// postgres://USER@HOST/DB[?sslmode=verify-full] [env: ACASO_MAIL_STATE_URL, DATABASE_URL]
+    /// [default: SQLite in --state-dir]
+    // The variables are read by `state_url`, with their *_FILE twins and credential.
+    #[arg(long, global = true, value_name = "URL")]
+    pub state_url: Option<String>,
+
+    /// File holding the PostgreSQL password, when the state URL has none
+    /// [env: ACASO_MAIL_STATE_PASSWORD_FILE]
+    #[arg(long, global = true, value_name = "PATH", value_hint = ValueHint::FilePath)]
+    pub state_password_file: Option<PathBuf>,
+
+    /// PEM file of the CA(s) that signed PostgreSQL's certificate (sslmode=verify-full)
+    #[arg(long, global = true, env = "ACASO_MAIL_STATE_CA_FILE", value_name = "PATH", value_hint = ValueHint::FilePath)]
+    pub state_ca_file: Option<PathBuf>,
+
     /// Print exactly one JSON document on stdout, nothing else
     #[arg(long, global = true)]
     pub json: bool,
@@ -186,6 +208,11 @@ impl GlobalArgs {
             tz: self.tz.clone(),
             now: self.now.clone(),
             state_dir: self.state_dir.clone(),
+            state: crate::state_url::StateSettings {
+                url: self.state_url.clone(),
+                password_file: self.state_password_file.clone(),
+                ca_file: self.state_ca_file.clone(),
+            },
             json: self.json,
             color: match self.color {
                 ColorChoice::Auto => ColorWhen::Auto,

@@ -39,6 +39,7 @@ pub struct Settings {
     pub tz: Option<String>,
     pub now: Option<String>,
     pub state_dir: Option<PathBuf>,
+    pub state: crate::state_url::StateSettings,
     pub lock_wait: u64,
     pub timeout: u64,
     pub scan: u32,
@@ -124,6 +125,8 @@ pub struct Config {
     pub pushgateway: Option<String>,
     /// The state directory.
     pub state_dir: PathBuf,
+    /// The state in PostgreSQL (`--state-url`), else SQLite in the state directory.
+    pub state_url: Option<crate::state_url::StateUrl>,
     /// Brevo API base, without a trailing slash.
     pub brevo_url: String,
     /// Brevo API key, if configured.
@@ -245,6 +248,8 @@ impl Config {
             None => default_state_dir(&env)?,
         };
 
+        let state_url = crate::state_url::StateUrl::from_settings(&args.state, &env)?;
+
         let env_refuses_color = env("NO_COLOR").is_some() || env("TERM").as_deref() == Some("dumb");
 
         // Read only for drain-hourly: a wrong value in it fails no other command.
@@ -263,6 +268,7 @@ impl Config {
             tz,
             fixed_now,
             state_dir,
+            state_url,
             json: args.json,
             color: args.color,
             env_refuses_color,
@@ -277,6 +283,15 @@ impl Config {
             wire,
             credits_reset,
         })
+    }
+
+    /// Where the state lives (see [`crate::state`]).
+    pub fn state(&self) -> crate::state_url::Place<'_> {
+        crate::state_url::Place {
+            dir: &self.state_dir,
+            url: self.state_url.as_ref(),
+            timeout: self.timeout,
+        }
     }
 
     /// "Now": the fixed instant if one was given, else the clock.

@@ -33,10 +33,11 @@ Exit status:
   2    usage error: bad flag, argument or environment value; a queue that does not exist
        (only publish creates one)
   3    invalid input: a publish file with a bad line (nothing was published)
-  4    RabbitMQ or Brevo unreachable or failing; unsent mails stay queued
+  4    RabbitMQ, Brevo or the state's PostgreSQL unreachable or failing; unsent mails
+       stay queued
   5    Brevo refused the API key or the account (401 or 403, or an account refusal);
        nothing was sent or parked
-  6    another acaso-mail run holds the lock in the state directory
+  6    another acaso-mail run holds the lock (in the state directory, or PostgreSQL)
   130  interrupted by SIGINT; in-flight mails finished or returned to the queue
   143  interrupted by SIGTERM; same as 130
 doctor exits with the code of its first failed check's area (1 when none fits)";

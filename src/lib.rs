@@ -27,6 +27,7 @@ pub mod private;
 pub mod secrets;
 pub mod signal;
 pub mod state;
+pub mod state_url;
 pub mod urgency;
 pub mod warn;
 pub mod wire;

@@ -1,27 +1,54 @@
-//! The local state under `--state-dir`: a SQLite journal of every mail Brevo accepted
-//! (written before the mail is acked, so a redelivered mail is never sent twice), the
-//! per-day tallies that `stats` shows, and the lock that keeps runs from overlapping.
+//! The state: a journal of every mail Brevo accepted (written before the mail is acked,
+//! so a redelivered mail is never sent twice), the attempts whose answer nobody saw, the
+//! per-day tallies that `stats` shows, stored counters, the credit readings, and the run
+//! lock that keeps runs from overlapping. It lives in SQLite in `--state-dir` (the
+//! default), or in PostgreSQL at `--state-url`, shared by every host that points there.
+//!
+//! One [`Store`], two backends behind the [`exec::Exec`] trait (`exec.rs` for SQLite,
+//! `pg.rs` for PostgreSQL); the behaviour is the same on both.
+//!
+//! **Adding a query**: write one `impl Store` method (here or in a sibling file) that calls
+//! [`Store::run`], [`Store::rows`] or [`Store::run_all`] with SQL both dialects accept:
+//! placeholders `?1`, `?2` (turned into `$1` for PostgreSQL), `ON CONFLICT (...) DO UPDATE
+//! SET col = table.col + excluded.col` or `DO NOTHING` (never `INSERT OR IGNORE/REPLACE`;
+//! qualify the table's own column in `DO UPDATE`), `BIGINT` / `DOUBLE PRECISION` / `TEXT`
+//! (booleans as 0 and 1, instants as RFC 3339 text or Unix seconds), `rowid` only on a
+//! table whose PostgreSQL twin declares a `rowid BIGSERIAL`, no `SUM` (NUMERIC in
+//! PostgreSQL). Bind values with `.into()` ([`exec::Value`]) and read them back with
+//! `Value::int/real/text`.
+//!
+//! **Adding a table or column**: append a migration to `schema::MIGRATIONS` (idempotent
+//! steps; `Step::Each` where the dialects differ) and test opening a store of the schema
+//! before it. Both backends run them on open.
 
-use std::fs::{File, OpenOptions};
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
-use chrono::{DateTime, NaiveDate, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
+use chrono::{DateTime, Utc};
 
-use crate::error::Failure;
-
+mod credits;
+pub mod exec;
+mod lock;
+mod pg;
 mod probe;
+mod schema;
+mod tally;
 
+pub use crate::state_url::Place;
+pub use credits::CreditReading;
+pub use lock::{RunLock, lock, lock_state};
 pub use probe::ProbeResult;
+
+use exec::{Exec, Row, Value};
 
 /// The journal's file name in the state directory.
 pub const DB_FILE: &str = "state.sqlite3";
 
 /// The sent-mail journal and tallies.
 pub struct Store {
-    db: Connection,
+    x: Mutex<Box<dyn Exec>>,
+    place: String,
 }
 
 /// What the journal knows of earlier sends of a mail.
@@ -63,106 +90,90 @@ pub struct DayTally {
     pub parked: u64,
 }
 
+/// Where the state lives, for `stats`, `doctor` and messages: the SQLite file, or the
+/// PostgreSQL URL with its password masked.
+pub fn describe(place: Place<'_>) -> String {
+    match place.url {
+        Some(url) => format!("PostgreSQL at {}", url.masked),
+        None => format!("SQLite at {}", place.dir.join(DB_FILE).display()),
+    }
+}
+
+fn time(v: Option<&Value>) -> Option<DateTime<Utc>> {
+    let t = v?.text()?;
+    DateTime::parse_from_rfc3339(&t).ok().map(|t| t.to_utc())
+}
+
 impl Store {
-    /// Opens (creating) the store in `dir`.
-    pub fn open(dir: &Path) -> Result<Self> {
-        // Security hook: 0700 directory, 0600 files (crate::private).
-        crate::private::state_dir(dir)
-            .with_context(|| format!("creating state directory {}", dir.display()))?;
-        let path = dir.join(DB_FILE);
-        crate::private::state_file(&path)
-            .with_context(|| format!("creating {}", path.display()))?;
-        let db = Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
-        db.busy_timeout(Duration::from_secs(30))?;
-        // WAL + FULL: a commit is on disk when it returns, before we ack the mail.
-        db.pragma_update(None, "journal_mode", "WAL")?;
-        db.pragma_update(None, "synchronous", "FULL")?;
-        db.execute_batch(
-            "CREATE TABLE IF NOT EXISTS sent (
-                 identity   TEXT PRIMARY KEY,
-                 brevo_id   TEXT NOT NULL,
-                 template   INTEGER NOT NULL,
-                 recipient  TEXT NOT NULL,
-                 sent_at    TEXT NOT NULL
-             );
-             CREATE TABLE IF NOT EXISTS attempts (
-                 identity   TEXT PRIMARY KEY,
-                 first_at   TEXT NOT NULL,
-                 count      INTEGER NOT NULL,
-                 open_since TEXT
-             );
-             CREATE TABLE IF NOT EXISTS tally (
-                 day   TEXT NOT NULL,
-                 kind  TEXT NOT NULL,
-                 n     INTEGER NOT NULL,
-                 PRIMARY KEY (day, kind)
-             );
-             CREATE TABLE IF NOT EXISTS queue_tally (
-                 queue TEXT NOT NULL,
-                 day   TEXT NOT NULL,
-                 kind  TEXT NOT NULL,
-                 n     INTEGER NOT NULL,
-                 PRIMARY KEY (queue, day, kind)
-             );
-             CREATE TABLE IF NOT EXISTS counters (
-                 name   TEXT NOT NULL,
-                 labels TEXT NOT NULL,
-                 value  REAL NOT NULL,
-                 PRIMARY KEY (name, labels)
-             );
-             CREATE TABLE IF NOT EXISTS parked (
-                 identity  TEXT PRIMARY KEY,
-                 parked_at TEXT NOT NULL
-             );",
-        )
-        .context("creating the state tables")?;
-        // Journals from before 0.2 lack the column that remembers an unseen outcome.
-        for column in ["uncertain_since", "last_at"] {
-            let has: bool = db.query_row(
-                "SELECT COUNT(*) FROM pragma_table_info('attempts') WHERE name = ?1",
-                [column],
-                |r| r.get::<_, i64>(0),
-            )? > 0;
-            if !has {
-                db.execute_batch(&format!("ALTER TABLE attempts ADD COLUMN {column} TEXT"))
-                    .with_context(|| format!("adding {column} to the journal"))?;
+    /// Opens (creating) the store: SQLite in the state directory, or PostgreSQL when a
+    /// URL is set; the schema is brought up to date either way.
+    pub fn open<'a>(place: impl Into<Place<'a>>) -> Result<Self> {
+        let place = place.into();
+        let x: Box<dyn Exec> = match place.url {
+            Some(url) => {
+                let mut pg = pg::Pg::connect(url, place.timeout)?;
+                // Two hosts opening a new database at once: one migrates at a time.
+                pg.execute("SELECT pg_advisory_lock(7017559792787746157)", &[])?;
+                let migrated = schema::migrate(&mut pg);
+                pg.execute("SELECT pg_advisory_unlock(7017559792787746157)", &[])?;
+                migrated.context("bringing the state schema in PostgreSQL up to date")?;
+                Box::new(pg)
             }
-        }
-        // Brevo's day (crate::day): the credits each run saw, to learn when they reset.
-        db.execute_batch(
-            "CREATE TABLE IF NOT EXISTS credit_seen (
-                 at      INTEGER NOT NULL,
-                 credits REAL NOT NULL,
-                 plan    TEXT NOT NULL,
-                 limited INTEGER NOT NULL,
-                 command TEXT NOT NULL
-             );
-             CREATE INDEX IF NOT EXISTS credit_seen_at ON credit_seen (at);",
-        )
-        .context("creating the credit history")?;
-        // When the request for the credits went out (`at` is when Brevo answered); a
-        // history from before it has NULL there: the reading is taken as instant.
-        let has_asked: bool = db.query_row(
-            "SELECT COUNT(*) FROM pragma_table_info('credit_seen') WHERE name = 'asked'",
-            [],
-            |r| r.get::<_, i64>(0),
-        )? > 0;
-        if !has_asked {
-            db.execute_batch("ALTER TABLE credit_seen ADD COLUMN asked INTEGER")
-                .context("adding asked to the credit history")?;
-        }
-        Ok(Store { db })
+            None => {
+                let dir = place.dir;
+                // Security hook: 0700 directory, 0600 files (crate::private).
+                crate::private::state_dir(dir)
+                    .with_context(|| format!("creating state directory {}", dir.display()))?;
+                let path = dir.join(DB_FILE);
+                crate::private::state_file(&path)
+                    .with_context(|| format!("creating {}", path.display()))?;
+                let db = rusqlite::Connection::open(&path)
+                    .with_context(|| format!("opening {}", path.display()))?;
+                let mut db = exec::Sqlite::new(db, Duration::from_secs(30), true)?;
+                schema::migrate(&mut db).context("creating the state tables")?;
+                Box::new(db)
+            }
+        };
+        Ok(Store {
+            x: Mutex::new(x),
+            place: describe(place),
+        })
+    }
+
+    /// Where this store lives (see [`describe`]).
+    pub fn place(&self) -> &str {
+        &self.place
+    }
+
+    pub(crate) fn x(&self) -> MutexGuard<'_, Box<dyn Exec>> {
+        self.x
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs one statement; returns how many rows it changed.
+    pub fn run(&self, sql: &str, params: &[Value]) -> Result<u64> {
+        self.x().execute(sql, params)
+    }
+
+    /// Runs one query; returns its rows.
+    pub fn rows(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>> {
+        self.x().query(sql, params)
+    }
+
+    /// Runs one statement for each row of parameters, in one transaction.
+    pub fn run_all(&self, sql: &str, rows: &[Vec<Value>]) -> Result<u64> {
+        self.x().execute_all(sql, rows)
+    }
+
+    pub(crate) fn first(&self, sql: &str, params: &[Value]) -> Result<Option<Row>> {
+        Ok(self.rows(sql, params)?.into_iter().next())
     }
 
     /// Whether Brevo already accepted the mail with this identity.
     pub fn is_sent(&self, identity: &str) -> Result<bool> {
-        Ok(self
-            .db
-            .query_row("SELECT 1 FROM sent WHERE identity = ?1", [identity], |_| {
-                Ok(())
-            })
-            .optional()?
-            .is_some())
+        let row = self.first("SELECT 1 FROM sent WHERE identity = ?1", &[identity.into()])?;
+        Ok(row.is_some())
     }
 
     /// Notes, durably, that a send of this identity is about to start, and returns what
@@ -170,35 +181,33 @@ impl Store {
     /// an attempt still open when the mail comes back is one whose outcome nobody saw
     /// (the run died), and from then on the mail is uncertain.
     pub fn begin_send(&self, identity: &str, now: DateTime<Utc>) -> Result<Prior> {
-        type Row = (u32, Option<String>, Option<String>, Option<String>);
-        let before: Option<Row> = self
-            .db
-            .query_row(
-                "SELECT count, open_since, uncertain_since, COALESCE(last_at, first_at)
-                 FROM attempts WHERE identity = ?1",
-                [identity],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
-            .optional()?;
-        let (attempts, open, uncertain, last) = before.unwrap_or((0, None, None, None));
+        let before = self.first(
+            "SELECT count, open_since, uncertain_since, COALESCE(last_at, first_at)
+             FROM attempts WHERE identity = ?1",
+            &[identity.into()],
+        )?;
+        let get = |i: usize| before.as_ref().and_then(|r| r.get(i)).cloned();
+        let attempts = get(0).and_then(|v| v.int()).unwrap_or(0);
         // The first unseen outcome is kept: Brevo's window counts from its acceptance.
-        let uncertain = uncertain.or(open);
-        self.db.execute(
+        let uncertain = get(2)
+            .and_then(|v| v.text())
+            .or_else(|| get(1).and_then(|v| v.text()));
+        self.run(
             "INSERT INTO attempts (identity, first_at, count, open_since, uncertain_since, last_at)
              VALUES (?1, ?2, 1, ?2, ?3, ?2)
-             ON CONFLICT(identity) DO UPDATE SET count = count + 1, last_at = excluded.last_at,
-                 open_since = excluded.open_since, uncertain_since = excluded.uncertain_since",
-            params![identity, now.to_rfc3339(), uncertain],
+             ON CONFLICT (identity) DO UPDATE SET count = attempts.count + 1,
+                 last_at = excluded.last_at, open_since = excluded.open_since,
+                 uncertain_since = excluded.uncertain_since",
+            &[
+                identity.into(),
+                now.to_rfc3339().into(),
+                uncertain.clone().into(),
+            ],
         )?;
-        let time = |t: Option<String>| {
-            t.as_deref()
-                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| t.to_utc())
-        };
         Ok(Prior {
-            attempts,
-            uncertain_since: time(uncertain),
-            last_at: time(last),
+            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+            uncertain_since: time(uncertain.map(Value::Text).as_ref()),
+            last_at: time(get(3).as_ref()),
         })
     }
 
@@ -212,36 +221,27 @@ impl Store {
                      open_since = NULL WHERE identity = ?1"
             }
         };
-        self.db.execute(sql, [identity])?;
+        self.run(sql, &[identity.into()])?;
         Ok(())
     }
 
     /// When an attempt of this mail whose answer nobody saw started, if one did (an
     /// attempt still open counts: its run died), and when the latest attempt started.
     pub fn uncertainty(&self, identity: &str) -> Result<Option<Uncertainty>> {
-        let row: Option<(Option<String>, Option<String>)> = self
-            .db
-            .query_row(
-                "SELECT COALESCE(uncertain_since, open_since), COALESCE(last_at, first_at)
-                 FROM attempts WHERE identity = ?1",
-                [identity],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let time = |t: Option<String>| {
-            t.as_deref()
-                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| t.to_utc())
-        };
-        Ok(row.and_then(|(since, last)| time(since).map(|s| (s, time(last)))))
+        let row = self.first(
+            "SELECT COALESCE(uncertain_since, open_since), COALESCE(last_at, first_at)
+             FROM attempts WHERE identity = ?1",
+            &[identity.into()],
+        )?;
+        Ok(row.and_then(|r| time(r.first()).map(|s| (s, time(r.get(1))))))
     }
 
     /// Makes the mail uncertain from `since` (unless it already was): Brevo refused its
     /// key as a repeat, so some attempt may have been accepted.
     pub fn mark_uncertain(&self, identity: &str, since: DateTime<Utc>) -> Result<()> {
-        self.db.execute(
+        self.run(
             "UPDATE attempts SET uncertain_since = COALESCE(uncertain_since, ?2) WHERE identity = ?1",
-            params![identity, since.to_rfc3339()],
+            &[identity.into(), since.to_rfc3339().into()],
         )?;
         Ok(())
     }
@@ -249,9 +249,9 @@ impl Store {
     /// Forgets that an earlier attempt's outcome was unknown (Brevo's log showed it was
     /// not sent).
     pub fn clear_uncertain(&self, identity: &str) -> Result<()> {
-        self.db.execute(
+        self.run(
             "UPDATE attempts SET uncertain_since = NULL WHERE identity = ?1",
-            [identity],
+            &[identity.into()],
         )?;
         Ok(())
     }
@@ -265,87 +265,19 @@ impl Store {
         recipient: &str,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        self.db
-            .execute(
-                "INSERT OR IGNORE INTO sent (identity, brevo_id, template, recipient, sent_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![identity, brevo_id, template, recipient, now.to_rfc3339()],
-            )
-            .context("recording a sent mail in the state store")?;
-        Ok(())
-    }
-
-    /// Adds `n` to a queue's tally of `kind` (sent, failed, expired, parked) for a day.
-    /// (The table `tally` of older versions counted every queue together; it is left
-    /// as it was and no longer read.)
-    pub fn add_tally(&self, queue: &str, day: NaiveDate, kind: &str, n: u64) -> Result<()> {
-        if n == 0 {
-            return Ok(());
-        }
-        self.db.execute(
-            "INSERT INTO queue_tally (queue, day, kind, n) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT(queue, day, kind) DO UPDATE SET n = n + excluded.n",
-            params![
-                queue,
-                day.to_string(),
-                kind,
-                i64::try_from(n).unwrap_or(i64::MAX)
+        self.run(
+            "INSERT INTO sent (identity, brevo_id, template, recipient, sent_at)
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (identity) DO NOTHING",
+            &[
+                identity.into(),
+                brevo_id.into(),
+                i64::from(template).into(),
+                recipient.into(),
+                now.to_rfc3339().into(),
             ],
-        )?;
+        )
+        .context("recording a sent mail in the state store")?;
         Ok(())
-    }
-
-    /// A queue's tallies for a day.
-    pub fn tally(&self, queue: &str, day: NaiveDate) -> Result<DayTally> {
-        let mut stmt = self
-            .db
-            .prepare("SELECT kind, n FROM queue_tally WHERE queue = ?1 AND day = ?2")?;
-        let mut t = DayTally::default();
-        let rows = stmt.query_map(params![queue, day.to_string()], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-        })?;
-        for row in rows {
-            let (kind, n) = row?;
-            let n = u64::try_from(n).unwrap_or(0);
-            match kind.as_str() {
-                "sent" => t.sent = n,
-                "failed" => t.failed = n,
-                "expired" => t.expired = n,
-                "parked" => t.parked = n,
-                _ => {}
-            }
-        }
-        Ok(t)
-    }
-
-    /// Adds to a cumulative counter (metrics that must not reset between runs).
-    pub fn add_counter(&self, name: &str, labels: &str, by: f64) -> Result<()> {
-        self.db.execute(
-            "INSERT INTO counters (name, labels, value) VALUES (?1, ?2, ?3)
-             ON CONFLICT(name, labels) DO UPDATE SET value = value + excluded.value",
-            params![name, labels, by],
-        )?;
-        Ok(())
-    }
-
-    /// Sets a stored value outright (a gauge that must outlive the run, such as the
-    /// last success time).
-    pub fn set_value(&self, name: &str, labels: &str, value: f64) -> Result<()> {
-        self.db.execute(
-            "INSERT INTO counters (name, labels, value) VALUES (?1, ?2, ?3)
-             ON CONFLICT(name, labels) DO UPDATE SET value = excluded.value",
-            params![name, labels, value],
-        )?;
-        Ok(())
-    }
-
-    /// Every stored counter and value: (name, labels, value).
-    pub fn counters(&self) -> Result<Vec<(String, String, f64)>> {
-        let mut stmt = self
-            .db
-            .prepare("SELECT name, labels, value FROM counters ORDER BY name, labels")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
     /// Records, durably, that a copy of each of these mails is about to be published to
@@ -357,17 +289,16 @@ impl Store {
         identities: impl IntoIterator<Item = &'a str>,
         at: DateTime<Utc>,
     ) -> Result<()> {
-        let tx = self.db.unchecked_transaction()?;
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT OR REPLACE INTO parked (identity, parked_at) VALUES (?1, ?2)",
-            )?;
-            let at = at.to_rfc3339();
-            for id in identities {
-                insert.execute(params![id, at])?;
-            }
-        }
-        tx.commit()?;
+        let at = at.to_rfc3339();
+        let rows: Vec<Vec<Value>> = identities
+            .into_iter()
+            .map(|id| vec![id.into(), at.clone().into()])
+            .collect();
+        self.run_all(
+            "INSERT INTO parked (identity, parked_at) VALUES (?1, ?2)
+             ON CONFLICT (identity) DO UPDATE SET parked_at = excluded.parked_at",
+            &rows,
+        )?;
         Ok(())
     }
 
@@ -376,154 +307,176 @@ impl Store {
     /// the parking queue worth looking at before handling the mail. It says nothing of
     /// whether the copy is still there (it may have been replayed or purged since).
     pub fn may_be_parked(&self, identity: &str) -> Result<bool> {
-        Ok(self
-            .db
-            .query_row(
-                "SELECT 1 FROM parked WHERE identity = ?1",
-                [identity],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some())
+        let row = self.first(
+            "SELECT 1 FROM parked WHERE identity = ?1",
+            &[identity.into()],
+        )?;
+        Ok(row.is_some())
     }
 
     /// Forgets sent records, attempts and parkings from before `before` (they only
     /// matter while a redelivery is possible); returns how many rows went.
     pub fn prune(&self, before: DateTime<Utc>) -> Result<usize> {
-        let cut = before.to_rfc3339();
+        let cut: Value = before.to_rfc3339().into();
         let mut n = 0;
         for sql in [
             "DELETE FROM sent WHERE sent_at < ?1",
             "DELETE FROM attempts WHERE first_at < ?1",
             "DELETE FROM parked WHERE parked_at < ?1",
         ] {
-            n += self.db.execute(sql, [&cut])?;
+            n += self.run(sql, std::slice::from_ref(&cut))?;
         }
-        Ok(n)
-    }
-}
-
-/// An exclusive lock on the state directory, held for the life of the value.
-pub struct RunLock {
-    _file: File,
-}
-
-/// Takes the run lock, waiting up to `wait` for a run in progress to finish.
-pub fn lock(dir: &Path, wait: Duration) -> Result<RunLock> {
-    // Security hook: 0700 directory, 0600 lock file (crate::private).
-    crate::private::state_dir(dir)
-        .with_context(|| format!("creating state directory {}", dir.display()))?;
-    let path = dir.join("run.lock");
-    crate::private::state_file(&path)
-        .with_context(|| format!("creating lock file {}", path.display()))?;
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening lock file {}", path.display()))?;
-    let start = Instant::now();
-    loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(RunLock { _file: file }),
-            // A signal ends the wait at once: the run has done nothing yet.
-            Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < wait => {
-                if let Some(sig) = crate::signal::received() {
-                    return Err(Failure::Interrupted(sig).into());
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(Failure::Locked(format!(
-                    "another acaso-mail run holds {} (waited {}s); it will finish on its own, or raise --lock-wait",
-                    path.display(),
-                    wait.as_secs()
-                ))
-                .into());
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("locking {}", path.display()));
-            }
-        }
-    }
-}
-
-/// A reading of the credits: (order recorded, Unix seconds when it was asked for and
-/// when Brevo answered, credits, plan type, counted in credits).
-pub type CreditReading = (i64, i64, i64, f64, String, bool);
-
-impl Store {
-    /// Records the credits a run (`command`) asked for at `when.0` and Brevo answered
-    /// with at `when.1`, and forgets the readings older than `keep`: Brevo's daily reset is learned
-    /// from them.
-    ///
-    /// `keep` is how long, and the wall clock the caller read. "Older" counts back from the
-    /// answer or that wall clock, whichever is earlier: a run given a `--now` far in the
-    /// future must not erase the real history, and one given a past `--now` erases nothing
-    /// a run at the real time would keep. The clock is the caller's, so tests set their own.
-    pub fn record_credits(
-        &self,
-        when: (DateTime<Utc>, DateTime<Utc>),
-        credits: f64,
-        plan: &str,
-        limited: bool,
-        command: &str,
-        keep: (chrono::Duration, DateTime<Utc>),
-    ) -> Result<()> {
-        let (asked, at) = when;
-        let (keep, wall) = keep;
-        let cut = at.min(wall).timestamp().saturating_sub(keep.num_seconds());
-        let (asked, at) = (asked.min(at).timestamp(), at.timestamp());
-        self.db.execute(
-            "INSERT INTO credit_seen (asked, at, credits, plan, limited, command) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![asked, at, credits, plan, limited, command],
-        )?;
-        self.db
-            .execute("DELETE FROM credit_seen WHERE at < ?1", [cut])?;
-        Ok(())
-    }
-
-    /// Every kept reading of the credits, in the order they were recorded.
-    pub fn credit_history(&self) -> Result<Vec<CreditReading>> {
-        let mut stmt = self.db.prepare(
-            "SELECT rowid, COALESCE(asked, at), at, credits, plan, limited FROM credit_seen ORDER BY rowid",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            ))
-        })?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-    }
-
-    /// When `command` last read the credits, if it did in the kept history.
-    pub fn last_reading_by(&self, command: &str) -> Result<Option<DateTime<Utc>>> {
-        let at: Option<i64> = self.db.query_row(
-            "SELECT MAX(at) FROM credit_seen WHERE command = ?1",
-            [command],
-            |r| r.get(0),
-        )?;
-        Ok(at.and_then(|a| DateTime::from_timestamp(a, 0)))
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 }
 
 #[cfg(test)]
+#[path = "../tests/support/pg.rs"]
+pub(crate) mod testpg;
+
+#[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
+    use rusqlite::Connection;
+
     use super::*;
+    use crate::state_url::{StateSettings, StateUrl};
+
+    /// A new database on the tests' private PostgreSQL.
+    pub(crate) fn pg_url() -> StateUrl {
+        let args = StateSettings {
+            url: Some(testpg::shared().new_database()),
+            ..StateSettings::default()
+        };
+        StateUrl::from_settings(&args, &|_: &str| None)
+            .expect("url")
+            .expect("set")
+    }
+
+    fn pg_place<'a>(dir: &'a std::path::Path, url: &'a StateUrl) -> Place<'a> {
+        Place {
+            dir,
+            url: Some(url),
+            timeout: Duration::from_secs(10),
+        }
+    }
 
     #[test]
-    fn journal_remembers_sends_and_attempts() {
+    fn journal_remembers_sends_and_attempts_in_sqlite() {
         let dir = tempfile::tempdir().expect("tmp");
+        journal(&|| Store::open(dir.path()).expect("open"));
+    }
+
+    #[test]
+    fn journal_remembers_sends_and_attempts_in_postgres() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let url = pg_url();
+        journal(&|| Store::open(pg_place(dir.path(), &url)).expect("open"));
+        // Nothing of it was written to the state directory.
+        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+    }
+
+    #[test]
+    fn the_postgres_lock_excludes_a_second_holder_until_the_first_lets_go() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let url = pg_url();
+        let place = pg_place(dir.path(), &url);
+        let held = lock(place, Duration::ZERO).expect("first");
+        assert_eq!(lock_state(place).map(|r| r.expect("read")), Some(true));
+        // Another deployment, in a database of its own on the same server: not locked.
+        let other = pg_url();
+        let other = pg_place(dir.path(), &other);
+        assert_eq!(lock_state(other).map(|r| r.expect("read")), Some(false));
+        drop(lock(other, Duration::ZERO).expect("its own lock"));
+        let start = Instant::now();
+        let err = lock(place, Duration::from_millis(300))
+            .err()
+            .expect("second must fail");
+        assert!(start.elapsed() >= Duration::from_millis(300));
+        assert_eq!(crate::error::exit_code_of(&err), crate::error::EXIT_LOCKED);
+        assert!(
+            err.to_string()
+                .contains("PostgreSQL at postgres://postgres@127.0.0.1"),
+            "{err}"
+        );
+        drop(held);
+        assert_eq!(lock_state(place).map(|r| r.expect("read")), Some(false));
+        lock(place, Duration::ZERO).expect("free again");
+    }
+
+    #[test]
+    fn an_unreachable_postgres_is_exit_4_naming_what_to_check() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        let args = StateSettings {
+            url: Some(format!("postgres://acaso:pw@127.0.0.1:{port}/mail")),
+            ..StateSettings::default()
+        };
+        let url = StateUrl::from_settings(&args, &|_: &str| None)
+            .expect("url")
+            .expect("set");
+        let err = Store::open(pg_place(dir.path(), &url))
+            .err()
+            .expect("nothing listens");
+        assert_eq!(
+            crate::error::exit_code_of(&err),
+            crate::error::EXIT_UNAVAILABLE
+        );
+        let msg = format!("{err:#}");
+        assert!(msg.contains("acaso:***@127.0.0.1"), "{msg}");
+        assert!(!msg.contains(":pw@"), "{msg}");
+        assert!(msg.contains("--state-url"), "{msg}");
+    }
+
+    #[test]
+    fn every_earlier_sqlite_schema_opens_and_ends_at_the_latest() {
+        let olds = [
+            // 0.1: the tables, attempts without the unseen outcome, no credit history.
+            "CREATE TABLE sent (identity TEXT PRIMARY KEY, brevo_id TEXT NOT NULL, template INTEGER NOT NULL, recipient TEXT NOT NULL, sent_at TEXT NOT NULL);
+             CREATE TABLE attempts (identity TEXT PRIMARY KEY, first_at TEXT NOT NULL, count INTEGER NOT NULL, open_since TEXT);",
+            // 0.2: the unseen outcome, the credit history without `asked`.
+            "CREATE TABLE attempts (identity TEXT PRIMARY KEY, first_at TEXT NOT NULL, count INTEGER NOT NULL, open_since TEXT, uncertain_since TEXT, last_at TEXT);
+             CREATE TABLE credit_seen (at INTEGER NOT NULL, credits REAL NOT NULL, plan TEXT NOT NULL, limited INTEGER NOT NULL, command TEXT NOT NULL);
+             INSERT INTO credit_seen VALUES (1764590400, 300, 'free', 1, 'drain-eod');",
+            // Before numbered migrations: everything, the probe table made on first use.
+            "CREATE TABLE attempts (identity TEXT PRIMARY KEY, first_at TEXT NOT NULL, count INTEGER NOT NULL, open_since TEXT, uncertain_since TEXT, last_at TEXT);
+             CREATE TABLE credit_seen (at INTEGER NOT NULL, credits REAL NOT NULL, plan TEXT NOT NULL, limited INTEGER NOT NULL, command TEXT NOT NULL, asked INTEGER);
+             CREATE TABLE idempotency_probe (at TEXT NOT NULL, passed INTEGER NOT NULL, detail TEXT NOT NULL);
+             INSERT INTO idempotency_probe VALUES ('2026-12-01T10:00:00+00:00', 0, 'accepted twice');",
+        ];
+        for (i, old) in olds.iter().enumerate() {
+            let dir = tempfile::tempdir().expect("tmp");
+            Connection::open(dir.path().join(DB_FILE))
+                .and_then(|db| db.execute_batch(old))
+                .expect("old schema");
+            let s = Store::open(dir.path()).unwrap_or_else(|e| panic!("schema {i}: {e:#}"));
+            assert_eq!(
+                schema::version(s.x().as_mut()).expect("version"),
+                schema::MIGRATIONS.len()
+            );
+            s.record_sent("a", "<id>", 1, "x@example.org", chrono::Utc::now())
+                .expect("write");
+            s.record_probe(chrono::Utc::now(), true, "ok")
+                .expect("probe");
+            assert!(s.last_probe().expect("probe").expect("one").passed);
+            if i == 1 {
+                assert_eq!(s.credit_history().expect("history")[0].1, 1_764_590_400);
+            }
+            drop(s);
+            Store::open(dir.path()).expect("opened again, already upgraded");
+        }
+    }
+
+    fn journal(open: &dyn Fn() -> Store) {
         let now = DateTime::parse_from_rfc3339("2026-12-03T10:00:00Z")
             .expect("instant")
             .to_utc();
         {
-            let s = Store::open(dir.path()).expect("open");
+            let s = open();
             assert!(!s.is_sent("a").expect("q"));
             let first = s.begin_send("a", now).expect("attempt");
             assert_eq!(
@@ -571,7 +524,7 @@ mod tests {
             s.record_sent("a", "<id2>", 9, "x@example.org", now)
                 .expect("idempotent");
         }
-        let s = Store::open(dir.path()).expect("reopen");
+        let s = open();
         assert!(s.is_sent("a").expect("q"));
         let day = now.date_naive();
         s.add_tally("q", day, "sent", 2).expect("tally");

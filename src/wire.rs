@@ -139,7 +139,7 @@ fn tls_roots(
     Ok(Some(ca))
 }
 
-fn read_ca(path: &Path, what: &str) -> Result<CaFile, Failure> {
+pub(crate) fn read_ca(path: &Path, what: &str) -> Result<CaFile, Failure> {
     let fail =
         |why: String| Failure::Usage(format!("cannot use {} as {what}: {why}", path.display()));
     let pem = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;

@@ -35,5 +35,6 @@ mod it {
     pub mod publish;
     pub mod scale;
     pub mod security;
+    pub mod two_hosts;
     pub mod unstage;
 }

@@ -93,7 +93,7 @@ pub enum Action {
 
 /// Runs `dead-letters`.
 pub async fn run(cfg: &Config, action: Action) -> Result<Report> {
-    let _lock = state::lock(&cfg.state_dir, cfg.lock_wait)?;
+    let _lock = state::lock(cfg.state(), cfg.lock_wait)?;
     // Reading creates nothing: a mistyped --queue is refused, and a parking queue that
     // was never made holds nothing.
     let mut mailbox = Rabbit::open_existing(cfg).await?;
@@ -172,7 +172,7 @@ pub async fn run(cfg: &Config, action: Action) -> Result<Report> {
 /// whose log cannot be read.
 async fn recheck(cfg: &Config, mailbox: &mut Rabbit, has_parking: bool) -> Result<Report> {
     let brevo = Brevo::new(&cfg.brevo_url, cfg.require_api_key()?.clone(), cfg.timeout);
-    let store = Store::open(&cfg.state_dir)?;
+    let store = Store::open(cfg.state())?;
     let now = cfg.now();
     let mut r = Recheck::default();
     let mut failed: Option<anyhow::Error> = None;

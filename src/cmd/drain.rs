@@ -50,8 +50,8 @@ fn rules(cfg: &Config, budget: Budget, account: &brevo::Account, pace: Pace) -> 
 /// Runs a drain.
 pub async fn run(cfg: &Config, args: Args, cancel: &Cancel) -> Result<Report> {
     let key = cfg.require_api_key()?.clone();
-    let _lock = state::lock(&cfg.state_dir, cfg.lock_wait)?;
-    let store = Store::open(&cfg.state_dir)?;
+    let _lock = state::lock(cfg.state(), cfg.lock_wait)?;
+    let store = Store::open(cfg.state())?;
     // The run's "now" is when Brevo answered: a reset that reading shows is behind it.
     let (account, now, today) =
         brevo_day::read_and_learn(cfg, &store, args.budget.subcommand()).await?;
@@ -125,10 +125,10 @@ pub async fn run(cfg: &Config, args: Args, cancel: &Cancel) -> Result<Report> {
 /// place) and shows what a drain would send or set aside, in order.
 pub async fn dry_run(cfg: &Config, budget: Budget) -> Result<Report> {
     cfg.require_api_key()?;
-    let _lock = state::lock(&cfg.state_dir, cfg.lock_wait)?;
+    let _lock = state::lock(cfg.state(), cfg.lock_wait)?;
     let account = brevo::account(cfg).await?;
-    let journal = if cfg.state_dir.join(state::DB_FILE).exists() {
-        Some(Store::open(&cfg.state_dir)?)
+    let journal = if cfg.state_url.is_some() || cfg.state_dir.join(state::DB_FILE).exists() {
+        Some(Store::open(cfg.state())?)
     } else {
         None
     };

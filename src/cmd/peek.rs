@@ -37,7 +37,7 @@ pub struct Peek {
 
 /// Runs `peek`. It takes the run lock so that it never hides mails from a drain.
 pub async fn run(cfg: &Config, n: u32) -> Result<Report> {
-    let _lock = state::lock(&cfg.state_dir, cfg.lock_wait)?;
+    let _lock = state::lock(cfg.state(), cfg.lock_wait)?;
     // Reading creates nothing: a mistyped --queue is refused (exit 2).
     let mailbox = Rabbit::open_existing(cfg).await?;
     let browsed = mailbox.browse(Which::Main, n).await?;

@@ -93,7 +93,7 @@ pub async fn finish_interrupted(
     // must not park as expired mail that is not expired yet.
     let now = cfg.now().min(chrono::Utc::now());
     let scale = mailbox.info().scale();
-    let journal = Store::open(&cfg.state_dir)?;
+    let journal = Store::open(cfg.state())?;
     let r = mailbox
         .unstage(
             |e| journaled_fate(cfg, scale, now, &journal, e),
@@ -114,7 +114,7 @@ pub async fn finish_interrupted(
 
 /// Runs `reprioritize`.
 pub async fn run(cfg: &Config, cancel: &Cancel) -> Result<Report> {
-    let _lock = state::lock(&cfg.state_dir, cfg.lock_wait)?;
+    let _lock = state::lock(cfg.state(), cfg.lock_wait)?;
     let mut mailbox = Rabbit::open(cfg).await?;
     let now = cfg.now();
     let scale = mailbox.info().scale();
@@ -126,7 +126,7 @@ pub async fn run(cfg: &Config, cancel: &Cancel) -> Result<Report> {
     let start = std::time::Instant::now();
     // A copy of a mail the journal knows as sent (its twin went out while an interrupted
     // run had this one in staging) is dropped, not re-queued or parked.
-    let journal = Store::open(&cfg.state_dir)?;
+    let journal = Store::open(cfg.state())?;
     let r = mailbox
         .reorder(
             |e| journaled_fate(cfg, scale, now, &journal, e),
@@ -247,7 +247,7 @@ pub struct Plan {
 /// (handing every one back in place), and shows their new order and what would be
 /// parked. Nothing moves.
 pub async fn dry_run(cfg: &Config) -> Result<Report> {
-    let _lock = state::lock(&cfg.state_dir, cfg.lock_wait)?;
+    let _lock = state::lock(cfg.state(), cfg.lock_wait)?;
     let mailbox = Rabbit::open(cfg).await?;
     let info = mailbox.info().clone();
     let browsed = mailbox

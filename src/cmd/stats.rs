@@ -79,8 +79,11 @@ pub struct Stats {
     pub retrying: u32,
     /// Mails in the parking queue.
     pub parked: u32,
-    /// What was sent and failed today from this queue (this host's journal).
+    /// What was sent and failed today from this queue (from the state: this host's
+    /// journal, or every host's when the state is in PostgreSQL).
     pub today: DayTally,
+    /// Where the state lives: `SQLite at PATH` or `PostgreSQL at URL` (password masked).
+    pub state: String,
     /// Urgent mail against credits (null without credits).
     pub forecast: Option<Forecast>,
     /// When Brevo's credits reset and how that is known (null only for a date out of
@@ -114,7 +117,7 @@ pub async fn run(cfg: &Config, cancel: &crate::signal::Cancel) -> Result<Report>
         },
         None => (None, None, None),
     };
-    let _lock = state::lock(&cfg.state_dir, cfg.lock_wait)?;
+    let _lock = state::lock(cfg.state(), cfg.lock_wait)?;
     let mut mailbox = Rabbit::open(cfg).await?;
     // Counted where the drains will find them: mails an interrupted reprioritize left in
     // its staging queue go back first (if that is cut short, the bands say incomplete).
@@ -138,7 +141,7 @@ pub async fn run(cfg: &Config, cancel: &crate::signal::Cancel) -> Result<Report>
     let parking = mailbox.topology().parking();
     let staging_queue = mailbox.topology().staging();
     mailbox.close().await;
-    let store = Store::open(&cfg.state_dir)?;
+    let store = Store::open(cfg.state())?;
     let learned = match (&credits, read) {
         (Some(a), Some(read)) => brevo_day::learn(&store, cfg, read, a, "stats")?,
         _ => brevo_day::known(Some(&store), cfg)?,
@@ -152,6 +155,7 @@ pub async fn run(cfg: &Config, cancel: &crate::signal::Cancel) -> Result<Report>
     let today = store.tally(&cfg.queue, name)?;
     let eod_seen = store.last_reading_by("drain-eod")?;
     let probe = store.last_probe()?;
+    let state = store.place().to_string();
     drop(store);
 
     let mut warnings = Vec::new();
@@ -257,6 +261,7 @@ pub async fn run(cfg: &Config, cancel: &crate::signal::Cancel) -> Result<Report>
         retrying,
         parked,
         today,
+        state,
         forecast,
         credits_reset,
         idempotency_probe: probe.map(|p| IdempotencyProbe {
@@ -334,6 +339,7 @@ fn render(s: &Stats, report: Report) -> Report {
         "today: {} sent, {} failed, {} expired, {} parked\n",
         s.today.sent, s.today.failed, s.today.expired, s.today.parked
     ));
+    out.push_str(&format!("state: {}\n", s.state));
     if let Some(r) = &s.credits_reset
         && !r.drain_eod_after_reset
     {

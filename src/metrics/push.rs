@@ -25,7 +25,7 @@ pub fn hostname() -> String {
 /// success time (when this run succeeded), and this run's gauges.
 pub fn push_run(cfg: &Config, base: &str, subcommand: &str, gauges: &RunGauges) -> Result<()> {
     let now = chrono::Utc::now().timestamp() as f64;
-    let store = Store::open(&cfg.state_dir).ok();
+    let store = Store::open(cfg.state()).ok();
     if let (Some(store), true) = (&store, gauges.success) {
         record_success(store, subcommand, now)?;
     }

@@ -1,13 +1,15 @@
 //! The state as `doctor` reads it (read-only: a check changes nothing), and the record
 //! of the idempotency probe: whether Brevo refused a repeated key on this account.
 
-use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags};
 
-use super::{DB_FILE, Store};
+use super::exec::{Exec, Sqlite, Value};
+use super::{DB_FILE, Place, Store, describe, pg, schema};
 
 /// The last idempotency probe's result.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,61 +22,64 @@ pub struct ProbeResult {
     pub detail: String,
 }
 
-const CREATE: &str = "CREATE TABLE IF NOT EXISTS idempotency_probe (
-     at     TEXT NOT NULL,
-     passed INTEGER NOT NULL,
-     detail TEXT NOT NULL
- )";
-
 impl Store {
-    /// Opens an existing store for reading only, creating nothing; `None` when `dir`
-    /// holds no store yet.
-    pub fn open_read_only(dir: &Path) -> Result<Option<Store>> {
-        let path = dir.join(DB_FILE);
-        if !path.exists() {
+    /// Opens an existing store for reading only, creating nothing; `None` when there is
+    /// no store there yet.
+    pub fn open_read_only<'a>(place: impl Into<Place<'a>>) -> Result<Option<Store>> {
+        let place = place.into();
+        let mut x: Box<dyn Exec> = match place.url {
+            Some(url) => {
+                let mut pg = pg::Pg::connect(url, place.timeout)?;
+                pg.execute("SET default_transaction_read_only = on", &[])?;
+                Box::new(pg)
+            }
+            None => {
+                let path = place.dir.join(DB_FILE);
+                if !path.exists() {
+                    return Ok(None);
+                }
+                let db = Connection::open_with_flags(
+                    &path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .with_context(|| format!("opening {} to read it", path.display()))?;
+                Box::new(Sqlite::new(db, Duration::from_secs(5), false)?)
+            }
+        };
+        if place.url.is_some() && !schema::has_table(x.as_mut(), "sent")? {
             return Ok(None);
         }
-        let db = Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .with_context(|| format!("opening {} to read it", path.display()))?;
-        db.busy_timeout(std::time::Duration::from_secs(5))?;
-        Ok(Some(Store { db }))
+        Ok(Some(Store {
+            x: Mutex::new(x),
+            place: describe(place),
+        }))
     }
 
-    /// Records an idempotency probe's result (the table is made on first use).
+    /// Records an idempotency probe's result.
     pub fn record_probe(&self, at: DateTime<Utc>, passed: bool, detail: &str) -> Result<()> {
-        self.db
-            .execute_batch(CREATE)
-            .context("creating the probe table")?;
-        self.db.execute(
+        self.run(
             "INSERT INTO idempotency_probe (at, passed, detail) VALUES (?1, ?2, ?3)",
-            params![at.to_rfc3339(), passed, detail],
+            &[at.to_rfc3339().into(), passed.into(), detail.into()],
         )?;
         Ok(())
     }
 
     /// The last idempotency probe's result, if one ran.
     pub fn last_probe(&self) -> Result<Option<ProbeResult>> {
-        let has: i64 = self.db.query_row(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'idempotency_probe'",
-            [],
-            |r| r.get(0),
-        )?;
-        if has == 0 {
+        // A store read before its schema was brought up to date may lack the table.
+        if !schema::has_table(self.x().as_mut(), "idempotency_probe")? {
             return Ok(None);
         }
-        let row: Option<(String, bool, String)> = self
-            .db
-            .query_row(
-                "SELECT at, passed, detail FROM idempotency_probe ORDER BY rowid DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
-        Ok(row.and_then(|(at, passed, detail)| {
-            let at = DateTime::parse_from_rfc3339(&at).ok()?.to_utc();
+        let row = self.first(
+            "SELECT at, passed, detail FROM idempotency_probe ORDER BY rowid DESC LIMIT 1",
+            &[],
+        )?;
+        Ok(row.and_then(|r| {
+            let at = DateTime::parse_from_rfc3339(&r.first()?.text()?)
+                .ok()?
+                .to_utc();
+            let passed = r.get(1).and_then(Value::int)? != 0;
+            let detail = r.get(2).and_then(Value::text)?;
             Some(ProbeResult { at, passed, detail })
         }))
     }

@@ -77,6 +77,7 @@ fn a_bad_value_in_any_variable_is_refused_naming_the_variable() {
     let missing = "/nonexistent/acaso-mail-test/file";
     let pg = ("PUSHGATEWAY_URL", "http://127.0.0.1:1");
     let user = ("PUSHGATEWAY_USER", "ops");
+    let state_url = ("ACASO_MAIL_STATE_URL", "postgres://acaso@127.0.0.1:1/acaso");
     // (variable, bad value, other variables it needs to be used, variables to unset)
     type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, &'a [&'a str]);
     let cases: Vec<Case> = vec![
@@ -132,6 +133,23 @@ fn a_bad_value_in_any_variable_is_refused_naming_the_variable() {
         ("PUSHGATEWAY_PASSWORD", "pw", vec![pg], &[]),
         ("PUSHGATEWAY_PASSWORD_FILE", missing, vec![pg, user], &[]),
         ("PUSHGATEWAY_CA_FILE", missing, vec![pg], &[]),
+        ("ACASO_MAIL_STATE_URL", "mysql://db/acaso", vec![], &[]),
+        (
+            "DATABASE_URL",
+            "postgres://db/acaso?sslmode=require",
+            vec![],
+            &[],
+        ),
+        ("ACASO_MAIL_STATE_URL_FILE", missing, vec![], &[]),
+        ("DATABASE_URL_FILE", missing, vec![], &[]),
+        ("ACASO_MAIL_STATE_PASSWORD", "pw", vec![], &[]),
+        (
+            "ACASO_MAIL_STATE_PASSWORD_FILE",
+            missing,
+            vec![state_url],
+            &[],
+        ),
+        ("ACASO_MAIL_STATE_CA_FILE", missing, vec![state_url], &[]),
     ];
     // Every variable clap reads is tried (the others are read by acaso-mail itself
     // and listed above; it::config's README test keeps that list whole).

@@ -150,6 +150,13 @@ fn run_as_scheduled(w: &World, env: &BTreeMap<String, String>, args: &[String]) 
         .env("SENDINBLUE_URL", &w.fake.url)
         .env("QUEUE_SERVICE_URL", crate::support::AMQP)
         .env_remove("PUSHGATEWAY_URL");
+    // The stack's PostgreSQL: a database of this test's own on the private cluster.
+    if env.contains_key("ACASO_MAIL_STATE_URL") {
+        cmd.env(
+            "ACASO_MAIL_STATE_URL",
+            crate::support::pg::shared().new_database(),
+        );
+    }
     let out = cmd.args(args).output().expect("run");
     assert!(
         out.status.success(),
@@ -402,19 +409,26 @@ fn the_compose_stack_runs_acaso_mail_on_its_schedule_with_settings_it_reads() {
         Value::from("runtime")
     );
 
-    // They share the image's state volume and one Pushgateway instance label.
-    for s in ["acaso-mail", "acaso-mail-setup", "acaso-mail-cron"] {
+    // They share one state in the stack's PostgreSQL (no state volume: any container
+    // may run any run) and one Pushgateway instance label.
+    for s in [
+        "acaso-mail",
+        "acaso-mail-setup",
+        "acaso-mail-doctor",
+        "acaso-mail-cron",
+    ] {
+        assert!(svc(s)["volumes"].is_null(), "{s} needs no state volume");
         assert_eq!(
-            svc(s)["volumes"][0],
-            Value::from("acaso-mail-state:/var/lib/acaso-mail"),
+            svc(s)["depends_on"]["postgres"]["condition"],
+            Value::from("service_healthy"),
             "{s}"
         );
         assert_eq!(svc(s)["hostname"], Value::from("acaso-mail"), "{s}");
         assert_eq!(svc(s)["environment"], svc("acaso-mail")["environment"]);
     }
-    assert!(compose["volumes"]["acaso-mail-state"].is_null());
+    assert!(svc("postgres")["healthcheck"]["test"].is_sequence());
     assert!(
-        compose["volumes"]
+        !compose["volumes"]
             .as_mapping()
             .expect("volumes")
             .contains_key("acaso-mail-state")
@@ -480,6 +494,17 @@ fn the_compose_stack_runs_acaso_mail_on_its_schedule_with_settings_it_reads() {
         "the fake must answer other containers"
     );
     assert_eq!(env["PUSHGATEWAY_URL"], "http://pushgateway:9091");
+    let pg_env = &svc("postgres")["environment"];
+    let field = |k: &str| pg_env[k].as_str().expect(k).to_string();
+    assert_eq!(
+        env["ACASO_MAIL_STATE_URL"],
+        format!(
+            "postgres://{}:{}@postgres:5432/{}",
+            field("POSTGRES_USER"),
+            field("POSTGRES_PASSWORD"),
+            field("POSTGRES_DB")
+        )
+    );
     assert!(
         svc("pushgateway")["ports"][0]
             .as_str()
@@ -538,6 +563,7 @@ fn the_compose_crontabs_run_real_commands_at_the_systemd_times() {
         amqp: crate::support::AMQP.to_string(),
         queue: crate::support::unique(name),
         state: tempfile::tempdir().expect("tempdir"),
+        state_url: None,
         fake: crate::support::FakeBrevo::start(&env["SENDINBLUE_API_KEY"], 300.0),
     };
 

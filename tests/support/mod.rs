@@ -5,6 +5,7 @@
 pub mod census;
 pub mod fake_brevo;
 pub mod node;
+pub mod pg;
 pub mod proxy;
 pub mod raw_amqp;
 pub mod schema;
@@ -94,7 +95,18 @@ pub struct World {
     pub amqp: String,
     pub queue: String,
     pub state: tempfile::TempDir,
+    /// The state in PostgreSQL (a database of its own on the tests' private cluster)
+    /// when the suite runs with `ACASO_MAIL_TEST_STATE=postgres` ([`state_in_postgres`]);
+    /// else `None`: SQLite in `state`.
+    pub state_url: Option<String>,
     pub fake: FakeBrevo,
+}
+
+/// Whether this run of the suite keeps the state of its worlds in PostgreSQL
+/// (`ACASO_MAIL_TEST_STATE=postgres`, as `scripts/test` runs the state-touching modules a
+/// second time), instead of SQLite in each world's state directory.
+pub fn state_in_postgres() -> bool {
+    std::env::var("ACASO_MAIL_TEST_STATE").is_ok_and(|v| v == "postgres")
 }
 
 impl World {
@@ -115,6 +127,7 @@ impl World {
             amqp: amqp.to_string(),
             queue: unique(name),
             state,
+            state_url: state_in_postgres().then(|| pg::shared().new_database()),
             fake: FakeBrevo::start(KEY, credits),
         }
     }
@@ -140,6 +153,9 @@ impl World {
             ("ACASO_MAIL_TIMEOUT", "5".to_string()),
         ] {
             env.push((k.to_string(), v));
+        }
+        if let Some(url) = &self.state_url {
+            env.push(("ACASO_MAIL_STATE_URL".into(), url.clone()));
         }
         env
     }

@@ -188,8 +188,8 @@ pub async fn templates(cfg: &Config, can: bool) -> Vec<Check> {
 /// when a state exists (a mail held by this read is hidden from a drain); without a
 /// state no run can be going, and nothing is created.
 pub async fn read_head(cfg: &Config) -> anyhow::Result<Vec<crate::mailbox::Envelope>> {
-    let _lock = if cfg.state_dir.is_dir() {
-        Some(crate::state::lock(&cfg.state_dir, cfg.lock_wait)?)
+    let _lock = if cfg.state_url.is_some() || cfg.state_dir.is_dir() {
+        Some(crate::state::lock(cfg.state(), cfg.lock_wait)?)
     } else {
         None
     };

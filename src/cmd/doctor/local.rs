@@ -58,18 +58,26 @@ pub fn pushgateway(cfg: &Config) -> Vec<Check> {
 /// The state directory, the lock, the credits reset and the schedule.
 pub fn state(cfg: &Config) -> Vec<Check> {
     let dir = &cfg.state_dir;
-    let mut out = vec![state_dir(dir)];
+    let mut out = match crate::state::lock_state(cfg.state()) {
+        Some(held) => vec![shared_lock(cfg, held)],
+        None => vec![state_dir(dir)],
+    };
     if !out[0].ok {
         return out;
     }
-    out.push(lock(dir));
-    let store = match Store::open_read_only(dir) {
+    if cfg.state_url.is_none() {
+        out.push(lock(dir));
+    }
+    let store = match Store::open_read_only(cfg.state()) {
         Ok(s) => s,
         Err(e) => {
             out.push(Check::fail(
                 "state",
                 EXIT_FAILURE,
-                format!("the state in {} cannot be read: {e:#}", dir.display()),
+                format!(
+                    "the state ({}) cannot be read: {e:#}",
+                    crate::state::describe(cfg.state())
+                ),
                 "check the owner and mode of the files in the state directory",
             ));
             return out;
@@ -125,6 +133,26 @@ fn state_dir(dir: &Path) -> Check {
             EXIT_FAILURE,
             format!("{shown} is not writable: {e}"),
             format!("give it to the user acaso-mail runs as: chown USER {shown}"),
+        ),
+    }
+}
+
+/// The state in PostgreSQL: reachable, and whether a run holds the lock there.
+fn shared_lock(cfg: &Config, held: anyhow::Result<bool>) -> Check {
+    let place = crate::state::describe(cfg.state());
+    match held {
+        Ok(false) => Check::pass("lock", format!("state: {place}; the run lock is free")),
+        Ok(true) => Check::fail(
+            "lock",
+            EXIT_LOCKED,
+            format!("state: {place}; a run (on some host) holds the run lock"),
+            "wait for that run to end; runs that overlap wait for it up to --lock-wait",
+        ),
+        Err(e) => Check::fail(
+            "state",
+            crate::error::exit_code_of(&e),
+            format!("{e:#}"),
+            "check --state-url / ACASO_MAIL_STATE_URL / DATABASE_URL, the server, the password and TLS",
         ),
     }
 }

@@ -88,7 +88,7 @@ pub async fn run(cfg: &Config, p: &Probe, key_ok: bool, broker_ok: bool) -> Chec
     };
     let verdict = judge(&first, second.as_ref(), &p.to);
     if let Some(passed) = verdict.recorded {
-        let kept = Store::open(&cfg.state_dir)
+        let kept = Store::open(cfg.state())
             .and_then(|s| s.record_probe(cfg.now(), passed, &verdict.check.detail));
         if let Err(e) = kept {
             let mut c = verdict.check;
