@@ -40,6 +40,8 @@ pub const ENVIRONMENT_HELP: &str = "Environment (a flag wins over its variable):
   ACASO_MAIL_LOCK_WAIT                 --lock-wait
   ACASO_MAIL_SCAN                      --scan
   ACASO_MAIL_CREDITS_RESET             --credits-reset
+  ACASO_MAIL_EVENTS_EXCHANGE           events --exchange
+  ACASO_MAIL_EVENTS_MAX                events --max-events
   CREDENTIALS_DIRECTORY                (set by systemd) the credentials sendinblue-api-key,
                                        queue-service-url, pushgateway-password
   NO_COLOR, TERM=dumb                  no colour with --color auto";
@@ -286,6 +288,28 @@ pub enum Command {
     /// Check every dependency of the configured deployment and print a checklist;
     /// changes nothing and sends nothing unless asked
     Doctor(DoctorArgs),
+    /// Read Brevo's delivery events and blocked contacts since the last read, record
+    /// them, and publish each outcome to the app's exchange
+    Events(EventsArgs),
+}
+
+/// `events` arguments.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// The durable topic exchange outcomes are published to (routing key: the event)
+    #[arg(long, env = "ACASO_MAIL_EVENTS_EXCHANGE", value_name = "NAME",
+          default_value = crate::mailbox::outcomes::DEFAULT_EXCHANGE)]
+    pub exchange: String,
+
+    /// Events asked of Brevo per page (Brevo serves at most 5000)
+    #[arg(long, default_value_t = 2500, value_name = "N",
+          value_parser = whole::<u32>(1, 5000, "a number of events"))]
+    pub page_size: u32,
+
+    /// Events read at most this run; the next run goes on from there
+    #[arg(long, env = "ACASO_MAIL_EVENTS_MAX", default_value_t = 50_000, value_name = "N",
+          value_parser = whole::<u32>(1, 10_000_000, "a number of events"))]
+    pub max_events: u32,
 }
 
 /// `doctor` arguments.
@@ -415,6 +439,11 @@ pub struct DrainArgs {
     /// Show what would be sent or set aside, in order, and touch nothing
     #[arg(long)]
     pub dry_run: bool,
+
+    /// Send to addresses Brevo reported bounced, invalid, blocked or complaining
+    /// (by default their mails are parked as `suppressed`, costing no credit)
+    #[arg(long)]
+    pub no_suppress: bool,
 }
 
 /// `drain-hourly` arguments.

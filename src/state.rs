@@ -12,8 +12,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::Failure;
 
+mod delivery;
 mod probe;
 
+pub use delivery::{EVENTS_COUNTER, ReadPosition, Recorded, Suppression};
 pub use probe::ProbeResult;
 
 /// The journal's file name in the state directory.

@@ -29,6 +29,8 @@ pub struct Args {
     pub budget: Budget,
     /// Concurrency and attempts.
     pub options: Options,
+    /// Park mail to suppressed addresses (see `crate::drain::Rules::suppress`).
+    pub suppress: bool,
 }
 
 /// Where the run stands before Brevo's next credit reset; local midnight if the reset's
@@ -45,7 +47,13 @@ fn pace(cfg: &Config, position: Option<&Position>) -> Pace {
 }
 
 /// The run's rules: its caps from the credits and Brevo's day, and "now".
-fn rules(cfg: &Config, budget: Budget, account: &brevo::Account, pace: Pace) -> Rules {
+fn rules(
+    cfg: &Config,
+    budget: Budget,
+    account: &brevo::Account,
+    pace: Pace,
+    suppress: bool,
+) -> Rules {
     let now = cfg.now();
     let credits = if account.unlimited() {
         u32::MAX
@@ -57,6 +65,7 @@ fn rules(cfg: &Config, budget: Budget, account: &brevo::Account, pace: Pace) -> 
         now,
         fixed: cfg.fixed_now.is_some(),
         caps: budget.caps(credits, pace),
+        suppress,
     }
 }
 
@@ -72,7 +81,7 @@ pub async fn run(cfg: &Config, args: Args, cancel: &Cancel) -> Result<Report> {
     let learned = day::learn(&store, cfg, read, &account, args.budget.subcommand())?;
     let position = day::position(&learned.reset, now, cfg.tz);
     let pace = pace(cfg, position.as_ref());
-    let rules = rules(cfg, args.budget, &account, pace);
+    let rules = rules(cfg, args.budget, &account, pace, args.suppress);
     let mut mailbox = Rabbit::open(cfg).await?;
     // Mails an interrupted reprioritize left out of the queue's order go back first.
     crate::cmd::reprioritize::finish_interrupted(cfg, &mut mailbox, cancel).await?;
@@ -138,7 +147,7 @@ pub async fn run(cfg: &Config, args: Args, cancel: &Cancel) -> Result<Report> {
 
 /// A dry run: reads the credits and the head of the queue (handing every mail back in
 /// place) and shows what a drain would send or set aside, in order.
-pub async fn dry_run(cfg: &Config, budget: Budget) -> Result<Report> {
+pub async fn dry_run(cfg: &Config, budget: Budget, suppress: bool) -> Result<Report> {
     cfg.require_api_key()?;
     let _lock = state::lock(&cfg.state_dir, cfg.lock_wait)?;
     let account = brevo::account(cfg).await?;
@@ -150,7 +159,13 @@ pub async fn dry_run(cfg: &Config, budget: Budget) -> Result<Report> {
     // A dry run records nothing: it goes by what earlier runs saw.
     let learned = day::known(journal.as_ref(), cfg)?;
     let position = day::position(&learned.reset, cfg.now(), cfg.tz);
-    let rules = rules(cfg, budget, &account, pace(cfg, position.as_ref()));
+    let rules = rules(
+        cfg,
+        budget,
+        &account,
+        pace(cfg, position.as_ref()),
+        suppress,
+    );
     let mailbox = Rabbit::open(cfg).await?;
     let head = mailbox
         .browse(Which::Main, mailbox.info().ready.min(cfg.scan))

@@ -119,6 +119,8 @@ pub struct Stats {
     pub parked: u32,
     /// What was sent and failed today from this queue (this host's journal).
     pub today: DayTally,
+    /// Today's delivery events (in --tz) and the suppressed addresses.
+    pub delivery: crate::delivery::DeliveryDay,
     /// Urgent mail against credits (null without credits).
     pub forecast: Option<Forecast>,
     /// When Brevo's credits reset and how that is known (null only for a date out of
@@ -189,6 +191,7 @@ pub async fn run(cfg: &Config, cancel: &crate::signal::Cancel) -> Result<Report>
             .as_ref()
             .map_or_else(|| now.with_timezone(&cfg.tz).date_naive(), |p| p.day),
     )?;
+    let delivery = store.delivery_day(now.with_timezone(&cfg.tz).date_naive())?;
     let eod_seen = store.last_reading_by("drain-eod")?;
     let probe = store.last_probe()?;
     drop(store);
@@ -296,6 +299,7 @@ pub async fn run(cfg: &Config, cancel: &crate::signal::Cancel) -> Result<Report>
         retrying,
         parked,
         today,
+        delivery,
         forecast,
         credits_reset,
         idempotency_probe: probe.map(|p| IdempotencyProbe {
@@ -477,6 +481,7 @@ fn render(s: &Stats, report: Report) -> Report {
         "today: {} sent, {} failed, {} expired, {} parked\n",
         s.today.sent, s.today.failed, s.today.expired, s.today.parked
     ));
+    out.push_str(&format!("{}\n", s.delivery.line()));
     if let Some(r) = &s.credits_reset
         && !r.drain_eod_after_reset
     {

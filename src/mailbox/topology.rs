@@ -24,7 +24,7 @@ pub const H_REPLAYED_AT: &str = "x-acaso-replayed-at";
 pub const OUR_HEADERS: [&str; 4] = [H_REASON, H_DETAIL, H_PARKED_AT, H_ATTEMPTS];
 
 /// Every reason a mail is parked for (the `x-acaso-reason` header).
-pub const PARK_REASONS: [&str; 10] = [
+pub const PARK_REASONS: [&str; 11] = [
     "expired",
     "malformed",
     "not_utf8",
@@ -35,6 +35,7 @@ pub const PARK_REASONS: [&str; 10] = [
     "brevo_duplicate",
     "retries_exhausted",
     "uncertain_send",
+    "suppressed",
 ];
 
 /// A detail header is cut to this many characters.
