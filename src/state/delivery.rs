@@ -259,21 +259,31 @@ impl Store {
         let tx = self.db.unchecked_transaction()?;
         let mut added = 0u32;
         {
-            if whole {
-                tx.execute(
-                    "DELETE FROM suppressed WHERE source = 'blockedContacts'",
-                    [],
-                )?;
-            }
             let mut insert = tx.prepare_cached(
                 "INSERT INTO suppressed (email, reason, source, at) VALUES (?1, ?2, 'blockedContacts', ?3)
                  ON CONFLICT (email) DO NOTHING",
             )?;
+            let mut listed = std::collections::HashSet::with_capacity(contacts.len());
             for c in contacts {
+                let email = c.email.to_lowercase();
                 let at = stamp(c.blocked_at.unwrap_or(now));
-                added +=
-                    u32::try_from(insert.execute(params![c.email.to_lowercase(), c.code, at])?)
-                        .unwrap_or(0);
+                let n = insert.execute(params![email, c.code, at])?;
+                added += u32::try_from(n).unwrap_or(0);
+                listed.insert(email);
+            }
+            if whole {
+                let mut stmt =
+                    tx.prepare("SELECT email FROM suppressed WHERE source = 'blockedContacts'")?;
+                let gone: Vec<String> = stmt
+                    .query_map([], |r| r.get::<_, String>(0))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?
+                    .into_iter()
+                    .filter(|e| !listed.contains(e))
+                    .collect();
+                let mut del = tx.prepare_cached("DELETE FROM suppressed WHERE email = ?1")?;
+                for e in gone {
+                    del.execute([e])?;
+                }
             }
         }
         tx.commit()?;
