@@ -115,7 +115,7 @@ complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l p
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l pushgateway-ca-file -d 'PEM file of the CA(s) that signed the Pushgateway\'s certificate (https://)' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l strict-limit -d 'Stop at --limit even for mails due today'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l dry-run -d 'Show what would be sent or set aside, in order, and touch nothing'
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l no-suppress -d 'Send to addresses Brevo reported bounced, invalid, blocked or complaining (by default their mails are parked as `suppressed`, costing no credit)'
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l no-suppress -d 'Send to addresses Brevo reported dead or blocked, too'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l json -d 'Print exactly one JSON document on stdout, nothing else'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -s q -l quiet -d 'No summary on success (errors still go to stderr): for cron'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -143,7 +143,7 @@ complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l push
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l pushgateway-password-file -d 'File holding the Pushgateway password [env: PUSHGATEWAY_PASSWORD_FILE]' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l pushgateway-ca-file -d 'PEM file of the CA(s) that signed the Pushgateway\'s certificate (https://)' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l dry-run -d 'Show what would be sent or set aside, in order, and touch nothing'
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l no-suppress -d 'Send to addresses Brevo reported bounced, invalid, blocked or complaining (by default their mails are parked as `suppressed`, costing no credit)'
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l no-suppress -d 'Send to addresses Brevo reported dead or blocked, too'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l json -d 'Print exactly one JSON document on stdout, nothing else'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -s q -l quiet -d 'No summary on success (errors still go to stderr): for cron'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -424,8 +424,8 @@ complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -l idempot
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -l json -d 'Print exactly one JSON document on stdout, nothing else'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -s q -l quiet -d 'No summary on success (errors still go to stderr): for cron'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand events" -l exchange -d 'The durable topic exchange outcomes are published to (routing key: the event)' -r -f
-complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand events" -l page-size -d 'Events asked of Brevo per page (Brevo serves at most 5000)' -r -f
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand events" -l exchange -d 'The exchange delivery outcomes are published to' -r -f
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand events" -l page-size -d 'Events asked of Brevo per page (at most 5000)' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand events" -l max-events -d 'Events read at most this run; the next run goes on from there' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand events" -l amqp-url -d 'RabbitMQ URL (amqp:// or amqps://); its password is never printed [default: amqp://guest:guest@127.0.0.1:5672/%2f]' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand events" -l queue -d 'The mail queue; retry and parking queues are named after it [default: acaso.mail]' -r -f

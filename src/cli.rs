@@ -296,12 +296,15 @@ pub enum Command {
 /// `events` arguments.
 #[derive(Debug, Args)]
 pub struct EventsArgs {
-    /// The durable topic exchange outcomes are published to (routing key: the event)
+    /// The exchange delivery outcomes are published to
+    ///
+    /// The durable topic exchange delivery outcomes are published to (routing key: Brevo's
+    /// event name).
     #[arg(long, env = "ACASO_MAIL_EVENTS_EXCHANGE", value_name = "NAME",
           default_value = crate::mailbox::outcomes::DEFAULT_EXCHANGE)]
     pub exchange: String,
 
-    /// Events asked of Brevo per page (Brevo serves at most 5000)
+    /// Events asked of Brevo per page (at most 5000)
     #[arg(long, default_value_t = 2500, value_name = "N",
           value_parser = whole::<u32>(1, 5000, "a number of events"))]
     pub page_size: u32,
@@ -440,8 +443,10 @@ pub struct DrainArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Send to addresses Brevo reported bounced, invalid, blocked or complaining
-    /// (by default their mails are parked as `suppressed`, costing no credit)
+    /// Send to addresses Brevo reported dead or blocked, too
+    ///
+    /// Send to addresses Brevo reported hard-bounced, invalid, blocked or complaining of
+    /// spam (by default their mails are parked as `suppressed`, costing no credit).
     #[arg(long)]
     pub no_suppress: bool,
 }
