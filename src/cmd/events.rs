@@ -26,6 +26,8 @@ use crate::state::{self, ReadPosition, Store};
 const READ: &str = "events";
 /// Blocked contacts read at most per run (pages of Brevo's largest, 100).
 const MAX_BLOCKED: u64 = 10_000;
+/// Outcomes read from the journal's outbox at a time.
+const OUTBOX_BATCH: u32 = 5_000;
 /// How long events seen are remembered: Brevo serves 90 days at most.
 const SEEN_KEEP: Duration = Duration::days(91);
 
@@ -253,7 +255,7 @@ async fn read_blocked(
 /// Publishes every outcome waiting in the journal; each one the broker confirmed leaves
 /// the journal (also when a later one fails).
 async fn publish(cfg: &Config, store: &Store, exchange: &str, s: &mut Summary) -> Result<()> {
-    let mut batch = store.pending_outcomes(1_000)?;
+    let mut batch = store.pending_outcomes(OUTBOX_BATCH)?;
     if batch.is_empty() {
         return Ok(());
     }
@@ -274,7 +276,7 @@ async fn publish(cfg: &Config, store: &Store, exchange: &str, s: &mut Summary) -
         s.published += u32::try_from(done.keys.len()).unwrap_or(u32::MAX);
         s.unrouted += done.unrouted;
         sent?;
-        batch = store.pending_outcomes(1_000)?;
+        batch = store.pending_outcomes(OUTBOX_BATCH)?;
     }
     out.close().await;
     Ok(())

@@ -923,6 +923,7 @@ fn validate_and_accept(body: &Result<Value, serde_json::Error>, s: &mut State) -
         s.accepted.push(body.clone());
         s.accepted_at.push(now);
         s.accepted_ids.push(id.clone());
+        s.report_accepted(now);
     }
     (201, json!({"messageId": id}))
 }

@@ -26,6 +26,9 @@ pub struct Delivery {
     pub events_queries: Vec<String>,
     /// Every blocked-contacts query received.
     pub blocked_queries: Vec<String>,
+    /// Events reported for each mail as it is accepted, a second apart (the stand-in's
+    /// `--events requests,delivered`); none by default, the tests script their own.
+    pub on_accept: Vec<String>,
 }
 
 fn date(unix: i64) -> String {
@@ -57,6 +60,16 @@ impl State {
             o.insert("reason".into(), r.into());
         }
         self.delivery.events.push((unix, row));
+    }
+
+    /// Reports the `on_accept` events for the mail just accepted at `unix`.
+    pub fn report_accepted(&mut self, unix: i64) {
+        let Some(i) = self.accepted.len().checked_sub(1) else {
+            return;
+        };
+        for (k, event) in self.delivery.on_accept.clone().iter().enumerate() {
+            self.report(i, event, None, unix + i64::try_from(k).unwrap_or(0));
+        }
     }
 
     /// Brevo reports `event` at `unix` for the accepted mail to `to`.
