@@ -31,3 +31,42 @@ pub fn check(store: &Store, mail: &Mail) -> Result<Option<String>> {
         why.join("; ")
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mail_is_suppressed_only_when_every_recipient_is() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Store::open(dir.path()).expect("store");
+        store.delivery_tables().expect("tables");
+        let blocked = crate::brevo::events::Blocked {
+            email: "dead@example.org".into(),
+            code: "hardBounce".into(),
+            blocked_at: None,
+        };
+        let now = chrono::Utc::now();
+        store
+            .record_blocked(&[blocked], true, now)
+            .expect("blocked");
+        let mail = |to: &[&str]| {
+            let to: Vec<serde_json::Value> =
+                to.iter().map(|t| serde_json::json!({"email": t})).collect();
+            let body = serde_json::json!({"template_id": 9, "to": to});
+            crate::mail::parse_value(body, chrono_tz::UTC).expect("mail")
+        };
+        let why = check(&store, &mail(&["dead@example.org"])).expect("check");
+        let why = why.expect("suppressed");
+        assert!(
+            why.contains("hardBounce") && why.contains("(source: Brevo blockedContacts)"),
+            "{why}"
+        );
+        let both = mail(&["dead@example.org", "alive@example.org"]);
+        assert_eq!(check(&store, &both).expect("check"), None);
+        assert_eq!(
+            check(&store, &mail(&["alive@example.org"])).expect("check"),
+            None
+        );
+    }
+}

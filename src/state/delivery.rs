@@ -379,3 +379,118 @@ impl Store {
             .execute("DELETE FROM delivery_seen WHERE at < ?1", [stamp(before)])?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::brevo::events::Event;
+    use crate::delivery::{Matcher, settle};
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).expect("t").to_utc()
+    }
+
+    fn event(name: &str, at: &str) -> Event {
+        Event {
+            email: "A@Example.org".into(),
+            date: t(at),
+            message_id: "<1@relay>".into(),
+            event: name.into(),
+            reason: None,
+            tag: None,
+            template_id: Some(9),
+        }
+    }
+
+    #[test]
+    fn a_page_is_recorded_once_with_its_position_and_the_latest_state_wins() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = Store::open(dir.path()).expect("store");
+        // A journal without the tables suppresses nothing.
+        assert_eq!(s.suppression("a@example.org").expect("read"), None);
+        s.delivery_tables().expect("tables");
+        s.delivery_tables().expect("idempotent");
+        s.record_sent(
+            "id:m-1",
+            "<1@relay>",
+            9,
+            "a@example.org",
+            t("2026-12-03T10:00:00Z"),
+        )
+        .expect("sent");
+        let m = Matcher::new(s.sent_mails().expect("mails"));
+        let day = |d: DateTime<Utc>| d.date_naive();
+        let since = NaiveDate::from_ymd_opt(2026, 12, 2).expect("day");
+        let page = settle(
+            vec![
+                event("hardBounces", "2026-12-03T10:05:00Z"),
+                event("requests", "2026-12-03T10:00:01Z"),
+            ],
+            &m,
+        );
+        let after = ReadPosition { since, position: 2 };
+        let r = s
+            .record_events(&page, ("events", after), day)
+            .expect("record");
+        assert_eq!((r.new, r.matched, r.suppressed), (2, 2, 1));
+        // The same page again (a run that died before moving on): nothing counted twice.
+        let r = s
+            .record_events(&page, ("events", after), day)
+            .expect("again");
+        assert_eq!((r.new, r.matched), (0, 0));
+        assert_eq!(s.read_position("events").expect("pos"), Some(after));
+        // The latest event by date is the mail's state, whatever the order read.
+        let state = s.delivery_state("id:m-1").expect("state").expect("some");
+        assert_eq!(state.0, "hardBounces");
+        let counts = s
+            .delivery_counts(day(t("2026-12-03T00:00:00Z")))
+            .expect("counts");
+        assert_eq!(counts.get("requests"), Some(&1));
+        let sup = s
+            .suppression(" a@EXAMPLE.org")
+            .expect("read")
+            .expect("suppressed");
+        assert_eq!(
+            (sup.reason.as_str(), sup.source.as_str()),
+            ("hardBounces", "events")
+        );
+        assert_eq!(s.pending_outcomes(10).expect("outbox").len(), 2);
+        let keys: Vec<String> = s
+            .pending_outcomes(1)
+            .expect("outbox")
+            .into_iter()
+            .map(|(k, _, _)| k)
+            .collect();
+        s.outcomes_published(&keys).expect("published");
+        assert_eq!(s.pending_outcomes(10).expect("outbox").len(), 1);
+        s.unsuppress("a@example.org").expect("lift");
+        assert_eq!(s.suppressed_count().expect("count"), 0);
+    }
+
+    #[test]
+    fn blocked_contacts_no_longer_listed_are_lifted_only_after_a_whole_read() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = Store::open(dir.path()).expect("store");
+        s.delivery_tables().expect("tables");
+        let now = t("2026-12-03T10:00:00Z");
+        let b = |e: &str| Blocked {
+            email: e.into(),
+            code: "adminBlocked".into(),
+            blocked_at: None,
+        };
+        assert_eq!(
+            s.record_blocked(&[b("x@e.org"), b("y@e.org")], true, now)
+                .expect("r"),
+            2
+        );
+        assert_eq!(s.record_blocked(&[b("x@e.org")], false, now).expect("r"), 0);
+        assert_eq!(
+            s.suppressed_count().expect("n"),
+            2,
+            "a partial read lifts nothing"
+        );
+        assert_eq!(s.record_blocked(&[b("x@e.org")], true, now).expect("r"), 0);
+        assert_eq!(s.suppressed_count().expect("n"), 1);
+        assert!(s.suppression("y@e.org").expect("read").is_none());
+    }
+}

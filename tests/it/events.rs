@@ -235,14 +235,12 @@ fn bounces_complaints_and_blocks_are_pushed_published_and_suppressed() {
         "{drained}"
     );
     assert_eq!(recipients(&w.fake)[before..], ["ok@example.org"]);
-    let parked = w.take_all(&format!("{}.dead", w.queue));
+    let parked = w.json(LATER, &["dead-letters"]);
+    let parked = parked["messages"].as_array().cloned().unwrap_or_default();
     assert_eq!(parked.len(), 3);
-    for (headers, _) in &parked {
-        assert_eq!(
-            header_str(headers, "x-acaso-reason").as_deref(),
-            Some("suppressed")
-        );
-        let detail = header_str(headers, "x-acaso-detail").unwrap_or_default();
+    for m in &parked {
+        assert_eq!(m["reason"], "suppressed", "{m}");
+        let detail = m["detail"].as_str().unwrap_or_default();
         assert!(detail.contains("(source: Brevo "), "{detail}");
     }
     let stats = w.json(LATER, &["stats"]);
@@ -260,6 +258,26 @@ fn bounces_complaints_and_blocks_are_pushed_published_and_suppressed() {
     let text = String::from_utf8_lossy(&text.stdout).to_string();
     assert!(text.contains("delivery today: delivered 2, hardBounces 1, requests 4, spam 1; 3 address(es) suppressed"), "{text}");
     println!("stats after a day with bounces:\n{text}");
+
+    // --no-suppress sends to a suppressed address all the same.
+    let once_more = job("spam@example.org", 9, "2026-11-30T10:00:00-03:00");
+    w.publish(&[once_more], LATER);
+    let forced = w.json(LATER, &["drain-eod", "--no-suppress"]);
+    assert_eq!(
+        counts(&forced, &["sent", "parked"]),
+        [Some(1), Some(0)],
+        "{forced}"
+    );
+    // Replaying the suppressed mails (the addresses fixed) lifts their suppression: the
+    // next drain sends them.
+    let replayed = w.json(LATER, &["dead-letters", "replay", "--reason", "suppressed"]);
+    assert_eq!(replayed["replayed"].as_u64(), Some(3), "{replayed}");
+    let drained = w.json(LATER, &["drain-eod"]);
+    assert_eq!(
+        counts(&drained, &["sent", "parked"]),
+        [Some(3), Some(0)],
+        "{drained}"
+    );
     delete_queue(&app);
     delete_exchange(&exchange);
 }
