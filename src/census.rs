@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
+use crate::envelope::Envelope;
 use crate::mail;
-use crate::mailbox::Envelope;
 use crate::urgency::{PriorityScale, Urgency};
 
 /// The bands of a queue, from its head.

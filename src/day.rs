@@ -7,16 +7,11 @@
 //! assumed, which is how acaso-mail behaved before it learned.
 //!
 //! Everything here is pure (no I/O, no clock) and never panics: date arithmetic is checked
-//! and an instant out of chrono's range gives `None`; only [`read_account`] reads the
-//! account and the clock, and only [`learn`] and [`known`] touch the state store, where
-//! the readings are kept.
+//! and an instant out of chrono's range gives `None`. Reading the account, keeping the
+//! readings and asking the clock are the commands' part (`crate::cmd::brevo_day`).
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
-
-use crate::brevo::Account;
-use crate::config::Config;
-use crate::state::Store;
 
 /// Seconds in a day.
 pub const DAY_SECS: i64 = 86_400;
@@ -28,200 +23,12 @@ pub const DOCUMENTED_EOD: (u32, u32) = (23, 5);
 /// How long the reset history is kept.
 pub const KEEP_DAYS: i64 = 60;
 
-/// One reading of the account's email plan.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Seen {
-    /// The order the readings were recorded in (the store's row id).
-    pub seq: i64,
-    /// When the credits were asked for (Unix seconds)...
-    pub asked: i64,
-    /// ...and when Brevo answered: it read them in between.
-    pub at: i64,
-    /// The credits left.
-    pub credits: f64,
-    /// The plan type (`free`, ...).
-    pub plan: String,
-    /// Whether the plan is counted in credits (`sendLimit`).
-    pub limited: bool,
-}
+mod readings;
 
-/// A rise of the credits between two readings: a reset happened after `after` (when the
-/// first was asked for) and at or before `by` (when the second was answered), in Unix
-/// seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rise {
-    /// The last reading before the rise.
-    pub after: i64,
-    /// The first reading that showed it.
-    pub by: i64,
-}
-
-/// A reset brings the credits back to about a day's worth: the later reading holds at
-/// least this share of the most a day was seen to hold...
-pub const RESET_FULL_SHARE: f64 = 0.5;
-
-/// ...and the credits rose by at least this share of it. A refund or a support credit
-/// (a rise much smaller than a day's worth) is not a reset.
-pub const RESET_RISE_SHARE: f64 = 0.1;
-
-/// Rises that must agree on a new window before it replaces one that several rises
-/// agreed on (a window known from one rise gives way to the next that disagrees).
-pub const CONFIRMING_RISES: u32 = 2;
-
-/// The resets in a history of readings, in the order they were recorded. Only readings
-/// recorded one after the other are compared, and only when their instants are in the
-/// same order: a reading recorded with an earlier (or later) `--now` than the real clock
-/// sits between two others in time, not in recording order, and proves nothing. A rise
-/// is a reset when both readings are of the same counted plan, the credits come back to
-/// about a day's worth ([`RESET_FULL_SHARE`], [`RESET_RISE_SHARE`] of the most a day
-/// was seen to hold: the most after a reset, else the most of any reading so far), and
-/// they do not go above the most the plan was ever seen to hold after a reset (that
-/// would be a bigger plan, not a new day).
-pub fn rises(seen: &[Seen]) -> Vec<Rise> {
-    let mut sorted: Vec<&Seen> = seen.iter().collect();
-    sorted.sort_by_key(|s| (s.seq, s.at));
-    let mut out = Vec::new();
-    // The most credits seen just after a reset, and in any reading, of this plan.
-    let mut size: Option<f64> = None;
-    let mut peak: Option<f64> = None;
-    for pair in sorted.windows(2) {
-        let (a, b) = (pair[0], pair[1]);
-        let same_plan = a.plan.eq_ignore_ascii_case(&b.plan) && a.limited && b.limited;
-        if !same_plan {
-            // Another plan: what was known of the old one's size no longer holds.
-            size = None;
-            peak = None;
-            continue;
-        }
-        if !(a.credits.is_finite() && b.credits.is_finite()) {
-            continue;
-        }
-        let highest = a.credits.max(b.credits);
-        peak = Some(peak.map_or(highest, |p| p.max(highest)));
-        // Readings recorded out of time order (a run given another --now) prove nothing.
-        if b.seq <= a.seq || b.at <= a.at || b.credits < a.credits + 0.5 {
-            continue;
-        }
-        if size.is_some_and(|s| b.credits > s + 0.5) {
-            size = Some(b.credits);
-            continue;
-        }
-        let day = size.or(peak).unwrap_or(b.credits);
-        let rise = b.credits - a.credits;
-        if b.credits < day * RESET_FULL_SHARE || rise < day * RESET_RISE_SHARE {
-            continue;
-        }
-        size = Some(size.map_or(b.credits, |s| s.max(b.credits)));
-        out.push(Rise {
-            after: a.asked.min(a.at),
-            by: b.at,
-        });
-    }
-    out
-}
-
-/// A stretch of the day, in UTC seconds since midnight: the reset comes after `start`
-/// and at or before `start + len` (wrapping past midnight).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Window {
-    /// Seconds after midnight UTC, 0..86400.
-    pub start: i64,
-    /// Its length in seconds, 1..86400.
-    pub len: i64,
-}
-
-impl Window {
-    /// The window of one rise; `None` when the readings are a day or more apart (any
-    /// time of day fits) or not in order.
-    pub fn of(rise: Rise) -> Option<Window> {
-        let len = rise.by.checked_sub(rise.after)?;
-        if len <= 0 || len >= DAY_SECS {
-            return None;
-        }
-        Some(Window {
-            start: rise.after.rem_euclid(DAY_SECS),
-            len,
-        })
-    }
-
-    /// Whether a time of day (UTC seconds since midnight) is in the window.
-    pub fn contains(self, tod: i64) -> bool {
-        let d = (tod - self.start).rem_euclid(DAY_SECS);
-        d > 0 && d <= self.len
-    }
-
-    /// The part of the day in both windows; `None` when they do not meet. When they
-    /// meet twice (two long windows), the stretch of `self` that holds both pieces.
-    pub fn intersect(self, other: Window) -> Option<Window> {
-        // Put `self` at (0, len] and `other` at (d, d + len'] and one day earlier.
-        let d = (other.start - self.start).rem_euclid(DAY_SECS);
-        let pieces: Vec<(i64, i64)> = [d, d - DAY_SECS]
-            .into_iter()
-            .filter_map(|s| {
-                let lo = s.max(0);
-                let hi = (s + other.len).min(self.len);
-                (hi > lo).then_some((lo, hi))
-            })
-            .collect();
-        let lo = pieces.iter().map(|p| p.0).min()?;
-        let hi = pieces.iter().map(|p| p.1).max()?;
-        Some(Window {
-            start: (self.start + lo).rem_euclid(DAY_SECS),
-            len: hi - lo,
-        })
-    }
-}
-
-/// What the readings say about the reset: the window all agreeing rises leave, and how
-/// many rises agreed. Rises outside the window mean the reset moved (Brevo changed it,
-/// or it follows a zone with daylight saving): once [`CONFIRMING_RISES`] of them agree
-/// (one, against a window only one rise showed), the count starts again from them. A
-/// single disagreeing rise (credits given back at another hour) changes nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Inferred {
-    /// Where the reset falls.
-    pub window: Window,
-    /// The rises that narrowed it.
-    pub agreeing: u32,
-}
-
-/// Infers the reset from rises, oldest first.
-pub fn infer(rises: &[Rise]) -> Option<Inferred> {
-    let one = |window| Inferred {
-        window,
-        agreeing: 1,
-    };
-    let narrowed = |c: Inferred, w: Window| {
-        c.window.intersect(w).map(|window| Inferred {
-            window,
-            agreeing: c.agreeing.saturating_add(1),
-        })
-    };
-    let mut cur: Option<Inferred> = None;
-    // Rises that disagree with `cur`, until enough agree to replace it.
-    let mut challenger: Option<Inferred> = None;
-    for w in rises.iter().filter_map(|r| Window::of(*r)) {
-        let Some(c) = cur else {
-            cur = Some(one(w));
-            continue;
-        };
-        if let Some(n) = narrowed(c, w) {
-            cur = Some(n);
-            challenger = None;
-            continue;
-        }
-        let next = challenger
-            .and_then(|ch| narrowed(ch, w))
-            .unwrap_or_else(|| one(w));
-        if next.agreeing >= c.agreeing.min(CONFIRMING_RISES) {
-            cur = Some(next);
-            challenger = None;
-        } else {
-            challenger = Some(next);
-        }
-    }
-    cur
-}
+pub use readings::{
+    CONFIRMING_RISES, Inferred, RESET_FULL_SHARE, RESET_RISE_SHARE, Rise, Seen, Window, infer,
+    rises,
+};
 
 /// How the reset time is known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -460,71 +267,45 @@ pub struct Learned {
     pub rises: Vec<Rise>,
 }
 
-/// What the state store's readings say, without adding one (`store` is `None` when
-/// there is no state yet).
-pub fn known(store: Option<&Store>, cfg: &Config) -> anyhow::Result<Learned> {
-    let seen: Vec<Seen> = match store {
-        Some(store) => store
-            .credit_history()?
-            .into_iter()
-            .map(|(seq, asked, at, credits, plan, limited)| Seen {
-                seq,
-                asked,
-                at,
-                credits,
-                plan,
-                limited,
-            })
-            .collect(),
-        None => Vec::new(),
-    };
-    let rises = rises(&seen);
-    let configured = cfg.credits_reset.map(|(t, z)| Reset::configured(t, z));
-    Ok(Learned {
-        reset: Reset::choose(configured, infer(&rises), cfg.tz),
+/// What the readings say: a configured time (`--credits-reset`, in its zone), else the
+/// window the rises in `seen` leave, else local midnight in `tz`.
+pub fn learned(seen: &[Seen], configured: Option<(NaiveTime, Tz)>, tz: Tz) -> Learned {
+    let rises = rises(seen);
+    let configured = configured.map(|(t, z)| Reset::configured(t, z));
+    Learned {
+        reset: Reset::choose(configured, infer(&rises), tz),
         rises,
-    })
+    }
 }
 
-/// When the credits were read: the request went out at `asked` and Brevo answered at
-/// `at` (by the clock, or `--now` when given); Brevo read them in between.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReadAt {
-    /// Just before the request.
-    pub asked: DateTime<Utc>,
-    /// Just after the answer.
-    pub at: DateTime<Utc>,
-    /// The wall clock just after the answer, whatever `--now` says: the credit history is
-    /// pruned from the earlier of this and `at`.
-    pub wall: DateTime<Utc>,
+/// The name of the Brevo day `now` is in: the position's once the reset is placed, else
+/// the local date in `tz` (a reset whose date is out of range).
+pub fn name(position: Option<&Position>, now: DateTime<Utc>, tz: Tz) -> NaiveDate {
+    position.map_or_else(|| now.with_timezone(&tz).date_naive(), |p| p.day)
 }
 
-/// Reads the account (`GET /account`), and when.
-pub async fn read_account(cfg: &Config) -> anyhow::Result<(Account, ReadAt)> {
-    let asked = cfg.now();
-    let account = crate::brevo::account(cfg).await?;
-    let at = cfg.now().max(asked);
-    let wall = Utc::now();
-    Ok((account, ReadAt { asked, at, wall }))
+/// Where a command stands in Brevo's day.
+#[derive(Debug, Clone)]
+pub struct Today {
+    /// The reset to go by, and the rises it was learned from.
+    pub learned: Learned,
+    /// Where `now` stands before the next reset (`None`: a date out of range).
+    pub position: Option<Position>,
+    /// The day's name: Brevo's day once its reset is placed, else the local date.
+    pub name: NaiveDate,
 }
 
-/// Records the credits a run (`command`) read, then says what the readings show.
-pub fn learn(
-    store: &Store,
-    cfg: &Config,
-    read: ReadAt,
-    account: &Account,
-    command: &str,
-) -> anyhow::Result<Learned> {
-    store.record_credits(
-        (read.asked, read.at),
-        account.credits,
-        &account.plan,
-        !account.unlimited(),
-        command,
-        (Duration::days(KEEP_DAYS), read.wall),
-    )?;
-    known(Some(store), cfg)
+impl Today {
+    /// `now` placed in the day `learned` defines, days named in `tz`.
+    pub fn at(learned: Learned, now: DateTime<Utc>, tz: Tz) -> Today {
+        let position = position(&learned.reset, now, tz);
+        let name = name(position.as_ref(), now, tz);
+        Today {
+            learned,
+            position,
+            name,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -750,51 +531,6 @@ mod tests {
     }
 
     #[test]
-    fn a_credit_history_from_before_the_request_time_is_kept() {
-        let dir = tempfile::tempdir().expect("dir");
-        {
-            let db =
-                rusqlite::Connection::open(dir.path().join(crate::state::DB_FILE)).expect("db");
-            db.execute_batch(
-                "CREATE TABLE credit_seen (at INTEGER NOT NULL, credits REAL NOT NULL,
-                     plan TEXT NOT NULL, limited INTEGER NOT NULL, command TEXT NOT NULL);
-                 INSERT INTO credit_seen VALUES (1796000000, 20.0, 'free', 1, 'drain-hourly');",
-            )
-            .expect("old history");
-        }
-        let store = Store::open(dir.path()).expect("upgraded");
-        let asked = t("2026-12-01T10:00:00Z");
-        let at = t("2026-12-01T10:00:02Z");
-        store
-            .record_credits(
-                (asked, at),
-                300.0,
-                "free",
-                true,
-                "stats",
-                (Duration::days(KEEP_DAYS), at),
-            )
-            .expect("record");
-        let history = store.credit_history().expect("history");
-        assert_eq!(
-            history,
-            vec![
-                (1, 1_796_000_000, 1_796_000_000, 20.0, "free".into(), true),
-                (
-                    2,
-                    asked.timestamp(),
-                    at.timestamp(),
-                    300.0,
-                    "free".into(),
-                    true
-                ),
-            ]
-        );
-        drop(store);
-        Store::open(dir.path()).expect("opened again, already upgraded");
-    }
-
-    #[test]
     fn hourly_runs_a_minute_late_keep_their_place_before_the_reset() {
         // Learned from the 20:00 run (answered at 20:00:05) and the 21:00 one, in UTC.
         let h = [
@@ -880,40 +616,6 @@ mod tests {
         assert_eq!(hours_except(20, false), "0-19,21-23");
         assert_eq!(hours_except(23, true), "00..22");
         assert_eq!(hours_except(0, false), "1-23");
-    }
-
-    #[test]
-    fn a_future_now_does_not_erase_the_credit_history_but_old_readings_go() {
-        let dir = tempfile::tempdir().expect("dir");
-        let store = Store::open(dir.path()).expect("store");
-        let keep = Duration::days(KEEP_DAYS);
-        let wall = t("2026-12-03T10:00:00Z");
-        let record = |at: DateTime<Utc>, credits: f64| {
-            store
-                .record_credits(
-                    (at, at),
-                    credits,
-                    "free",
-                    true,
-                    "drain-hourly",
-                    (keep, wall),
-                )
-                .expect("record");
-        };
-        let count = || store.credit_history().expect("history").len();
-        // A reading 70 days old (a run given that --now) is kept by its own run...
-        record(wall - Duration::days(70), 40.0);
-        assert_eq!(count(), 1);
-        for (i, credits) in [20.0, 300.0, 10.0, 300.0].into_iter().enumerate() {
-            record(wall - Duration::days(4 - i as i64), credits);
-        }
-        // ...and forgotten by the next run at the real time.
-        assert_eq!(count(), 4);
-        // `stats --now` half a year ahead erases nothing real.
-        record(wall + Duration::days(180), 300.0);
-        assert_eq!(count(), 5, "the history was erased by a future --now");
-        record(wall, 290.0);
-        assert_eq!(count(), 6);
     }
 
     proptest! {

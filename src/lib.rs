@@ -15,7 +15,9 @@ pub mod config;
 pub mod day;
 pub mod delivery;
 pub mod drain;
+pub mod envelope;
 pub mod error;
+pub mod gauges;
 pub mod mail;
 pub mod mailbox;
 pub mod metrics;
@@ -26,6 +28,7 @@ pub mod secrets;
 pub mod signal;
 pub mod state;
 pub mod urgency;
+pub mod warn;
 pub mod wire;
 
 use anyhow::Result;
@@ -103,7 +106,7 @@ async fn dispatch(command: Command, cfg: Config) -> Result<u8> {
                 format!("warning: a message whose headers cannot be read blocks the queue: {e:#}")
             }
         };
-        output::stderr::notice(&note);
+        crate::warn::notice(&note);
     }
     let shown = result.as_ref().ok().map(|r| output::emit(&cfg, r));
     if let Some((base, sub)) = pushing {
@@ -115,7 +118,7 @@ async fn dispatch(command: Command, cfg: Config) -> Result<u8> {
         gauges.duration = start.elapsed();
         if let Err(e) = metrics::push_run(&cfg, &base, sub, &gauges) {
             // The mail run's outcome stands; a monitoring hiccup only warns.
-            output::stderr::notice(&format!("warning: metrics not pushed: {e:#}"));
+            crate::warn::notice(&format!("warning: metrics not pushed: {e:#}"));
         }
     }
     if let Some(Err(e)) = shown {

@@ -8,7 +8,7 @@ fn main() -> ExitCode {
         // --help and --version print on stdout and exit 0, as clap does.
         Err(e) if !e.use_stderr() => e.exit(),
         Err(e) => {
-            acaso_mail::output::stderr::usage_error(&acaso_mail::cli::explain(&e));
+            acaso_mail::warn::usage_error(&acaso_mail::cli::explain(&e));
             return ExitCode::from(acaso_mail::error::EXIT_USAGE);
         }
     };
@@ -16,7 +16,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) if acaso_mail::output::is_stdout_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            acaso_mail::output::stderr::error(&e);
+            acaso_mail::warn::error(&e);
             ExitCode::from(acaso_mail::error::exit_code_of(&e))
         }
     }

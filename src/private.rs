@@ -78,7 +78,7 @@ fn warn_once(dir: &Path, warning: &str) {
     let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
     if !warned.iter().any(|d| d == dir) {
         warned.push(dir.to_path_buf());
-        crate::output::stderr::warning(warning);
+        crate::warn::warning(warning);
     }
 }
 

@@ -146,7 +146,7 @@ pub fn read_file(path: &Path, what: &str, label: &str) -> Result<Secret, Failure
         return Err(fail("expected one line".into()));
     }
     if let Some(w) = exposure_warning(path, meta.permissions().mode(), what) {
-        crate::output::stderr::warning(&w);
+        crate::warn::warning(&w);
     }
     Ok(Secret::new(value))
 }

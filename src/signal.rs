@@ -48,7 +48,7 @@ impl Cancel {
             };
             flag.store(which, Ordering::SeqCst);
             RECEIVED.store(which, Ordering::SeqCst);
-            crate::output::stderr::notice(&format!("signal received: {stopping}"));
+            crate::warn::notice(&format!("signal received: {stopping}"));
         });
         Ok(cancel)
     }

@@ -25,12 +25,12 @@ pub struct Credits {
 
 /// Runs `credits`.
 pub async fn run(cfg: &Config) -> Result<Report> {
-    let (a, read) = crate::day::read_account(cfg).await?;
+    let (a, read) = crate::cmd::brevo_day::read_account(cfg).await?;
     // Every reading teaches when the credits reset; one that cannot be kept costs only that.
     if let Err(e) = Store::open(&cfg.state_dir)
-        .and_then(|store| crate::day::learn(&store, cfg, read, &a, "credits"))
+        .and_then(|store| crate::cmd::brevo_day::learn(&store, cfg, read, &a, "credits"))
     {
-        crate::output::stderr::notice(&format!(
+        crate::warn::notice(&format!(
             "warning: the credits read could not be recorded: {e:#}"
         ));
     }
@@ -48,7 +48,7 @@ pub async fn run(cfg: &Config) -> Result<Report> {
     // The answer stays alone on stdout (`$(acaso-mail credits)` in scripts); a relay
     // Brevo has turned off is said on stderr, where `--json` does not hide it either.
     if a.relay_enabled == Some(false) {
-        crate::output::stderr::warning(&format!(
+        crate::warn::warning(&format!(
             "transactional sending (relay): {}",
             a.relay_words()
         ));

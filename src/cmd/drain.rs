@@ -2,20 +2,20 @@
 //! the drain needs (the lock, the journal, the credits, the queue), runs the drain
 //! state machine, and reports what it did; the machine itself lives in `crate::drain`.
 
-use anyhow::Result;
-use chrono::Timelike;
-
 use crate::brevo::{self, Brevo};
 use crate::census::Census;
+use crate::cmd::brevo_day;
 use crate::config::Config;
-use crate::day::{self, Position};
-use crate::drain::{Budget, Drain, Io, Options, Pace, Rules, Summary, plan};
+use crate::day;
+use crate::day::Today;
+use crate::drain::{Budget, Drain, Io, Options, Pace, Rules, plan};
 use crate::error::Failure;
 use crate::mailbox::{Rabbit, Which};
 use crate::metrics::{self, RunGauges};
 use crate::output::{self, Report};
 use crate::signal::Cancel;
 use crate::state::{self, Store};
+use anyhow::Result;
 
 /// How long sent and attempted mails are remembered: they matter only while a
 /// redelivery is possible (minutes, an hour or two with retries); a month is a wide
@@ -31,19 +31,6 @@ pub struct Args {
     pub options: Options,
     /// Park mail to suppressed addresses (see `crate::drain::Rules::suppress`).
     pub suppress: bool,
-}
-
-/// Where the run stands before Brevo's next credit reset; local midnight if the reset's
-/// date is out of range.
-fn pace(cfg: &Config, position: Option<&Position>) -> Pace {
-    match position {
-        Some(p) => Pace {
-            runs_left: p.runs_left,
-            last_before_reset: p.last_before_reset,
-            early_in_day: p.early_in_day,
-        },
-        None => Pace::at_hour(cfg.now().with_timezone(&cfg.tz).hour()),
-    }
 }
 
 /// The run's rules: its caps from the credits and Brevo's day, and "now".
@@ -75,12 +62,11 @@ pub async fn run(cfg: &Config, args: Args, cancel: &Cancel) -> Result<Report> {
     let _lock = state::lock(&cfg.state_dir, cfg.lock_wait)?;
     let store = Store::open(&cfg.state_dir)?;
     // The run's "now" is when Brevo answered: a reset that reading shows is behind it.
-    let (account, read) = day::read_account(cfg).await?;
-    let now = read.at;
+    let (account, now, today) =
+        brevo_day::read_and_learn(cfg, &store, args.budget.subcommand()).await?;
     store.prune(now - JOURNAL_KEEP)?;
-    let learned = day::learn(&store, cfg, read, &account, args.budget.subcommand())?;
-    let position = day::position(&learned.reset, now, cfg.tz);
-    let pace = pace(cfg, position.as_ref());
+    let position = today.position.as_ref();
+    let pace = Pace::of(position, now, cfg.tz);
     let rules = rules(cfg, args.budget, &account, pace, args.suppress);
     let mut mailbox = Rabbit::open(cfg).await?;
     // Mails an interrupted reprioritize left out of the queue's order go back first.
@@ -104,7 +90,7 @@ pub async fn run(cfg: &Config, args: Args, cancel: &Cancel) -> Result<Report> {
     let mut gauges = RunGauges {
         queue_ready: Some(s.remaining),
         credits: Some((s.credits - f64::from(s.sent)).max(0.0)),
-        next_reset: position.as_ref().map(|p| p.next.by.timestamp() as f64),
+        next_reset: position.map(|p| p.next.by.timestamp() as f64),
         ..RunGauges::default()
     };
     if cfg.pushgateway.is_some() {
@@ -122,10 +108,9 @@ pub async fn run(cfg: &Config, args: Args, cancel: &Cancel) -> Result<Report> {
         }
     }
     // "Today" is Brevo's day once its reset is known (named by its local date).
-    let brevo_day = position
-        .as_ref()
-        .map_or_else(|| now.with_timezone(&cfg.tz).date_naive(), |p| p.day);
-    record_tallies(&store, &cfg.queue, brevo_day, &s)?;
+    for (kind, n) in s.tallies() {
+        store.add_tally(&cfg.queue, today.name, kind, n)?;
+    }
     // Metric totals are kept whether or not a Pushgateway is configured yet.
     metrics::record_drain(&store, args.budget.subcommand(), &s.totals())?;
     mailbox.close().await;
@@ -135,7 +120,7 @@ pub async fn run(cfg: &Config, args: Args, cancel: &Cancel) -> Result<Report> {
     let fatal = s.fatal.is_some();
     let mut report = Report::json(&s)?.line(s.line());
     if matches!(args.budget, Budget::EndOfDay) && pace.early_in_day {
-        report = report.line(early_eod_note(cfg, &learned.reset, now));
+        report = report.line(early_eod_note(cfg, &today.learned.reset, now));
     }
     if fatal {
         report = report.answer();
@@ -157,13 +142,13 @@ pub async fn dry_run(cfg: &Config, budget: Budget, suppress: bool) -> Result<Rep
         None
     };
     // A dry run records nothing: it goes by what earlier runs saw.
-    let learned = day::known(journal.as_ref(), cfg)?;
-    let position = day::position(&learned.reset, cfg.now(), cfg.tz);
+    let now = cfg.now();
+    let today = Today::at(brevo_day::known(journal.as_ref(), cfg)?, now, cfg.tz);
     let rules = rules(
         cfg,
         budget,
         &account,
-        pace(cfg, position.as_ref()),
+        Pace::of(today.position.as_ref(), now, cfg.tz),
         suppress,
     );
     let mailbox = Rabbit::open(cfg).await?;
@@ -190,12 +175,4 @@ fn early_eod_note(cfg: &Config, reset: &day::Reset, now: chrono::DateTime<chrono
         reset.source.name(),
         cfg.tz
     )
-}
-
-fn record_tallies(store: &Store, queue: &str, day: chrono::NaiveDate, s: &Summary) -> Result<()> {
-    store.add_tally(queue, day, "sent", u64::from(s.sent + s.already_sent))?;
-    store.add_tally(queue, day, "failed", u64::from(s.failed))?;
-    store.add_tally(queue, day, "expired", u64::from(s.expired))?;
-    store.add_tally(queue, day, "parked", u64::from(s.parked + s.expired))?;
-    Ok(())
 }

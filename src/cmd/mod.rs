@@ -2,6 +2,7 @@
 //! (the Mailbox, Brevo, the state store), does it, and returns a
 //! [`Report`](crate::output::Report); none prints, and none calls another.
 
+pub mod brevo_day;
 pub mod credits;
 pub mod dead_letters;
 pub mod doctor;

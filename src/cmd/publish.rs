@@ -102,7 +102,7 @@ pub async fn run(cfg: &Config, source: Source<'_>, cancel: &Cancel) -> Result<Re
         )));
     }
     if let Some(sig) = cancel.received() {
-        output::stderr::notice(&format!(
+        crate::warn::notice(&format!(
             "interrupted: {confirmed} message(s) published and confirmed"
         ));
         return Err(Failure::Interrupted(sig).into());

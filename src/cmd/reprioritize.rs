@@ -101,7 +101,7 @@ pub async fn finish_interrupted(
             now,
         )
         .await?;
-    output::stderr::notice(&format!(
+    crate::warn::notice(&format!(
         "put back {} mail(s) an interrupted reprioritize had left in {} ({} duplicate(s) dropped, {} parked)",
         r.requeued,
         mailbox.topology().staging(),

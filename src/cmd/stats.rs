@@ -8,8 +8,9 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::census::{Census, all_bands};
+use crate::cmd::brevo_day;
 use crate::config::Config;
-use crate::day::{self, Position, Reset, Source};
+use crate::day::Today;
 use crate::mailbox::{Depth, Rabbit, Which};
 use crate::metrics::RunGauges;
 use crate::output::Report;
@@ -44,45 +45,6 @@ pub struct Forecast {
     /// the read of the queue's head stopped inside those bands).
     pub exact: bool,
     /// The verdict, in words.
-    pub message: String,
-}
-
-/// One reset seen in the credits: it happened after `after`, at or before `by`.
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct ObservedReset {
-    /// The last reading before the rise (RFC 3339).
-    pub after: String,
-    /// The first reading that showed it (RFC 3339).
-    pub by: String,
-}
-
-/// When Brevo's daily credits reset, and whether the schedule fits.
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct CreditsReset {
-    /// How it is known: `observed` (from the credits runs saw), `configured`
-    /// (`--credits-reset`) or `assumed` (local midnight, until a reset is observed).
-    pub source: String,
-    /// The zone of the times of day below (`--tz`).
-    pub zone: String,
-    /// The reset comes after this time of day (`HH:MM`)...
-    pub after: String,
-    /// ...and at or before this one (equal to `after` when configured or assumed).
-    pub by: String,
-    /// The next reset, at the latest (RFC 3339).
-    pub next: String,
-    /// The Brevo day `today` counts, named by the local date it mostly covers.
-    pub day: String,
-    /// Rises of the credits that agree with `after`..`by`.
-    pub agreeing: u32,
-    /// The last resets seen in the kept history (60 days), oldest first (at most 10).
-    pub observed: Vec<ObservedReset>,
-    /// When drain-eod runs (`HH:MM`): its last run, else the documented 23:05.
-    pub drain_eod_at: String,
-    /// Whether `drain_eod_at` is its last run (else the documented time is assumed).
-    pub drain_eod_seen: bool,
-    /// Whether drain-eod runs after the reset (early in the next Brevo day).
-    pub drain_eod_after_reset: bool,
-    /// In words.
     pub message: String,
 }
 
@@ -125,7 +87,7 @@ pub struct Stats {
     pub forecast: Option<Forecast>,
     /// When Brevo's credits reset and how that is known (null only for a date out of
     /// range).
-    pub credits_reset: Option<CreditsReset>,
+    pub credits_reset: Option<brevo_day::CreditsReset>,
     /// The last `doctor --idempotency-probe` (null: never run).
     pub idempotency_probe: Option<IdempotencyProbe>,
     /// Warnings an operator should act on.
@@ -148,7 +110,7 @@ pub async fn run(cfg: &Config, cancel: &crate::signal::Cancel) -> Result<Report>
     // not fatal.
     // Recorded as read when Brevo answered, not after the lock and RabbitMQ.
     let (credits, read, credits_error) = match cfg.api_key {
-        Some(_) => match day::read_account(cfg).await {
+        Some(_) => match brevo_day::read_account(cfg).await {
             Ok((a, read)) => (Some(a), Some(read), None),
             Err(e) => (None, None, Some(format!("{e:#}"))),
         },
@@ -180,17 +142,16 @@ pub async fn run(cfg: &Config, cancel: &crate::signal::Cancel) -> Result<Report>
     mailbox.close().await;
     let store = Store::open(&cfg.state_dir)?;
     let learned = match (&credits, read) {
-        (Some(a), Some(read)) => day::learn(&store, cfg, read, a, "stats")?,
-        _ => day::known(Some(&store), cfg)?,
+        (Some(a), Some(read)) => brevo_day::learn(&store, cfg, read, a, "stats")?,
+        _ => brevo_day::known(Some(&store), cfg)?,
     };
-    let position = day::position(&learned.reset, now, cfg.tz);
+    let Today {
+        learned,
+        position,
+        name,
+    } = Today::at(learned, now, cfg.tz);
     // "Today" is Brevo's day once its reset is known.
-    let today = store.tally(
-        &cfg.queue,
-        position
-            .as_ref()
-            .map_or_else(|| now.with_timezone(&cfg.tz).date_naive(), |p| p.day),
-    )?;
+    let today = store.tally(&cfg.queue, name)?;
     let delivery = store.delivery_day(now.with_timezone(&cfg.tz).date_naive())?;
     let eod_seen = store.last_reading_by("drain-eod")?;
     let probe = store.last_probe()?;
@@ -274,7 +235,7 @@ pub async fn run(cfg: &Config, cancel: &crate::signal::Cancel) -> Result<Report>
     });
     let credits_reset = position
         .as_ref()
-        .and_then(|p| reset_report(cfg, &learned, p, eod_seen, now));
+        .and_then(|p| brevo_day::reset_report(cfg.tz, &learned, p, eod_seen, now));
     if let Some(r) = &credits_reset
         && r.drain_eod_after_reset
     {
@@ -319,110 +280,6 @@ pub async fn run(cfg: &Config, cancel: &crate::signal::Cancel) -> Result<Report>
         ..RunGauges::default()
     };
     Ok(render(&stats, report))
-}
-
-/// When the credits reset, how that is known, and whether drain-eod runs after it.
-pub(crate) fn reset_report(
-    cfg: &Config,
-    learned: &day::Learned,
-    p: &Position,
-    eod_seen: Option<chrono::DateTime<chrono::Utc>>,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Option<CreditsReset> {
-    let reset: &Reset = &learned.reset;
-    let tz = cfg.tz;
-    let (after, by) = reset.local_window(tz, now)?;
-    let local = |t: chrono::DateTime<chrono::Utc>| t.with_timezone(&tz);
-    let eod_time = match eod_seen {
-        Some(t) => local(t).time(),
-        None => chrono::NaiveTime::from_hms_opt(day::DOCUMENTED_EOD.0, day::DOCUMENTED_EOD.1, 0)?,
-    };
-    let eod_at = eod_time.format("%H:%M").to_string();
-    // Where an end-of-day run at that time of day stands in Brevo's day.
-    let eod_after_reset = day::today_at(tz, now, eod_time)
-        .and_then(|t| day::position(reset, t, tz))
-        .is_some_and(|e| e.early_in_day);
-    let when = if after == by {
-        format!("at {by}")
-    } else {
-        format!("between {after} and {by}")
-    };
-    let how = match reset.source {
-        Source::Observed => format!(
-            "observed: the credits rose {} time(s) in that window",
-            reset.agreeing
-        ),
-        Source::Configured => "configured: --credits-reset / ACASO_MAIL_CREDITS_RESET".into(),
-        Source::Assumed => {
-            "assumed: local midnight until a run sees the credits rise, or --credits-reset says when".into()
-        }
-    };
-    let next = local(p.next.by).format("%Y-%m-%d %H:%M");
-    let mut message = format!("Brevo's credits reset {when} {tz} ({how}); next by {next}");
-    if eod_after_reset {
-        message = format!(
-            "drain-eod runs at {eod_at} ({}), after Brevo's credits reset {when} {tz}: it spends the next day's credits early (acaso-mail paces it instead) and the day's credits left at the reset are lost. {}",
-            if eod_seen.is_some() {
-                "its last run"
-            } else {
-                "the documented time, assumed"
-            },
-            move_hint(tz, now, reset)
-        );
-    }
-    let rfc = |t: i64| {
-        chrono::DateTime::from_timestamp(t, 0).map_or_else(String::new, |t| local(t).to_rfc3339())
-    };
-    let skip = learned.rises.len().saturating_sub(10);
-    Some(CreditsReset {
-        source: reset.source.name().into(),
-        zone: tz.to_string(),
-        after,
-        by,
-        next: local(p.next.by).to_rfc3339(),
-        day: p.day.to_string(),
-        agreeing: reset.agreeing,
-        observed: learned.rises[skip..]
-            .iter()
-            .map(|r| ObservedReset {
-                after: rfc(r.after),
-                by: rfc(r.by),
-            })
-            .collect(),
-        drain_eod_at: eod_at,
-        drain_eod_seen: eod_seen.is_some(),
-        drain_eod_after_reset: eod_after_reset,
-        message,
-    })
-}
-
-/// What to change so that drain-eod is the last run before the reset: its hour, in each
-/// of the documented schedules.
-fn move_hint(tz: chrono_tz::Tz, now: chrono::DateTime<chrono::Utc>, reset: &Reset) -> String {
-    use chrono::Timelike;
-    let Some(next) = reset.next(now) else {
-        return String::new();
-    };
-    let before = next.after.with_timezone(&tz);
-    // At :05 of the last hour whose :05 is not after the reset's earliest time.
-    let hour = if before.minute() >= 5 {
-        before.hour()
-    } else {
-        (before.hour() + 23) % 24
-    };
-    let dokku = chrono::NaiveTime::from_hms_opt(hour, 5, 0)
-        .and_then(|t| day::today_at(tz, now, t))
-        .map_or_else(String::new, |t| {
-            format!(
-                "; Dokku: drain-eod's schedule in app.json to \"5 {} * * *\" (UTC), and drain-hourly's hours converted likewise",
-                t.hour()
-            )
-        });
-    format!(
-        "Move it to {hour:02}:05 and keep drain-hourly off that hour: systemd: OnCalendar=*-*-* {hour:02}:05:00 {tz} in acaso-mail-drain-eod.timer and OnCalendar=*-*-* {}:15:00 {tz} in acaso-mail-drain-hourly.timer; cron: \"5 {hour} * * *\" for drain-eod and \"15 {} * * *\" for drain-hourly{dokku}",
-        day::hours_except(hour, true),
-        day::hours_except(hour, false),
-    )
 }
 
 /// Adds the text for people to the report.

@@ -1,6 +1,9 @@
 //! How much a drain may send: the hourly limit (a count, `auto` or `unlimited`), the
 //! end-of-day budget, and the caps a run derives from them and the credits left.
 
+use chrono::{DateTime, Timelike, Utc};
+use chrono_tz::Tz;
+
 /// The hourly drain's limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {
@@ -63,6 +66,19 @@ impl Pace {
             runs_left: 24u32.saturating_sub(hour.min(23)),
             last_before_reset: false,
             early_in_day: false,
+        }
+    }
+
+    /// Where a run at `now` stands in Brevo's day; local midnight in `tz` when the
+    /// reset's date is out of range (no position).
+    pub fn of(position: Option<&crate::day::Position>, now: DateTime<Utc>, tz: Tz) -> Pace {
+        match position {
+            Some(p) => Pace {
+                runs_left: p.runs_left,
+                last_before_reset: p.last_before_reset,
+                early_in_day: p.early_in_day,
+            },
+            None => Pace::at_hour(now.with_timezone(&tz).hour()),
         }
     }
 }

@@ -57,6 +57,16 @@ pub enum Fatal {
 }
 
 impl Summary {
+    /// What the run adds to the day's tallies (`stats`' today), by kind.
+    pub fn tallies(&self) -> [(&'static str, u64); 4] {
+        [
+            ("sent", u64::from(self.sent + self.already_sent)),
+            ("failed", u64::from(self.failed)),
+            ("expired", u64::from(self.expired)),
+            ("parked", u64::from(self.parked + self.expired)),
+        ]
+    }
+
     /// The failure to exit with, if any.
     pub fn failure(&self) -> Option<Failure> {
         Some(match self.fatal.clone()? {

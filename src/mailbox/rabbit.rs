@@ -2,19 +2,18 @@
 //! time with basic.get and manual acks, and every move a confirmed copy made before
 //! the original is acked (a crash in between leaves a duplicate copy, never a loss).
 
-use std::collections::HashSet;
-
 use anyhow::Result;
-use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions};
-use lapin::types::AMQPValue;
+use lapin::options::BasicGetOptions;
 use lapin::{BasicProperties, Channel};
 
 use super::broker::Broker;
-use super::message::{envelope, parking_headers, retry_headers, with_headers};
+use super::message::envelope;
 use super::publisher::Publisher;
 use super::reader::Reader;
 use super::topology::{QueueInfo, Topology};
-use super::{Envelope, Mailbox, Parking, Retry, Taken, Ticket};
+
+mod take;
+use super::Envelope;
 use crate::config::Config;
 use crate::error::Failure;
 
@@ -98,10 +97,10 @@ async fn screen_head(cfg: &Config, ready: u32) {
     }
     match super::quarantine::screen_queue(cfg, 1).await {
         Ok(0) => {}
-        Ok(n) => crate::output::stderr::notice(&format!(
+        Ok(n) => crate::warn::notice(&format!(
             "parked {n} message(s) at the head of the queue whose AMQP headers cannot be read (reason malformed)"
         )),
-        Err(e) => crate::output::stderr::notice(&format!("warning: {e:#}")),
+        Err(e) => crate::warn::notice(&format!("warning: {e:#}")),
     }
 }
 
@@ -195,15 +194,6 @@ impl Rabbit {
             Which::Main => self.topo.main().to_string(),
             Which::Parking => self.topo.parking(),
         }
-    }
-
-    async fn takes(&mut self) -> Result<&Channel> {
-        if self.takes.is_none() {
-            self.takes = Some(self.broker.channel().await?);
-        }
-        self.takes
-            .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("no channel"))
     }
 
     pub(super) async fn publisher(&mut self) -> Result<&mut Publisher> {
@@ -327,23 +317,6 @@ impl Rabbit {
             .map_or((0, 0), |p| (p.confirmed(), p.unconfirmed()))
     }
 
-    /// Moves a taken mail to `target` with extra headers: the copy is confirmed before
-    /// the original is acked.
-    async fn move_to(
-        &mut self,
-        taken: Taken,
-        target: &str,
-        headers: &[(&str, AMQPValue)],
-    ) -> Result<()> {
-        let (acker, props) = taken.ticket.amqp()?;
-        let props = with_headers(&props, headers);
-        let publisher = self.publisher().await?;
-        publisher.publish(target, &taken.mail.body, props).await?;
-        publisher.finish().await?;
-        self.settle("acking a moved mail", acker.ack(BasicAckOptions::default()))
-            .await
-    }
-
     /// Awaits an ack or nack: lapin answers `false` when the channel was already gone,
     /// so the broker never got it and the mail is still (or again) in its queue.
     pub(super) async fn settle(
@@ -367,80 +340,5 @@ impl Rabbit {
             self.broker.close_channel(ch).await;
         }
         self.broker.close().await;
-    }
-}
-
-impl Mailbox for Rabbit {
-    async fn take(&mut self) -> Result<Option<Taken>> {
-        let main = self.topo.main().to_string();
-        let ch = self.takes().await?.clone();
-        let got = self.get(&ch, &main, "taking a mail").await?;
-        Ok(got.map(|d| Taken {
-            mail: envelope(&d.properties, d.data),
-            ticket: Ticket::Amqp {
-                acker: d.acker,
-                props: d.properties,
-            },
-        }))
-    }
-
-    async fn ack(&mut self, taken: Taken) -> Result<()> {
-        let (acker, _) = taken.ticket.amqp()?;
-        self.settle("acking a mail", acker.ack(BasicAckOptions::default()))
-            .await
-    }
-
-    async fn put_back(&mut self, taken: Taken) -> Result<()> {
-        let (acker, _) = taken.ticket.amqp()?;
-        let requeue = BasicNackOptions {
-            requeue: true,
-            ..BasicNackOptions::default()
-        };
-        self.settle("returning a mail to the queue", acker.nack(requeue))
-            .await
-    }
-
-    async fn park(&mut self, taken: Taken, why: Parking<'_>) -> Result<()> {
-        let headers = parking_headers(why.reason, why.detail, why.at);
-        let parking = self.topo.parking();
-        self.move_to(taken, &parking, &headers).await
-    }
-
-    async fn parked_identities(
-        &mut self,
-        mut wanted: impl FnMut(&str) -> bool,
-    ) -> Result<HashSet<String>> {
-        let mut found = HashSet::new();
-        if !self.exists(Which::Parking).await? {
-            return Ok(found);
-        }
-        let parking = self.topo.parking();
-        self.read_held(&parking, u32::MAX, |e| {
-            if wanted(&e.identity) {
-                found.insert(e.identity);
-            }
-        })
-        .await?;
-        Ok(found)
-    }
-
-    async fn sync(&mut self) -> Result<()> {
-        // Closing the channel is a round trip the broker answers only after every ack
-        // sent on it before; the next take opens a fresh one.
-        if let Some(ch) = self.takes.take() {
-            self.broker
-                .call(
-                    "confirming the acks of this run",
-                    ch.close(200, "settled".into()),
-                )
-                .await?;
-        }
-        Ok(())
-    }
-
-    async fn retry(&mut self, taken: Taken, next: Retry<'_>) -> Result<()> {
-        let headers = retry_headers(next.attempts, next.detail);
-        let q = self.topo.retry(next.delay_secs);
-        self.move_to(taken, &q, &headers).await
     }
 }

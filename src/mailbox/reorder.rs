@@ -27,13 +27,16 @@
 //! (copy confirmed, original not yet acked); the next run finishes the job and drops
 //! the second copy; drains in between skip a repeat through the journal.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet};
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use lapin::BasicProperties;
 use sha2::{Digest, Sha256};
 
+mod chunks;
+
+use self::chunks::{Acks, Back, Held, Hooks, Pass, release_parks, stage};
 use super::Envelope;
 use super::batch::{self, Batch};
 use super::message::{envelope, parking_headers, text, with_headers};
@@ -77,18 +80,6 @@ pub struct Reordered {
 
 /// Where one mail goes: a queue and the copy's properties, or nowhere (dropped).
 type Route = Option<(String, BasicProperties)>;
-
-/// A parked copy waiting for its chunk's end: (identity, body, properties).
-type Held = Vec<(String, Vec<u8>, BasicProperties)>;
-
-/// What both passes share: journaling parked copies, progress, the stop check, and
-/// the name of this run's batches.
-struct Hooks<'a> {
-    parked: &'a mut dyn FnMut(&[String]) -> Result<()>,
-    tick: &'a mut dyn FnMut(),
-    stop: &'a dyn Fn() -> bool,
-    run: &'a str,
-}
 
 /// An identity as 8 bytes: a collision among a million mails has odds of about 1 in
 /// 36 billion.
@@ -194,7 +185,11 @@ impl Rabbit {
             stop: &stop,
             run: &run,
         };
-        let (read, stopped) = self
+        let Pass {
+            taken: read,
+            stopped,
+            ..
+        } = self
             .out(
                 out,
                 |env, props| match settle(fate(env), &env.identity, props) {
@@ -215,7 +210,7 @@ impl Rabbit {
             // at the end, when memory peaks.
             let mut seen = HashSet::with_capacity(usize::try_from(read).unwrap_or(0));
             let (mut requeued, mut duplicates) = (0, 0);
-            let (resumed, stopped) = self
+            let Back { resumed, stopped } = self
                 .back(
                     back,
                     |env, props| {
@@ -247,45 +242,38 @@ impl Rabbit {
 
     /// Moves up to `limit` mails from the head of the main queue to where `route` says:
     /// the staging queue in batches, the parking queue one by one, or nowhere; every
-    /// copy persistent and confirmed before its original is acked. Returns how many were
+    /// copy persistent and confirmed before its original is acked. Says how many were
     /// taken and whether `stop` cut it short.
     async fn out(
         &self,
         limit: u64,
         mut route: impl FnMut(&Envelope, &BasicProperties) -> Route,
         hooks: &mut Hooks<'_>,
-    ) -> Result<(u64, bool)> {
+    ) -> Result<Pass> {
         if limit == 0 {
-            return Ok((0, false));
+            return Ok(Pass::default());
         }
         let (main, staging) = (self.topo.main().to_string(), self.topo.staging());
         let parking_queue = self.topo.parking();
         let mut publisher = Publisher::new(&self.broker, WINDOW).await?;
         // Mails to park, held until the chunk ends: their identities are journaled in
         // one transaction before their copies go out.
-        let mut held: Held = Vec::new();
+        let mut held: Vec<Held> = Vec::new();
         let mut batch = Batch::default();
         // The staging priority of the mails in `batch`.
         let mut key = 0u8;
         let mut reader = Reader::open(&self.broker, &main, PREFETCH).await?;
-        // (copies published when it was taken, its delivery tag, mails taken), at each
-        // chunk's end: once those copies are confirmed, the originals up to the tag are
-        // acked.
-        let mut marks: VecDeque<(u64, u64, u64)> = VecDeque::new();
-        let (mut taken, mut acked, mut last, mut stopped) = (0u64, 0u64, None, false);
-        // The last tag acked: acking it again is a channel error.
-        let mut acked_tag = None;
-        while taken < limit {
-            let Some(d) = self
-                .next_unless(&mut reader, hooks.stop, &mut stopped)
-                .await?
-            else {
+        // A mark at each chunk's end: its originals are acked once its copies are confirmed.
+        let mut acks = Acks::default();
+        let mut pass = Pass::default();
+        while pass.taken < limit {
+            let Some(d) = self.next_unless(&mut reader, hooks.stop, &mut pass).await? else {
                 break;
             };
             let env = envelope(&d.properties, d.data);
             match route(&env, &d.properties) {
                 Some((queue, props)) if queue == parking_queue => {
-                    held.push((env.identity, env.body, props.with_delivery_mode(2)));
+                    held.push(Held::new(env, props.with_delivery_mode(2)));
                 }
                 Some((_, props)) => {
                     let k = props.priority().unwrap_or(0);
@@ -296,8 +284,8 @@ impl Rabbit {
                         release_parks(&mut publisher, &parking_queue, &mut held, hooks.parked)
                             .await?;
                         stage(&mut publisher, &staging, &mut batch, key, hooks.run).await?;
-                        if let Some(tag) = last {
-                            marks.push_back((publisher.published(), tag, taken));
+                        if let Some(tag) = pass.last {
+                            acks.mark(publisher.published(), tag, pass.taken);
                         }
                     }
                     key = k;
@@ -305,70 +293,55 @@ impl Rabbit {
                 }
                 None => {}
             }
-            taken += 1;
-            last = Some(d.delivery_tag);
-            if taken % ACK_EVERY == 0 {
+            pass.took(d.delivery_tag);
+            if pass.taken % ACK_EVERY == 0 {
                 release_parks(&mut publisher, &parking_queue, &mut held, hooks.parked).await?;
                 stage(&mut publisher, &staging, &mut batch, key, hooks.run).await?;
-                marks.push_back((publisher.published(), d.delivery_tag, taken));
+                acks.mark(publisher.published(), d.delivery_tag, pass.taken);
             }
-            if taken - acked >= u64::from(PREFETCH) - ACK_EVERY {
+            if pass.taken - acks.acked_taken() >= u64::from(PREFETCH) - ACK_EVERY {
                 // Confirms only arrive as fast as copies are published: after a run of
                 // dropped duplicates, wait for them rather than for a full prefetch.
                 publisher.finish().await?;
             }
-            let mut through = None;
-            while marks
-                .front()
-                .is_some_and(|(n, _, _)| *n <= publisher.confirmed())
-            {
-                through = marks.pop_front().map(|(_, tag, upto)| (tag, upto));
-            }
-            if let Some((tag, upto)) = through {
-                reader.ack_through(&self.broker, tag).await?;
-                (acked, acked_tag) = (upto, Some(tag));
-            }
+            acks.settle(&reader, &self.broker, publisher.confirmed())
+                .await?;
             (hooks.tick)();
         }
         release_parks(&mut publisher, &parking_queue, &mut held, hooks.parked).await?;
         stage(&mut publisher, &staging, &mut batch, key, hooks.run).await?;
-        self.end_pass(reader, publisher, last.filter(|t| Some(*t) != acked_tag))
+        self.end_pass(reader, publisher, acks.unacked(pass.last))
             .await?;
-        Ok((taken, stopped))
+        Ok(pass)
     }
 
     /// Takes up to `limit` messages from the head of the staging queue and sends each
     /// of their mails where `route` says (the main queue, the parking queue, or
     /// nowhere), each copy persistent and confirmed before the staging message is
     /// acked. A batch that cannot be read is routed as one mail (unreadable: parked,
-    /// whole). Returns how many mails came from messages of an earlier run and whether
-    /// `stop` cut it short.
+    /// whole).
     async fn back(
         &self,
         limit: u64,
         mut route: impl FnMut(&Envelope, &BasicProperties) -> Route,
         hooks: &mut Hooks<'_>,
-    ) -> Result<(u64, bool)> {
+    ) -> Result<Back> {
         if limit == 0 {
-            return Ok((0, false));
+            return Ok(Back::default());
         }
         let (staging, parking_queue) = (self.topo.staging(), self.topo.parking());
         let mut publisher = Publisher::new(&self.broker, WINDOW).await?;
-        let mut held: Held = Vec::new();
+        let mut held: Vec<Held> = Vec::new();
         let mut reader = Reader::open(&self.broker, &staging, STAGED_PREFETCH).await?;
-        // (copies published when it was taken, its delivery tag), a staging message each.
-        let mut marks: VecDeque<(u64, u64)> = VecDeque::new();
-        let (mut taken, mut resumed, mut last, mut stopped) = (0u64, 0u64, None, false);
-        let mut acked_tag = None;
-        while taken < limit {
-            let Some(d) = self
-                .next_unless(&mut reader, hooks.stop, &mut stopped)
-                .await?
-            else {
+        // A mark for each staging message: acked once its mails' copies are confirmed.
+        let mut acks = Acks::default();
+        let mut pass = Pass::default();
+        let mut resumed = 0u64;
+        while pass.taken < limit {
+            let Some(d) = self.next_unless(&mut reader, hooks.stop, &mut pass).await? else {
                 break;
             };
-            taken += 1;
-            last = Some(d.delivery_tag);
+            pass.took(d.delivery_tag);
             let earlier = batch::run_of(&d.properties).as_deref() != Some(hooks.run);
             let (mails, unreadable) = match batch::unpack(&d.properties, &d.data) {
                 Ok(mails) => (mails, None),
@@ -393,7 +366,7 @@ impl Rabbit {
                             }
                             None => props.with_delivery_mode(2),
                         };
-                        held.push((env.identity, env.body, props));
+                        held.push(Held::new(env, props));
                     }
                     Some((queue, props)) => {
                         let props = props.with_delivery_mode(2);
@@ -404,97 +377,18 @@ impl Rabbit {
                 (hooks.tick)();
             }
             release_parks(&mut publisher, &parking_queue, &mut held, hooks.parked).await?;
-            marks.push_back((publisher.published(), d.delivery_tag));
-            if marks.len() >= usize::from(STAGED_PREFETCH) / 2 {
+            acks.mark(publisher.published(), d.delivery_tag, pass.taken);
+            if acks.waiting() >= usize::from(STAGED_PREFETCH) / 2 {
                 publisher.finish().await?;
             }
-            let mut through = None;
-            while marks
-                .front()
-                .is_some_and(|(n, _)| *n <= publisher.confirmed())
-            {
-                through = marks.pop_front().map(|(_, tag)| tag);
-            }
-            if let Some(tag) = through {
-                reader.ack_through(&self.broker, tag).await?;
-                acked_tag = Some(tag);
-            }
+            acks.settle(&reader, &self.broker, publisher.confirmed())
+                .await?;
         }
-        self.end_pass(reader, publisher, last.filter(|t| Some(*t) != acked_tag))
+        self.end_pass(reader, publisher, acks.unacked(pass.last))
             .await?;
-        Ok((resumed, stopped))
+        Ok(Back {
+            resumed,
+            stopped: pass.stopped,
+        })
     }
-}
-
-impl Rabbit {
-    /// The next message of a pass, held unacked; `None` at the end of the queue, or
-    /// when `stop` says to stop (then `stopped` is set).
-    async fn next_unless(
-        &self,
-        reader: &mut Reader,
-        stop: &dyn Fn() -> bool,
-        stopped: &mut bool,
-    ) -> Result<Option<lapin::message::Delivery>> {
-        if stop() {
-            *stopped = true;
-            return Ok(None);
-        }
-        reader.next(&self.broker).await
-    }
-
-    /// Ends a pass: every copy confirmed, then the messages up to `unacked` (the last
-    /// one taken, unless already acked) acked, and both channels closed.
-    async fn end_pass(
-        &self,
-        reader: Reader,
-        mut publisher: Publisher,
-        unacked: Option<u64>,
-    ) -> Result<()> {
-        publisher.finish().await?;
-        if let Some(tag) = unacked {
-            reader.ack_through(&self.broker, tag).await?;
-        }
-        reader.close(&self.broker).await?;
-        publisher.close(&self.broker).await;
-        Ok(())
-    }
-}
-
-/// Publishes the mails gathered in `batch` to the staging queue as one message with
-/// priority `key`, if there are any.
-async fn stage(
-    publisher: &mut Publisher,
-    staging: &str,
-    batch: &mut Batch,
-    key: u8,
-    run: &str,
-) -> Result<()> {
-    if batch.is_empty() {
-        return Ok(());
-    }
-    let (body, headers) = batch.take(run);
-    let props = BasicProperties::default()
-        .with_priority(key)
-        .with_delivery_mode(2)
-        .with_headers(headers);
-    publisher.publish(staging, &body, props).await
-}
-
-/// Publishes the `held` parked copies to `queue`, their identities journaled first
-/// (`parked`).
-async fn release_parks(
-    publisher: &mut Publisher,
-    queue: &str,
-    held: &mut Held,
-    parked: &mut dyn FnMut(&[String]) -> Result<()>,
-) -> Result<()> {
-    if held.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<String> = held.iter().map(|(id, _, _)| id.clone()).collect();
-    parked(&ids)?;
-    for (_, body, props) in held.drain(..) {
-        publisher.publish(queue, &body, props).await?;
-    }
-    Ok(())
 }

@@ -4,40 +4,19 @@
 //! state store and pushed whole, so a run never resets them.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use anyhow::Result;
 use prometheus::{Encoder, GaugeVec, IntCounterVec, Opts, Registry, TextEncoder};
 
 mod push;
 
+pub use crate::gauges::RunGauges;
 pub use push::{GatewayCheck, check as check_pushgateway, hostname, push_run};
 
 use crate::state::Store;
 
 /// The Pushgateway job name.
 pub const JOB: &str = "acaso-mail";
-
-/// What one run tells Prometheus besides the stored counters.
-#[derive(Debug, Default, Clone)]
-pub struct RunGauges {
-    /// The run did its job.
-    pub success: bool,
-    /// How long it took.
-    pub duration: Duration,
-    /// Ready messages in the main queue afterwards.
-    pub queue_ready: Option<u32>,
-    /// Ready messages per urgency band afterwards: only the bands counted exactly.
-    pub bands: Option<BTreeMap<String, u32>>,
-    /// Messages in the retry queues.
-    pub retrying: Option<u32>,
-    /// Messages in the parking queue.
-    pub parked: Option<u32>,
-    /// Brevo credits left after the run.
-    pub credits: Option<f64>,
-    /// When Brevo's credits are next expected to reset (Unix time: by then at the latest).
-    pub next_reset: Option<f64>,
-}
 
 /// What one drain adds to the counters kept across runs.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -365,6 +344,7 @@ pub fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn totals_survive_runs_and_stay_in_their_subcommand() {

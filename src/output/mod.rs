@@ -11,11 +11,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use serde_json::Value;
 
-pub mod stderr;
-
 use crate::config::{ColorWhen, Config};
 use crate::error::Failure;
-use crate::metrics::RunGauges;
+use crate::gauges::RunGauges;
 
 /// A piece of text for people.
 #[derive(Debug, Clone, PartialEq)]

@@ -153,7 +153,7 @@ fn lock(dir: &Path) -> Check {
 
 fn credits_reset(cfg: &Config, store: Option<&Store>) -> Check {
     let now = cfg.now();
-    let learned = match day::known(store, cfg) {
+    let learned = match crate::cmd::brevo_day::known(store, cfg) {
         Ok(l) => l,
         Err(e) => {
             return Check::fail(
@@ -166,7 +166,7 @@ fn credits_reset(cfg: &Config, store: Option<&Store>) -> Check {
     };
     let eod_seen = store.and_then(|s| s.last_reading_by("drain-eod").ok().flatten());
     let report = day::position(&learned.reset, now, cfg.tz)
-        .and_then(|p| crate::cmd::stats::reset_report(cfg, &learned, &p, eod_seen, now));
+        .and_then(|p| crate::cmd::brevo_day::reset_report(cfg.tz, &learned, &p, eod_seen, now));
     match report {
         Some(r) if r.drain_eod_after_reset => Check::fail(
             "credits-reset",

@@ -75,7 +75,7 @@ pub async fn run(cfg: &Config, p: &Probe, key_ok: bool, broker_ok: bool) -> Chec
         Ok(b) => b,
         Err(c) => return *c,
     };
-    crate::output::stderr::notice(&format!(
+    crate::warn::notice(&format!(
         "the idempotency probe sends one real mail (template {template}) to {}, twice with the same key: it costs one credit (two if Brevo accepts the repeat)",
         p.to
     ));

@@ -1,6 +1,7 @@
 //! Notes for the operator and the error that ends a run, on stderr, whatever the
-//! output mode. A leaf module, so that any layer may warn without importing the rest
-//! of the output machinery.
+//! output mode. The one writer outside `src/output/`: a leaf at the bottom of the layers
+//! (it imports nothing of the crate), so that any layer may warn without importing the
+//! output machinery above it.
 
 use std::io::{self, Write};
 
