@@ -33,6 +33,14 @@ pub enum Command {
     Events(EventsArgs),
 }
 
+/// An exchange name RabbitMQ lets a client declare: 1 to 255 bytes, not `amq.`.
+fn exchange_name(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 255 || s.starts_with("amq.") {
+        return Err("expected an exchange name of 1 to 255 bytes, not starting with \"amq.\" (RabbitMQ's own)".into());
+    }
+    Ok(s.to_string())
+}
+
 /// `events` arguments.
 #[derive(Debug, Args)]
 pub struct EventsArgs {
@@ -41,7 +49,7 @@ pub struct EventsArgs {
     /// The durable topic exchange delivery outcomes are published to (routing key: Brevo's
     /// event name).
     #[arg(long, env = "ACASO_MAIL_EVENTS_EXCHANGE", value_name = "NAME",
-          default_value = crate::mailbox::outcomes::DEFAULT_EXCHANGE)]
+          default_value = crate::mailbox::outcomes::DEFAULT_EXCHANGE, value_parser = exchange_name)]
     pub exchange: String,
 
     /// Events asked of Brevo per page (at most 5000)

@@ -132,6 +132,8 @@ fn a_bad_value_in_any_variable_is_refused_naming_the_variable() {
         ("PUSHGATEWAY_PASSWORD", "pw", vec![pg], &[]),
         ("PUSHGATEWAY_PASSWORD_FILE", missing, vec![pg, user], &[]),
         ("PUSHGATEWAY_CA_FILE", missing, vec![pg], &[]),
+        ("ACASO_MAIL_EVENTS_EXCHANGE", "amq.topic", vec![], &[]),
+        ("ACASO_MAIL_EVENTS_MAX", "lots", vec![], &[]),
     ];
     // Every variable clap reads is tried (the others are read by acaso-mail itself
     // and listed above; it::config's README test keeps that list whole).
@@ -158,7 +160,13 @@ fn a_bad_value_in_any_variable_is_refused_naming_the_variable() {
         for (k, v) in needs {
             c.env(k, v);
         }
-        c.env(var, bad).args(["drain-hourly", "--dry-run"]);
+        // The events' variables are read by `events` only.
+        let args: &[&str] = if var.starts_with("ACASO_MAIL_EVENTS_") {
+            &["events"]
+        } else {
+            &["drain-hourly", "--dry-run"]
+        };
+        c.env(var, bad).args(args);
         let out = output_within(&mut c, CHILD_TIMEOUT);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{var}={bad}: {err}");
