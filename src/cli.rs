@@ -79,6 +79,18 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// The plain settings [`crate::config::Config`] is built from: the global options,
+    /// and drain-hourly's `--limit` (which a variable may set instead).
+    pub fn settings(&self) -> Settings {
+        let mut settings = self.global.settings();
+        if let Command::DrainHourly(a) = &self.command {
+            settings.hourly_limit = Some(a.limit);
+        }
+        settings
+    }
+}
+
 /// Options every subcommand takes.
 // The doc comments are the --help text, where a bare URL reads best.
 #[allow(rustdoc::bare_urls, rustdoc::broken_intra_doc_links)]
@@ -188,6 +200,7 @@ impl GlobalArgs {
             scan: self.scan,
             credits_reset: self.credits_reset.clone(),
             security: self.security.settings(),
+            hourly_limit: None,
         }
     }
 }

@@ -46,6 +46,51 @@ pub struct Settings {
     pub json: bool,
     pub quiet: bool,
     pub color: ColorWhen,
+    /// For `drain-hourly`: its `--limit` (None when not given); None for other commands.
+    pub hourly_limit: Option<Option<Limit>>,
+}
+
+/// The hourly drain's limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// At most this many mails per run.
+    Count(u32),
+    /// Spread the credits left, less the reserve, over the hourly runs left before
+    /// Brevo's credits reset.
+    Auto,
+    /// Everything the credits allow (a paid plan).
+    Unlimited,
+}
+
+impl std::str::FromStr for Limit {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Limit::Auto),
+            "unlimited" => Ok(Limit::Unlimited),
+            n => n.parse::<u32>().map(Limit::Count).map_err(|_| {
+                format!("{n:?} is not a limit: expected a whole number of mails, \"auto\" or \"unlimited\"")
+            }),
+        }
+    }
+}
+
+/// The hourly limit: `--limit`, else `SENDINBLUE_MAILS_PER_HOUR`, else 12. A wrong value
+/// in the variable is reported as the variable's (clap would name `--limit`).
+pub fn hourly_limit(
+    flag: Option<Limit>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Limit, Failure> {
+    if let Some(limit) = flag {
+        return Ok(limit);
+    }
+    match env("SENDINBLUE_MAILS_PER_HOUR").filter(|v| !v.trim().is_empty()) {
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|why| Failure::Usage(format!("invalid SENDINBLUE_MAILS_PER_HOUR: {why}"))),
+        None => Ok(Limit::Count(12)),
+    }
 }
 
 /// When to colour tables.
@@ -63,6 +108,8 @@ pub enum ColorWhen {
 /// Everything a subcommand needs to know, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `drain-hourly`'s limit: `--limit`, else `SENDINBLUE_MAILS_PER_HOUR`, else 12.
+    pub hourly_limit: Limit,
     /// The AMQP URL, password included: a secret as a whole.
     pub amqp_url: Secret,
     /// The AMQP URL with its password replaced by `***`, for messages.
@@ -200,7 +247,13 @@ impl Config {
 
         let env_refuses_color = env("NO_COLOR").is_some() || env("TERM").as_deref() == Some("dumb");
 
+        // Read only for drain-hourly: a wrong value in it fails no other command.
+        let hourly_limit = match args.hourly_limit {
+            Some(flag) => hourly_limit(flag, env)?,
+            None => Limit::Count(12),
+        };
         Ok(Config {
+            hourly_limit,
             amqp_url: Secret::new(amqp),
             amqp_display,
             queue,
@@ -274,18 +327,31 @@ fn validate_amqp_url(url: &str) -> Result<String, Failure> {
     if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
         return Err(bad("scheme must be amqp or amqps"));
     }
-    let uri = lapin::uri::AMQPUri::from_str(url).map_err(|_| bad("not a URL"))?;
-    if uri.authority.host.is_empty() {
+    // Read as lapin reads it (amq-protocol-uri): a missing user is guest, a missing port
+    // the scheme's, the vhost the path after its first slash ("/" when there is none).
+    let uri = url::Url::parse(url).map_err(|_| bad("not a URL"))?;
+    let host = uri.host_str().unwrap_or_default();
+    if uri.cannot_be_a_base() || host.is_empty() {
         return Err(bad("no host"));
     }
-    let scheme = if url.starts_with("amqps://") {
-        "amqps"
+    let (scheme, default_port) = if url.starts_with("amqps://") {
+        ("amqps", 5671)
     } else {
-        "amqp"
+        ("amqp", 5672)
     };
+    let decoded = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let user = match uri.username() {
+        "" => "guest".to_string(),
+        u => decoded(u),
+    };
+    let vhost = decoded(uri.path().get(1..).unwrap_or("/"));
     Ok(format!(
-        "{scheme}://{}:***@{}:{}/{}",
-        uri.authority.userinfo.username, uri.authority.host, uri.authority.port, uri.vhost
+        "{scheme}://{user}:***@{host}:{}/{vhost}",
+        uri.port().unwrap_or(default_port)
     ))
 }
 

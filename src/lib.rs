@@ -42,36 +42,14 @@ use crate::output::Report;
 use crate::signal::Cancel;
 
 /// Runs a parsed command line; returns the exit code. Errors are returned, not printed.
-pub fn run(mut cli: Cli) -> Result<u8> {
-    let env = |k: &str| std::env::var(k).ok();
-    let cfg = Config::new(&cli.global.settings(), env)?;
-    if let Command::DrainHourly(a) = &mut cli.command {
-        a.limit = Some(hourly_limit(a.limit, env)?);
-    }
+pub fn run(cli: Cli) -> Result<u8> {
+    let cfg = Config::new(&cli.settings(), |k: &str| std::env::var(k).ok())?;
     // The runtime is built only once the configuration is known to be valid.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     runtime.block_on(dispatch(cli.command, cfg))
-}
-
-/// The hourly limit: `--limit`, else `SENDINBLUE_MAILS_PER_HOUR`, else 12. A wrong value
-/// in the variable is reported as the variable's (clap would name `--limit`).
-fn hourly_limit(
-    flag: Option<drain::Limit>,
-    env: impl Fn(&str) -> Option<String>,
-) -> Result<drain::Limit, Failure> {
-    if let Some(limit) = flag {
-        return Ok(limit);
-    }
-    match env("SENDINBLUE_MAILS_PER_HOUR").filter(|v| !v.trim().is_empty()) {
-        Some(v) => v
-            .trim()
-            .parse()
-            .map_err(|why| Failure::Usage(format!("invalid SENDINBLUE_MAILS_PER_HOUR: {why}"))),
-        None => Ok(drain::Limit::Count(12)),
-    }
 }
 
 /// The name a subcommand pushes its metrics under, if it pushes any.
@@ -144,7 +122,7 @@ async fn run_command(command: Command, cfg: &Config, cancel: &Cancel) -> Result<
         }
         Command::DrainHourly(a) => {
             let budget = Budget::Hourly {
-                limit: a.limit.unwrap_or(drain::Limit::Count(12)),
+                limit: cfg.hourly_limit,
                 urgent_beyond_limit: !a.strict_limit,
                 reserve: a.reserve,
             };

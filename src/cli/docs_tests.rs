@@ -30,7 +30,7 @@ fn variables_in_code() -> BTreeSet<String> {
     pushing.security.pushgateway_user = Some("ops".into());
     assert!(Config::new(&plain, env).is_ok());
     assert!(Config::new(&pushing, env).is_err());
-    assert!(crate::hourly_limit(None, env).is_ok());
+    assert!(crate::config::hourly_limit(None, env).is_ok());
     vars.extend(asked.into_inner());
     let mut files = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("src")];
     while let Some(f) = files.pop() {

@@ -42,11 +42,7 @@ fn tune(c: Command) -> Command {
     } else {
         c
     };
-    let subs: Vec<String> = c
-        .get_subcommands()
-        .map(|s| s.get_name().to_string())
-        .collect();
-    subs.iter().fold(c, |c, name| c.mut_subcommand(name, tune))
+    each_subcommand(c, tune)
 }
 
 /// clap's usage line in an error lists the options present, and an option a variable
@@ -90,9 +86,14 @@ pub fn short(c: Command) -> Command {
             a
         }
     });
+    each_subcommand(c, short)
+}
+
+/// `c` with `f` applied to each of its subcommands.
+fn each_subcommand(c: Command, f: fn(Command) -> Command) -> Command {
     let subs: Vec<String> = c
         .get_subcommands()
         .map(|s| s.get_name().to_string())
         .collect();
-    subs.iter().fold(c, |c, name| c.mut_subcommand(name, short))
+    subs.iter().fold(c, |c, name| c.mut_subcommand(name, f))
 }

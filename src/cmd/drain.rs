@@ -8,7 +8,7 @@ use crate::cmd::brevo_day;
 use crate::config::Config;
 use crate::day;
 use crate::day::Today;
-use crate::drain::{Budget, Drain, Io, Options, Pace, Rules, plan};
+use crate::drain::{Action, Budget, Drain, Io, Options, Pace, Plan, Rules, Summary, plan};
 use crate::error::Failure;
 use crate::mailbox::{Rabbit, Which};
 use crate::metrics::{self, RunGauges};
@@ -82,7 +82,7 @@ pub async fn run(cfg: &Config, args: Args, cancel: &Cancel) -> Result<Report> {
         sender,
         store: &store,
         cancel,
-        progress: bar,
+        progress: &bar,
     };
     let drain = Drain::new(io, rules, args.options, account.credits);
     let mut s = drain.run().await?;
@@ -112,7 +112,7 @@ pub async fn run(cfg: &Config, args: Args, cancel: &Cancel) -> Result<Report> {
         store.add_tally(&cfg.queue, today.name, kind, n)?;
     }
     // Metric totals are kept whether or not a Pushgateway is configured yet.
-    metrics::record_drain(&store, args.budget.subcommand(), &s.totals())?;
+    metrics::record_drain(&store, args.budget.subcommand(), &totals(&s))?;
     mailbox.close().await;
     let failure = s
         .failure()
@@ -156,7 +156,7 @@ pub async fn dry_run(cfg: &Config, budget: Budget, suppress: bool) -> Result<Rep
         .browse(Which::Main, mailbox.info().ready.min(cfg.scan))
         .await?;
     mailbox.close().await;
-    plan(&rules, journal.as_ref(), account.credits, head)?.report()
+    plan_report(&plan(&rules, journal.as_ref(), account.credits, head)?)
 }
 
 /// What an end-of-day drain run just after the reset did instead, and what to change.
@@ -175,4 +175,65 @@ fn early_eod_note(cfg: &Config, reset: &day::Reset, now: chrono::DateTime<chrono
         reset.source.name(),
         cfg.tz
     )
+}
+
+/// The dry run's plan as a report: a line and a table for people, the plan for scripts.
+fn plan_report(plan: &Plan) -> Result<Report> {
+    let sends = plan
+        .mails
+        .iter()
+        .filter(|m| m.action == Action::Send)
+        .count();
+    let rows = plan.mails.iter().enumerate().map(|(i, m)| {
+        vec![
+            (i + 1).to_string(),
+            m.action.word().to_string(),
+            m.urgency.clone(),
+            m.priority.to_string(),
+            m.who.template_cell(),
+            m.who.to_cell(),
+            m.reason.clone().unwrap_or_default(),
+        ]
+    });
+    let headers = [
+        "#",
+        "action",
+        "urgency",
+        "priority",
+        "template",
+        "recipient",
+        "reason",
+    ];
+    let beyond = u32::try_from(sends)
+        .unwrap_or(u32::MAX)
+        .saturating_sub(plan.budget);
+    let why = if beyond > 0 {
+        format!(
+            " ({beyond} beyond the budget: mail due today goes out beyond --limit while credits last; --strict-limit stops at the limit)"
+        )
+    } else {
+        String::new()
+    };
+    Ok(Report::json(plan)?
+        .line(format!(
+            "dry run: would send {sends} of a budget of {}{why} ({} credits); nothing was sent or moved",
+            plan.budget, plan.credits
+        ))
+        .table(&headers, rows)
+        .answer())
+}
+
+/// The counts metrics keep across runs, from what the drain did.
+fn totals(s: &Summary) -> metrics::Totals {
+    metrics::Totals {
+        sent: s.sent,
+        failed: s.failed,
+        retried: s.retried,
+        expired: s.expired,
+        already_sent: s.already_sent,
+        rate_limited: s.rate_limited,
+        sent_by_template: s.sent_by_template.clone(),
+        sent_by_priority: s.sent_by_priority.clone(),
+        parked_by_reason: s.parked_by_reason.clone(),
+    }
 }

@@ -4,30 +4,7 @@
 use chrono::{DateTime, Timelike, Utc};
 use chrono_tz::Tz;
 
-/// The hourly drain's limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Limit {
-    /// At most this many mails per run.
-    Count(u32),
-    /// Spread the credits left, less the reserve, over the hourly runs left before
-    /// Brevo's credits reset.
-    Auto,
-    /// Everything the credits allow (a paid plan).
-    Unlimited,
-}
-
-impl std::str::FromStr for Limit {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(Limit::Auto),
-            "unlimited" => Ok(Limit::Unlimited),
-            n => n.parse::<u32>().map(Limit::Count).map_err(|_| {
-                format!("{n:?} is not a limit: expected a whole number of mails, \"auto\" or \"unlimited\"")
-            }),
-        }
-    }
-}
+pub use crate::config::Limit;
 
 impl Limit {
     /// Mails this run may send out of `credits`, `reserve` kept back for urgent mail

@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use indicatif::ProgressBar;
 use serde_json::Value;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -38,8 +37,25 @@ pub(super) struct Job {
     pub(super) uncertain: bool,
 }
 
-/// What a drain works with: the queue, Brevo, the journal, the stop flag, and a
-/// progress bar (hidden unless a person watches).
+/// How a drain tells whoever watches that it moved on (the terminal's bar, in
+/// `crate::output`; nothing when nobody watches).
+pub trait Progress {
+    /// One mail settled.
+    fn step(&self);
+    /// The drain is over.
+    fn done(&self);
+}
+
+/// Nobody watches.
+pub struct Unwatched;
+
+impl Progress for Unwatched {
+    fn step(&self) {}
+    fn done(&self) {}
+}
+
+/// What a drain works with: the queue, Brevo, the journal, the stop flag, and who
+/// watches it.
 pub struct Io<'a, M: Mailbox, S: Sender> {
     /// Where mails are taken from and settled.
     pub mailbox: &'a mut M,
@@ -49,8 +65,8 @@ pub struct Io<'a, M: Mailbox, S: Sender> {
     pub store: &'a Store,
     /// Set by SIGINT/SIGTERM: take no new mail.
     pub cancel: &'a Cancel,
-    /// Advanced once per settled send.
-    pub progress: ProgressBar,
+    /// Told once per settled send.
+    pub progress: &'a dyn Progress,
 }
 
 /// A mail the drain decided to send, once its journal has been read.
@@ -122,7 +138,7 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
             let Some(done) = self.inflight.join_next().await else {
                 break;
             };
-            self.io.progress.inc(1);
+            self.io.progress.step();
             let (job, outcome) = done.context("a send task panicked")?;
             self.settle(job, outcome).await;
         }

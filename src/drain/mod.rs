@@ -20,7 +20,7 @@ mod tests;
 
 pub use budget::{Budget, Limit, Pace};
 pub use decide::Rules;
-pub use engine::{Drain, Io, Options};
+pub use engine::{Drain, Io, Options, Progress, Unwatched};
 pub(crate) use lookup::LOG_SETTLE;
-pub use plan::{Plan, plan};
+pub use plan::{Action, Plan, plan};
 pub use summary::Summary;

@@ -8,7 +8,6 @@ use serde::Serialize;
 use super::decide::{Decision, Rules, decide};
 use crate::mail::Who;
 use crate::mailbox::Envelope;
-use crate::output::Report;
 use crate::state::Store;
 
 /// What a drain would do with a mail.
@@ -119,52 +118,4 @@ pub fn plan(
         credits,
         mails,
     })
-}
-
-impl Plan {
-    /// The plan as a report: a line and a table for people, the plan for scripts.
-    pub fn report(&self) -> Result<Report> {
-        let sends = self
-            .mails
-            .iter()
-            .filter(|m| m.action == Action::Send)
-            .count();
-        let rows = self.mails.iter().enumerate().map(|(i, m)| {
-            vec![
-                (i + 1).to_string(),
-                m.action.word().to_string(),
-                m.urgency.clone(),
-                m.priority.to_string(),
-                m.who.template_cell(),
-                m.who.to_cell(),
-                m.reason.clone().unwrap_or_default(),
-            ]
-        });
-        let headers = [
-            "#",
-            "action",
-            "urgency",
-            "priority",
-            "template",
-            "recipient",
-            "reason",
-        ];
-        let beyond = u32::try_from(sends)
-            .unwrap_or(u32::MAX)
-            .saturating_sub(self.budget);
-        let why = if beyond > 0 {
-            format!(
-                " ({beyond} beyond the budget: mail due today goes out beyond --limit while credits last; --strict-limit stops at the limit)"
-            )
-        } else {
-            String::new()
-        };
-        Ok(Report::json(self)?
-            .line(format!(
-                "dry run: would send {sends} of a budget of {}{why} ({} credits); nothing was sent or moved",
-                self.budget, self.credits
-            ))
-            .table(&headers, rows)
-            .answer())
-    }
 }

@@ -237,7 +237,7 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
     /// says it could not), and a run in which no send went through does not pass for a
     /// good one.
     pub(super) async fn finish(&mut self) {
-        self.io.progress.finish_and_clear();
+        self.io.progress.done();
         if let Err(e) = self.io.mailbox.sync().await {
             self.fail(Fatal::Unavailable(format!(
                 "could not confirm that RabbitMQ got this run's acks: {e:#}; mails it did not get come back, and the journal keeps them from being sent twice"

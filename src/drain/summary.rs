@@ -6,7 +6,6 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::error::Failure;
-use crate::metrics::Totals;
 
 /// What a drain did. Serialised as the contract's JSON (fields may be added only).
 #[derive(Debug, Default, Clone, Serialize, JsonSchema)]
@@ -126,20 +125,5 @@ impl Summary {
             text.push_str(&format!("; stopped: {why}"));
         }
         text
-    }
-
-    /// The counts metrics keep across runs.
-    pub fn totals(&self) -> Totals {
-        Totals {
-            sent: self.sent,
-            failed: self.failed,
-            retried: self.retried,
-            expired: self.expired,
-            already_sent: self.already_sent,
-            rate_limited: self.rate_limited,
-            sent_by_template: self.sent_by_template.clone(),
-            sent_by_priority: self.sent_by_priority.clone(),
-            parked_by_reason: self.parked_by_reason.clone(),
-        }
     }
 }

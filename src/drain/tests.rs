@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use indicatif::ProgressBar;
 use serde_json::Value;
 
 use super::budget::Caps;
@@ -177,7 +176,7 @@ async fn drain_at(
         sender: brevo.clone(),
         store: &store,
         cancel: &cancel,
-        progress: ProgressBar::hidden(),
+        progress: &super::engine::Unwatched,
     };
     let summary = Drain::new(io, rules, opts, 300.0)
         .run()

@@ -307,6 +307,12 @@ impl Broker {
         Ok(q.message_count())
     }
 
+    /// The number of ready messages in a queue, 0 when it does not exist (asked as
+    /// [`Broker::existing`] asks).
+    pub async fn ready_or_none(&self, name: &str) -> Result<u32> {
+        Ok(self.existing(name).await?.unwrap_or(0))
+    }
+
     /// The number of ready messages in a queue, or `None` when it does not exist. Asked
     /// passively, on a throwaway channel (the broker closes it on NOT_FOUND): nothing
     /// is created.

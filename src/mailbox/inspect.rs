@@ -98,11 +98,7 @@ impl Inspector {
     /// Messages in the staging queue (an interrupted `reprioritize`), 0 when it does
     /// not exist.
     pub async fn staged(&self) -> Result<u32> {
-        Ok(self
-            .broker
-            .existing(&self.topo.staging())
-            .await?
-            .unwrap_or(0))
+        self.broker.ready_or_none(&self.topo.staging()).await
     }
 
     /// Closes the connection.

@@ -172,11 +172,7 @@ impl Rabbit {
 
     /// How many mails are parked (0 when the parking queue was never made).
     pub async fn parked(&self) -> Result<u32> {
-        Ok(self
-            .broker
-            .existing(&self.topo.parking())
-            .await?
-            .unwrap_or(0))
+        self.broker.ready_or_none(&self.topo.parking()).await
     }
 
     /// The main queue as it was found when opened.

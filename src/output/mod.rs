@@ -173,6 +173,16 @@ pub fn progress(cfg: &Config, len: u64, what: &str) -> ProgressBar {
     pb
 }
 
+/// The terminal's bar follows a drain.
+impl crate::drain::Progress for ProgressBar {
+    fn step(&self) {
+        self.inc(1);
+    }
+    fn done(&self) {
+        self.finish_and_clear();
+    }
+}
+
 /// A rate as the progress bar shows it: whole steps per second, thousands grouped
 /// (`1,509/s`); indicatif's own `{per_sec}` shows four decimals.
 pub fn rate(per_sec: f64) -> String {
