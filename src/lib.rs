@@ -23,6 +23,7 @@ pub mod mailbox;
 pub mod metrics;
 pub mod mock;
 pub mod output;
+pub mod park;
 pub mod private;
 pub mod secrets;
 pub mod signal;

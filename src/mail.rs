@@ -9,6 +9,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::park::ParkReason;
 use crate::urgency::parse_datetime;
 
 /// Bodies larger than this are refused: no mail job needs more, and a huge body is a
@@ -136,14 +137,14 @@ pub enum BadMessage {
 }
 
 impl BadMessage {
-    /// A stable, short reason code (metric label, `x-acaso-reason` header).
-    pub fn reason(&self) -> &'static str {
+    /// Why it is parked (its code: metric label, `x-acaso-reason` header).
+    pub fn reason(&self) -> ParkReason {
         match self {
-            BadMessage::TooLarge(_) => "too_large",
-            BadMessage::NotUtf8(_) => "not_utf8",
-            BadMessage::Malformed(_) => "malformed",
-            BadMessage::UnknownTemplate(_) => "unknown_template",
-            BadMessage::BadAddress(_) => "invalid_address",
+            BadMessage::TooLarge(_) => ParkReason::TooLarge,
+            BadMessage::NotUtf8(_) => ParkReason::NotUtf8,
+            BadMessage::Malformed(_) => ParkReason::Malformed,
+            BadMessage::UnknownTemplate(_) => ParkReason::UnknownTemplate,
+            BadMessage::BadAddress(_) => ParkReason::InvalidAddress,
         }
     }
 }
@@ -549,7 +550,7 @@ mod tests {
             #[test]
             fn any_bytes_are_a_mail_or_a_reason_never_a_panic(body in proptest::collection::vec(any::<u8>(), 0..300), tz in any_tz()) {
                 if let Err(e) = parse(&body, tz) {
-                    prop_assert!(!e.reason().is_empty());
+                    prop_assert!(!e.reason().as_str().is_empty());
                 }
             }
 
@@ -573,7 +574,7 @@ mod tests {
                     match parse(body.to_string().as_bytes(), tz) {
                         // What a drain does next must not panic either.
                         Ok(m) => prop_assert!(!Urgency::of(m.deadline, now, tz).band().is_empty()),
-                        Err(e) => prop_assert!(!e.reason().is_empty()),
+                        Err(e) => prop_assert!(!e.reason().as_str().is_empty()),
                     }
                 }
             }

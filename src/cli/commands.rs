@@ -5,6 +5,14 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand, ValueHint};
 
 use super::refusal::whole;
+use crate::park::ParkReason;
+
+/// `--reason`: one of the park reasons' codes (clap lists them in help and completions).
+fn reason() -> impl clap::builder::TypedValueParser<Value = ParkReason> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(ParkReason::CODES)
+        .try_map(|code| code.parse::<ParkReason>())
+}
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
@@ -137,8 +145,8 @@ pub struct Selection {
     pub index: Vec<u32>,
     /// Those parked for this reason
     #[arg(long, value_name = "REASON",
-          value_parser = clap::builder::PossibleValuesParser::new(crate::mailbox::topology::PARK_REASONS))]
-    pub reason: Option<String>,
+          value_parser = reason())]
+    pub reason: Option<ParkReason>,
 }
 
 /// `publish` arguments.

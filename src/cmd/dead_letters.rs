@@ -10,9 +10,9 @@ use crate::config::Config;
 use crate::drain::LOG_SETTLE;
 use crate::error::Failure;
 use crate::mail::Who;
-use crate::mailbox::topology::PARK_REASONS as REASONS;
 use crate::mailbox::{Envelope, Rabbit, Sweep, Which};
 use crate::output::Report;
+use crate::park::ParkReason;
 use crate::state;
 use crate::state::Store;
 
@@ -42,21 +42,10 @@ pub struct Selection {
     /// These positions (1-based, as `list` shows them).
     pub indexes: Vec<u32>,
     /// Those parked for this reason.
-    pub reason: Option<String>,
+    pub reason: Option<ParkReason>,
 }
 
 impl Selection {
-    /// A reason that is not one of [`REASONS`] is a usage error: it would match nothing.
-    fn check(&self) -> Result<(), Failure> {
-        match self.reason.as_deref() {
-            Some(r) if !REASONS.contains(&r) => Err(Failure::Usage(format!(
-                "unknown reason {r:?} for --reason: expected one of {}",
-                REASONS.join(", ")
-            ))),
-            _ => Ok(()),
-        }
-    }
-
     /// The selection in words, for "nothing matches".
     fn describe(&self) -> String {
         let mut parts = Vec::new();
@@ -73,7 +62,7 @@ impl Selection {
     fn matches(&self, index: u32, reason: Option<&str>) -> bool {
         self.all
             || self.indexes.contains(&index)
-            || (self.reason.is_some() && self.reason.as_deref() == reason)
+            || self.reason.is_some_and(|r| reason == Some(r.as_str()))
     }
 }
 
@@ -104,9 +93,6 @@ pub enum Action {
 
 /// Runs `dead-letters`.
 pub async fn run(cfg: &Config, action: Action) -> Result<Report> {
-    if let Action::Replay(sel) | Action::Purge(sel) = &action {
-        sel.check()?;
-    }
     let _lock = state::lock(&cfg.state_dir, cfg.lock_wait)?;
     // Reading creates nothing: a mistyped --queue is refused, and a parking queue that
     // was never made holds nothing.
@@ -196,7 +182,9 @@ async fn recheck(cfg: &Config, mailbox: &mut Rabbit, has_parking: bool) -> Resul
     if has_parking {
         mailbox
             .sweep_parking(cfg.now(), |_, e| {
-                if e.reason.as_deref() != Some("uncertain_send") || failed.is_some() {
+                if e.reason.as_deref() != Some(ParkReason::UncertainSend.as_str())
+                    || failed.is_some()
+                {
                     return Sweep::Keep;
                 }
                 let Ok(m) = crate::mail::parse(&e.body, cfg.tz) else {

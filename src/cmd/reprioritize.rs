@@ -16,6 +16,7 @@ use crate::error::Failure;
 use crate::mail::{self, Who};
 use crate::mailbox::{Envelope, Rabbit, Reorder, Which};
 use crate::output::{self, Report};
+use crate::park::ParkReason;
 use crate::signal::Cancel;
 use crate::state::{self, Store};
 use crate::urgency::{PriorityScale, Urgency};
@@ -65,7 +66,7 @@ fn journaled_fate(
             // settles them.
             Reorder::Park { reason, .. }
                 if !matches!(journal.may_be_parked(&e.identity), Ok(false))
-                    || (reason == "expired"
+                    || (reason == ParkReason::Expired
                         && !matches!(journal.uncertainty(&e.identity), Ok(None))) =>
             {
                 Reorder::Requeue(scale.priority(Urgency::Expired))
@@ -139,7 +140,7 @@ pub async fn run(cfg: &Config, cancel: &Cancel) -> Result<Report> {
     let staging = mailbox.topology().staging();
     mailbox.close().await;
     let parked_for = |reason| r.parked.get(reason).copied().unwrap_or(0);
-    let expired = parked_for("expired");
+    let expired = parked_for(&ParkReason::Expired);
     let s = Summary {
         requeued: count(r.requeued),
         changed: count(r.changed),
@@ -181,7 +182,7 @@ fn fate(
     match mail::parse(&e.body, cfg.tz) {
         Ok(m) => match Urgency::of(m.deadline, now, cfg.tz) {
             Urgency::Expired => Reorder::Park {
-                reason: "expired",
+                reason: ParkReason::Expired,
                 detail: "deadline passed before reprioritize".into(),
             },
             u => Reorder::Requeue(scale.priority(u)),
@@ -269,7 +270,7 @@ pub async fn dry_run(cfg: &Config) -> Result<Report> {
         };
         match fate(cfg, info.scale(), now, &b) {
             Reorder::Park { reason, detail } => {
-                if reason == "expired" {
+                if reason == ParkReason::Expired {
                     summary.expired += 1;
                 } else {
                     summary.parked += 1;

@@ -8,6 +8,7 @@ use chrono_tz::Tz;
 use super::budget::Caps;
 use crate::mail::{self, Mail};
 use crate::mailbox::Envelope;
+use crate::park::ParkReason;
 use crate::state::Store;
 use crate::urgency::Urgency;
 
@@ -18,8 +19,8 @@ pub enum Decision {
     AlreadySent,
     /// Set it aside.
     Park {
-        /// The reason code.
-        reason: &'static str,
+        /// Why.
+        reason: ParkReason,
         /// The details.
         detail: String,
     },
@@ -78,7 +79,7 @@ pub fn decide(
     if urgency == Urgency::Expired {
         let when = m.deadline.map(|d| d.to_rfc3339()).unwrap_or_default();
         return Ok(Decision::Park {
-            reason: "expired",
+            reason: ParkReason::Expired,
             detail: format!("deadline {when} passed"),
         });
     }

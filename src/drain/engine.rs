@@ -12,11 +12,14 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::decide::{Decision, Rules, decide};
+use super::lookup::{Lookup, UNSEEN_SEND_LIMIT, too_soon};
 use super::summary::{Fatal, Summary};
-use crate::brevo::{SendOutcome, Sender};
-use crate::mailbox::{Mailbox, Taken};
+use crate::brevo::{SendOutcome, Sender, idempotency_key};
+use crate::mail::Mail;
+use crate::mailbox::{Envelope, Mailbox, Taken};
+use crate::park::ParkReason;
 use crate::signal::Cancel;
-use crate::state::Store;
+use crate::state::{Outcome, Store};
 
 /// How a drain runs, besides its caps.
 #[derive(Debug, Clone, Copy)]
@@ -245,16 +248,16 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
                 self.io.mailbox.ack(taken).await
             }
             Decision::Park { reason, detail } => {
-                let taken = if reason == "expired" {
-                    match self.expired_but_maybe_sent(taken).await? {
-                        Ok(settled) => return self.after(settled),
-                        Err(taken) => *taken,
-                    }
-                } else {
-                    taken
+                // An expired mail an earlier attempt may have sent is looked up first:
+                // found, it went; not found, it is parked as expired.
+                let looked = match reason {
+                    ParkReason::Expired => self.expired_in_doubt(&taken.mail).await?,
+                    _ => None,
                 };
-                self.s.park_count(reason);
-                self.park(taken, reason, &detail).await
+                match looked {
+                    None | Some(Lookup::NotSent) => self.park(taken, reason, &detail).await,
+                    Some(looked) => self.act_on(taken, looked).await,
+                }
             }
             Decision::Stop => {
                 self.stop_taking();
@@ -266,6 +269,85 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
             },
         };
         self.after(settled)
+    }
+
+    /// Opens the attempt in the journal and, when an earlier attempt's answer was never
+    /// seen and Brevo's window has passed since, asks Brevo's log first.
+    async fn prepare(&mut self, taken: Taken, m: &Mail) -> Result<Prepared> {
+        let id = taken.mail.identity.clone();
+        let now = self.rules.clock();
+        let prior = self.io.store.begin_send(&id, now)?;
+        let ask = match prior.uncertain_since {
+            // Within Brevo's window the key guards a resend, unless `doctor
+            // --idempotency-probe` saw Brevo accept a repeated key: then the log first.
+            Some(since) if now - since >= UNSEEN_SEND_LIMIT || !self.io.store.key_trusted()? => {
+                Some(since)
+            }
+            _ => None,
+        };
+        if let Some(since) = ask {
+            let looked = match too_soon(now, prior.last_at) {
+                Some(secs) => {
+                    // The latest attempt may not be in the log yet: ask it later.
+                    self.io.store.end_send(&id, Outcome::Known)?;
+                    let detail = "an earlier attempt's answer was never seen, and Brevo's log cannot tell yet";
+                    Lookup::Later {
+                        secs,
+                        detail: detail.into(),
+                    }
+                }
+                None => self.look_up(&id, m, since).await?,
+            };
+            let Lookup::NotSent = looked else {
+                return Ok(Prepared::Settled(self.act_on(taken, looked).await));
+            };
+            // The look-up closed this run's attempt: open it again for the send.
+            self.io.store.begin_send(&id, self.rules.clock())?;
+        }
+        let request = m.brevo_request(&idempotency_key(&id));
+        let job = Job {
+            taken,
+            template_id: m.template_id,
+            recipient: m.first_recipient().to_string(),
+            earlier_attempts: prior.attempts,
+            uncertain: prior.uncertain_since.is_some() && ask.is_none(),
+        };
+        Ok(Prepared::Send(Box::new((job, request))))
+    }
+
+    /// What Brevo's log says of an expired mail an earlier attempt may have sent (a log
+    /// that cannot list the latest attempt yet: ask later); `None` when none may have.
+    async fn expired_in_doubt(&mut self, mail: &Envelope) -> Result<Option<Lookup>> {
+        let Some((since, last)) = self.io.store.uncertainty(&mail.identity)? else {
+            return Ok(None);
+        };
+        let Ok(m) = crate::mail::parse(&mail.body, self.rules.tz) else {
+            return Ok(None);
+        };
+        Ok(Some(match too_soon(self.rules.clock(), last) {
+            Some(secs) => Lookup::Later {
+                secs,
+                detail: "expired, but an earlier attempt may have gone: Brevo's log is asked later"
+                    .into(),
+            },
+            None => self.look_up(&mail.identity, &m, since).await?,
+        }))
+    }
+
+    /// Settles a mail by what its look-up found. A mail not sent is the caller's to
+    /// send or park; handed here, it goes back to its place.
+    async fn act_on(&mut self, taken: Taken, looked: Lookup) -> Result<()> {
+        match looked {
+            Lookup::Sent => {
+                self.s.already_sent += 1;
+                self.io.mailbox.ack(taken).await
+            }
+            Lookup::NotSent => self.io.mailbox.put_back(taken).await,
+            Lookup::Later { secs, detail } => self.later(taken, secs, &detail).await,
+            Lookup::Unknowable(detail) => {
+                self.park(taken, ParkReason::UncertainSend, &detail).await
+            }
+        }
     }
 
     /// Whether a copy of this mail waits in the parking queue. Only a mail the journal

@@ -9,8 +9,9 @@ use tokio::time::Instant;
 use super::engine::{Drain, Job};
 use super::summary::Fatal;
 use crate::brevo::{SendOutcome, Sender};
-use crate::mailbox::topology::retry_delay;
+use crate::mailbox::topology::RetryDelay;
 use crate::mailbox::{Mailbox, Parking, Retry, Taken};
+use crate::park::ParkReason;
 use crate::state::Outcome;
 
 /// 429 answers a run honours by pausing; past that it stops.
@@ -77,17 +78,16 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
                 let id = &job.taken.mail.identity;
                 self.io.store.mark_uncertain(id, self.rules.clock())?;
                 let attempts = job.taken.mail.attempts + 1;
-                let delay = retry_delay(attempts, Some(KEY_WINDOW_SECS));
+                let delay = RetryDelay::for_attempt(attempts, Some(KEY_WINDOW_SECS));
                 let detail = "Brevo refused the key as a repeat (duplicate_parameter); its log is asked once the key has expired";
                 self.s.failed += 1;
-                self.s.retried += 1;
                 self.retry(job.taken, attempts, delay, detail).await
             }
             SendOutcome::Duplicate => {
                 let detail = "Brevo answered duplicate_parameter to a mail never attempted before";
                 self.s.failed += 1;
-                self.s.park_count("brevo_duplicate");
-                self.park(job.taken, "brevo_duplicate", detail).await
+                self.park(job.taken, ParkReason::BrevoDuplicate, detail)
+                    .await
             }
             SendOutcome::Permanent {
                 status,
@@ -96,8 +96,8 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
             } => {
                 let detail = format!("{status} {code}: {message}");
                 self.s.failed += 1;
-                self.s.park_count("brevo_rejected");
-                self.park(job.taken, "brevo_rejected", &detail).await
+                self.park(job.taken, ParkReason::BrevoRejected, &detail)
+                    .await
             }
             SendOutcome::NoCredits => {
                 self.stop_taking();
@@ -141,9 +141,8 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
                 self.s.stopped = Some(format!("Brevo answered 429 {MAX_RATE_LIMITED} times"));
                 self.stop_taking();
                 let attempts = job.taken.mail.attempts + 1;
-                let delay = retry_delay(attempts, retry_after.map(|d| d.as_secs()));
+                let delay = RetryDelay::for_attempt(attempts, retry_after.map(|d| d.as_secs()));
                 self.s.failed += 1;
-                self.s.retried += 1;
                 self.retry(job.taken, attempts, delay, "429 rate limited")
                     .await
             }
@@ -178,20 +177,25 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
             // One of the attempts may have gone: parked for `dead-letters recheck`,
             // which asks Brevo's log, never for a blind replay.
             let reason_parked = if maybe_sent {
-                "uncertain_send"
+                ParkReason::UncertainSend
             } else {
-                "retries_exhausted"
+                ParkReason::RetriesExhausted
             };
             let detail = format!("{attempts} attempts failed; last: {reason}");
-            self.s.park_count(reason_parked);
             return self.park(job.taken, reason_parked, &detail).await;
         }
-        let delay = retry_delay(attempts, retry_after.map(|d| d.as_secs()));
-        self.s.retried += 1;
+        let delay = RetryDelay::for_attempt(attempts, retry_after.map(|d| d.as_secs()));
         self.retry(job.taken, attempts, delay, reason).await
     }
 
-    pub(super) async fn park(&mut self, taken: Taken, reason: &str, detail: &str) -> Result<()> {
+    /// Parks the mail, counted under its reason in the run's summary.
+    pub(super) async fn park(
+        &mut self,
+        taken: Taken,
+        reason: ParkReason,
+        detail: &str,
+    ) -> Result<()> {
+        self.s.park_count(reason.as_str());
         let at = self.rules.clock();
         let why = Parking { reason, detail, at };
         let id = taken.mail.identity.clone();
@@ -205,19 +209,29 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
         Ok(())
     }
 
+    /// Moves the mail to a retry queue, counted as retried in the run's summary.
     pub(super) async fn retry(
         &mut self,
         taken: Taken,
         attempts: u32,
-        delay_secs: u64,
+        delay: RetryDelay,
         detail: &str,
     ) -> Result<()> {
+        self.s.retried += 1;
         let next = Retry {
             attempts,
-            delay_secs,
+            delay,
             detail,
         };
         self.io.mailbox.retry(taken, next).await
+    }
+
+    /// Sends the mail back to be looked at again in at least `secs` seconds, its
+    /// failures unchanged: nothing failed, it is too soon to tell.
+    pub(super) async fn later(&mut self, taken: Taken, secs: u64, detail: &str) -> Result<()> {
+        let attempts = taken.mail.attempts;
+        let delay = RetryDelay::for_attempt(1, Some(secs));
+        self.retry(taken, attempts, delay, detail).await
     }
 
     /// Journals an accepted mail, then acks it: if the ack is lost, the redelivered

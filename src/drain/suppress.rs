@@ -8,7 +8,7 @@ use crate::mail::Mail;
 use crate::state::Store;
 
 /// The park reason.
-pub const REASON: &str = "suppressed";
+pub const REASON: crate::park::ParkReason = crate::park::ParkReason::Suppressed;
 
 /// Why `mail` must not be sent, for the parking detail: each recipient, Brevo's reason
 /// and where acaso-mail learned it. `None`: send it.

@@ -364,7 +364,7 @@ impl Broker {
         .await?;
         for (delay, q) in topo.retries() {
             let mut args = FieldTable::default();
-            let ttl_ms = u32::try_from(delay * 1000).unwrap_or(u32::MAX);
+            let ttl_ms = u32::try_from(delay.secs() * 1000).unwrap_or(u32::MAX);
             args.insert("x-message-ttl".into(), AMQPValue::LongUInt(ttl_ms));
             args.insert(
                 "x-dead-letter-exchange".into(),

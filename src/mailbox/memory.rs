@@ -126,7 +126,7 @@ impl Mailbox for Memory {
     }
 
     async fn park(&mut self, taken: Taken, why: Parking<'_>) -> Result<()> {
-        self.settle(taken, Settled::Parked(why.reason.into()))
+        self.settle(taken, Settled::Parked(why.reason.to_string()))
     }
 
     async fn parked_identities(
@@ -156,7 +156,7 @@ impl Mailbox for Memory {
     async fn retry(&mut self, taken: Taken, next: Retry<'_>) -> Result<()> {
         let to = Settled::Retrying {
             attempts: next.attempts,
-            delay_secs: next.delay_secs,
+            delay_secs: next.delay.secs(),
         };
         self.settle(taken, to)
     }

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::topology::{H_ATTEMPTS, H_DETAIL, H_PARKED_AT, H_REASON, OUR_HEADERS, detail_header};
 use super::{Envelope, identity};
+use crate::park::ParkReason;
 
 /// Decodes what acaso-mail reads from a message's properties.
 pub fn envelope(props: &BasicProperties, body: Vec<u8>) -> Envelope {
@@ -76,12 +77,12 @@ pub fn text(s: &str) -> AMQPValue {
 
 /// The headers of a parked mail: why, the details (capped), and when.
 pub fn parking_headers(
-    reason: &str,
+    reason: ParkReason,
     detail: &str,
     now: DateTime<Utc>,
 ) -> [(&'static str, AMQPValue); 3] {
     [
-        (H_REASON, text(reason)),
+        (H_REASON, text(reason.as_str())),
         (H_DETAIL, text(&detail_header(detail))),
         (H_PARKED_AT, text(&now.to_rfc3339())),
     ]

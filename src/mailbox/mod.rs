@@ -25,6 +25,8 @@ pub mod topology;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 
+use crate::park::ParkReason;
+
 pub use crate::envelope::{Envelope, identity};
 pub use inspect::{Inspector, Target, hint_for, reachable, target};
 pub use rabbit::{Depth, Rabbit, Reorder, Sweep, Which};
@@ -94,8 +96,8 @@ pub trait Mailbox {
 /// Why and when a mail is parked.
 #[derive(Debug, Clone, Copy)]
 pub struct Parking<'a> {
-    /// A short reason code (`expired`, `malformed`, `brevo_rejected`, ...).
-    pub reason: &'a str,
+    /// Why.
+    pub reason: ParkReason,
     /// What happened, for the operator.
     pub detail: &'a str,
     /// When.
@@ -108,7 +110,7 @@ pub struct Retry<'a> {
     /// Failures so far, this one included.
     pub attempts: u32,
     /// How long it waits before it is back in the main queue.
-    pub delay_secs: u64,
+    pub delay: topology::RetryDelay,
     /// What went wrong.
     pub detail: &'a str,
 }

@@ -25,6 +25,7 @@ use lapin::uri::AMQPUri;
 
 use super::message::parking_headers;
 use crate::config::Config;
+use crate::park::ParkReason;
 
 /// Set when lapin reported a frame it could not parse: the run screens the queue
 /// before it ends, so that the next one gets past the message.
@@ -100,7 +101,7 @@ fn parked_properties(raw: &[u8], now: DateTime<Utc>) -> BasicProperties {
         .unwrap_or_default()
         .with_delivery_mode(2); // persistent, whatever the original said
     let mut headers = FieldTable::default();
-    for (k, v) in parking_headers("malformed", DETAIL, now) {
+    for (k, v) in parking_headers(ParkReason::Malformed, DETAIL, now) {
         headers.insert(k.into(), v);
     }
     base.with_headers(headers)

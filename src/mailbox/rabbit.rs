@@ -16,6 +16,7 @@ mod take;
 use super::Envelope;
 use crate::config::Config;
 use crate::error::Failure;
+use crate::park::ParkReason;
 
 /// Unconfirmed publishes allowed in flight: enough to hide the round trip.
 const CONFIRM_WINDOW: usize = 1000;
@@ -67,8 +68,8 @@ pub enum Sweep {
 pub enum Reorder {
     /// Park it.
     Park {
-        /// Reason code.
-        reason: &'static str,
+        /// Why.
+        reason: ParkReason,
         /// Details.
         detail: String,
     },

@@ -44,6 +44,7 @@ use super::publisher::Publisher;
 use super::rabbit::{Rabbit, Reorder};
 use super::reader::Reader;
 use super::topology::{H_DETAIL, detail_header};
+use crate::park::ParkReason;
 use crate::urgency::OUR_MAX_PRIORITY;
 
 /// Mails held unacked at once on the way out.
@@ -68,7 +69,7 @@ pub struct Reordered {
     /// Of the mails read from the main queue, those whose priority changed.
     pub changed: u64,
     /// Mails parked, per reason.
-    pub parked: BTreeMap<&'static str, u64>,
+    pub parked: BTreeMap<ParkReason, u64>,
     /// Second copies dropped (same identity as a mail already put back).
     pub duplicates: u64,
     /// Whether `stop` ended the run before the end (mails may wait in staging).
@@ -146,11 +147,11 @@ impl Rabbit {
         } else {
             0
         };
-        let park = |reason: &'static str, detail: &str, props: &BasicProperties| {
+        let park = |reason: ParkReason, detail: &str, props: &BasicProperties| {
             let props = with_headers(props, &parking_headers(reason, detail, now));
             Some((parking.clone(), props))
         };
-        let mut parked = BTreeMap::<&'static str, u64>::new();
+        let mut parked = BTreeMap::<ParkReason, u64>::new();
         let mut changed = 0;
         let mut sent = 0u64;
         // Parked and already-sent mails end the same way on both passes: `Err` is the

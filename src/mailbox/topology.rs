@@ -2,11 +2,54 @@
 //! queues and the parking queue are all named after the main one, and every header
 //! acaso-mail adds starts with `x-acaso-`. Nothing here talks to the broker.
 
+use crate::park::ParkReason;
 use crate::urgency::PriorityScale;
 
-/// Delays before a failed send is tried again, one retry queue each: attempt 1 waits
-/// the first, attempt 2 the second, and so on; the last repeats.
-pub const RETRY_DELAYS_SECS: [u64; 4] = [60, 300, 1800, 3600];
+/// How long a mail waits before it is tried again, one retry queue each: attempt 1
+/// waits the first, attempt 2 the second, and so on; the last repeats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RetryDelay {
+    /// 60 s.
+    Minute,
+    /// 300 s.
+    FiveMinutes,
+    /// 1,800 s.
+    HalfHour,
+    /// 3,600 s.
+    Hour,
+}
+
+impl RetryDelay {
+    /// Every delay, shortest first: the retry queues.
+    pub const ALL: [RetryDelay; 4] = [
+        RetryDelay::Minute,
+        RetryDelay::FiveMinutes,
+        RetryDelay::HalfHour,
+        RetryDelay::Hour,
+    ];
+
+    /// The delay in seconds (in its queue's name and TTL).
+    pub const fn secs(self) -> u64 {
+        match self {
+            RetryDelay::Minute => 60,
+            RetryDelay::FiveMinutes => 300,
+            RetryDelay::HalfHour => 1800,
+            RetryDelay::Hour => 3600,
+        }
+    }
+
+    /// The delay before retry attempt `attempt` (1-based), at least `at_least` seconds
+    /// (the longest when none is that long).
+    pub fn for_attempt(attempt: u32, at_least: Option<u64>) -> Self {
+        let idx = usize::try_from(attempt.saturating_sub(1)).unwrap_or(usize::MAX);
+        let by_attempt = Self::ALL.get(idx).copied().unwrap_or(RetryDelay::Hour);
+        let wanted = at_least.unwrap_or(0).max(by_attempt.secs());
+        Self::ALL
+            .into_iter()
+            .find(|d| d.secs() >= wanted)
+            .unwrap_or(RetryDelay::Hour)
+    }
+}
 
 /// Header: how many sends of this mail failed transiently so far.
 pub const H_ATTEMPTS: &str = "x-acaso-attempts";
@@ -23,20 +66,9 @@ pub const H_REPLAYED_AT: &str = "x-acaso-replayed-at";
 /// The headers acaso-mail writes; a replayed mail leaves them behind.
 pub const OUR_HEADERS: [&str; 4] = [H_REASON, H_DETAIL, H_PARKED_AT, H_ATTEMPTS];
 
-/// Every reason a mail is parked for (the `x-acaso-reason` header).
-pub const PARK_REASONS: [&str; 11] = [
-    "expired",
-    "malformed",
-    "not_utf8",
-    "too_large",
-    "unknown_template",
-    "invalid_address",
-    "brevo_rejected",
-    "brevo_duplicate",
-    "retries_exhausted",
-    "uncertain_send",
-    "suppressed",
-];
+/// Every reason a mail is parked for (the `x-acaso-reason` header): the codes of
+/// [`ParkReason`].
+pub const PARK_REASONS: &[&str] = ParkReason::CODES;
 
 /// A detail header is cut to this many characters.
 pub const DETAIL_MAX_CHARS: usize = 1000;
@@ -70,33 +102,20 @@ impl Topology {
         format!("{}.reprioritize", self.main)
     }
 
-    /// The retry queue that holds mails for `delay_secs` before they return to `main`.
-    pub fn retry(&self, delay_secs: u64) -> String {
-        format!("{}.retry.{delay_secs}s", self.main)
+    /// The retry queue that holds mails for `delay` before they return to `main`.
+    pub fn retry(&self, delay: RetryDelay) -> String {
+        format!("{}.retry.{}s", self.main, delay.secs())
     }
 
     /// Every retry queue, with its delay.
-    pub fn retries(&self) -> impl Iterator<Item = (u64, String)> + '_ {
-        RETRY_DELAYS_SECS.iter().map(|d| (*d, self.retry(*d)))
+    pub fn retries(&self) -> impl Iterator<Item = (RetryDelay, String)> + '_ {
+        RetryDelay::ALL.into_iter().map(|d| (d, self.retry(d)))
     }
 }
 
 /// A detail, cut to what a header carries.
 pub fn detail_header(detail: &str) -> String {
     detail.chars().take(DETAIL_MAX_CHARS).collect()
-}
-
-/// The delay before retry attempt `attempt` (1-based), at least `at_least` seconds.
-pub fn retry_delay(attempt: u32, at_least: Option<u64>) -> u64 {
-    let last = RETRY_DELAYS_SECS[RETRY_DELAYS_SECS.len() - 1];
-    let idx = usize::try_from(attempt.saturating_sub(1)).unwrap_or(usize::MAX);
-    let by_attempt = RETRY_DELAYS_SECS.get(idx).copied().unwrap_or(last);
-    let wanted = at_least.unwrap_or(0).max(by_attempt);
-    RETRY_DELAYS_SECS
-        .iter()
-        .copied()
-        .find(|d| *d >= wanted)
-        .unwrap_or(last)
 }
 
 /// What acaso-mail knows about the main queue.
@@ -152,12 +171,17 @@ mod tests {
         let t = Topology::new("acaso.mail");
         assert_eq!(t.parking(), "acaso.mail.dead");
         assert_eq!(t.staging(), "acaso.mail.reprioritize");
-        assert_eq!(t.retry(60), "acaso.mail.retry.60s");
-        assert_eq!(t.retries().count(), RETRY_DELAYS_SECS.len());
+        assert_eq!(t.retry(RetryDelay::Minute), "acaso.mail.retry.60s");
+        let names: Vec<String> = t.retries().map(|(_, q)| q).collect();
+        assert_eq!(
+            names,
+            [60, 300, 1800, 3600].map(|s| format!("acaso.mail.retry.{s}s"))
+        );
     }
 
     #[test]
     fn retry_delays_grow_and_honour_brevo() {
+        let retry_delay = |a, at_least| RetryDelay::for_attempt(a, at_least).secs();
         assert_eq!(retry_delay(1, None), 60);
         assert_eq!(retry_delay(2, None), 300);
         assert_eq!(retry_delay(9, None), 3600);

@@ -176,7 +176,7 @@ fn known_series() -> Vec<Known> {
         Some("priority"),
         priorities.collect(),
     ));
-    let reasons = crate::mailbox::topology::PARK_REASONS
+    let reasons = crate::park::ParkReason::ALL
         .iter()
         .map(|r| Some(r.to_string()));
     out.push(("acaso_mail_parked_total", Some("reason"), reasons.collect()));

@@ -110,7 +110,7 @@ impl Mailbox for Rabbit {
 
     async fn retry(&mut self, taken: Taken, next: Retry<'_>) -> Result<()> {
         let headers = retry_headers(next.attempts, next.detail);
-        let q = self.topo.retry(next.delay_secs);
+        let q = self.topo.retry(next.delay);
         self.move_to(taken, &q, &headers).await
     }
 }
