@@ -31,6 +31,9 @@ _acaso__mail() {
             acaso__mail,drain-hourly)
                 cmd="acaso__mail__subcmd__drain__subcmd__hourly"
                 ;;
+            acaso__mail,events)
+                cmd="acaso__mail__subcmd__events"
+                ;;
             acaso__mail,peek)
                 cmd="acaso__mail__subcmd__peek"
                 ;;
@@ -62,7 +65,7 @@ _acaso__mail() {
 
     case "${cmd}" in
         acaso__mail)
-            opts="-q -h -V --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --state-url --state-password-file --state-ca-file --json --color --quiet --lock-wait --timeout --scan --credits-reset --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help --version publish drain-hourly drain-eod credits peek stats reprioritize dead-letters doctor"
+            opts="-q -h -V --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --state-url --state-password-file --state-ca-file --json --color --quiet --lock-wait --timeout --scan --credits-reset --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help --version publish drain-hourly drain-eod credits peek stats reprioritize dead-letters doctor events"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -974,7 +977,7 @@ _acaso__mail() {
                     return 0
                     ;;
                 --reason)
-                    COMPREPLY=($(compgen -W "expired malformed not_utf8 too_large unknown_template invalid_address brevo_rejected brevo_duplicate retries_exhausted uncertain_send" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "expired malformed not_utf8 too_large unknown_template invalid_address brevo_rejected brevo_duplicate retries_exhausted uncertain_send suppressed" -- "${cur}"))
                     return 0
                     ;;
                 --amqp-url)
@@ -1427,7 +1430,7 @@ _acaso__mail() {
                     return 0
                     ;;
                 --reason)
-                    COMPREPLY=($(compgen -W "expired malformed not_utf8 too_large unknown_template invalid_address brevo_rejected brevo_duplicate retries_exhausted uncertain_send" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "expired malformed not_utf8 too_large unknown_template invalid_address brevo_rejected brevo_duplicate retries_exhausted uncertain_send suppressed" -- "${cur}"))
                     return 0
                     ;;
                 --amqp-url)
@@ -1880,7 +1883,7 @@ _acaso__mail() {
             return 0
             ;;
         acaso__mail__subcmd__drain__subcmd__eod)
-            opts="-q -h --concurrency --max-attempts --dry-run --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --state-url --state-password-file --state-ca-file --json --color --quiet --lock-wait --timeout --scan --credits-reset --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help"
+            opts="-q -h --concurrency --max-attempts --dry-run --no-suppress --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --state-url --state-password-file --state-ca-file --json --color --quiet --lock-wait --timeout --scan --credits-reset --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2115,7 +2118,7 @@ _acaso__mail() {
             return 0
             ;;
         acaso__mail__subcmd__drain__subcmd__hourly)
-            opts="-q -h --limit --reserve --strict-limit --concurrency --max-attempts --dry-run --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --state-url --state-password-file --state-ca-file --json --color --quiet --lock-wait --timeout --scan --credits-reset --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help"
+            opts="-q -h --limit --reserve --strict-limit --concurrency --max-attempts --dry-run --no-suppress --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --state-url --state-password-file --state-ca-file --json --color --quiet --lock-wait --timeout --scan --credits-reset --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2143,6 +2146,248 @@ _acaso__mail() {
                     return 0
                     ;;
                 --max-attempts)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --amqp-url)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --queue)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --brevo-url)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --api-key)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --pushgateway)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --tz)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --now)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=()
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o plusdirs
+                    fi
+                    return 0
+                    ;;
+                --state-url)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --state-password-file)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --state-ca-file)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --lock-wait)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --scan)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --credits-reset)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --api-key-file)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --amqp-url-file)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --amqp-ca-file)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --pushgateway-user)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --pushgateway-password-file)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --pushgateway-ca-file)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        acaso__mail__subcmd__events)
+            opts="-q -h --exchange --page-size --max-events --amqp-url --queue --brevo-url --api-key --pushgateway --tz --now --state-dir --state-url --state-password-file --state-ca-file --json --color --quiet --lock-wait --timeout --scan --credits-reset --api-key-file --amqp-url-file --amqp-ca-file --pushgateway-user --pushgateway-password-file --pushgateway-ca-file --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --exchange)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --page-size)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --max-events)
                     COMPREPLY=("${cur}")
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
                         compopt -o nospace

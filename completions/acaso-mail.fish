@@ -63,6 +63,7 @@ complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -f -a "stats" -d 'Qu
 complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -f -a "reprioritize" -d 'Re-publish every queued mail with today\'s urgency (run daily, after midnight)'
 complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -f -a "dead-letters" -d 'List parked mails with their reasons; replay them to the queue, or purge them'
 complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -f -a "doctor" -d 'Check every dependency of the configured deployment and print a checklist; changes nothing and sends nothing unless asked'
+complete -c acaso-mail -n "__fish_acaso_mail_needs_command" -f -a "events" -d 'Read Brevo\'s delivery events and blocked contacts since the last read, record them, and publish each outcome to the app\'s exchange'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -s n -l count -d 'Publish N mock jobs like the Acaso producer\'s; 0 only creates the queues' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l file -d 'Publish the JSON Lines of PATH (- for stdin); all or nothing' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand publish" -l to -d 'Recipient address of the mock jobs' -r -f
@@ -123,6 +124,7 @@ complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l p
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l pushgateway-ca-file -d 'PEM file of the CA(s) that signed the Pushgateway\'s certificate (https://)' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l strict-limit -d 'Stop at --limit even for mails due today'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l dry-run -d 'Show what would be sent or set aside, in order, and touch nothing'
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l no-suppress -d 'Send to addresses Brevo reported dead or blocked, too'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -l json -d 'Print exactly one JSON document on stdout, nothing else'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -s q -l quiet -d 'No summary on success (errors still go to stderr): for cron'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-hourly" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -153,6 +155,7 @@ complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l push
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l pushgateway-password-file -d 'File holding the Pushgateway password [env: PUSHGATEWAY_PASSWORD_FILE]' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l pushgateway-ca-file -d 'PEM file of the CA(s) that signed the Pushgateway\'s certificate (https://)' -r -F
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l dry-run -d 'Show what would be sent or set aside, in order, and touch nothing'
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l no-suppress -d 'Send to addresses Brevo reported dead or blocked, too'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -l json -d 'Print exactly one JSON document on stdout, nothing else'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -s q -l quiet -d 'No summary on success (errors still go to stderr): for cron'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand drain-eod" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -335,7 +338,8 @@ invalid_address\t''
 brevo_rejected\t''
 brevo_duplicate\t''
 retries_exhausted\t''
-uncertain_send\t''"
+uncertain_send\t''
+suppressed\t''"
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from replay" -l amqp-url -d 'RabbitMQ URL (amqp:// or amqps://); its password is never printed [default: amqp://guest:guest@127.0.0.1:5672/%2f]' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from replay" -l queue -d 'The mail queue; retry and parking queues are named after it [default: acaso.mail]' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from replay" -l brevo-url -d 'Brevo API base URL [env: SENDINBLUE_URL, BREVO_URL] [default: https://api.brevo.com/v3]' -r -f
@@ -374,7 +378,8 @@ invalid_address\t''
 brevo_rejected\t''
 brevo_duplicate\t''
 retries_exhausted\t''
-uncertain_send\t''"
+uncertain_send\t''
+suppressed\t''"
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -l amqp-url -d 'RabbitMQ URL (amqp:// or amqps://); its password is never printed [default: amqp://guest:guest@127.0.0.1:5672/%2f]' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -l queue -d 'The mail queue; retry and parking queues are named after it [default: acaso.mail]' -r -f
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand dead-letters; and __fish_seen_subcommand_from purge" -l brevo-url -d 'Brevo API base URL [env: SENDINBLUE_URL, BREVO_URL] [default: https://api.brevo.com/v3]' -r -f
@@ -461,3 +466,33 @@ complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -l idempot
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -l json -d 'Print exactly one JSON document on stdout, nothing else'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -s q -l quiet -d 'No summary on success (errors still go to stderr): for cron'
 complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand doctor" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand events" -l exchange -d 'The exchange delivery outcomes are published to' -r -f
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand events" -l page-size -d 'Events asked of Brevo per page (at most 5000)' -r -f
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand events" -l max-events -d 'Events read at most this run; the next run goes on from there' -r -f
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand events" -l amqp-url -d 'RabbitMQ URL (amqp:// or amqps://); its password is never printed [default: amqp://guest:guest@127.0.0.1:5672/%2f]' -r -f
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand events" -l queue -d 'The mail queue; retry and parking queues are named after it [default: acaso.mail]' -r -f
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand events" -l brevo-url -d 'Brevo API base URL [env: SENDINBLUE_URL, BREVO_URL] [default: https://api.brevo.com/v3]' -r -f
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand events" -l api-key -d 'Brevo API key [env: SENDINBLUE_API_KEY, BREVO_API_KEY]; required by commands that call Brevo' -r -f
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand events" -l pushgateway -d 'Pushgateway URL to push run metrics to (no push when unset)' -r -f
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand events" -l tz -d 'Time zone that defines "today" and renders dates [default: America/Recife]' -r -f
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand events" -l now -d 'An RFC 3339 instant used as "now" for urgency, expiry and "today" [default: the clock]' -r -f
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand events" -l state-dir -d 'Where the sent-mail journal and the run lock live [default: $XDG_STATE_HOME/acaso-mail]' -r -f -a "(__fish_complete_directories)"
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand events" -l state-url -d 'Keep the state (journal, tallies, run lock) in PostgreSQL, shared by every host: postgres://USER@HOST/DB[?sslmode=verify-full] [env: ACASO_MAIL_STATE_URL, DATABASE_URL] [default: SQLite in --state-dir]' -r -f
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand events" -l state-password-file -d 'File holding the PostgreSQL password, when the state URL has none [env: ACASO_MAIL_STATE_PASSWORD_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand events" -l state-ca-file -d 'PEM file of the CA(s) that signed PostgreSQL\'s certificate (sslmode=verify-full)' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand events" -l color -d 'When to colour tables' -r -f -a "auto\t'Colour when stdout is a terminal and NO_COLOR is unset'
+always\t'Always colour'
+never\t'Never colour'"
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand events" -l lock-wait -d 'Seconds to wait for another run\'s lock before giving up (exit 6)' -r -f
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand events" -l timeout -d 'Seconds to wait for RabbitMQ or Brevo to connect or answer' -r -f
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand events" -l scan -d 'At most this many mails read from the head of the queue to count urgency bands (stats, the pushed band gauges, dry runs); the bands beyond are reported as partial' -r -f
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand events" -l credits-reset -d 'When Brevo\'s daily credits reset: HH:MM in --tz, or followed by a zone ("00:00 UTC"), overriding the reset acaso-mail observed [env: ACASO_MAIL_CREDITS_RESET] [default: the observed reset, else local midnight]' -r -f
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand events" -l api-key-file -d 'File holding the Brevo API key [env: SENDINBLUE_API_KEY_FILE, BREVO_API_KEY_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand events" -l amqp-url-file -d 'File holding the RabbitMQ URL, password included [env: QUEUE_SERVICE_URL_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand events" -l amqp-ca-file -d 'PEM file of the CA(s) that signed RabbitMQ\'s certificate, for amqps:// with a private CA' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand events" -l pushgateway-user -d 'User for the Pushgateway\'s basic auth (password: PUSHGATEWAY_PASSWORD or a file)' -r -f
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand events" -l pushgateway-password-file -d 'File holding the Pushgateway password [env: PUSHGATEWAY_PASSWORD_FILE]' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand events" -l pushgateway-ca-file -d 'PEM file of the CA(s) that signed the Pushgateway\'s certificate (https://)' -r -F
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand events" -l json -d 'Print exactly one JSON document on stdout, nothing else'
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand events" -s q -l quiet -d 'No summary on success (errors still go to stderr): for cron'
+complete -c acaso-mail -n "__fish_acaso_mail_using_subcommand events" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -5,6 +5,8 @@
 //!
 //! `--host 0.0.0.0` lets other containers reach it (the compose stack's `brevo` service).
 //! `--reset-utc 00:00` puts the credits back to `--credits` every day at that time (UTC).
+//! `--events requests,delivered` reports those delivery events for every mail it accepts
+//! (`acaso-mail events` reads them).
 
 #[path = "../tests/support/fake_brevo.rs"]
 mod fake_brevo;
@@ -22,6 +24,7 @@ fn main() {
     let mut latency_ms = 0u64;
     let mut host = String::from("127.0.0.1");
     let mut reset_utc: Option<i64> = None;
+    let mut events: Vec<String> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next();
@@ -53,6 +56,11 @@ fn main() {
                         .unwrap_or_else(|| bad("a time of day HH:MM (UTC)")),
                 )
             }
+            "--events" => {
+                events = value
+                    .map(|v| v.split(',').map(str::to_string).collect())
+                    .unwrap_or_else(|| bad("event names, comma-separated (requests,delivered)"))
+            }
             "--latency-ms" => {
                 latency_ms = value
                     .and_then(|v| v.parse().ok())
@@ -60,7 +68,7 @@ fn main() {
             }
             _ => {
                 eprintln!(
-                    "usage: fake-brevo [--port 8025] [--credits 300] [--key xkeysib-local] [--latency-ms 0] [--host 127.0.0.1] [--reset-utc HH:MM]"
+                    "usage: fake-brevo [--port 8025] [--credits 300] [--key xkeysib-local] [--latency-ms 0] [--host 127.0.0.1] [--reset-utc HH:MM] [--events requests,delivered]"
                 );
                 std::process::exit(2)
             }
@@ -74,6 +82,7 @@ fn main() {
         }
     };
     fake.state().latency = Duration::from_millis(latency_ms);
+    fake.state().delivery.on_accept = events;
     if let Some(tod) = reset_utc {
         fake.reset_daily_at(tod);
     }

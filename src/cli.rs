@@ -50,6 +50,8 @@ pub const ENVIRONMENT_HELP: &str = "Environment (a flag wins over its variable):
   ACASO_MAIL_LOCK_WAIT                 --lock-wait
   ACASO_MAIL_SCAN                      --scan
   ACASO_MAIL_CREDITS_RESET             --credits-reset
+  ACASO_MAIL_EVENTS_EXCHANGE           events --exchange
+  ACASO_MAIL_EVENTS_MAX                events --max-events
   CREDENTIALS_DIRECTORY                (set by systemd) the credentials sendinblue-api-key,
                                        queue-service-url, pushgateway-password, state-url,
                                        state-password

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod day;
+pub mod delivery;
 pub mod drain;
 pub mod envelope;
 pub mod error;
@@ -61,6 +62,7 @@ fn pushes_as(command: &Command) -> Option<&'static str> {
         Command::DrainEod(a) if !a.dry_run => Some("drain-eod"),
         Command::Reprioritize(a) if !a.dry_run => Some("reprioritize"),
         Command::Stats => Some("stats"),
+        Command::Events(_) => Some("events"),
         _ => None,
     }
 }
@@ -149,6 +151,14 @@ async fn run_command(command: Command, cfg: &Config, cancel: &Cancel) -> Result<
             cmd::dead_letters::run(cfg, action).await
         }
         Command::Stats => cmd::stats::run(cfg, cancel).await,
+        Command::Events(a) => {
+            let args = cmd::events::Args {
+                exchange: a.exchange,
+                page_size: a.page_size,
+                max_events: a.max_events,
+            };
+            cmd::events::run(cfg, &args, cancel).await
+        }
         Command::Doctor(a) => {
             let probe = match (a.idempotency_probe, a.to) {
                 (true, Some(to)) => Some(cmd::doctor::Probe {
@@ -173,11 +183,16 @@ async fn drain(
     cancel: &Cancel,
 ) -> Result<Report> {
     if a.dry_run {
-        return cmd::drain::dry_run(cfg, budget).await;
+        return cmd::drain::dry_run(cfg, budget, !a.no_suppress).await;
     }
     let options = Options {
         concurrency: usize::from(a.concurrency),
         max_attempts: a.max_attempts,
     };
-    cmd::drain::run(cfg, cmd::drain::Args { budget, options }, cancel).await
+    let args = cmd::drain::Args {
+        budget,
+        options,
+        suppress: !a.no_suppress,
+    };
+    cmd::drain::run(cfg, args, cancel).await
 }

@@ -52,6 +52,9 @@ park_reasons! {
     RetriesExhausted => "retries_exhausted",
     /// An attempt may have gone, and Brevo's log cannot tell: a person checks.
     UncertainSend => "uncertain_send",
+    /// Every recipient is an address Brevo reported hard-bounced, invalid, blocked or
+    /// complaining (`acaso-mail events`): sending would spend a credit for nothing.
+    Suppressed => "suppressed",
 }
 
 impl fmt::Display for ParkReason {
@@ -110,6 +113,7 @@ mod tests {
                 "brevo_duplicate",
                 "retries_exhausted",
                 "uncertain_send",
+                "suppressed",
             ]
         );
         assert_eq!(ParkReason::ALL.len(), ParkReason::CODES.len());

@@ -28,6 +28,7 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 
 mod credits;
+mod delivery;
 pub mod exec;
 mod lock;
 mod pg;
@@ -37,6 +38,7 @@ mod tally;
 
 pub use crate::state_url::Place;
 pub use credits::CreditReading;
+pub use delivery::{EVENTS_COUNTER, ReadPosition, Recorded, Suppression};
 pub use lock::{RunLock, lock, lock_state};
 pub use probe::ProbeResult;
 
@@ -164,6 +166,11 @@ impl Store {
     /// Runs one statement for each row of parameters, in one transaction.
     pub fn run_all(&self, sql: &str, rows: &[Vec<Value>]) -> Result<u64> {
         self.x().execute_all(sql, rows)
+    }
+
+    /// Runs statements in order, all in one transaction; returns the rows each changed.
+    pub fn run_each(&self, stmts: &[(&'static str, Vec<Value>)]) -> Result<Vec<u64>> {
+        self.x().execute_each(stmts)
     }
 
     pub(crate) fn first(&self, sql: &str, params: &[Value]) -> Result<Option<Row>> {

@@ -14,6 +14,7 @@ mod it {
     pub mod docs_links;
     pub mod doctor;
     pub mod drain;
+    pub mod events;
     pub mod failures_brevo;
     pub mod failures_broker;
     pub mod failures_census;

@@ -208,12 +208,7 @@ impl Brevo {
                     retry_after: Some(wait),
                 };
             }
-            let resp = self
-                .agent
-                .get(&url)
-                .header("api-key", self.key.expose())
-                .header("accept", "application/json")
-                .call();
+            let resp = self.get(&url);
             called();
             let mut resp = match resp {
                 Ok(r) => r,

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sha2::Digest;
 
+pub mod events;
 mod log;
 mod probe;
 
@@ -299,6 +300,15 @@ impl Brevo {
             base: base.to_string(),
             key,
         }
+    }
+
+    /// A GET of `url` with the key, asking for JSON.
+    fn get(&self, url: &str) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        self.agent
+            .get(url)
+            .header("api-key", self.key.expose())
+            .header("accept", "application/json")
+            .call()
     }
 
     /// `GET /account`: the email plan and its credits. Call it once per run (Brevo

@@ -36,11 +36,7 @@ impl Brevo {
     pub fn account_dated(&self) -> Result<(Account, Option<DateTime<Utc>>), Failure> {
         let url = format!("{}/account", self.base);
         let mut resp = self
-            .agent
             .get(&url)
-            .header("api-key", self.key.expose())
-            .header("accept", "application/json")
-            .call()
             .map_err(|e| {
                 Failure::Unavailable(format!(
                     "cannot reach Brevo at {url}: {e}; check that URL (--brevo-url / SENDINBLUE_URL, https://api.brevo.com/v3 unless a stand-in), this host's network, DNS and proxy, and https://status.brevo.com"

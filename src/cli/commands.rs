@@ -36,6 +36,39 @@ pub enum Command {
     /// Check every dependency of the configured deployment and print a checklist;
     /// changes nothing and sends nothing unless asked
     Doctor(DoctorArgs),
+    /// Read Brevo's delivery events and blocked contacts since the last read, record
+    /// them, and publish each outcome to the app's exchange
+    Events(EventsArgs),
+}
+
+/// An exchange name RabbitMQ lets a client declare: 1 to 255 bytes, not `amq.`.
+fn exchange_name(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 255 || s.starts_with("amq.") {
+        return Err("expected an exchange name of 1 to 255 bytes, not starting with \"amq.\" (RabbitMQ's own)".into());
+    }
+    Ok(s.to_string())
+}
+
+/// `events` arguments.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// The exchange delivery outcomes are published to
+    ///
+    /// The durable topic exchange delivery outcomes are published to (routing key: Brevo's
+    /// event name).
+    #[arg(long, env = "ACASO_MAIL_EVENTS_EXCHANGE", value_name = "NAME",
+          default_value = crate::mailbox::outcomes::DEFAULT_EXCHANGE, value_parser = exchange_name)]
+    pub exchange: String,
+
+    /// Events asked of Brevo per page (at most 5000)
+    #[arg(long, default_value_t = 2500, value_name = "N",
+          value_parser = whole::<u32>(1, 5000, "a number of events"))]
+    pub page_size: u32,
+
+    /// Events read at most this run; the next run goes on from there
+    #[arg(long, env = "ACASO_MAIL_EVENTS_MAX", default_value_t = 50_000, value_name = "N",
+          value_parser = whole::<u32>(1, 10_000_000, "a number of events"))]
+    pub max_events: u32,
 }
 
 /// `doctor` arguments.
@@ -165,6 +198,13 @@ pub struct DrainArgs {
     /// Show what would be sent or set aside, in order, and touch nothing
     #[arg(long)]
     pub dry_run: bool,
+
+    /// Send to addresses Brevo reported dead or blocked, too
+    ///
+    /// Send to addresses Brevo reported hard-bounced, invalid, blocked or complaining of
+    /// spam (by default their mails are parked as `suppressed`, costing no credit).
+    #[arg(long)]
+    pub no_suppress: bool,
 }
 
 /// `drain-hourly` arguments.

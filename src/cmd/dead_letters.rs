@@ -156,6 +156,9 @@ pub async fn run(cfg: &Config, action: Action) -> Result<Report> {
             .await?;
     }
     mailbox.close().await;
+    if matches!(act, Sweep::Replay) {
+        unsuppress(cfg, &listing)?;
+    }
     let acted = Acted {
         act,
         parked: seen,
@@ -269,6 +272,23 @@ struct Acted {
     parked: u32,
     /// The selection in words (empty for `--all`).
     selection: String,
+}
+
+/// A replayed `suppressed` mail is one an operator wants sent: its address (fixed or
+/// unblocked since) is no longer suppressed, or the next drain would park it again.
+fn unsuppress(cfg: &Config, listing: &Listing) -> Result<()> {
+    let mut store = None;
+    for m in &listing.messages {
+        if let (Some("suppressed"), Some(to)) = (m.reason.as_deref(), m.who.to.as_deref()) {
+            if store.is_none() {
+                store = Some(state::Store::open(cfg.state())?);
+            }
+            if let Some(s) = &store {
+                s.unsuppress(to)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn describe(cfg: &Config, index: u32, e: &Envelope) -> Parked {

@@ -29,10 +29,18 @@ pub struct Args {
     pub budget: Budget,
     /// Concurrency and attempts.
     pub options: Options,
+    /// Park mail to suppressed addresses (see `crate::drain::Rules::suppress`).
+    pub suppress: bool,
 }
 
 /// The run's rules: its caps from the credits and Brevo's day, and "now".
-fn rules(cfg: &Config, budget: Budget, account: &brevo::Account, pace: Pace) -> Rules {
+fn rules(
+    cfg: &Config,
+    budget: Budget,
+    account: &brevo::Account,
+    pace: Pace,
+    suppress: bool,
+) -> Rules {
     let now = cfg.now();
     let credits = if account.unlimited() {
         u32::MAX
@@ -44,6 +52,7 @@ fn rules(cfg: &Config, budget: Budget, account: &brevo::Account, pace: Pace) -> 
         now,
         fixed: cfg.fixed_now.is_some(),
         caps: budget.caps(credits, pace),
+        suppress,
     }
 }
 
@@ -58,7 +67,7 @@ pub async fn run(cfg: &Config, args: Args, cancel: &Cancel) -> Result<Report> {
     store.prune(now - JOURNAL_KEEP)?;
     let position = today.position.as_ref();
     let pace = Pace::of(position, now, cfg.tz);
-    let rules = rules(cfg, args.budget, &account, pace);
+    let rules = rules(cfg, args.budget, &account, pace, args.suppress);
     let mut mailbox = Rabbit::open(cfg).await?;
     // Mails an interrupted reprioritize left out of the queue's order go back first.
     crate::cmd::reprioritize::finish_interrupted(cfg, &mut mailbox, cancel).await?;
@@ -123,7 +132,7 @@ pub async fn run(cfg: &Config, args: Args, cancel: &Cancel) -> Result<Report> {
 
 /// A dry run: reads the credits and the head of the queue (handing every mail back in
 /// place) and shows what a drain would send or set aside, in order.
-pub async fn dry_run(cfg: &Config, budget: Budget) -> Result<Report> {
+pub async fn dry_run(cfg: &Config, budget: Budget, suppress: bool) -> Result<Report> {
     cfg.require_api_key()?;
     let _lock = state::lock(cfg.state(), cfg.lock_wait)?;
     let account = brevo::account(cfg).await?;
@@ -140,6 +149,7 @@ pub async fn dry_run(cfg: &Config, budget: Budget) -> Result<Report> {
         budget,
         &account,
         Pace::of(today.position.as_ref(), now, cfg.tz),
+        suppress,
     );
     let mailbox = Rabbit::open(cfg).await?;
     let head = mailbox

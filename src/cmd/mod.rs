@@ -7,6 +7,7 @@ pub mod credits;
 pub mod dead_letters;
 pub mod doctor;
 pub mod drain;
+pub mod events;
 pub mod peek;
 pub mod publish;
 pub mod reprioritize;
@@ -23,6 +24,8 @@ pub fn json_schemas() -> Vec<(&'static str, schemars::Schema)> {
         ("doctor", schema_for!(doctor::Doctor)),
         ("drain", schema_for!(crate::drain::Summary)),
         ("drain-dry-run", schema_for!(crate::drain::Plan)),
+        ("events", schema_for!(events::Summary)),
+        ("delivery-outcome", schema_for!(crate::delivery::Outcome)),
         ("peek", schema_for!(peek::Peek)),
         ("publish", schema_for!(publish::Summary)),
         ("reprioritize", schema_for!(reprioritize::Summary)),

@@ -84,6 +84,8 @@ pub struct Stats {
     pub today: DayTally,
     /// Where the state lives: `SQLite at PATH` or `PostgreSQL at URL` (password masked).
     pub state: String,
+    /// Today's delivery events (in --tz) and the suppressed addresses.
+    pub delivery: crate::delivery::DeliveryDay,
     /// Urgent mail against credits (null without credits).
     pub forecast: Option<Forecast>,
     /// When Brevo's credits reset and how that is known (null only for a date out of
@@ -153,6 +155,7 @@ pub async fn run(cfg: &Config, cancel: &crate::signal::Cancel) -> Result<Report>
     } = Today::at(learned, now, cfg.tz);
     // "Today" is Brevo's day once its reset is known.
     let today = store.tally(&cfg.queue, name)?;
+    let delivery = store.delivery_day(now.with_timezone(&cfg.tz).date_naive())?;
     let eod_seen = store.last_reading_by("drain-eod")?;
     let probe = store.last_probe()?;
     let state = store.place().to_string();
@@ -262,6 +265,7 @@ pub async fn run(cfg: &Config, cancel: &crate::signal::Cancel) -> Result<Report>
         parked,
         today,
         state,
+        delivery,
         forecast,
         credits_reset,
         idempotency_probe: probe.map(|p| IdempotencyProbe {
@@ -340,6 +344,7 @@ fn render(s: &Stats, report: Report) -> Report {
         s.today.sent, s.today.failed, s.today.expired, s.today.parked
     ));
     out.push_str(&format!("state: {}\n", s.state));
+    out.push_str(&format!("{}\n", s.delivery.line()));
     if let Some(r) = &s.credits_reset
         && !r.drain_eod_after_reset
     {

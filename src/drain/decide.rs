@@ -41,6 +41,8 @@ pub struct Rules {
     pub fixed: bool,
     /// The run's caps.
     pub caps: Caps,
+    /// Park mail to addresses Brevo reported dead or blocked (`--no-suppress`: false).
+    pub suppress: bool,
 }
 
 impl Rules {
@@ -79,6 +81,15 @@ pub fn decide(
         return Ok(Decision::Park {
             reason: ParkReason::Expired,
             detail: format!("deadline {when} passed"),
+        });
+    }
+    if rules.suppress
+        && let Some(store) = journal
+        && let Some(detail) = super::suppress::check(store, &m)?
+    {
+        return Ok(Decision::Park {
+            reason: super::suppress::REASON,
+            detail,
         });
     }
     if committed >= rules.caps.soft && !(rules.caps.overflow && urgency == Urgency::Days(0)) {

@@ -14,6 +14,7 @@ mod lookup;
 pub mod plan;
 mod settle;
 pub mod summary;
+mod suppress;
 #[cfg(test)]
 mod tests;
 

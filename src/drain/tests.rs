@@ -164,6 +164,7 @@ async fn drain_at(
         now: at,
         fixed: true,
         caps,
+        suppress: true,
     };
     let opts = Options {
         concurrency,

@@ -14,6 +14,7 @@ mod maintenance;
 #[cfg(test)]
 pub mod memory;
 mod message;
+pub mod outcomes;
 mod publisher;
 pub mod quarantine;
 mod rabbit;

@@ -83,7 +83,7 @@ pub fn record_success(store: &Store, subcommand: &str, unix: f64) -> Result<()> 
     )
 }
 
-const HELP: [(&str, &str); 10] = [
+const HELP: [(&str, &str); 11] = [
     (
         "mails_sent_total",
         "Mails Brevo accepted (the first version's mails_sent).",
@@ -115,13 +115,17 @@ const HELP: [(&str, &str); 10] = [
     ),
     ("acaso_mail_rate_limited_total", "429 answers from Brevo."),
     (
+        "acaso_mail_delivery_events_total",
+        "Brevo delivery events of acaso-mail's mails, by Brevo's event name and template.",
+    ),
+    (
         "acaso_mail_last_success_timestamp_seconds",
         "When this subcommand last did its job (UNIX time).",
     ),
 ];
 
 /// Every metric name acaso-mail pushes (dashboards and alerts may use only these).
-pub const EXPORTED: [&str; 19] = [
+pub const EXPORTED: [&str; 20] = [
     "mails_sent_total",
     "mails_fails_total",
     "payload_template_total",
@@ -141,6 +145,7 @@ pub const EXPORTED: [&str; 19] = [
     "acaso_mail_parked",
     "acaso_mail_brevo_credits",
     "acaso_mail_credits_next_reset_timestamp_seconds",
+    "acaso_mail_delivery_events_total",
 ];
 
 /// The drain counters and their known label sets: (name, label name, label values).
@@ -200,6 +205,17 @@ pub fn render(
                 .or_insert_with(|| (label.iter().map(|l| l.to_string()).collect(), Vec::new()));
             for v in values {
                 entry.1.push((v.into_iter().collect(), 0.0));
+            }
+        }
+    }
+    if subcommand == "events" {
+        // Every Brevo event name for every known template, from 0.
+        let entry = vecs
+            .entry(crate::state::EVENTS_COUNTER.to_string())
+            .or_insert_with(|| (vec!["event".into(), "template".into()], Vec::new()));
+        for e in crate::brevo::events::EVENT_NAMES {
+            for (t, _) in crate::mail::LEGACY_TEMPLATES {
+                entry.1.push((vec![e.to_string(), t.to_string()], 0.0));
             }
         }
     }
@@ -391,6 +407,10 @@ mod tests {
         ) = (1, 1, 1, 1, 1, 1);
         record_drain(&store, "full", &all).expect("record");
         record_success(&store, "full", 1.0).expect("ok");
+        let labels = "subcommand=full,event=delivered,template=9";
+        store
+            .add_counter(crate::state::EVENTS_COUNTER, labels, 1.0)
+            .expect("count");
         let full = RunGauges {
             success: true,
             duration: Duration::from_secs(1),
@@ -426,6 +446,10 @@ mod tests {
         ] {
             assert!(fresh.contains(series), "{series}: {fresh}");
         }
+        // `events` pushes every Brevo event name for every known template from 0.
+        let events = render(None, "events", &g, 1.0).expect("render");
+        let zero = "acaso_mail_delivery_events_total{event=\"hardBounces\",template=\"9\"} 0";
+        assert!(events.contains(zero), "{events}");
         let eod = render(Some(&store), "drain-eod", &g, 2000.0).expect("render");
         assert!(eod.contains("mails_sent_total 3"), "{eod}");
         assert!(!eod.contains("last_success"), "{eod}");

@@ -113,6 +113,8 @@ pub trait Exec: Send {
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>>;
     /// Runs one statement once per parameter row, all in one transaction.
     fn execute_all(&mut self, sql: &str, rows: &[Vec<Value>]) -> Result<u64>;
+    /// Runs statements in order, all in one transaction; returns the rows each changed.
+    fn execute_each(&mut self, stmts: &[(&'static str, Vec<Value>)]) -> Result<Vec<u64>>;
 }
 
 /// `?N` placeholders as PostgreSQL's `$N` (outside quoted text).
@@ -208,6 +210,19 @@ impl Exec for Sqlite {
         }
         tx.commit()?;
         Ok(u64::try_from(n).unwrap_or(u64::MAX))
+    }
+
+    fn execute_each(&mut self, stmts: &[(&'static str, Vec<Value>)]) -> Result<Vec<u64>> {
+        let tx = self.db.transaction().context("starting a transaction")?;
+        let mut changed = Vec::with_capacity(stmts.len());
+        for (sql, params) in stmts {
+            let n = tx
+                .prepare_cached(sql)?
+                .execute(rusqlite::params_from_iter(params))?;
+            changed.push(u64::try_from(n).unwrap_or(u64::MAX));
+        }
+        tx.commit()?;
+        Ok(changed)
     }
 }
 

@@ -265,6 +265,23 @@ impl Exec for Pg {
             Ok(n)
         })
     }
+
+    fn execute_each(&mut self, stmts: &[(&'static str, Vec<Value>)]) -> Result<Vec<u64>> {
+        let stmts = stmts.to_vec();
+        self.call(move |c| {
+            let prepared = stmts
+                .iter()
+                .map(|(sql, _)| c.statement(sql))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut tx = c.client.transaction()?;
+            let mut changed = Vec::with_capacity(stmts.len());
+            for (st, (_, params)) in prepared.iter().zip(&stmts) {
+                changed.push(tx.execute(st, &refs(params))?);
+            }
+            tx.commit()?;
+            Ok(changed)
+        })
+    }
 }
 
 fn refs(params: &[Value]) -> Vec<&(dyn ToSql + Sync)> {

@@ -73,6 +73,8 @@ pub const MIGRATIONS: &[&[Step]] = &[
         postgres: "CREATE TABLE IF NOT EXISTS idempotency_probe (rowid BIGSERIAL PRIMARY KEY,
              at TEXT NOT NULL, passed BIGINT NOT NULL, detail TEXT NOT NULL)",
     }],
+    // 6: delivery events (`acaso-mail events`, crate::state::delivery).
+    &[Step::Sql(super::delivery::TABLES)],
 ];
 
 /// Whether `table` exists.

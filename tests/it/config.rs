@@ -150,6 +150,8 @@ fn a_bad_value_in_any_variable_is_refused_naming_the_variable() {
             &[],
         ),
         ("ACASO_MAIL_STATE_CA_FILE", missing, vec![state_url], &[]),
+        ("ACASO_MAIL_EVENTS_EXCHANGE", "amq.topic", vec![], &[]),
+        ("ACASO_MAIL_EVENTS_MAX", "lots", vec![], &[]),
     ];
     // Every variable clap reads is tried (the others are read by acaso-mail itself
     // and listed above; it::config's README test keeps that list whole).
@@ -176,7 +178,13 @@ fn a_bad_value_in_any_variable_is_refused_naming_the_variable() {
         for (k, v) in needs {
             c.env(k, v);
         }
-        c.env(var, bad).args(["drain-hourly", "--dry-run"]);
+        // The events' variables are read by `events` only.
+        let args: &[&str] = if var.starts_with("ACASO_MAIL_EVENTS_") {
+            &["events"]
+        } else {
+            &["drain-hourly", "--dry-run"]
+        };
+        c.env(var, bad).args(args);
         let out = output_within(&mut c, CHILD_TIMEOUT);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{var}={bad}: {err}");

@@ -14,7 +14,7 @@ use serde_norway::Value;
 
 use crate::support::World;
 
-const SUBCOMMANDS: [&str; 3] = ["reprioritize", "drain-hourly", "drain-eod"];
+const SUBCOMMANDS: [&str; 4] = ["reprioritize", "drain-hourly", "drain-eod", "events"];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -116,6 +116,10 @@ fn local_schedule() -> BTreeMap<String, (BTreeSet<u32>, BTreeSet<u32>)> {
     );
     assert_eq!(out["drain-eod"], ([5].into(), [23].into()));
     assert_eq!(out["reprioritize"], ([5].into(), [0].into()));
+    assert_eq!(
+        out["events"],
+        ([45].into(), (0..=23).collect::<BTreeSet<_>>())
+    );
     out
 }
 
@@ -568,7 +572,7 @@ fn the_compose_crontabs_run_real_commands_at_the_systemd_times() {
     };
 
     let jobs = crontab_jobs("deploy/compose/acaso-mail.crontab");
-    assert_eq!(jobs.len(), 3);
+    assert_eq!(jobs.len(), 4);
     let w = world("compose-cron");
     for (m, h, rest, args) in &jobs {
         let sub = subcommand(args);
@@ -623,7 +627,7 @@ fn app_json_crons_are_the_systemd_times_in_utc_and_real_commands() {
     let local = local_schedule();
     let offset = recife_offset_hours();
     let crons = app["cron"].as_array().expect("cron");
-    assert_eq!(crons.len(), 3);
+    assert_eq!(crons.len(), 4);
     let w = World::new("dokku-cron", 300.0);
     let mut seen = BTreeSet::new();
     for c in crons {
@@ -648,7 +652,7 @@ fn app_json_crons_are_the_systemd_times_in_utc_and_real_commands() {
         run_as_scheduled(&w, &BTreeMap::new(), &args);
         seen.insert(sub);
     }
-    assert_eq!(seen.len(), 3);
+    assert_eq!(seen.len(), 4);
 }
 
 #[test]

@@ -18,7 +18,7 @@ fn deploy(file: &str) -> String {
 
 /// The units' instance names: the subcommands the timers start.
 fn instances() -> Vec<String> {
-    ["drain-hourly", "drain-eod", "reprioritize"]
+    ["drain-hourly", "drain-eod", "reprioritize", "events"]
         .iter()
         .map(|t| {
             let timer = deploy(&format!("systemd/acaso-mail-{t}.timer"));
@@ -49,7 +49,7 @@ fn every_scheduled_command_is_a_valid_acaso_mail_command_line() {
         .lines()
         .filter(|l| l.contains("/usr/local/bin/acaso-mail"))
         .collect();
-    assert_eq!(jobs.len(), 3);
+    assert_eq!(jobs.len(), 4);
     for job in jobs {
         let cmd = job
             .split("/usr/local/bin/acaso-mail-run")
@@ -119,6 +119,7 @@ fn systemd_analyze_verifies_the_units() {
         ("drain-hourly", "00..22:15:00"),
         ("drain-eod", "23:05:00"),
         ("reprioritize", "00:05:00"),
+        ("events", "*:45:00"),
     ] {
         let t = deploy(&format!("systemd/acaso-mail-{timer}.timer"));
         let cal = t

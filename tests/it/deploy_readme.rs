@@ -173,7 +173,7 @@ fn the_readme_deploy_runs_as_written() {
         .filter(|l| !l.starts_with('#') && !l.contains('=') && !l.trim().is_empty())
         .map(|l| l.split_whitespace().skip(5).collect::<Vec<_>>().join(" "))
         .collect();
-    assert_eq!(jobs.len(), 3, "{crontab}");
+    assert_eq!(jobs.len(), 4, "{crontab}");
     for job in &jobs {
         let line = job.replace("/usr/local/bin/", &format!("{}/", bin.display()));
         check(
@@ -425,6 +425,7 @@ fn the_readme_rabbitmq_user_can_run_every_command_on_its_queues_only() {
         &["reprioritize"],
         &["drain-hourly"],
         &["drain-eod"],
+        &["events"],
         &["dead-letters"],
         &["dead-letters", "purge", "--all"],
     ] {

@@ -21,6 +21,9 @@ use serde_json::{Value, json};
 
 use super::schema;
 
+#[path = "fake_brevo_events.rs"]
+pub mod events;
+
 /// One scripted answer to a `POST /smtp/email`, taken in order before normal handling.
 #[derive(Debug, Clone)]
 pub enum Fault {
@@ -147,6 +150,8 @@ pub struct State {
     pub log_faults: VecDeque<u16>,
     /// When each `GET /smtp/emails` call arrived.
     pub log_call_times: Vec<Instant>,
+    /// Delivery events and blocked contacts to report, and the reads of them.
+    pub delivery: events::Delivery,
 }
 
 /// A running fake Brevo.
@@ -238,6 +243,7 @@ impl FakeBrevo {
             print_accepted: false,
             log_faults: VecDeque::new(),
             log_call_times: Vec::new(),
+            delivery: events::Delivery::default(),
         }));
         let arrivals = Arc::new((Mutex::new(0u64), Condvar::new()));
         let panics = Arc::new(AtomicU64::new(0));
@@ -353,6 +359,11 @@ impl Drop for FakeBrevo {
             unused.is_empty(),
             "the fake Brevo was scripted faults no send consumed: {unused:?} \
              (mark a fault that may go unused with Fault::optional)"
+        );
+        let unused = self.state().delivery.events_script.clone();
+        assert!(
+            unused.is_empty(),
+            "the fake Brevo was scripted events answers no read consumed: {unused:?}"
         );
         let panics = self.panics.load(Ordering::SeqCst);
         assert!(
@@ -474,6 +485,10 @@ pub fn brevo_schema(name: &str) -> Value {
         "account-answer" => include_str!("../fixtures/brevo/account-answer.schema.json"),
         "log-query" => include_str!("../fixtures/brevo/log-query.schema.json"),
         "log-answer" => include_str!("../fixtures/brevo/log-answer.schema.json"),
+        "events-query" => include_str!("../fixtures/brevo/events-query.schema.json"),
+        "events-answer" => include_str!("../fixtures/brevo/events-answer.schema.json"),
+        "blocked-query" => include_str!("../fixtures/brevo/blocked-query.schema.json"),
+        "blocked-answer" => include_str!("../fixtures/brevo/blocked-answer.schema.json"),
         _ => panic!("no Brevo schema {name}"),
     };
     serde_json::from_str(text).expect("a Brevo schema is JSON")
@@ -523,6 +538,20 @@ fn serve(conn: TcpStream, st: &Arc<Mutex<State>>, arrivals: &Arc<(Mutex<u64>, Co
             } else {
                 respond(&mut w, 401, &err("unauthorized", "Key not found"), &[], &s)
             }
+        } else if req.method == "GET"
+            && (req.path.contains("/smtp/statistics/events")
+                || req.path.contains("/smtp/blockedContacts"))
+        {
+            let mut s = lock();
+            let query = req.path.split_once('?').map_or("", |(_, q)| q);
+            let (status, body) = if !authorised {
+                (401, err("unauthorized", "Key not found"))
+            } else if req.path.contains("/smtp/statistics/events") {
+                events::events(&mut s, query)
+            } else {
+                events::blocked(&mut s, query)
+            };
+            respond(&mut w, status, &body, &[], &s)
         } else if req.method == "GET" && req.path.contains("/smtp/emails") {
             let mut s = lock();
             s.log_calls += 1;
@@ -714,7 +743,7 @@ fn transactional_log(s: &mut State, path: &str) -> (u16, Value) {
 /// A query string as a JSON object: each value percent-decoded, and a number where
 /// Brevo's definition says integer (left a string, which then fails, when it is not).
 fn query_object(query: &str) -> Value {
-    let integers = ["templateId", "limit", "offset"];
+    let integers = ["templateId", "limit", "offset", "days"];
     let mut o = serde_json::Map::new();
     for (k, v) in query.split('&').filter_map(|kv| kv.split_once('=')) {
         let v = percent_decode(v);
@@ -894,6 +923,7 @@ fn validate_and_accept(body: &Result<Value, serde_json::Error>, s: &mut State) -
         s.accepted.push(body.clone());
         s.accepted_at.push(now);
         s.accepted_ids.push(id.clone());
+        s.report_accepted(now);
     }
     (201, json!({"messageId": id}))
 }
