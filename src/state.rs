@@ -272,17 +272,24 @@ impl Store {
         recipient: &str,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        self.run(
-            "INSERT INTO sent (identity, brevo_id, template, recipient, sent_at)
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (identity) DO NOTHING",
-            &[
-                identity.into(),
-                brevo_id.into(),
-                i64::from(template).into(),
-                recipient.into(),
-                now.to_rfc3339().into(),
-            ],
-        )
+        // One commit: the mail is sent, and its attempt (if one is open) is over.
+        self.run_each(&[
+            (
+                "INSERT INTO sent (identity, brevo_id, template, recipient, sent_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (identity) DO NOTHING",
+                vec![
+                    identity.into(),
+                    brevo_id.into(),
+                    i64::from(template).into(),
+                    recipient.into(),
+                    now.to_rfc3339().into(),
+                ],
+            ),
+            (
+                "UPDATE attempts SET open_since = NULL WHERE identity = ?1",
+                vec![identity.into()],
+            ),
+        ])
         .context("recording a sent mail in the state store")?;
         Ok(())
     }

@@ -48,7 +48,9 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
         } else {
             Outcome::Known
         };
-        if let Err(e) = self.io.store.end_send(&id, seen) {
+        // An accepted mail's attempt was closed with its journal entry (one commit).
+        let closed = accepted && settled.is_ok();
+        if !closed && let Err(e) = self.io.store.end_send(&id, seen) {
             self.fail(Fatal::Unavailable(format!("state store: {e:#}")));
         }
         if let Err(e) = settled {
