@@ -230,6 +230,17 @@ impl Broker {
             .await
     }
 
+    /// A fresh channel in publisher-confirm mode.
+    pub async fn confirm_channel(&self) -> Result<Channel> {
+        let channel = self.channel().await?;
+        self.call(
+            "enabling publisher confirms",
+            channel.confirm_select(lapin::options::ConfirmSelectOptions::default()),
+        )
+        .await?;
+        Ok(channel)
+    }
+
     /// Declares the main queue (durable, `x-max-priority` 9) or, when it already exists
     /// with other arguments (the legacy `queue`), adopts it as it is and finds out its
     /// durability and priority levels from the broker's refusal.

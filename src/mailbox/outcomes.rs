@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 
 use anyhow::Result;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::options::{BasicPublishOptions, ExchangeDeclareOptions};
 use lapin::types::{FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, ExchangeKind, PublisherConfirm};
 
@@ -43,7 +43,7 @@ impl Outcomes {
     /// another kind is the broker's refusal, exit 4 with its words).
     pub async fn open(cfg: &Config, exchange: &str) -> Result<Self> {
         let broker = Broker::connect(cfg).await?;
-        let channel = broker.channel().await?;
+        let channel = broker.confirm_channel().await?;
         broker
             .call(
                 &format!("declaring exchange {exchange}"),
@@ -56,12 +56,6 @@ impl Outcomes {
                     },
                     FieldTable::default(),
                 ),
-            )
-            .await?;
-        broker
-            .call(
-                "enabling publisher confirms",
-                channel.confirm_select(ConfirmSelectOptions::default()),
             )
             .await?;
         Ok(Outcomes {

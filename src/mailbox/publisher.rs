@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use anyhow::Result;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::BasicPublishOptions;
 use lapin::types::ShortString;
 use lapin::{BasicProperties, Channel, Confirmation, PublisherConfirm};
 
@@ -23,13 +23,7 @@ pub struct Publisher {
 impl Publisher {
     /// A publisher on a fresh confirm-mode channel.
     pub async fn new(broker: &Broker, window: usize) -> Result<Self> {
-        let channel = broker.channel().await?;
-        broker
-            .call(
-                "enabling publisher confirms",
-                channel.confirm_select(ConfirmSelectOptions::default()),
-            )
-            .await?;
+        let channel = broker.confirm_channel().await?;
         Ok(Publisher {
             channel,
             timeout: broker.timeout(),

@@ -394,6 +394,23 @@ mod tests {
     use crate::brevo::events::Event;
     use crate::delivery::{Matcher, settle};
 
+    fn on_sqlite(test: fn(&Store)) {
+        let dir = tempfile::tempdir().expect("tmp");
+        test(&Store::open(dir.path()).expect("store"));
+    }
+
+    /// On a database of its own in the tests' private PostgreSQL cluster.
+    fn on_postgres(test: fn(&Store)) {
+        let dir = tempfile::tempdir().expect("tmp");
+        let url = crate::state::tests::pg_url();
+        let place = crate::state::Place {
+            dir: dir.path(),
+            url: Some(&url),
+            timeout: std::time::Duration::from_secs(10),
+        };
+        test(&Store::open(place).expect("store"));
+    }
+
     fn t(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).expect("t").to_utc()
     }
@@ -412,20 +429,12 @@ mod tests {
 
     #[test]
     fn a_page_is_recorded_once_with_its_position_and_the_latest_state_wins_in_sqlite() {
-        let dir = tempfile::tempdir().expect("tmp");
-        a_page_is_recorded_once_with_its_position_and_the_latest_state_wins(&Store::open(dir.path()).expect("store"));
+        on_sqlite(a_page_is_recorded_once_with_its_position_and_the_latest_state_wins);
     }
 
     #[test]
     fn a_page_is_recorded_once_with_its_position_and_the_latest_state_wins_in_postgres() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let url = crate::state::tests::pg_url();
-        let place = crate::state::Place {
-            dir: dir.path(),
-            url: Some(&url),
-            timeout: std::time::Duration::from_secs(10),
-        };
-        a_page_is_recorded_once_with_its_position_and_the_latest_state_wins(&Store::open(place).expect("store"));
+        on_postgres(a_page_is_recorded_once_with_its_position_and_the_latest_state_wins);
     }
 
     fn a_page_is_recorded_once_with_its_position_and_the_latest_state_wins(s: &Store) {
@@ -490,20 +499,12 @@ mod tests {
 
     #[test]
     fn blocked_contacts_no_longer_listed_are_lifted_only_after_a_whole_read_in_sqlite() {
-        let dir = tempfile::tempdir().expect("tmp");
-        blocked_contacts_no_longer_listed_are_lifted_only_after_a_whole_read(&Store::open(dir.path()).expect("store"));
+        on_sqlite(blocked_contacts_no_longer_listed_are_lifted_only_after_a_whole_read);
     }
 
     #[test]
     fn blocked_contacts_no_longer_listed_are_lifted_only_after_a_whole_read_in_postgres() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let url = crate::state::tests::pg_url();
-        let place = crate::state::Place {
-            dir: dir.path(),
-            url: Some(&url),
-            timeout: std::time::Duration::from_secs(10),
-        };
-        blocked_contacts_no_longer_listed_are_lifted_only_after_a_whole_read(&Store::open(place).expect("store"));
+        on_postgres(blocked_contacts_no_longer_listed_are_lifted_only_after_a_whole_read);
     }
 
     fn blocked_contacts_no_longer_listed_are_lifted_only_after_a_whole_read(s: &Store) {
