@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::decide::{Decision, Rules, decide};
-use super::lookup::{Lookup, UNSEEN_SEND_LIMIT, too_soon};
+use super::doubt::{Lookup, UNSEEN_SEND_LIMIT, too_soon};
 use super::summary::{Fatal, Summary};
 use crate::brevo::{SendOutcome, Sender, idempotency_key};
 use crate::mail::Mail;

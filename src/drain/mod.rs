@@ -9,6 +9,7 @@
 
 pub mod budget;
 pub mod decide;
+mod doubt;
 pub mod engine;
 mod lookup;
 pub mod plan;
@@ -20,7 +21,7 @@ mod tests;
 
 pub use budget::{Budget, Limit, Pace};
 pub use decide::Rules;
+pub(crate) use doubt::LOG_SETTLE;
 pub use engine::{Drain, Io, Options, Progress, Unwatched};
-pub(crate) use lookup::LOG_SETTLE;
 pub use plan::{Action, Plan, plan};
 pub use summary::Summary;
