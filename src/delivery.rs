@@ -69,7 +69,7 @@ pub struct Outcome {
     pub identity: String,
     /// The AMQP `message_id` the app published the mail with; null when it set none.
     pub message_id: Option<String>,
-    /// The recipient.
+    /// The address the event is about (one of the mail's recipients).
     pub recipient: String,
     /// The Brevo template.
     pub template_id: u32,
@@ -141,11 +141,20 @@ pub fn settle(events: Vec<Event>, matcher: &Matcher) -> Vec<Settled> {
     events
         .into_iter()
         .map(|event| {
-            let key = format!("{}|{}|{}", event.message_id, event.event, stamp(event.date));
+            // The recipient too: one mail to several addresses has one messageId, and
+            // two of them may bounce in the same second.
+            let key = format!(
+                "{}|{}|{}|{}",
+                event.message_id,
+                event.event,
+                stamp(event.date),
+                event.email.to_lowercase()
+            );
             let outcome = matcher.find(&event).map(|m| Outcome {
                 identity: m.identity.clone(),
                 message_id: m.identity.strip_prefix("id:").map(str::to_string),
-                recipient: m.recipient.clone(),
+                // The address the event is about (a mail may have several).
+                recipient: event.email.clone(),
                 template_id: m.template_id,
                 event: event.event.clone(),
                 date: stamp(event.date),
@@ -219,5 +228,21 @@ mod tests {
         assert!(!o.suppressed);
         assert!(out[2].outcome.is_none());
         assert_ne!(out[0].key, out[1].key);
+    }
+    #[test]
+    fn two_recipients_of_one_mail_bouncing_at_once_are_two_outcomes_each_naming_its_address() {
+        let m = Matcher::new(vec![SentMail {
+            identity: "id:m-1".into(),
+            brevo_id: "<1@relay>".into(),
+            template_id: 9,
+            recipient: "a@example.org".into(),
+        }]);
+        let mut second = event("<1@relay>", "hardBounces", None);
+        second.email = "B@Example.org".into();
+        let out = settle(vec![event("<1@relay>", "hardBounces", None), second], &m);
+        assert_ne!(out[0].key, out[1].key);
+        let to = |i: usize| out[i].outcome.as_ref().expect("matched").recipient.clone();
+        assert_eq!(to(1), "B@Example.org");
+        assert_ne!(to(0), to(1));
     }
 }

@@ -225,6 +225,7 @@ async fn read_blocked(
 ) -> Result<Result<(), Failure>> {
     let mut contacts = Vec::new();
     let mut offset = 0u64;
+    let mut unreadable = false;
     let whole = loop {
         if offset >= MAX_BLOCKED {
             break false;
@@ -241,9 +242,12 @@ async fn read_blocked(
             };
         offset += page.rows as u64;
         let last = page.rows < MAX_BLOCKED_PAGE as usize;
+        // A row that could not be read leaves the list incomplete: no suppression is
+        // lifted for an address that may be on it.
+        unreadable |= page.contacts.len() < page.rows;
         contacts.extend(page.contacts);
         if last {
-            break true;
+            break !unreadable;
         }
     };
     s.blocked = u32::try_from(contacts.len()).unwrap_or(u32::MAX);
