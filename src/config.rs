@@ -12,8 +12,10 @@ use chrono_tz::Tz;
 
 use crate::error::{Failure, Secret};
 
+mod amqp;
 mod limit;
 use crate::secrets::Which;
+use amqp::validate_amqp_url;
 pub use limit::{Limit, hourly_limit};
 
 /// Default RabbitMQ URL (the contract's).
@@ -289,45 +291,6 @@ fn parse_reset(s: &str) -> Result<(NaiveTime, Option<Tz>), String> {
         return Err(format!("{s:?} is not a reset time: {expected}"));
     }
     Ok((time, zone))
-}
-
-/// Checks an AMQP URL and returns it with the password masked. The error never
-/// echoes the URL, which may carry a password.
-fn validate_amqp_url(url: &str) -> Result<String, Failure> {
-    let bad = |why: &str| {
-        Failure::Usage(format!(
-            "invalid --amqp-url / QUEUE_SERVICE_URL / RABBITMQ_URL ({why}): expected amqp://USER:PASSWORD@HOST:PORT/VHOST, e.g. {DEFAULT_AMQP_URL}"
-        ))
-    };
-    if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
-        return Err(bad("scheme must be amqp or amqps"));
-    }
-    // Read as lapin reads it (amq-protocol-uri): a missing user is guest, a missing port
-    // the scheme's, the vhost the path after its first slash ("/" when there is none).
-    let uri = url::Url::parse(url).map_err(|_| bad("not a URL"))?;
-    let host = uri.host_str().unwrap_or_default();
-    if uri.cannot_be_a_base() || host.is_empty() {
-        return Err(bad("no host"));
-    }
-    let (scheme, default_port) = if url.starts_with("amqps://") {
-        ("amqps", 5671)
-    } else {
-        ("amqp", 5672)
-    };
-    let decoded = |s: &str| {
-        percent_encoding::percent_decode_str(s)
-            .decode_utf8_lossy()
-            .into_owned()
-    };
-    let user = match uri.username() {
-        "" => "guest".to_string(),
-        u => decoded(u),
-    };
-    let vhost = decoded(uri.path().get(1..).unwrap_or("/"));
-    Ok(format!(
-        "{scheme}://{user}:***@{host}:{}/{vhost}",
-        uri.port().unwrap_or(default_port)
-    ))
 }
 
 /// Checks an http(s) URL and returns it, as the URL standard writes it, without a
