@@ -114,10 +114,14 @@ impl Store {
         let x: Box<dyn Exec> = match place.url {
             Some(url) => {
                 let mut pg = pg::Pg::connect(url, place.timeout)?;
-                // Two hosts opening a new database at once: one migrates at a time.
+                // Two hosts opening a new database at once: one migrates at a time; a
+                // host stuck mid-migration holds the others no longer than --timeout.
+                let wait = place.timeout.as_millis().max(1);
+                pg.execute(&format!("SET lock_timeout = {wait}"), &[])?;
                 pg.execute("SELECT pg_advisory_lock(7017559792787746157)", &[])?;
                 let migrated = schema::migrate(&mut pg);
                 pg.execute("SELECT pg_advisory_unlock(7017559792787746157)", &[])?;
+                pg.execute("SET lock_timeout = 0", &[])?;
                 migrated.context("bringing the state schema in PostgreSQL up to date")?;
                 Box::new(pg)
             }
@@ -389,6 +393,33 @@ mod tests {
         journal(&|| Store::open(pg_place(dir.path(), &url)).expect("open"));
         // Nothing of it was written to the state directory.
         assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+    }
+
+    #[test]
+    fn a_migration_held_by_another_host_is_waited_for_no_longer_than_the_timeout() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let url = pg_url();
+        let mut holder = pg::Pg::connect(&url, Duration::from_secs(10)).expect("connect");
+        holder
+            .execute("SELECT pg_advisory_lock(7017559792787746157)", &[])
+            .expect("held");
+        let place = Place {
+            dir: dir.path(),
+            url: Some(&url),
+            timeout: Duration::from_millis(300),
+        };
+        let start = Instant::now();
+        assert!(
+            Store::open(place).is_err(),
+            "opened under a held migration lock"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            start.elapsed()
+        );
+        drop(holder);
+        Store::open(place).expect("opens once it is free");
     }
 
     #[test]
