@@ -116,12 +116,23 @@ impl Store {
                 let mut pg = pg::Pg::connect(url, place.timeout)?;
                 // Two hosts opening a new database at once: one migrates at a time; a
                 // host stuck mid-migration holds the others no longer than --timeout.
-                let wait = place.timeout.as_millis().max(1);
-                pg.execute(&format!("SET lock_timeout = {wait}"), &[])?;
-                pg.execute("SELECT pg_advisory_lock(7017559792787746157)", &[])?;
+                let start = std::time::Instant::now();
+                while pg
+                    .query("SELECT pg_try_advisory_lock(7017559792787746157)::int", &[])?
+                    .first()
+                    .and_then(|r| r.first().and_then(Value::int))
+                    != Some(1)
+                {
+                    if start.elapsed() >= place.timeout {
+                        anyhow::bail!(
+                            "another host has been bringing the state schema in PostgreSQL up to date for over {}s; try again, or see who holds advisory lock 7017559792787746157 (pg_locks)",
+                            place.timeout.as_secs()
+                        );
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
                 let migrated = schema::migrate(&mut pg);
                 pg.execute("SELECT pg_advisory_unlock(7017559792787746157)", &[])?;
-                pg.execute("SET lock_timeout = 0", &[])?;
                 migrated.context("bringing the state schema in PostgreSQL up to date")?;
                 Box::new(pg)
             }
