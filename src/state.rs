@@ -514,10 +514,12 @@ mod tests {
                 schema::version(s.x().as_mut()).expect("version"),
                 schema::MIGRATIONS.len()
             );
-            s.record_sent("a", "<id>", 1, "x@example.org", chrono::Utc::now())
+            let at = DateTime::parse_from_rfc3339("2026-12-03T10:00:00Z")
+                .expect("at")
+                .to_utc();
+            s.record_sent("a", "<id>", 1, "x@example.org", at)
                 .expect("write");
-            s.record_probe(chrono::Utc::now(), true, "ok")
-                .expect("probe");
+            s.record_probe(at, true, "ok").expect("probe");
             assert!(s.last_probe().expect("probe").expect("one").passed);
             if i == 1 {
                 assert_eq!(s.credit_history().expect("history")[0].1, 1_764_590_400);

@@ -45,7 +45,9 @@ mod tests {
             code: "hardBounce".into(),
             blocked_at: None,
         };
-        let now = chrono::Utc::now();
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-03T10:00:00Z")
+            .expect("now")
+            .to_utc();
         store
             .record_blocked(&[blocked], true, now)
             .expect("blocked");
