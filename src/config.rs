@@ -261,6 +261,12 @@ impl Config {
         self.fixed_now.unwrap_or_else(Utc::now)
     }
 
+    /// The earlier of `--now` and the clock: what may be parked as expired. `stats
+    /// --now` a week ahead (a "what if") must not park mail that is not expired yet.
+    pub fn now_not_ahead(&self) -> DateTime<Utc> {
+        self.now().min(Utc::now())
+    }
+
     /// The API key, or a usage error for commands that need one.
     pub fn require_api_key(&self) -> Result<&Secret, Failure> {
         self.api_key.as_ref().ok_or_else(|| {

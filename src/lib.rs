@@ -24,7 +24,6 @@ pub mod metrics;
 pub mod mock;
 pub mod output;
 pub mod park;
-pub mod private;
 pub mod secrets;
 pub mod signal;
 pub mod state;

@@ -22,7 +22,6 @@
 //! before it. Both backends run them on open.
 
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
@@ -31,7 +30,9 @@ mod credits;
 mod delivery;
 pub mod exec;
 mod lock;
+mod open;
 mod pg;
+pub mod private;
 mod probe;
 mod schema;
 mod tally;
@@ -51,6 +52,10 @@ pub const DB_FILE: &str = "state.sqlite3";
 pub struct Store {
     x: Mutex<Box<dyn Exec>>,
     place: String,
+    /// The run lock, when this store was opened under it ([`Store::locked`]) and the
+    /// lock is not the store's own connection's (SQLite: the lock file). Dropped after
+    /// the connection.
+    _lock: Option<RunLock>,
 }
 
 /// What the journal knows of earlier sends of a mail.
@@ -107,56 +112,6 @@ fn time(v: Option<&Value>) -> Option<DateTime<Utc>> {
 }
 
 impl Store {
-    /// Opens (creating) the store: SQLite in the state directory, or PostgreSQL when a
-    /// URL is set; the schema is brought up to date either way.
-    pub fn open<'a>(place: impl Into<Place<'a>>) -> Result<Self> {
-        let place = place.into();
-        let x: Box<dyn Exec> = match place.url {
-            Some(url) => {
-                let mut pg = pg::Pg::connect(url, place.timeout)?;
-                // Two hosts opening a new database at once: one migrates at a time; a
-                // host stuck mid-migration holds the others no longer than --timeout.
-                let start = std::time::Instant::now();
-                while pg
-                    .query("SELECT pg_try_advisory_lock(7017559792787746157)::int", &[])?
-                    .first()
-                    .and_then(|r| r.first().and_then(Value::int))
-                    != Some(1)
-                {
-                    if start.elapsed() >= place.timeout {
-                        anyhow::bail!(
-                            "another host has been bringing the state schema in PostgreSQL up to date for over {}s; try again, or see who holds advisory lock 7017559792787746157 (pg_locks)",
-                            place.timeout.as_secs()
-                        );
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                let migrated = schema::migrate(&mut pg);
-                pg.execute("SELECT pg_advisory_unlock(7017559792787746157)", &[])?;
-                migrated.context("bringing the state schema in PostgreSQL up to date")?;
-                Box::new(pg)
-            }
-            None => {
-                let dir = place.dir;
-                // Security hook: 0700 directory, 0600 files (crate::private).
-                crate::private::state_dir(dir)
-                    .with_context(|| format!("creating state directory {}", dir.display()))?;
-                let path = dir.join(DB_FILE);
-                crate::private::state_file(&path)
-                    .with_context(|| format!("creating {}", path.display()))?;
-                let db = rusqlite::Connection::open(&path)
-                    .with_context(|| format!("opening {}", path.display()))?;
-                let mut db = exec::Sqlite::new(db, Duration::from_secs(30), true)?;
-                schema::migrate(&mut db).context("creating the state tables")?;
-                Box::new(db)
-            }
-        };
-        Ok(Store {
-            x: Mutex::new(x),
-            place: describe(place),
-        })
-    }
-
     /// Where this store lives (see [`describe`]).
     pub fn place(&self) -> &str {
         &self.place
@@ -365,7 +320,7 @@ pub(crate) mod testpg;
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
 
     use rusqlite::Connection;
 
@@ -459,6 +414,48 @@ mod tests {
         drop(held);
         assert_eq!(lock_state(place).map(|r| r.expect("read")), Some(false));
         lock(place, Duration::ZERO).expect("free again");
+    }
+
+    #[test]
+    fn a_store_that_loses_its_lock_connection_fails_every_call_and_frees_the_lock() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let url = pg_url();
+        let place = pg_place(dir.path(), &url);
+        let at = DateTime::parse_from_rfc3339("2026-05-10T10:00:00Z")
+            .expect("instant")
+            .to_utc();
+        let store = Store::locked(place, Duration::ZERO).expect("locked");
+        store
+            .record_sent("a", "<a@brevo>", 1, "x@example.org", at)
+            .expect("journaled");
+        // The lock is the store's own connection's: one session holds it, and no
+        // second host can take it while the store is open.
+        let err = Store::locked(place, Duration::ZERO)
+            .err()
+            .expect("a second host is locked out");
+        assert_eq!(crate::error::exit_code_of(&err), crate::error::EXIT_LOCKED);
+        // An idle timeout, a proxy, an operator: the server ends that session.
+        let admin = Store::open(place).expect("admin");
+        let ended = admin
+            .rows(
+                "SELECT pg_terminate_backend(pid)::int FROM pg_locks
+                 WHERE locktype = 'advisory' AND granted
+                 AND ((classid::bigint << 32) | objid::bigint) = 7017559792787746156",
+                &[],
+            )
+            .expect("terminate");
+        assert_eq!(ended.len(), 1, "exactly one session held the run lock");
+        // The run cannot go on unlocked: its next store call is exit 4...
+        let err = store
+            .is_sent("a")
+            .expect_err("the store is gone with its lock");
+        assert_eq!(
+            crate::error::exit_code_of(&err),
+            crate::error::EXIT_UNAVAILABLE
+        );
+        // ...and the lock is free for the next run, which finds what was journaled.
+        let next = Store::locked(place, Duration::ZERO).expect("free again");
+        assert!(next.is_sent("a").expect("read"));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use crate::cmd::brevo_day;
 use crate::config::Config;
 use crate::day;
 use crate::day::Today;
+use crate::drain::staged::finish_interrupted;
 use crate::drain::{Action, Budget, Drain, Io, Options, Pace, Plan, Rules, Summary, plan};
 use crate::error::Failure;
 use crate::mailbox::{Rabbit, Which};
@@ -59,18 +60,17 @@ fn rules(
 /// Runs a drain.
 pub async fn run(cfg: &Config, args: Args, cancel: &Cancel) -> Result<Report> {
     let key = cfg.require_api_key()?.clone();
-    let _lock = state::lock(cfg.state(), cfg.lock_wait)?;
-    let store = Store::open(cfg.state())?;
+    let store = Store::locked(cfg.state(), cfg.lock_wait)?;
     // The run's "now" is when Brevo answered: a reset that reading shows is behind it.
+    let mut mailbox = Rabbit::open(cfg).await?;
+    // Mails an interrupted reprioritize left out of the queue's order go back first.
+    finish_interrupted(&mut mailbox, &store, cfg.tz, cfg.now_not_ahead(), cancel).await?;
     let (account, now, today) =
         brevo_day::read_and_learn(cfg, &store, args.budget.subcommand()).await?;
     store.prune(now - JOURNAL_KEEP)?;
     let position = today.position.as_ref();
     let pace = Pace::of(position, now, cfg.tz);
     let rules = rules(cfg, args.budget, &account, pace, args.suppress);
-    let mut mailbox = Rabbit::open(cfg).await?;
-    // Mails an interrupted reprioritize left out of the queue's order go back first.
-    crate::cmd::reprioritize::finish_interrupted(cfg, &mut mailbox, cancel).await?;
     let bar = output::progress(
         cfg,
         u64::from(rules.caps.soft.min(mailbox.info().ready)),

@@ -20,7 +20,7 @@ use crate::error::Failure;
 use crate::mailbox::outcomes::Outcomes;
 use crate::output::Report;
 use crate::signal::Cancel;
-use crate::state::{self, ReadPosition, Store};
+use crate::state::{ReadPosition, Store};
 
 /// The read position's name in the journal.
 const READ: &str = "events";
@@ -112,8 +112,7 @@ impl Summary {
 /// Runs `events`.
 pub async fn run(cfg: &Config, args: &Args, cancel: &Cancel) -> Result<Report> {
     let key = cfg.require_api_key()?.clone();
-    let _lock = state::lock(cfg.state(), cfg.lock_wait)?;
-    let store = Store::open(cfg.state())?;
+    let store = Store::locked(cfg.state(), cfg.lock_wait)?;
     let now = cfg.now();
     store.prune_delivery(now - SEEN_KEEP)?;
     let brevo = Brevo::new(&cfg.brevo_url, key, cfg.timeout);

@@ -12,14 +12,14 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::drain::staged::{fate, journaled_fate};
 use crate::error::Failure;
-use crate::mail::{self, Who};
-use crate::mailbox::{Envelope, Rabbit, Reorder, Which};
+use crate::mail::Who;
+use crate::mailbox::{Rabbit, Reorder, Which};
 use crate::output::{self, Report};
 use crate::park::ParkReason;
 use crate::signal::Cancel;
 use crate::state::{self, Store};
-use crate::urgency::{PriorityScale, Urgency};
 
 /// What `reprioritize` reports.
 #[derive(Debug, Default, Serialize, JsonSchema)]
@@ -48,73 +48,12 @@ fn count(n: u64) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-/// What becomes of a mail on its way through `reprioritize`, the journal considered.
-fn journaled_fate(
-    cfg: &Config,
-    scale: PriorityScale,
-    now: chrono::DateTime<chrono::Utc>,
-    journal: &Store,
-    e: &Envelope,
-) -> Reorder {
-    match journal.is_sent(&e.identity) {
-        Ok(true) => Reorder::Drop,
-        _ => match fate(cfg, scale, now, e) {
-            // Not parked here: an expired mail that an earlier attempt may have
-            // sent (the next drain asks Brevo's log whether it went), and a mail
-            // a copy of which may already be parked (the next drain looks in
-            // the parking queue). Back at the head of the queue, the drain
-            // settles them.
-            Reorder::Park { reason, .. }
-                if !matches!(journal.may_be_parked(&e.identity), Ok(false))
-                    || (reason == ParkReason::Expired
-                        && !matches!(journal.uncertainty(&e.identity), Ok(None))) =>
-            {
-                Reorder::Requeue(scale.priority(Urgency::Expired))
-            }
-            f => f,
-        },
-    }
-}
-
-/// Puts back in the main queue, with today's priorities, the mails an interrupted
-/// `reprioritize` left in the staging queue (its way back, alone). Every run that holds
-/// the run lock calls it first: a `reprioritize` killed at 03:05 must not keep the day's
-/// most urgent mail from the drains, nor from `stats`' counts. Returns how many mails
-/// went back; a notice says so.
-pub async fn finish_interrupted(
-    cfg: &Config,
-    mailbox: &mut Rabbit,
-    cancel: &Cancel,
-) -> Result<u64> {
-    if mailbox.depth().await?.staging == 0 {
-        return Ok(0);
-    }
-    // The earlier of `--now` and the clock: `stats --now` a week ahead (a "what if")
-    // must not park as expired mail that is not expired yet.
-    let now = cfg.now().min(chrono::Utc::now());
-    let scale = mailbox.info().scale();
-    let journal = Store::open(cfg.state())?;
-    let r = mailbox
-        .unstage(
-            |e| journaled_fate(cfg, scale, now, &journal, e),
-            |parked| journal.record_parking(parked.iter().map(String::as_str), now),
-            || cancel.received().is_some(),
-            now,
-        )
-        .await?;
-    crate::warn::notice(&format!(
-        "put back {} mail(s) an interrupted reprioritize had left in {} ({} duplicate(s) dropped, {} parked)",
-        r.requeued,
-        mailbox.topology().staging(),
-        r.duplicates,
-        r.parked.values().sum::<u64>()
-    ));
-    Ok(r.requeued)
-}
-
 /// Runs `reprioritize`.
 pub async fn run(cfg: &Config, cancel: &Cancel) -> Result<Report> {
-    let _lock = state::lock(cfg.state(), cfg.lock_wait)?;
+    // The journal holds the run lock (in PostgreSQL, on its own connection). A copy of
+    // a mail the journal knows as sent (its twin went out while an interrupted run had
+    // this one in staging) is dropped, not re-queued or parked.
+    let journal = Store::locked(cfg.state(), cfg.lock_wait)?;
     let mut mailbox = Rabbit::open(cfg).await?;
     let now = cfg.now();
     let scale = mailbox.info().scale();
@@ -124,12 +63,9 @@ pub async fn run(cfg: &Config, cancel: &Cancel) -> Result<Report> {
     let work = 2 * u64::from(depth.ready) + 250 * u64::from(depth.staging);
     let bar = output::progress(cfg, work, "reprioritize");
     let start = std::time::Instant::now();
-    // A copy of a mail the journal knows as sent (its twin went out while an interrupted
-    // run had this one in staging) is dropped, not re-queued or parked.
-    let journal = Store::open(cfg.state())?;
     let r = mailbox
         .reorder(
-            |e| journaled_fate(cfg, scale, now, &journal, e),
+            |e| journaled_fate(cfg.tz, scale, now, &journal, e),
             |parked| journal.record_parking(parked.iter().map(String::as_str), now),
             || bar.inc(1),
             || cancel.received().is_some(),
@@ -170,28 +106,6 @@ pub async fn run(cfg: &Config, cancel: &Cancel) -> Result<Report> {
         report.failure = cancel.received().map(Failure::Interrupted);
     }
     Ok(report.line(line))
-}
-
-/// What reprioritize does with one mail.
-fn fate(
-    cfg: &Config,
-    scale: PriorityScale,
-    now: chrono::DateTime<chrono::Utc>,
-    e: &Envelope,
-) -> Reorder {
-    match mail::parse(&e.body, cfg.tz) {
-        Ok(m) => match Urgency::of(m.deadline, now, cfg.tz) {
-            Urgency::Expired => Reorder::Park {
-                reason: ParkReason::Expired,
-                detail: "deadline passed before reprioritize".into(),
-            },
-            u => Reorder::Requeue(scale.priority(u)),
-        },
-        Err(bad) => Reorder::Park {
-            reason: bad.reason(),
-            detail: bad.to_string(),
-        },
-    }
 }
 
 /// Sorts (new priority, publish time, queue position, _) most urgent first, oldest first
@@ -268,7 +182,7 @@ pub async fn dry_run(cfg: &Config) -> Result<Report> {
             who: Who::of(&b.body, cfg.tz),
             reason: None,
         };
-        match fate(cfg, info.scale(), now, &b) {
+        match fate(cfg.tz, info.scale(), now, &b) {
             Reorder::Park { reason, detail } => {
                 if reason == ParkReason::Expired {
                     summary.expired += 1;

@@ -11,10 +11,11 @@ use crate::census::{Census, all_bands};
 use crate::cmd::brevo_day;
 use crate::config::Config;
 use crate::day::Today;
+use crate::drain::staged::finish_interrupted;
 use crate::mailbox::{Depth, Rabbit, Which};
 use crate::metrics::RunGauges;
 use crate::output::Report;
-use crate::state::{self, DayTally, Store};
+use crate::state::{DayTally, Store};
 
 /// The main queue as `stats` reports it.
 #[derive(Debug, Serialize, JsonSchema)]
@@ -119,11 +120,12 @@ pub async fn run(cfg: &Config, cancel: &crate::signal::Cancel) -> Result<Report>
         },
         None => (None, None, None),
     };
-    let _lock = state::lock(cfg.state(), cfg.lock_wait)?;
+    let store = Store::locked(cfg.state(), cfg.lock_wait)?;
     let mut mailbox = Rabbit::open(cfg).await?;
     // Counted where the drains will find them: mails an interrupted reprioritize left in
     // its staging queue go back first (if that is cut short, the bands say incomplete).
-    let put_back = crate::cmd::reprioritize::finish_interrupted(cfg, &mut mailbox, cancel).await?;
+    let put_back =
+        finish_interrupted(&mut mailbox, &store, cfg.tz, cfg.now_not_ahead(), cancel).await?;
     let mut info = mailbox.info().clone();
     if put_back > 0 {
         info.ready = mailbox.ready().await?;
@@ -143,7 +145,6 @@ pub async fn run(cfg: &Config, cancel: &crate::signal::Cancel) -> Result<Report>
     let parking = mailbox.topology().parking();
     let staging_queue = mailbox.topology().staging();
     mailbox.close().await;
-    let store = Store::open(cfg.state())?;
     let learned = match (&credits, read) {
         (Some(a), Some(read)) => brevo_day::learn(&store, cfg, read, a, "stats")?,
         _ => brevo_day::known(Some(&store), cfg)?,

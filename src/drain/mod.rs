@@ -14,6 +14,7 @@ pub mod engine;
 mod lookup;
 pub mod plan;
 mod settle;
+pub mod staged;
 pub mod summary;
 mod suppress;
 #[cfg(test)]

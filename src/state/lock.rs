@@ -33,10 +33,10 @@ pub fn lock<'a>(place: impl Into<Place<'a>>, wait: Duration) -> Result<RunLock> 
     }
     let dir = place.dir;
     // Security hook: 0700 directory, 0600 lock file (crate::private).
-    crate::private::state_dir(dir)
+    super::private::state_dir(dir)
         .with_context(|| format!("creating state directory {}", dir.display()))?;
     let path = dir.join("run.lock");
-    crate::private::state_file(&path)
+    super::private::state_file(&path)
         .with_context(|| format!("creating lock file {}", path.display()))?;
     let file = OpenOptions::new()
         .create(true)

@@ -114,13 +114,17 @@ impl Pg {
             .map_err(|_| lost())?;
         match rx.recv().map_err(|_| lost())? {
             Ok(v) => Ok(v),
-            // No SQL state: the connection broke (the server stopped, the network).
-            Err(e) if e.code().is_none() => Err(Failure::Unavailable(format!(
-                "lost the state store, PostgreSQL at {}: {}",
-                self.masked,
-                error_text(&e)
-            ))
-            .into()),
+            // No SQL state: the connection broke (the server stopped, the network); or
+            // the server ended the session (a shutdown, an operator, an idle timeout):
+            // the run lock went with it, so the run must stop, not carry on unlocked.
+            Err(e) if e.code().is_none_or(session_ended) || e.is_closed() => {
+                Err(Failure::Unavailable(format!(
+                    "lost the state store, PostgreSQL at {}: {}",
+                    self.masked,
+                    error_text(&e)
+                ))
+                .into())
+            }
             Err(e) => Err(anyhow::anyhow!(
                 "state store (PostgreSQL): {}",
                 error_text(&e)
@@ -138,6 +142,14 @@ impl Drop for Pg {
             let _ = t.join();
         }
     }
+}
+
+/// Whether an error's SQL state says the session is over: class 08 (connection
+/// exception) and class 57 (operator intervention: `57P01` admin shutdown, `57P02`
+/// crash shutdown, `57P05` idle-session timeout...). A cancelled query (`57014`) is not.
+fn session_ended(code: &postgres::error::SqlState) -> bool {
+    let code = code.code();
+    code.starts_with("08") || (code.starts_with("57") && code != "57014")
 }
 
 fn error_text(e: &postgres::Error) -> String {
@@ -189,8 +201,9 @@ fn open(url: &StateUrl, timeout: Duration) -> Result<Client, String> {
         .map_err(text)
 }
 
-/// The run lock: a session-level advisory lock on a connection of its own, which the
+/// The run lock: a session-level advisory lock taken on a new connection, which the
 /// server frees when the connection ends (the run exits, is killed, or its host dies).
+/// [`crate::state::Store::locked`] keeps that connection as the journal's.
 pub fn lock(url: &StateUrl, wait: Duration, timeout: Duration) -> Result<Pg> {
     let pg = Pg::connect(url, timeout)?;
     let start = Instant::now();

@@ -52,6 +52,7 @@ impl Store {
         Ok(Some(Store {
             x: Mutex::new(x),
             place: describe(place),
+            _lock: None,
         }))
     }
 

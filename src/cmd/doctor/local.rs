@@ -110,7 +110,7 @@ fn state_dir(dir: &Path) -> Check {
         }
     };
     let mode = meta.permissions().mode();
-    if let Some(w) = crate::private::dir_warning(dir, mode) {
+    if let Some(w) = crate::state::private::dir_warning(dir, mode) {
         return Check::fail("state-dir", EXIT_FAILURE, w, format!("chmod 700 {shown}"));
     }
     // Writable: a file created and removed at once (the only thing doctor writes).
