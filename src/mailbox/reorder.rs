@@ -81,6 +81,8 @@ pub struct Reordered {
 
 /// Where one mail goes: a queue and the copy's properties, or nowhere (dropped).
 type Route = Option<(String, BasicProperties)>;
+/// Where a pass sends each mail it takes.
+type Router<'r> = dyn FnMut(&Envelope, &BasicProperties) -> Route + 'r;
 
 /// An identity as 8 bytes: a collision among a million mails has odds of about 1 in
 /// 36 billion.
@@ -193,7 +195,7 @@ impl Rabbit {
         } = self
             .out(
                 out,
-                |env, props| match settle(fate(env), &env.identity, props) {
+                &mut |env, props| match settle(fate(env), &env.identity, props) {
                     Err(route) => *route,
                     Ok(p) => {
                         changed += u64::from(p != env.priority);
@@ -214,7 +216,7 @@ impl Rabbit {
             let Back { resumed, stopped } = self
                 .back(
                     back,
-                    |env, props| {
+                    &mut |env, props| {
                         if !seen.insert(compact(&env.identity)) {
                             duplicates += 1;
                             return None;
@@ -245,12 +247,7 @@ impl Rabbit {
     /// the staging queue in batches, the parking queue one by one, or nowhere; every
     /// copy persistent and confirmed before its original is acked. Says how many were
     /// taken and whether `stop` cut it short.
-    async fn out(
-        &self,
-        limit: u64,
-        mut route: impl FnMut(&Envelope, &BasicProperties) -> Route,
-        hooks: &mut Hooks<'_>,
-    ) -> Result<Pass> {
+    async fn out(&self, limit: u64, route: &mut Router<'_>, hooks: &mut Hooks<'_>) -> Result<Pass> {
         if limit == 0 {
             return Ok(Pass::default());
         }
@@ -324,7 +321,7 @@ impl Rabbit {
     async fn back(
         &self,
         limit: u64,
-        mut route: impl FnMut(&Envelope, &BasicProperties) -> Route,
+        route: &mut Router<'_>,
         hooks: &mut Hooks<'_>,
     ) -> Result<Back> {
         if limit == 0 {
