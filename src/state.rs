@@ -498,12 +498,15 @@ mod tests {
         (cluster.new_database(), secure)
     }
 
+    /// The variables a test gives [`StateUrl::from_settings`].
+    type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
     /// The state URL `raw` with these settings and variables, checked.
     fn state_url(
         raw: String,
         password_file: Option<&Path>,
         ca_file: Option<&Path>,
-        env: &dyn Fn(&str) -> Option<String>,
+        env: Env<'_>,
     ) -> StateUrl {
         let args = StateSettings {
             url: Some(raw),
@@ -552,8 +555,11 @@ mod tests {
             (k == "ACASO_MAIL_STATE_PASSWORD").then(|| testpg::SECURE_PASSWORD.to_string())
         };
         let from_credential = |k: &str| (k == "CREDENTIALS_DIRECTORY").then(|| creds.clone());
-        let envs: [&dyn Fn(&str) -> Option<String>; 2] = [&from_var, &from_credential];
-        for env in envs {
+        // The certificate is checked against the address, then against a name it holds
+        // (no DNS asked: `hostaddr` gives the address).
+        let by_name = raw.replace("@127.0.0.1:", "@localhost:") + "?hostaddr=127.0.0.1";
+        let runs: [(Env<'_>, &String); 2] = [(&from_var, &raw), (&from_credential, &by_name)];
+        for (env, raw) in runs {
             // The CA file alone implies verify-full.
             let url = state_url(raw.clone(), None, Some(&secure.ca), env);
             let s = Store::open(pg_place(dir.path(), &url)).expect("open");
