@@ -320,6 +320,7 @@ pub(crate) mod testpg;
 
 #[cfg(test)]
 mod tests {
+    use std::path::{Path, PathBuf};
     use std::time::{Duration, Instant};
 
     use rusqlite::Connection;
@@ -483,6 +484,164 @@ mod tests {
         assert!(msg.contains("acaso:***@127.0.0.1"), "{msg}");
         assert!(!msg.contains(":pw@"), "{msg}");
         assert!(msg.contains("--state-url"), "{msg}");
+    }
+
+    /// A new database on the tests' TLS-and-password PostgreSQL
+    /// ([`testpg::Cluster::start_secure`]): its URL (as its role, no password, no TLS
+    /// options) and the cluster's CAs.
+    fn secure_database() -> (String, &'static testpg::Secure) {
+        let cluster = testpg::shared_secure();
+        let secure = cluster.secure.as_ref().expect("a secure cluster");
+        (cluster.new_database(), secure)
+    }
+
+    /// The variables a test gives [`StateUrl::from_settings`].
+    type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+    /// The state URL `raw` with these settings and variables, checked.
+    fn state_url(
+        raw: String,
+        password_file: Option<&Path>,
+        ca_file: Option<&Path>,
+        env: Env<'_>,
+    ) -> StateUrl {
+        let args = StateSettings {
+            url: Some(raw),
+            password_file: password_file.map(Path::to_path_buf),
+            ca_file: ca_file.map(Path::to_path_buf),
+        };
+        StateUrl::from_settings(&args, &env)
+            .expect("url")
+            .expect("set")
+    }
+
+    #[test]
+    fn journal_remembers_sends_over_verified_tls_with_the_password_from_a_file_in_postgres() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (raw, secure) = secure_database();
+        let line = format!("{}\n", testpg::SECURE_PASSWORD);
+        let password = secret_file(dir.path(), "password", &line);
+        let state = tempfile::tempdir().expect("tmp");
+        let url = state_url(
+            format!("{raw}?sslmode=verify-full"),
+            Some(&password),
+            Some(&secure.ca),
+            &|_: &str| None,
+        );
+        journal(&|| Store::open(pg_place(state.path(), &url)).expect("open"));
+        // The server says this very connection is encrypted.
+        let mut pg = pg::Pg::connect(&url, Duration::from_secs(10)).expect("connect");
+        let rows = pg
+            .query(
+                "SELECT ssl, current_user FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .expect("pg_stat_ssl");
+        assert_eq!(rows, vec![vec![Value::Int(1), Value::Text("acaso".into())]]);
+    }
+
+    #[test]
+    fn the_state_password_from_its_variable_or_its_credential_logs_in_over_tls_in_postgres() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (raw, secure) = secure_database();
+        let creds = dir.path().join("credentials");
+        std::fs::create_dir(&creds).expect("mkdir");
+        secret_file(&creds, "state-password", testpg::SECURE_PASSWORD);
+        let creds = creds.display().to_string();
+        let from_var = |k: &str| {
+            (k == "ACASO_MAIL_STATE_PASSWORD").then(|| testpg::SECURE_PASSWORD.to_string())
+        };
+        let from_credential = |k: &str| (k == "CREDENTIALS_DIRECTORY").then(|| creds.clone());
+        // The certificate is checked against the address, then against a name it holds
+        // (no DNS asked: `hostaddr` gives the address).
+        let by_name = raw.replace("@127.0.0.1:", "@localhost:") + "?hostaddr=127.0.0.1";
+        let runs: [(Env<'_>, &String); 2] = [(&from_var, &raw), (&from_credential, &by_name)];
+        for (env, raw) in runs {
+            // The CA file alone implies verify-full.
+            let url = state_url(raw.clone(), None, Some(&secure.ca), env);
+            let s = Store::open(pg_place(dir.path(), &url)).expect("open");
+            let at = DateTime::parse_from_rfc3339("2026-12-03T10:00:00Z")
+                .expect("at")
+                .to_utc();
+            s.record_sent("a", "<id>", 1, "x@example.org", at)
+                .expect("write");
+            assert!(s.is_sent("a").expect("read"));
+        }
+    }
+
+    #[test]
+    fn postgres_refuses_a_wrong_ca_a_wrong_name_clear_text_and_a_wrong_password_with_exit_4() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (raw, secure) = secure_database();
+        let right = secret_file(dir.path(), "right", testpg::SECURE_PASSWORD);
+        let wrong = secret_file(dir.path(), "wrong", "not-the-xyzzy-password");
+        let port = testpg::shared_secure().port;
+        // The certificate names localhost and 127.0.0.1: reached at 127.0.0.1 by another
+        // name (no DNS asked: `hostaddr` gives the address, the name is checked).
+        let misnamed = raw.replace("@127.0.0.1:", "@db.invalid:") + "?hostaddr=127.0.0.1";
+        let clear = format!("{raw}?sslmode=disable");
+        let (ca, other_ca) = (Some(secure.ca.as_path()), Some(secure.other_ca.as_path()));
+        let cases = [
+            ("wrong CA", &raw, Some(&right), other_ca, "UnknownIssuer"),
+            (
+                "wrong name",
+                &misnamed,
+                Some(&right),
+                ca,
+                "not valid for name \"db.invalid\"",
+            ),
+            (
+                "in clear",
+                &clear,
+                Some(&right),
+                None,
+                "no pg_hba.conf entry",
+            ),
+            (
+                "wrong password",
+                &raw,
+                Some(&wrong),
+                ca,
+                "password authentication failed",
+            ),
+            ("no password", &raw, None, ca, "password missing"),
+        ];
+        for (case, url, password, ca, why) in cases {
+            let url = state_url(
+                url.clone(),
+                password.map(PathBuf::as_path),
+                ca,
+                &|_: &str| None,
+            );
+            let err = Store::open(pg_place(dir.path(), &url))
+                .err()
+                .unwrap_or_else(|| panic!("{case}: opened"));
+            let msg = format!("{err:#}");
+            assert_eq!(
+                crate::error::exit_code_of(&err),
+                crate::error::EXIT_UNAVAILABLE,
+                "{case}: {msg}"
+            );
+            assert!(msg.contains(why), "{case}: {msg}");
+            assert!(
+                msg.contains(&format!("PostgreSQL at {}", url.masked)),
+                "{case}: {msg}"
+            );
+            assert!(msg.contains(&format!(":{port}/")), "{case}: {msg}");
+            assert!(
+                !msg.contains("s3cr3t") && !msg.contains("xyzzy"),
+                "{case}: {msg}"
+            );
+        }
+    }
+
+    /// A file holding `text` alone, private (as a secret's file should be).
+    fn secret_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write");
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod 600");
+        path
     }
 
     #[test]

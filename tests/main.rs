@@ -36,6 +36,7 @@ mod it {
     pub mod publish;
     pub mod scale;
     pub mod security;
+    pub mod state_tls;
     pub mod two_hosts;
     pub mod unstage;
 }

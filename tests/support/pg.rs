@@ -20,7 +20,24 @@ pub struct Cluster {
     /// Its TCP port on 127.0.0.1.
     pub port: u16,
     owned: bool,
+    /// Set on a cluster made by [`Cluster::start_secure`].
+    pub secure: Option<Secure>,
 }
+
+/// What a client needs to reach a cluster that takes only TLS and a password
+/// ([`Cluster::start_secure`]).
+pub struct Secure {
+    /// The test CA that signed the server's certificate (for `localhost` and 127.0.0.1).
+    pub ca: PathBuf,
+    /// A second CA, unrelated to the server's certificate.
+    pub other_ca: PathBuf,
+    /// The role that owns each new database, allowed in only with [`SECURE_PASSWORD`].
+    pub user: &'static str,
+}
+
+/// The password of the role of a secure cluster: characters a URL must escape, so a
+/// test also proves the password reaches the server intact.
+pub const SECURE_PASSWORD: &str = "s3cr3t p@ss/w:rd%?#";
 
 fn as_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
@@ -66,6 +83,13 @@ fn free_port() -> u16 {
 impl Cluster {
     /// Makes and starts a new cluster. `durable`: fsync on (for measurements), else off.
     pub fn start(durable: bool) -> Cluster {
+        let cluster = Cluster::init();
+        cluster.start_again_with(durable);
+        cluster
+    }
+
+    /// Makes a new cluster (on a free port, not started).
+    fn init() -> Cluster {
         let root = tempfile::Builder::new()
             .prefix("acaso-pg-")
             .tempdir()
@@ -98,10 +122,131 @@ impl Cluster {
             root,
             port: 0,
             owned: true,
+            secure: None,
         };
         cluster.port = free_port();
-        cluster.start_again_with(durable);
         cluster
+    }
+
+    /// Makes and starts a cluster that takes TCP connections only over TLS (a test CA's
+    /// certificate for `localhost` and 127.0.0.1, made with `openssl`) and only with a
+    /// password (SCRAM): its `pg_hba.conf` has a `hostssl ... scram-sha-256` line for
+    /// 127.0.0.1 and no `host` line, so a connection in clear or without the password is
+    /// refused. The set-up itself goes through the cluster's Unix socket (trust).
+    pub fn start_secure() -> Cluster {
+        let mut cluster = Cluster::init();
+        let tls = cluster.root.join("tls");
+        std::fs::create_dir(&tls).expect("the TLS directory");
+        make_ca(&tls, "ca", "acaso-mail test CA");
+        make_ca(&tls, "other-ca", "acaso-mail unrelated test CA");
+        openssl(
+            &tls,
+            &[
+                "req",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        );
+        std::fs::write(
+            tls.join("server.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n\
+             keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("server.ext");
+        openssl(
+            &tls,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "36500",
+                "-extfile",
+                "server.ext",
+                "-out",
+                "server.pem",
+            ],
+        );
+        std::fs::set_permissions(
+            tls.join("server.key"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .expect("chmod 600 server.key");
+        let conf = cluster.root.join("data/postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).expect("postgresql.conf");
+        text.push_str(&format!(
+            "\nssl = on\nssl_cert_file = '{cert}'\nssl_key_file = '{key}'\npassword_encryption = 'scram-sha-256'\n",
+            cert = tls.join("server.pem").display(),
+            key = tls.join("server.key").display(),
+        ));
+        std::fs::write(&conf, text).expect("postgresql.conf");
+        std::fs::write(
+            cluster.root.join("data/pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n",
+        )
+        .expect("pg_hba.conf");
+        if as_root() {
+            // server.key must be the server's own (PostgreSQL refuses it otherwise).
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&tls)
+                .status()
+                .map(|s| s.success());
+            assert_eq!(ok.ok(), Some(true), "chown the TLS files");
+        }
+        cluster.start_again();
+        let user = "acaso";
+        cluster.psql(&format!(
+            "CREATE ROLE {user} LOGIN PASSWORD '{SECURE_PASSWORD}'"
+        ));
+        cluster.secure = Some(Secure {
+            ca: tls.join("ca.pem"),
+            other_ca: tls.join("other-ca.pem"),
+            user,
+        });
+        cluster
+    }
+
+    /// Runs SQL as `postgres` through the cluster's Unix socket.
+    fn psql(&self, sql: &str) {
+        let out = Command::new(format!("{BIN}/psql"))
+            .args([
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+            ])
+            .arg("-h")
+            .arg(&self.root)
+            .args(["-p", &self.port.to_string(), "-c", sql])
+            .stdin(Stdio::null())
+            .output()
+            .expect("psql");
+        assert!(
+            out.status.success(),
+            "psql: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     fn start_again_with(&self, durable: bool) {
@@ -138,9 +283,11 @@ impl Cluster {
         );
     }
 
-    /// The URL of a database on it.
+    /// The URL of a database on it (on a secure cluster: as its role, with neither the
+    /// password nor TLS options, which each test adds its own way).
     pub fn url(&self, db: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+        let user = self.secure.as_ref().map_or("postgres", |s| s.user);
+        format!("postgres://{user}@127.0.0.1:{}/{db}", self.port)
     }
 
     /// Creates a new database with a name no other test uses; returns its URL.
@@ -152,8 +299,15 @@ impl Cluster {
             N.fetch_add(1, Ordering::SeqCst)
         );
         let port = self.port.to_string();
-        let out = Command::new(format!("{BIN}/createdb"))
-            .args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres", &name])
+        let mut createdb = Command::new(format!("{BIN}/createdb"));
+        match &self.secure {
+            // Through the socket, owned by the role the tests log in as.
+            Some(s) => createdb.arg("-h").arg(&self.root).args(["-O", s.user]),
+            None => createdb.args(["-h", "127.0.0.1"]),
+        };
+        let out = createdb
+            .args(["-p", &port, "-U", "postgres", &name])
+            .stdin(Stdio::null())
             .output()
             .expect("createdb");
         assert!(
@@ -183,26 +337,87 @@ impl Drop for Cluster {
     }
 }
 
+/// Runs `openssl ARGS` in `dir`, failing the test with its output.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("openssl must be installed (scripts/services --test): {e}"));
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A self-signed CA, `NAME.pem` and `NAME.key` in `dir`.
+fn make_ca(dir: &Path, name: &str, cn: &str) {
+    let (key, pem, subj) = (
+        format!("{name}.key"),
+        format!("{name}.pem"),
+        format!("/CN={cn}"),
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &pem,
+            "-days",
+            "36500",
+            "-subj",
+            &subj,
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+}
+
 /// One cluster shared by the tests of this process (each makes its own database). A
 /// watcher stops and removes it when the process ends, since statics are never dropped.
 pub fn shared() -> &'static Cluster {
     static SHARED: OnceLock<Cluster> = OnceLock::new();
-    SHARED.get_or_init(|| {
-        let mut c = Cluster::start(false);
-        c.owned = false;
-        let stop = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {run} {BIN}/pg_ctl stop -m immediate -D {data} >/dev/null 2>&1; rm -rf {root}",
-            pid = std::process::id(),
-            run = if as_root() { "runuser -u postgres --" } else { "" },
-            data = c.data(),
-            root = c.root.display(),
-        );
-        let _ = Command::new("setsid")
-            .args(["sh", "-c", &stop])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        c
-    })
+    SHARED.get_or_init(|| unowned(Cluster::start(false)))
+}
+
+/// Like [`shared`], a [`Cluster::start_secure`] one (TLS and a password only).
+pub fn shared_secure() -> &'static Cluster {
+    static SHARED: OnceLock<Cluster> = OnceLock::new();
+    SHARED.get_or_init(|| unowned(Cluster::start_secure()))
+}
+
+/// Hands `c` to a watcher that stops and removes it when this process ends.
+fn unowned(mut c: Cluster) -> Cluster {
+    c.owned = false;
+    let stop = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {run} {BIN}/pg_ctl stop -m immediate -D {data} >/dev/null 2>&1; rm -rf {root}",
+        pid = std::process::id(),
+        run = if as_root() {
+            "runuser -u postgres --"
+        } else {
+            ""
+        },
+        data = c.data(),
+        root = c.root.display(),
+    );
+    let _ = Command::new("setsid")
+        .args(["sh", "-c", &stop])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    c
 }
