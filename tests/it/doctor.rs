@@ -74,13 +74,25 @@ fn a_good_setup_passes_every_check_and_sends_nothing() {
         "brevo.plan",
         "brevo.relay",
         "clock",
-        "state-dir",
         "lock",
         "credits-reset",
         "schedule",
         "pushgateway",
     ] {
         assert!(names.contains(&n), "no check {n}: {names:?}");
+    }
+    // The state directory is checked where the state lives in it; with the state in
+    // PostgreSQL, the lock check names where it lives instead.
+    if state_in_postgres() {
+        assert!(!names.contains(&"state-dir"), "{names:?}");
+        assert!(
+            check(&doc, "lock")["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("PostgreSQL at postgres://")),
+            "{doc:#}"
+        );
+    } else {
+        assert!(names.contains(&"state-dir"), "{names:?}");
     }
     assert!(
         check(&doc, "clock")["detail"]
