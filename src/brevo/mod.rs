@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sha2::Digest;
 
+pub mod account;
 pub mod events;
 mod log;
 mod probe;
@@ -14,7 +15,6 @@ mod probe;
 pub use log::{LogAnswer, LogQuery};
 pub use probe::{parse_http_date, sandboxed};
 
-use crate::config::Config;
 use crate::error::{Failure, Secret};
 
 /// What sends one mail to Brevo: the HTTP client, or a scripted stand-in in unit tests.
@@ -43,14 +43,6 @@ pub fn idempotency_key(identity: &str) -> String {
     let mut b = [0u8; 16];
     b.copy_from_slice(&d[..16]);
     uuid::Builder::from_random_bytes(b).into_uuid().to_string()
-}
-
-/// Reads the account's email plan with the configured key (one `GET /account`).
-pub async fn account(cfg: &Config) -> Result<Account, anyhow::Error> {
-    let brevo = Brevo::new(&cfg.brevo_url, cfg.require_api_key()?.clone(), cfg.timeout);
-    Ok(tokio::task::spawn_blocking(move || brevo.account())
-        .await
-        .map_err(|e| anyhow::anyhow!("reading credits: {e}"))??)
 }
 
 /// A blocking Brevo client (calls run on tokio's blocking pool).

@@ -10,31 +10,10 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::brevo::Account;
+use crate::brevo::account::{ReadAt, read_account};
 use crate::config::Config;
 use crate::day::{self, KEEP_DAYS, Learned, Position, Reset, Seen, Source};
 use crate::state::Store;
-
-/// When the credits were read: the request went out at `asked` and Brevo answered at
-/// `at` (by the clock, or `--now` when given); Brevo read them in between.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReadAt {
-    /// Just before the request.
-    pub asked: DateTime<Utc>,
-    /// Just after the answer.
-    pub at: DateTime<Utc>,
-    /// The wall clock just after the answer, whatever `--now` says: the credit history is
-    /// pruned from the earlier of this and `at`.
-    pub wall: DateTime<Utc>,
-}
-
-/// Reads the account (`GET /account`), and when.
-pub async fn read_account(cfg: &Config) -> Result<(Account, ReadAt)> {
-    let asked = cfg.now();
-    let account = crate::brevo::account(cfg).await?;
-    let at = cfg.now().max(asked);
-    let wall = Utc::now();
-    Ok((account, ReadAt { asked, at, wall }))
-}
 
 /// What the state store's readings say, without adding one (`store` is `None` when
 /// there is no state yet).

@@ -25,7 +25,7 @@ pub struct Credits {
 
 /// Runs `credits`.
 pub async fn run(cfg: &Config) -> Result<Report> {
-    let (a, read) = crate::cmd::brevo_day::read_account(cfg).await?;
+    let (a, read) = crate::brevo::account::read_account(cfg).await?;
     // Every reading teaches when the credits reset; one that cannot be kept costs only that.
     if let Err(e) = Store::open(cfg.state())
         .and_then(|store| crate::cmd::brevo_day::learn(&store, cfg, read, &a, "credits"))

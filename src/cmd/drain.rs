@@ -135,7 +135,7 @@ pub async fn run(cfg: &Config, args: Args, cancel: &Cancel) -> Result<Report> {
 pub async fn dry_run(cfg: &Config, budget: Budget, suppress: bool) -> Result<Report> {
     cfg.require_api_key()?;
     let _lock = state::lock(cfg.state(), cfg.lock_wait)?;
-    let account = brevo::account(cfg).await?;
+    let account = brevo::account::account(cfg).await?;
     let journal = if cfg.state_url.is_some() || cfg.state_dir.join(state::DB_FILE).exists() {
         Some(Store::open(cfg.state())?)
     } else {

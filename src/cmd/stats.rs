@@ -114,7 +114,7 @@ pub async fn run(cfg: &Config, cancel: &crate::signal::Cancel) -> Result<Report>
     // not fatal.
     // Recorded as read when Brevo answered, not after the lock and RabbitMQ.
     let (credits, read, credits_error) = match cfg.api_key {
-        Some(_) => match brevo_day::read_account(cfg).await {
+        Some(_) => match crate::brevo::account::read_account(cfg).await {
             Ok((a, read)) => (Some(a), Some(read), None),
             Err(e) => (None, None, Some(format!("{e:#}"))),
         },
