@@ -28,6 +28,7 @@ pub mod secrets;
 pub mod signal;
 pub mod state;
 pub mod state_url;
+pub mod taken;
 pub mod urgency;
 pub mod warn;
 pub mod wire;

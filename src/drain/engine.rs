@@ -16,10 +16,11 @@ use super::doubt::{Lookup, UNSEEN_SEND_LIMIT, too_soon};
 use super::summary::{Fatal, Summary};
 use crate::brevo::{SendOutcome, Sender, idempotency_key};
 use crate::mail::Mail;
-use crate::mailbox::{Envelope, Mailbox, Taken};
+use crate::mailbox::Envelope;
 use crate::park::ParkReason;
 use crate::signal::Cancel;
 use crate::state::{Outcome, Store};
+use crate::taken::{Mailbox, Taken};
 
 /// How a drain runs, besides its caps.
 #[derive(Debug, Clone, Copy)]
@@ -31,8 +32,8 @@ pub struct Options {
 }
 
 /// One mail on its way to Brevo.
-pub(super) struct Job {
-    pub(super) taken: Taken,
+pub(super) struct Job<T> {
+    pub(super) taken: Taken<T>,
     pub(super) template_id: u32,
     pub(super) recipient: String,
     pub(super) earlier_attempts: u32,
@@ -73,9 +74,9 @@ pub struct Io<'a, M: Mailbox, S: Sender> {
 }
 
 /// A mail the drain decided to send, once its journal has been read.
-pub(super) enum Prepared {
+pub(super) enum Prepared<T> {
     /// Send it: the job, and the request.
-    Send(Box<(Job, Value)>),
+    Send(Box<(Job<T>, Value)>),
     /// Not to be sent after all (found sent, or parked); the result of settling it.
     Settled(Result<()>),
 }
@@ -86,7 +87,7 @@ pub struct Drain<'a, M: Mailbox, S: Sender> {
     pub(super) rules: Rules,
     pub(super) opts: Options,
     pub(super) s: Summary,
-    inflight: JoinSet<(Job, SendOutcome)>,
+    inflight: JoinSet<(Job<M::Ticket>, SendOutcome)>,
     pub(super) taking: bool,
     pub(super) transient_in_a_row: u32,
     pub(super) transient_total: u32,
@@ -178,7 +179,7 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
     }
 
     /// **take**: the mail at the head of the queue, unless the run must stop taking.
-    async fn take(&mut self) -> Option<Taken> {
+    async fn take(&mut self) -> Option<Taken<M::Ticket>> {
         if self.pause_until.is_some() && !self.inflight.is_empty() {
             return None; // let the sends in flight finish first
         }
@@ -205,7 +206,7 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
     }
 
     /// **decide**: already sent, park, stop, or a job to send.
-    async fn decide(&mut self, taken: Taken) -> Result<Option<(Job, Value)>> {
+    async fn decide(&mut self, taken: Taken<M::Ticket>) -> Result<Option<(Job<M::Ticket>, Value)>> {
         let id = taken.mail.identity.clone();
         if self.sending.contains(&id) {
             // Another copy of this mail (left by a crash mid-move, or a legacy body
@@ -273,7 +274,7 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
 
     /// Opens the attempt in the journal and, when an earlier attempt's answer was never
     /// seen and Brevo's window has passed since, asks Brevo's log first.
-    async fn prepare(&mut self, taken: Taken, m: &Mail) -> Result<Prepared> {
+    async fn prepare(&mut self, taken: Taken<M::Ticket>, m: &Mail) -> Result<Prepared<M::Ticket>> {
         let id = taken.mail.identity.clone();
         let now = self.rules.clock();
         let prior = self.io.store.begin_send(&id, now)?;
@@ -336,7 +337,7 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
 
     /// Settles a mail by what its look-up found. A mail not sent is the caller's to
     /// send or park; handed here, it goes back to its place.
-    async fn act_on(&mut self, taken: Taken, looked: Lookup) -> Result<()> {
+    async fn act_on(&mut self, taken: Taken<M::Ticket>, looked: Lookup) -> Result<()> {
         match looked {
             Lookup::Sent => {
                 self.s.already_sent += 1;
@@ -371,7 +372,7 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
     }
 
     /// Records a settling failure (a lost broker) and goes on to the next mail.
-    fn after(&mut self, settled: Result<()>) -> Result<Option<(Job, Value)>> {
+    fn after(&mut self, settled: Result<()>) -> Result<Option<(Job<M::Ticket>, Value)>> {
         if let Err(e) = settled {
             self.fail(Fatal::Unavailable(format!("{e:#}")));
         }
@@ -379,7 +380,7 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
     }
 
     /// **send**: hands the job to Brevo on the blocking pool.
-    fn send(&mut self, (job, request): (Job, Value)) {
+    fn send(&mut self, (job, request): (Job<M::Ticket>, Value)) {
         self.sending.insert(job.taken.mail.identity.clone());
         let sender = self.io.sender.clone();
         self.inflight.spawn_blocking(move || {

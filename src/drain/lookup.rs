@@ -11,8 +11,8 @@ use super::doubt::Lookup;
 use super::engine::Drain;
 use crate::brevo::{LogAnswer, LogQuery, Sender, idempotency_key};
 use crate::mail::Mail;
-use crate::mailbox::Mailbox;
 use crate::state::Outcome;
+use crate::taken::Mailbox;
 
 /// Log look-ups one run may make: Brevo allows 100 an hour for all such calls, and a
 /// run is at least an hour from the next. Past it, the mail waits for a later run.

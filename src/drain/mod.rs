@@ -3,7 +3,7 @@
 //! "already sent"; the [`engine`] takes, decides, sends, settles and finishes; the
 //! [`summary`] says what happened; the [`mod@plan`] is the same decisions as a dry run.
 //!
-//! It speaks to the queue through the [`Mailbox`](crate::mailbox::Mailbox) trait and to
+//! It speaks to the queue through the [`Mailbox`](crate::taken::Mailbox) trait and to
 //! Brevo through the [`Sender`](crate::brevo::Sender) trait, so that every Brevo outcome
 //! is unit-tested against an in-memory mailbox.
 

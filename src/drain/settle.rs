@@ -9,10 +9,9 @@ use tokio::time::Instant;
 use super::engine::{Drain, Job};
 use super::summary::Fatal;
 use crate::brevo::{SendOutcome, Sender};
-use crate::mailbox::topology::RetryDelay;
-use crate::mailbox::{Mailbox, Parking, Retry, Taken};
 use crate::park::ParkReason;
 use crate::state::Outcome;
+use crate::taken::{Mailbox, Parking, Retry, RetryDelay, Taken};
 
 /// 429 answers a run honours by pausing; past that it stops.
 const MAX_RATE_LIMITED: u32 = 50;
@@ -28,7 +27,7 @@ const KEY_WINDOW_SECS: u64 = 30 * 60;
 impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
     /// **settle**: acts on Brevo's answer. A broker failure here ends the run (exit 4)
     /// but lets the other sends in flight finish and be journaled.
-    pub(super) async fn settle(&mut self, job: Job, outcome: SendOutcome) {
+    pub(super) async fn settle(&mut self, job: Job<M::Ticket>, outcome: SendOutcome) {
         let id = job.taken.mail.identity.clone();
         self.sending.remove(&id);
         // An attempt Brevo may have accepted makes the mail uncertain: the next take
@@ -60,7 +59,7 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
         }
     }
 
-    async fn settle_outcome(&mut self, job: Job, outcome: SendOutcome) -> Result<()> {
+    async fn settle_outcome(&mut self, job: Job<M::Ticket>, outcome: SendOutcome) -> Result<()> {
         match outcome {
             SendOutcome::Sent { message_id } => {
                 self.transient_in_a_row = 0;
@@ -161,7 +160,7 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
 
     async fn transient(
         &mut self,
-        job: Job,
+        job: Job<M::Ticket>,
         reason: &str,
         retry_after: Option<Duration>,
         maybe_sent: bool,
@@ -193,7 +192,7 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
     /// Parks the mail, counted under its reason in the run's summary.
     pub(super) async fn park(
         &mut self,
-        taken: Taken,
+        taken: Taken<M::Ticket>,
         reason: ParkReason,
         detail: &str,
     ) -> Result<()> {
@@ -214,7 +213,7 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
     /// Moves the mail to a retry queue, counted as retried in the run's summary.
     pub(super) async fn retry(
         &mut self,
-        taken: Taken,
+        taken: Taken<M::Ticket>,
         attempts: u32,
         delay: RetryDelay,
         detail: &str,
@@ -230,7 +229,12 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
 
     /// Sends the mail back to be looked at again in at least `secs` seconds, its
     /// failures unchanged: nothing failed, it is too soon to tell.
-    pub(super) async fn later(&mut self, taken: Taken, secs: u64, detail: &str) -> Result<()> {
+    pub(super) async fn later(
+        &mut self,
+        taken: Taken<M::Ticket>,
+        secs: u64,
+        detail: &str,
+    ) -> Result<()> {
         let attempts = taken.mail.attempts;
         let delay = RetryDelay::for_attempt(1, Some(secs));
         self.retry(taken, attempts, delay, detail).await
@@ -238,7 +242,7 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
 
     /// Journals an accepted mail, then acks it: if the ack is lost, the redelivered
     /// mail is recognised by the journal and not sent again.
-    async fn accept(&mut self, job: Job, message_id: &str) -> Result<()> {
+    async fn accept(&mut self, job: Job<M::Ticket>, message_id: &str) -> Result<()> {
         self.io.store.record_sent(
             &job.taken.mail.identity,
             message_id,

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 
-use super::{Envelope, Mailbox, Parking, Retry, Taken, Ticket};
+use super::Envelope;
+use crate::taken::{Mailbox, Parking, Retry, Taken};
 
 /// Where a mail ended up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,56 +77,48 @@ impl Memory {
         Ok(())
     }
 
-    fn release(&mut self, taken: &Taken) -> Result<Envelope> {
+    fn release(&mut self, taken: &Taken<u64>) -> Result<Envelope> {
         self.check()?;
-        let tag = tag_of(taken)?;
+        let tag = taken.ticket;
         self.held
             .remove(&tag)
             .ok_or_else(|| anyhow::anyhow!("mail {tag} settled twice"))
     }
 
-    fn settle(&mut self, taken: Taken, to: Settled) -> Result<()> {
+    fn settle(&mut self, taken: Taken<u64>, to: Settled) -> Result<()> {
         let e = self.release(&taken)?;
         self.settled.push((e.identity, to));
         Ok(())
     }
 }
 
-fn tag_of(taken: &Taken) -> Result<u64> {
-    match &taken.ticket {
-        Ticket::Memory(tag) => Ok(*tag),
-        Ticket::Amqp { .. } => anyhow::bail!("a mail taken from another mailbox"),
-    }
-}
-
 impl Mailbox for Memory {
-    async fn take(&mut self) -> Result<Option<Taken>> {
+    type Ticket = u64;
+
+    async fn take(&mut self) -> Result<Option<Taken<u64>>> {
         self.check()?;
         if self.ready.is_empty() {
             return Ok(None);
         }
         let (tag, mail) = self.ready.remove(0);
         self.held.insert(tag, mail.clone());
-        Ok(Some(Taken {
-            mail,
-            ticket: Ticket::Memory(tag),
-        }))
+        Ok(Some(Taken { mail, ticket: tag }))
     }
 
-    async fn ack(&mut self, taken: Taken) -> Result<()> {
+    async fn ack(&mut self, taken: Taken<u64>) -> Result<()> {
         self.settle(taken, Settled::Acked)
     }
 
-    async fn put_back(&mut self, taken: Taken) -> Result<()> {
+    async fn put_back(&mut self, taken: Taken<u64>) -> Result<()> {
         let e = self.release(&taken)?;
-        let tag = tag_of(&taken)?;
+        let tag = taken.ticket;
         self.ready.push((tag, e));
         self.ready
             .sort_by(|a, b| b.1.priority.cmp(&a.1.priority).then(a.0.cmp(&b.0)));
         Ok(())
     }
 
-    async fn park(&mut self, taken: Taken, why: Parking<'_>) -> Result<()> {
+    async fn park(&mut self, taken: Taken<u64>, why: Parking<'_>) -> Result<()> {
         self.settle(taken, Settled::Parked(why.reason.to_string()))
     }
 
@@ -153,7 +146,7 @@ impl Mailbox for Memory {
         Ok(())
     }
 
-    async fn retry(&mut self, taken: Taken, next: Retry<'_>) -> Result<()> {
+    async fn retry(&mut self, taken: Taken<u64>, next: Retry<'_>) -> Result<()> {
         let to = Settled::Retrying {
             attempts: next.attempts,
             delay_secs: next.delay.secs(),

@@ -3,53 +3,8 @@
 //! acaso-mail adds starts with `x-acaso-`. Nothing here talks to the broker.
 
 use crate::park::ParkReason;
+use crate::taken::RetryDelay;
 use crate::urgency::PriorityScale;
-
-/// How long a mail waits before it is tried again, one retry queue each: attempt 1
-/// waits the first, attempt 2 the second, and so on; the last repeats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum RetryDelay {
-    /// 60 s.
-    Minute,
-    /// 300 s.
-    FiveMinutes,
-    /// 1,800 s.
-    HalfHour,
-    /// 3,600 s.
-    Hour,
-}
-
-impl RetryDelay {
-    /// Every delay, shortest first: the retry queues.
-    pub const ALL: [RetryDelay; 4] = [
-        RetryDelay::Minute,
-        RetryDelay::FiveMinutes,
-        RetryDelay::HalfHour,
-        RetryDelay::Hour,
-    ];
-
-    /// The delay in seconds (in its queue's name and TTL).
-    pub const fn secs(self) -> u64 {
-        match self {
-            RetryDelay::Minute => 60,
-            RetryDelay::FiveMinutes => 300,
-            RetryDelay::HalfHour => 1800,
-            RetryDelay::Hour => 3600,
-        }
-    }
-
-    /// The delay before retry attempt `attempt` (1-based), at least `at_least` seconds
-    /// (the longest when none is that long).
-    pub fn for_attempt(attempt: u32, at_least: Option<u64>) -> Self {
-        let idx = usize::try_from(attempt.saturating_sub(1)).unwrap_or(usize::MAX);
-        let by_attempt = Self::ALL.get(idx).copied().unwrap_or(RetryDelay::Hour);
-        let wanted = at_least.unwrap_or(0).max(by_attempt.secs());
-        Self::ALL
-            .into_iter()
-            .find(|d| d.secs() >= wanted)
-            .unwrap_or(RetryDelay::Hour)
-    }
-}
 
 /// Header: how many sends of this mail failed transiently so far.
 pub const H_ATTEMPTS: &str = "x-acaso-attempts";

@@ -10,7 +10,15 @@ use lapin::types::AMQPValue;
 
 use super::{Rabbit, Which};
 use crate::mailbox::message::{envelope, parking_headers, retry_headers, with_headers};
-use crate::mailbox::{Mailbox, Parking, Retry, Taken, Ticket};
+use crate::taken::{Mailbox, Parking, Retry, Taken};
+
+/// What settles a mail taken from RabbitMQ: its delivery's acker, and its properties
+/// (copied onto a parked or retried copy).
+#[derive(Debug)]
+pub struct Delivery {
+    acker: lapin::Acker,
+    props: lapin::BasicProperties,
+}
 
 impl Rabbit {
     async fn takes(&mut self) -> Result<&Channel> {
@@ -26,11 +34,11 @@ impl Rabbit {
     /// the original is acked.
     async fn move_to(
         &mut self,
-        taken: Taken,
+        taken: Taken<Delivery>,
         target: &str,
         headers: &[(&str, AMQPValue)],
     ) -> Result<()> {
-        let (acker, props) = taken.ticket.amqp()?;
+        let Delivery { acker, props } = taken.ticket;
         let props = with_headers(&props, headers);
         let publisher = self.publisher().await?;
         publisher.publish(target, &taken.mail.body, props).await?;
@@ -41,27 +49,29 @@ impl Rabbit {
 }
 
 impl Mailbox for Rabbit {
-    async fn take(&mut self) -> Result<Option<Taken>> {
+    type Ticket = Delivery;
+
+    async fn take(&mut self) -> Result<Option<Taken<Delivery>>> {
         let main = self.topo.main().to_string();
         let ch = self.takes().await?.clone();
         let got = self.get(&ch, &main, "taking a mail").await?;
         Ok(got.map(|d| Taken {
             mail: envelope(&d.properties, d.data),
-            ticket: Ticket::Amqp {
+            ticket: Delivery {
                 acker: d.acker,
                 props: d.properties,
             },
         }))
     }
 
-    async fn ack(&mut self, taken: Taken) -> Result<()> {
-        let (acker, _) = taken.ticket.amqp()?;
+    async fn ack(&mut self, taken: Taken<Delivery>) -> Result<()> {
+        let acker = taken.ticket.acker;
         self.settle("acking a mail", acker.ack(BasicAckOptions::default()))
             .await
     }
 
-    async fn put_back(&mut self, taken: Taken) -> Result<()> {
-        let (acker, _) = taken.ticket.amqp()?;
+    async fn put_back(&mut self, taken: Taken<Delivery>) -> Result<()> {
+        let acker = taken.ticket.acker;
         let requeue = BasicNackOptions {
             requeue: true,
             ..BasicNackOptions::default()
@@ -70,7 +80,7 @@ impl Mailbox for Rabbit {
             .await
     }
 
-    async fn park(&mut self, taken: Taken, why: Parking<'_>) -> Result<()> {
+    async fn park(&mut self, taken: Taken<Delivery>, why: Parking<'_>) -> Result<()> {
         let headers = parking_headers(why.reason, why.detail, why.at);
         let parking = self.topo.parking();
         self.move_to(taken, &parking, &headers).await
@@ -108,7 +118,7 @@ impl Mailbox for Rabbit {
         Ok(())
     }
 
-    async fn retry(&mut self, taken: Taken, next: Retry<'_>) -> Result<()> {
+    async fn retry(&mut self, taken: Taken<Delivery>, next: Retry<'_>) -> Result<()> {
         let headers = retry_headers(next.attempts, next.detail);
         let q = self.topo.retry(next.delay);
         self.move_to(taken, &q, &headers).await
