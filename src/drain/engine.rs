@@ -31,6 +31,9 @@ pub struct Options {
     pub max_attempts: u32,
 }
 
+/// A mail taken from the mailbox `M`.
+pub(super) type TakenFrom<M> = Taken<<M as Mailbox>::Ticket>;
+
 /// One mail on its way to Brevo.
 pub(super) struct Job<T> {
     pub(super) taken: Taken<T>,
@@ -179,7 +182,7 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
     }
 
     /// **take**: the mail at the head of the queue, unless the run must stop taking.
-    async fn take(&mut self) -> Option<Taken<M::Ticket>> {
+    async fn take(&mut self) -> Option<TakenFrom<M>> {
         if self.pause_until.is_some() && !self.inflight.is_empty() {
             return None; // let the sends in flight finish first
         }
@@ -206,7 +209,7 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
     }
 
     /// **decide**: already sent, park, stop, or a job to send.
-    async fn decide(&mut self, taken: Taken<M::Ticket>) -> Result<Option<(Job<M::Ticket>, Value)>> {
+    async fn decide(&mut self, taken: TakenFrom<M>) -> Result<Option<(Job<M::Ticket>, Value)>> {
         let id = taken.mail.identity.clone();
         if self.sending.contains(&id) {
             // Another copy of this mail (left by a crash mid-move, or a legacy body
@@ -274,7 +277,7 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
 
     /// Opens the attempt in the journal and, when an earlier attempt's answer was never
     /// seen and Brevo's window has passed since, asks Brevo's log first.
-    async fn prepare(&mut self, taken: Taken<M::Ticket>, m: &Mail) -> Result<Prepared<M::Ticket>> {
+    async fn prepare(&mut self, taken: TakenFrom<M>, m: &Mail) -> Result<Prepared<M::Ticket>> {
         let id = taken.mail.identity.clone();
         let now = self.rules.clock();
         let prior = self.io.store.begin_send(&id, now)?;
@@ -337,7 +340,7 @@ impl<'a, M: Mailbox, S: Sender> Drain<'a, M, S> {
 
     /// Settles a mail by what its look-up found. A mail not sent is the caller's to
     /// send or park; handed here, it goes back to its place.
-    async fn act_on(&mut self, taken: Taken<M::Ticket>, looked: Lookup) -> Result<()> {
+    async fn act_on(&mut self, taken: TakenFrom<M>, looked: Lookup) -> Result<()> {
         match looked {
             Lookup::Sent => {
                 self.s.already_sent += 1;

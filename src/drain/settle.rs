@@ -6,12 +6,12 @@ use std::time::Duration;
 use anyhow::Result;
 use tokio::time::Instant;
 
-use super::engine::{Drain, Job};
+use super::engine::{Drain, Job, TakenFrom};
 use super::summary::Fatal;
 use crate::brevo::{SendOutcome, Sender};
 use crate::park::ParkReason;
 use crate::state::Outcome;
-use crate::taken::{Mailbox, Parking, Retry, RetryDelay, Taken};
+use crate::taken::{Mailbox, Parking, Retry, RetryDelay};
 
 /// 429 answers a run honours by pausing; past that it stops.
 const MAX_RATE_LIMITED: u32 = 50;
@@ -192,7 +192,7 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
     /// Parks the mail, counted under its reason in the run's summary.
     pub(super) async fn park(
         &mut self,
-        taken: Taken<M::Ticket>,
+        taken: TakenFrom<M>,
         reason: ParkReason,
         detail: &str,
     ) -> Result<()> {
@@ -213,7 +213,7 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
     /// Moves the mail to a retry queue, counted as retried in the run's summary.
     pub(super) async fn retry(
         &mut self,
-        taken: Taken<M::Ticket>,
+        taken: TakenFrom<M>,
         attempts: u32,
         delay: RetryDelay,
         detail: &str,
@@ -231,7 +231,7 @@ impl<M: Mailbox, S: Sender> Drain<'_, M, S> {
     /// failures unchanged: nothing failed, it is too soon to tell.
     pub(super) async fn later(
         &mut self,
-        taken: Taken<M::Ticket>,
+        taken: TakenFrom<M>,
         secs: u64,
         detail: &str,
     ) -> Result<()> {
