@@ -439,17 +439,28 @@ mod tests {
         let admin = Store::open(place).expect("admin");
         let ended = admin
             .rows(
-                "SELECT pg_terminate_backend(pid)::int FROM pg_locks
+                // This database's run lock only (other tests share the cluster); the call
+                // waits up to 10 s for that session to be gone.
+                "SELECT pg_terminate_backend(pid, 10000)::int FROM pg_locks
                  WHERE locktype = 'advisory' AND granted
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
                  AND ((classid::bigint << 32) | objid::bigint) = 7017559792787746156",
                 &[],
             )
             .expect("terminate");
         assert_eq!(ended.len(), 1, "exactly one session held the run lock");
-        // The run cannot go on unlocked: its next store call is exit 4...
+        // The run cannot go on unlocked: its next store calls, reads and writes, are
+        // exit 4...
         let err = store
             .is_sent("a")
             .expect_err("the store is gone with its lock");
+        assert_eq!(
+            crate::error::exit_code_of(&err),
+            crate::error::EXIT_UNAVAILABLE
+        );
+        let err = store
+            .record_sent("b", "<b@brevo>", 1, "y@example.org", at)
+            .expect_err("nothing is journaled without the lock");
         assert_eq!(
             crate::error::exit_code_of(&err),
             crate::error::EXIT_UNAVAILABLE

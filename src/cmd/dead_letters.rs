@@ -13,7 +13,6 @@ use crate::mail::Who;
 use crate::mailbox::{Envelope, Rabbit, Sweep, Which};
 use crate::output::Report;
 use crate::park::ParkReason;
-use crate::state;
 use crate::state::Store;
 
 /// One parked mail.
@@ -93,7 +92,9 @@ pub enum Action {
 
 /// Runs `dead-letters`.
 pub async fn run(cfg: &Config, action: Action) -> Result<Report> {
-    let _lock = state::lock(cfg.state(), cfg.lock_wait)?;
+    // The journal holds the run lock (in PostgreSQL, on its own connection): recheck
+    // journals sends, and a replay lifts suppressions, under it.
+    let store = Store::locked(cfg.state(), cfg.lock_wait)?;
     // Reading creates nothing: a mistyped --queue is refused, and a parking queue that
     // was never made holds nothing.
     let mut mailbox = Rabbit::open_existing(cfg).await?;
@@ -119,7 +120,7 @@ pub async fn run(cfg: &Config, action: Action) -> Result<Report> {
         Action::Replay(sel) => (sel, Sweep::Replay),
         Action::Purge(sel) => (sel, Sweep::Purge),
         Action::Recheck => {
-            let checked = recheck(cfg, &mut mailbox, has_parking).await;
+            let checked = recheck(cfg, &mut mailbox, &store, has_parking).await;
             mailbox.close().await;
             return checked;
         }
@@ -157,7 +158,7 @@ pub async fn run(cfg: &Config, action: Action) -> Result<Report> {
     }
     mailbox.close().await;
     if matches!(act, Sweep::Replay) {
-        unsuppress(cfg, &listing)?;
+        unsuppress(&store, &listing)?;
     }
     let acted = Acted {
         act,
@@ -173,9 +174,13 @@ pub async fn run(cfg: &Config, action: Action) -> Result<Report> {
 /// latest attempt is under 20 minutes old ([`LOG_SETTLE`]: Brevo's log may not list it
 /// yet, and "absent" would then be a lie) is not asked yet and stays parked; so does one
 /// whose log cannot be read.
-async fn recheck(cfg: &Config, mailbox: &mut Rabbit, has_parking: bool) -> Result<Report> {
+async fn recheck(
+    cfg: &Config,
+    mailbox: &mut Rabbit,
+    store: &Store,
+    has_parking: bool,
+) -> Result<Report> {
     let brevo = Brevo::new(&cfg.brevo_url, cfg.require_api_key()?.clone(), cfg.timeout);
-    let store = Store::open(cfg.state())?;
     let now = cfg.now();
     let mut r = Recheck::default();
     let mut failed: Option<anyhow::Error> = None;
@@ -276,16 +281,10 @@ struct Acted {
 
 /// A replayed `suppressed` mail is one an operator wants sent: its address (fixed or
 /// unblocked since) is no longer suppressed, or the next drain would park it again.
-fn unsuppress(cfg: &Config, listing: &Listing) -> Result<()> {
-    let mut store = None;
+fn unsuppress(store: &Store, listing: &Listing) -> Result<()> {
     for m in &listing.messages {
         if let (Some("suppressed"), Some(to)) = (m.reason.as_deref(), m.who.to.as_deref()) {
-            if store.is_none() {
-                store = Some(state::Store::open(cfg.state())?);
-            }
-            if let Some(s) = &store {
-                s.unsuppress(to)?;
-            }
+            store.unsuppress(to)?;
         }
     }
     Ok(())

@@ -5,10 +5,10 @@
 use crate::brevo::{self, Brevo};
 use crate::census::Census;
 use crate::cmd::brevo_day;
+use crate::cmd::staging::finish_interrupted;
 use crate::config::Config;
 use crate::day;
 use crate::day::Today;
-use crate::drain::staged::finish_interrupted;
 use crate::drain::{Action, Budget, Drain, Io, Options, Pace, Plan, Rules, Summary, plan};
 use crate::error::Failure;
 use crate::mailbox::{Rabbit, Which};
@@ -61,10 +61,10 @@ fn rules(
 pub async fn run(cfg: &Config, args: Args, cancel: &Cancel) -> Result<Report> {
     let key = cfg.require_api_key()?.clone();
     let store = Store::locked(cfg.state(), cfg.lock_wait)?;
-    // The run's "now" is when Brevo answered: a reset that reading shows is behind it.
     let mut mailbox = Rabbit::open(cfg).await?;
     // Mails an interrupted reprioritize left out of the queue's order go back first.
     finish_interrupted(&mut mailbox, &store, cfg.tz, cfg.now_not_ahead(), cancel).await?;
+    // The run's "now" is when Brevo answered: a reset that reading shows is behind it.
     let (account, now, today) =
         brevo_day::read_and_learn(cfg, &store, args.budget.subcommand()).await?;
     store.prune(now - JOURNAL_KEEP)?;

@@ -1,6 +1,7 @@
 //! One module per subcommand. Each gathers what its work needs from the adapters
 //! (the Mailbox, Brevo, the state store), does it, and returns a
-//! [`Report`](crate::output::Report); none prints, and none calls another.
+//! [`Report`](crate::output::Report); none prints, and none calls another. Two steps
+//! that several commands share are not commands: `brevo_day` and `staging`.
 
 pub mod brevo_day;
 pub mod credits;
@@ -11,6 +12,7 @@ pub mod events;
 pub mod peek;
 pub mod publish;
 pub mod reprioritize;
+pub mod staging;
 pub mod stats;
 
 /// The JSON Schema of every `--json` output, generated from the output types, with the

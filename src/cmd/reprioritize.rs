@@ -12,7 +12,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::drain::staged::{fate, journaled_fate};
+use crate::drain::staged::{Consulted, fate};
 use crate::error::Failure;
 use crate::mail::Who;
 use crate::mailbox::{Rabbit, Reorder, Which};
@@ -63,16 +63,20 @@ pub async fn run(cfg: &Config, cancel: &Cancel) -> Result<Report> {
     let work = 2 * u64::from(depth.ready) + 250 * u64::from(depth.staging);
     let bar = output::progress(cfg, work, "reprioritize");
     let start = std::time::Instant::now();
+    let consulted = Consulted::new(&journal);
     let r = mailbox
         .reorder(
-            |e| journaled_fate(cfg.tz, scale, now, &journal, e),
+            |e| consulted.fate(cfg.tz, scale, now, e),
             |parked| journal.record_parking(parked.iter().map(String::as_str), now),
             || bar.inc(1),
-            || cancel.received().is_some(),
+            || cancel.received().is_some() || consulted.failed(),
             now,
         )
         .await?;
     bar.finish_and_clear();
+    // A journal that failed stopped the run between mails (nothing lost: the rest wait
+    // in staging for the next run); its error is the run's.
+    consulted.finish()?;
     let staging = mailbox.topology().staging();
     mailbox.close().await;
     let parked_for = |reason| r.parked.get(reason).copied().unwrap_or(0);

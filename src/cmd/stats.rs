@@ -9,9 +9,9 @@ use serde::Serialize;
 
 use crate::census::{Census, all_bands};
 use crate::cmd::brevo_day;
+use crate::cmd::staging::finish_interrupted;
 use crate::config::Config;
 use crate::day::Today;
-use crate::drain::staged::finish_interrupted;
 use crate::mailbox::{Depth, Rabbit, Which};
 use crate::metrics::RunGauges;
 use crate::output::Report;

@@ -1,7 +1,8 @@
-//! The mails on their way through a re-ordering (`reprioritize`): what becomes of each
-//! (re-queued with today's priority, parked, or dropped as a copy of one already sent),
-//! and the way back for the mails an interrupted re-ordering left in the staging queue,
-//! which every run that holds the run lock takes first.
+//! What becomes of each mail on its way through a re-ordering (`reprioritize`, and the
+//! way back for the mails an interrupted one left in the staging queue): re-queued with
+//! today's priority, parked, or dropped as a copy of one already sent.
+
+use std::cell::RefCell;
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
@@ -9,9 +10,8 @@ use chrono_tz::Tz;
 
 use crate::envelope::Envelope;
 use crate::mail;
-use crate::mailbox::{Rabbit, Reorder};
+use crate::mailbox::Reorder;
 use crate::park::ParkReason;
-use crate::signal::Cancel;
 use crate::state::Store;
 use crate::urgency::{PriorityScale, Urgency};
 
@@ -32,65 +32,137 @@ pub fn fate(tz: Tz, scale: PriorityScale, now: DateTime<Utc>, e: &Envelope) -> R
     }
 }
 
-/// What becomes of a mail on its way through a re-ordering, the journal considered.
-pub fn journaled_fate(
-    tz: Tz,
-    scale: PriorityScale,
-    now: DateTime<Utc>,
-    journal: &Store,
-    e: &Envelope,
-) -> Reorder {
-    match journal.is_sent(&e.identity) {
-        Ok(true) => Reorder::Drop,
-        _ => match fate(tz, scale, now, e) {
-            // Not parked here: an expired mail that an earlier attempt may have
-            // sent (the next drain asks Brevo's log whether it went), and a mail
-            // a copy of which may already be parked (the next drain looks in
-            // the parking queue). Back at the head of the queue, the drain
-            // settles them.
+/// The journal as a re-ordering consults it, mail by mail. A re-ordering cannot stop
+/// inside a mail: when the journal fails (in PostgreSQL, its connection holds the run
+/// lock), that mail is answered the safe way (not known as sent; re-queued rather than
+/// parked), the error is kept, [`Consulted::failed`] stops the re-ordering before the
+/// next mail, and [`Consulted::finish`] returns the error (exit 4 when the store is lost).
+pub struct Consulted<'a> {
+    journal: &'a Store,
+    error: RefCell<Option<anyhow::Error>>,
+}
+
+impl<'a> Consulted<'a> {
+    /// Consults `journal`.
+    pub fn new(journal: &'a Store) -> Self {
+        Consulted {
+            journal,
+            error: RefCell::new(None),
+        }
+    }
+
+    /// The answer, or `None` with its error kept (the first one).
+    fn kept<T>(&self, r: Result<T>) -> Option<T> {
+        r.map_err(|e| {
+            self.error.borrow_mut().get_or_insert(e);
+        })
+        .ok()
+    }
+
+    /// What becomes of a mail on its way through a re-ordering, the journal considered.
+    /// Whatever the journal could not answer is taken the way that parks nothing and
+    /// drops nothing.
+    pub fn fate(&self, tz: Tz, scale: PriorityScale, now: DateTime<Utc>, e: &Envelope) -> Reorder {
+        let id = &e.identity;
+        let sent = self.kept(self.journal.is_sent(id));
+        if sent == Some(true) {
+            return Reorder::Drop;
+        }
+        match fate(tz, scale, now, e) {
+            // Not parked here: a mail the journal could not say was unsent; an expired
+            // mail that an earlier attempt may have sent (the next drain asks Brevo's log
+            // whether it went); and a mail a copy of which may already be parked (the
+            // next drain looks in the parking queue). Back at the head of the queue, the
+            // drain settles them.
             Reorder::Park { reason, .. }
-                if !matches!(journal.may_be_parked(&e.identity), Ok(false))
+                if sent.is_none()
+                    || self.kept(self.journal.may_be_parked(id)) != Some(false)
                     || (reason == ParkReason::Expired
-                        && !matches!(journal.uncertainty(&e.identity), Ok(None))) =>
+                        && self
+                            .kept(self.journal.uncertainty(id))
+                            .is_none_or(|u| u.is_some())) =>
             {
                 Reorder::Requeue(scale.priority(Urgency::Expired))
             }
             f => f,
-        },
+        }
+    }
+
+    /// Whether the journal failed: the re-ordering stops before the next mail.
+    pub fn failed(&self) -> bool {
+        self.error.borrow().is_some()
+    }
+
+    /// The journal's first error, if it failed.
+    pub fn finish(self) -> Result<()> {
+        match self.error.into_inner() {
+            Some(e) => Err(e.context("consulting the state store during a re-ordering")),
+            None => Ok(()),
+        }
     }
 }
 
-/// Puts back in the main queue, with today's priorities, the mails an interrupted
-/// `reprioritize` left in the staging queue (its way back, alone). Every run that holds
-/// the run lock calls it first: a `reprioritize` killed at 03:05 must not keep the day's
-/// most urgent mail from the drains, nor from `stats`' counts. `now` should not be
-/// ahead of the clock ([`crate::config::Config::now_not_ahead`]). Returns how many mails went back; a notice
-/// says so.
-pub async fn finish_interrupted(
-    mailbox: &mut Rabbit,
-    journal: &Store,
-    tz: Tz,
-    now: DateTime<Utc>,
-    cancel: &Cancel,
-) -> Result<u64> {
-    if mailbox.depth().await?.staging == 0 {
-        return Ok(0);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::identity;
+
+    fn at(t: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(t).expect("instant").to_utc()
     }
-    let scale = mailbox.info().scale();
-    let r = mailbox
-        .unstage(
-            |e| journaled_fate(tz, scale, now, journal, e),
-            |parked| journal.record_parking(parked.iter().map(String::as_str), now),
-            || cancel.received().is_some(),
-            now,
-        )
-        .await?;
-    crate::warn::notice(&format!(
-        "put back {} mail(s) an interrupted reprioritize had left in {} ({} duplicate(s) dropped, {} parked)",
-        r.requeued,
-        mailbox.topology().staging(),
-        r.duplicates,
-        r.parked.values().sum::<u64>()
-    ));
-    Ok(r.requeued)
+
+    fn expired(id: &str) -> Envelope {
+        let body = format!(
+            r#"{{"template_id": 7, "to": [{{"email": "{id}@example.org"}}], "deadline": "2026-11-20T20:00:00-03:00"}}"#
+        );
+        Envelope {
+            identity: identity(Some(id), body.as_bytes()),
+            message_id: Some(id.into()),
+            priority: 9,
+            body: body.into_bytes(),
+            ..Envelope::default()
+        }
+    }
+
+    #[test]
+    fn a_journal_that_fails_gets_the_safe_answer_stops_the_reordering_and_is_its_error() {
+        let (tz, scale, now) = (
+            chrono_tz::UTC,
+            PriorityScale::new(9),
+            at("2026-11-27T15:00:00Z"),
+        );
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Store::open(dir.path()).expect("store");
+        let consulted = Consulted::new(&store);
+        // A healthy journal: an expired mail nobody sent, and of which no copy was
+        // parked, is parked as expired; one it knows as sent is dropped.
+        assert!(matches!(
+            consulted.fate(tz, scale, now, &expired("a")),
+            Reorder::Park {
+                reason: ParkReason::Expired,
+                ..
+            }
+        ));
+        store
+            .record_sent(&expired("b").identity, "<b@brevo>", 7, "b@example.org", now)
+            .expect("journaled");
+        assert!(matches!(
+            consulted.fate(tz, scale, now, &expired("b")),
+            Reorder::Drop
+        ));
+        assert!(!consulted.failed());
+        // The journal fails (here its tables are gone; in PostgreSQL, a lost connection
+        // that held the run lock): the mail is not parked on its word but re-queued
+        // (the next drain settles it), and the re-ordering is told to stop.
+        store.run("DROP TABLE sent", &[]).expect("drop");
+        assert!(matches!(
+            consulted.fate(tz, scale, now, &expired("c")),
+            Reorder::Requeue(_)
+        ));
+        assert!(consulted.failed());
+        let err = consulted
+            .finish()
+            .expect_err("the journal's error is the run's");
+        assert!(format!("{err:#}").contains("sent"), "{err:#}");
+    }
 }

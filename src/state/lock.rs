@@ -32,7 +32,7 @@ pub fn lock<'a>(place: impl Into<Place<'a>>, wait: Duration) -> Result<RunLock> 
         });
     }
     let dir = place.dir;
-    // Security hook: 0700 directory, 0600 lock file (crate::private).
+    // Security hook: 0700 directory, 0600 lock file (state/private.rs).
     super::private::state_dir(dir)
         .with_context(|| format!("creating state directory {}", dir.display()))?;
     let path = dir.join("run.lock");

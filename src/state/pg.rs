@@ -146,10 +146,11 @@ impl Drop for Pg {
 
 /// Whether an error's SQL state says the session is over: class 08 (connection
 /// exception) and class 57 (operator intervention: `57P01` admin shutdown, `57P02`
-/// crash shutdown, `57P05` idle-session timeout...). A cancelled query (`57014`) is not.
+/// crash shutdown, `57P05` idle-session timeout...; a cancelled query, `57014`, is
+/// not), and `25P03` (an idle-in-transaction timeout, which ends the session too).
 fn session_ended(code: &postgres::error::SqlState) -> bool {
     let code = code.code();
-    code.starts_with("08") || (code.starts_with("57") && code != "57014")
+    code.starts_with("08") || (code.starts_with("57") && code != "57014") || code == "25P03"
 }
 
 fn error_text(e: &postgres::Error) -> String {
