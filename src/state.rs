@@ -531,7 +531,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let (raw, secure) = secure_database();
         let line = format!("{}\n", testpg::SECURE_PASSWORD);
-        let password = secret_file(dir.path(), "password", &line);
+        let password = testpg::secret_file(dir.path(), "password", &line);
         let state = tempfile::tempdir().expect("tmp");
         let url = state_url(
             format!("{raw}?sslmode=verify-full"),
@@ -557,7 +557,7 @@ mod tests {
         let (raw, secure) = secure_database();
         let creds = dir.path().join("credentials");
         std::fs::create_dir(&creds).expect("mkdir");
-        secret_file(&creds, "state-password", testpg::SECURE_PASSWORD);
+        testpg::secret_file(&creds, "state-password", testpg::SECURE_PASSWORD);
         let creds = creds.display().to_string();
         let from_var = |k: &str| {
             (k == "ACASO_MAIL_STATE_PASSWORD").then(|| testpg::SECURE_PASSWORD.to_string())
@@ -584,8 +584,8 @@ mod tests {
     fn postgres_refuses_a_wrong_ca_a_wrong_name_clear_text_and_a_wrong_password_with_exit_4() {
         let dir = tempfile::tempdir().expect("tmp");
         let (raw, secure) = secure_database();
-        let right = secret_file(dir.path(), "right", testpg::SECURE_PASSWORD);
-        let wrong = secret_file(dir.path(), "wrong", "not-the-xyzzy-password");
+        let right = testpg::secret_file(dir.path(), "right", testpg::SECURE_PASSWORD);
+        let wrong = testpg::secret_file(dir.path(), "wrong", "not-the-xyzzy-password");
         let port = testpg::shared_secure().port;
         // The certificate names localhost and 127.0.0.1: reached at 127.0.0.1 by another
         // name (no DNS asked: `hostaddr` gives the address, the name is checked).
@@ -644,15 +644,6 @@ mod tests {
                 "{case}: {msg}"
             );
         }
-    }
-
-    /// A file holding `text` alone, private (as a secret's file should be).
-    fn secret_file(dir: &Path, name: &str, text: &str) -> PathBuf {
-        let path = dir.join(name);
-        std::fs::write(&path, text).expect("write");
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .expect("chmod 600");
-        path
     }
 
     #[test]

@@ -30,16 +30,6 @@ fn failed(doc: &Value) -> Vec<String> {
         .collect()
 }
 
-/// The check named `name`.
-fn check<'a>(doc: &'a Value, name: &str) -> &'a Value {
-    doc["checks"]
-        .as_array()
-        .expect("checks")
-        .iter()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no check {name} in {doc}"))
-}
-
 /// Asserts that Brevo received no send at all.
 fn nothing_sent(w: &World) {
     assert!(w.fake.state().received.is_empty(), "doctor sent nothing");
@@ -86,7 +76,7 @@ fn a_good_setup_passes_every_check_and_sends_nothing() {
     if state_in_postgres() {
         assert!(!names.contains(&"state-dir"), "{names:?}");
         assert!(
-            check(&doc, "lock")["detail"]
+            doctor_check(&doc, "lock")["detail"]
                 .as_str()
                 .is_some_and(|d| d.contains("PostgreSQL at postgres://")),
             "{doc:#}"
@@ -95,13 +85,13 @@ fn a_good_setup_passes_every_check_and_sends_nothing() {
         assert!(names.contains(&"state-dir"), "{names:?}");
     }
     assert!(
-        check(&doc, "clock")["detail"]
+        doctor_check(&doc, "clock")["detail"]
             .as_str()
             .is_some_and(|d| d.contains("Date:")),
         "the clock was compared: {doc:#}"
     );
     assert!(
-        check(&doc, "queue")["detail"]
+        doctor_check(&doc, "queue")["detail"]
             .as_str()
             .is_some_and(|d| d.contains("x-max-priority 9")),
         "{doc:#}"
@@ -129,7 +119,7 @@ fn a_wrong_key_fails_the_key_check_with_exit_5() {
     let (code, doc) = doctor(&w, &[("SENDINBLUE_API_KEY", "xkeysib-wrong")], &[]);
     assert_eq!(code, Some(5), "{doc:#}");
     assert_eq!(failed(&doc), ["brevo.key"], "{doc:#}");
-    assert!(check(&doc, "brevo.key")["hint"].is_string());
+    assert!(doctor_check(&doc, "brevo.key")["hint"].is_string());
     nothing_sent(&w);
 }
 
@@ -209,7 +199,7 @@ fn an_interrupted_reprioritize_and_a_legacy_queue_are_named() {
     assert_eq!(code, Some(1), "{doc:#}");
     assert_eq!(failed(&doc), ["queue.reprioritize"], "{doc:#}");
     assert!(
-        check(&doc, "queue.reprioritize")["hint"]
+        doctor_check(&doc, "queue.reprioritize")["hint"]
             .as_str()
             .is_some_and(|h| h.contains("acaso-mail reprioritize")),
         "{doc:#}"
@@ -228,7 +218,7 @@ fn an_interrupted_reprioritize_and_a_legacy_queue_are_named() {
     assert_eq!(code, Some(1), "{doc:#}");
     assert_eq!(failed(&doc), ["queue", "queue.side"], "{doc:#}");
     assert!(
-        check(&doc, "queue")["detail"]
+        doctor_check(&doc, "queue")["detail"]
             .as_str()
             .is_some_and(|d| d.contains("NOT durable") && d.contains("x-max-priority 255")),
         "{doc:#}"
@@ -252,7 +242,7 @@ fn a_public_state_directory_fails_with_exit_1() {
     assert_eq!(code, Some(1), "{doc:#}");
     assert_eq!(failed(&doc), ["state-dir"], "{doc:#}");
     assert!(
-        check(&doc, "state-dir")["hint"]
+        doctor_check(&doc, "state-dir")["hint"]
             .as_str()
             .is_some_and(|h| h.starts_with("chmod 700")),
         "{doc:#}"
@@ -277,7 +267,7 @@ fn a_skewed_clock_fails_with_exit_1() {
     w.fake.state().date_skew_secs = -3600;
     let (_, doc) = doctor(&w, &[], &[]);
     assert!(
-        check(&doc, "clock")["detail"]
+        doctor_check(&doc, "clock")["detail"]
             .as_str()
             .is_some_and(|d| d.contains("ahead of Brevo's")),
         "{doc:#}"
@@ -300,7 +290,7 @@ fn templates_are_tried_in_the_sandbox_and_nothing_is_sent_or_consumed() {
     let (code, doc) = doctor(&w, &[], &["--templates"]);
     assert_eq!(code, Some(1), "{doc:#}");
     assert_eq!(failed(&doc), ["template.9"], "{doc:#}");
-    assert!(check(&doc, "template.3")["ok"] == true);
+    assert!(doctor_check(&doc, "template.3")["ok"] == true);
     let s = w.fake.state();
     assert_eq!(s.sandboxed.len(), 1, "one sandbox send per good template");
     assert_eq!(s.received.len(), 2, "one try per template");
@@ -331,7 +321,7 @@ fn the_probe_passes_when_brevo_refuses_the_repeat_and_stats_says_so() {
     );
     let (code, doc) = doctor(&w, &[], &["--idempotency-probe", "--to", "ops@example.org"]);
     assert_eq!(code, Some(0), "{doc:#}");
-    assert_eq!(check(&doc, "idempotency-probe")["ok"], true);
+    assert_eq!(doctor_check(&doc, "idempotency-probe")["ok"], true);
     let s = w.fake.state();
     assert_eq!(s.accepted.len(), 1, "exactly one mail accepted");
     assert_eq!(s.duplicates, 1, "the repeat was refused");

@@ -6,7 +6,6 @@
 //! wrong name, clear text, no password). These tests keep their state in PostgreSQL
 //! whatever the suite's mode.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::it::publish::NOW;
@@ -22,15 +21,6 @@ fn secure_world(name: &str) -> (World, String, &'static pg::Secure) {
     let cluster = pg::shared_secure();
     let secure = cluster.secure.as_ref().expect("a secure cluster");
     (w, cluster.new_database(), secure)
-}
-
-/// A private file holding `text`.
-fn secret_file(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).expect("write");
-    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .expect("chmod 600");
-    path
 }
 
 /// Runs `acaso-mail --now NOW --json stats` with these extra arguments and variables.
@@ -75,12 +65,12 @@ fn stats_and_doctor_reach_the_state_over_verified_tls_with_the_password_from_eac
     let dir = tempfile::tempdir().expect("tmp");
     let ca = secure.ca.display().to_string();
     let line = format!("{}\n", pg::SECURE_PASSWORD);
-    let file = secret_file(dir.path(), "password", &line);
+    let file = pg::secret_file(dir.path(), "password", &line);
     let file = file.display().to_string();
     let creds = dir.path().join("credentials");
     std::fs::create_dir(&creds).expect("mkdir");
-    secret_file(&creds, "state-password", pg::SECURE_PASSWORD);
-    secret_file(&creds, "state-url", &url);
+    pg::secret_file(&creds, "state-password", pg::SECURE_PASSWORD);
+    pg::secret_file(&creds, "state-url", &url);
     let creds = creds.display().to_string();
     let verify = format!("{url}?sslmode=verify-full");
     let runs: [Run<'_>; 3] = [
@@ -122,19 +112,7 @@ fn stats_and_doctor_reach_the_state_over_verified_tls_with_the_password_from_eac
     let out = output_within(&mut c, Duration::from_secs(60));
     no_password_in(&out);
     let doc = stdout_json(&out);
-    let lock = doc["checks"]
-        .as_array()
-        .expect("checks")
-        .iter()
-        .find(|c| c["name"] == "lock")
-        .unwrap_or_else(|| panic!("no lock check: {doc}"));
-    assert_eq!(lock["ok"], true, "{doc}");
-    assert!(
-        lock["detail"]
-            .as_str()
-            .is_some_and(|d| d.contains(&format!("PostgreSQL at {url}"))),
-        "{doc}"
-    );
+    assert_lock_ok_at(&doc, &format!("PostgreSQL at {url}"));
     // Nothing of the state was written to the state directory.
     let files: Vec<_> = std::fs::read_dir(w.state.path())
         .expect("dir")
@@ -147,8 +125,8 @@ fn stats_and_doctor_reach_the_state_over_verified_tls_with_the_password_from_eac
 fn an_unrelated_ca_or_a_wrong_password_is_exit_4_naming_the_masked_url_never_the_password() {
     let (w, url, secure) = secure_world("state-tls-refused");
     let dir = tempfile::tempdir().expect("tmp");
-    let right = secret_file(dir.path(), "right", pg::SECURE_PASSWORD);
-    let wrong = secret_file(dir.path(), "wrong", "not-the-xyzzy-password");
+    let right = pg::secret_file(dir.path(), "right", pg::SECURE_PASSWORD);
+    let wrong = pg::secret_file(dir.path(), "wrong", "not-the-xyzzy-password");
     let cases = [
         ("an unrelated CA", &right, &secure.other_ca, "UnknownIssuer"),
         (

@@ -253,19 +253,7 @@ fn stats_and_doctor_say_where_the_state_lives_with_the_password_masked() {
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(!text.contains("hunter2"), "{text}");
     let doc = stdout_json(&out);
-    let lock = doc["checks"]
-        .as_array()
-        .expect("checks")
-        .iter()
-        .find(|c| c["name"] == "lock")
-        .unwrap_or_else(|| panic!("no lock check: {doc}"));
-    assert_eq!(lock["ok"], true, "{doc}");
-    assert!(
-        lock["detail"]
-            .as_str()
-            .is_some_and(|d| d.contains("PostgreSQL at postgres://postgres:***@127.0.0.1:")),
-        "{doc}"
-    );
+    assert_lock_ok_at(&doc, "PostgreSQL at postgres://postgres:***@127.0.0.1:");
     let text = String::from_utf8_lossy(
         &output_within(
             w.std_cmd().args(["--now", NOW, "stats"]),

@@ -807,3 +807,23 @@ pub fn require_tool(tool: &str, package: &str) {
 pub fn queue_exists(queue: &str) -> bool {
     passive(queue).is_some()
 }
+
+/// The check named `name` in `doctor --json`'s answer.
+pub fn doctor_check<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    doc["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name} in {doc}"))
+}
+
+/// Asserts that `doctor --json`'s lock check passed and names where the state lives.
+pub fn assert_lock_ok_at(doc: &serde_json::Value, place: &str) {
+    let lock = doctor_check(doc, "lock");
+    assert_eq!(lock["ok"], true, "{doc}");
+    assert!(
+        lock["detail"].as_str().is_some_and(|d| d.contains(place)),
+        "the lock check does not name {place}: {doc}"
+    );
+}

@@ -332,79 +332,10 @@ impl TestCerts {
     pub fn make() -> Self {
         let dir = tempfile::tempdir().expect("certs dir");
         let d = dir.path();
-        let openssl = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(d)
-                .output()
-                .expect("openssl must be installed: apt-get install openssl");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        for ca in ["ca", "wrong-ca"] {
-            openssl(&[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-keyout",
-                &format!("{ca}.key"),
-                "-out",
-                &format!("{ca}.pem"),
-                "-subj",
-                &format!("/CN=acaso-mail test {ca}"),
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=critical,keyCertSign,cRLSign",
-            ]);
-        }
-        openssl(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=localhost",
-        ]);
-        std::fs::write(
-            d.join("server.ext"),
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\n\
-             basicConstraints=CA:FALSE\n\
-             keyUsage=digitalSignature,keyEncipherment\n\
-             extendedKeyUsage=serverAuth\n",
-        )
-        .expect("ext");
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-out",
-            "server.pem",
-            "-extfile",
-            "server.ext",
-        ]);
+        super::pg::pki::make(d);
         // The servers under test may run as another user (a Debian-wrapped RabbitMQ):
         // these throwaway files are world-readable on purpose.
-        for f in ["ca.pem", "wrong-ca.pem", "server.pem", "server.key"] {
+        for f in ["ca.pem", "other-ca.pem", "server.pem", "server.key"] {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(d.join(f), std::fs::Permissions::from_mode(0o644))
                 .expect("chmod");
@@ -419,7 +350,7 @@ impl TestCerts {
 
     /// A CA that signed nothing here.
     pub fn wrong_ca(&self) -> PathBuf {
-        self.dir.path().join("wrong-ca.pem")
+        self.dir.path().join("other-ca.pem")
     }
 
     /// The server's certificate files.

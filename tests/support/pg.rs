@@ -11,6 +11,9 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+#[path = "pki.rs"]
+pub mod pki;
+
 /// Where Debian's PostgreSQL 15 puts its server binaries.
 pub const BIN: &str = "/usr/lib/postgresql/15/bin";
 
@@ -60,17 +63,16 @@ fn server_tool(tool: &str, args: &[&str]) {
     } else {
         Command::new(&bin)
     };
-    let out = cmd
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{bin} must be installed (scripts/services): {e}"));
-    assert!(
-        out.status.success(),
-        "{tool} {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    pki::run_checked(cmd.args(args), &format!("{bin} {args:?}"));
+}
+
+/// Gives `path` (recursively) to the user `postgres` when the tests run as root, as
+/// the server runs as that user then.
+fn chown_to_postgres(path: &Path) {
+    if as_root() {
+        let mut chown = Command::new("chown");
+        pki::run_checked(chown.args(["-R", "postgres:postgres"]).arg(path), "chown");
+    }
 }
 
 fn free_port() -> u16 {
@@ -95,14 +97,7 @@ impl Cluster {
             .tempdir()
             .expect("temp dir")
             .keep();
-        if as_root() {
-            let ok = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(&root)
-                .status()
-                .map(|s| s.success());
-            assert_eq!(ok.ok(), Some(true), "chown the cluster's directory");
-        }
+        chown_to_postgres(&root);
         let data = root.join("data");
         let data_s = data.to_string_lossy().to_string();
         server_tool(
@@ -137,52 +132,7 @@ impl Cluster {
         let mut cluster = Cluster::init();
         let tls = cluster.root.join("tls");
         std::fs::create_dir(&tls).expect("the TLS directory");
-        make_ca(&tls, "ca", "acaso-mail test CA");
-        make_ca(&tls, "other-ca", "acaso-mail unrelated test CA");
-        openssl(
-            &tls,
-            &[
-                "req",
-                "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-                "-subj",
-                "/CN=localhost",
-            ],
-        );
-        std::fs::write(
-            tls.join("server.ext"),
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n\
-             keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
-        )
-        .expect("server.ext");
-        openssl(
-            &tls,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "36500",
-                "-extfile",
-                "server.ext",
-                "-out",
-                "server.pem",
-            ],
-        );
+        pki::make(&tls);
         std::fs::set_permissions(
             tls.join("server.key"),
             std::os::unix::fs::PermissionsExt::from_mode(0o600),
@@ -201,15 +151,8 @@ impl Cluster {
             "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n",
         )
         .expect("pg_hba.conf");
-        if as_root() {
-            // server.key must be the server's own (PostgreSQL refuses it otherwise).
-            let ok = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(&tls)
-                .status()
-                .map(|s| s.success());
-            assert_eq!(ok.ok(), Some(true), "chown the TLS files");
-        }
+        // server.key must be the server's own (PostgreSQL refuses it otherwise).
+        chown_to_postgres(&tls);
         cluster.start_again();
         let user = "acaso";
         cluster.psql(&format!(
@@ -225,28 +168,21 @@ impl Cluster {
 
     /// Runs SQL as `postgres` through the cluster's Unix socket.
     fn psql(&self, sql: &str) {
-        let out = Command::new(format!("{BIN}/psql"))
-            .args([
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-            ])
-            .arg("-h")
-            .arg(&self.root)
-            .args(["-p", &self.port.to_string(), "-c", sql])
-            .stdin(Stdio::null())
-            .output()
-            .expect("psql");
-        assert!(
-            out.status.success(),
-            "psql: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let mut psql = Command::new(format!("{BIN}/psql"));
+        psql.args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+        ])
+        .arg("-h")
+        .arg(&self.root)
+        .args(["-p", &self.port.to_string(), "-c", sql]);
+        pki::run_checked(&mut psql, "psql");
     }
 
     fn start_again_with(&self, durable: bool) {
@@ -305,15 +241,9 @@ impl Cluster {
             Some(s) => createdb.arg("-h").arg(&self.root).args(["-O", s.user]),
             None => createdb.args(["-h", "127.0.0.1"]),
         };
-        let out = createdb
-            .args(["-p", &port, "-U", "postgres", &name])
-            .stdin(Stdio::null())
-            .output()
-            .expect("createdb");
-        assert!(
-            out.status.success(),
-            "createdb: {}",
-            String::from_utf8_lossy(&out.stderr)
+        pki::run_checked(
+            createdb.args(["-p", &port, "-U", "postgres", &name]),
+            "createdb",
         );
         self.url(&name)
     }
@@ -335,55 +265,6 @@ impl Drop for Cluster {
             let _ = std::fs::remove_dir_all(&self.root);
         }
     }
-}
-
-/// Runs `openssl ARGS` in `dir`, failing the test with its output.
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("openssl must be installed (scripts/services --test): {e}"));
-    assert!(
-        out.status.success(),
-        "openssl {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A self-signed CA, `NAME.pem` and `NAME.key` in `dir`.
-fn make_ca(dir: &Path, name: &str, cn: &str) {
-    let (key, pem, subj) = (
-        format!("{name}.key"),
-        format!("{name}.pem"),
-        format!("/CN={cn}"),
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &pem,
-            "-days",
-            "36500",
-            "-subj",
-            &subj,
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
-    );
 }
 
 /// One cluster shared by the tests of this process (each makes its own database). A
@@ -420,4 +301,13 @@ fn unowned(mut c: Cluster) -> Cluster {
         .stderr(Stdio::null())
         .spawn();
     c
+}
+
+/// A private file (0600, as a secret's file should be) holding `text` alone.
+pub fn secret_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write");
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod 600");
+    path
 }
