@@ -691,13 +691,7 @@ fn main() {
         eprintln!("soak: two hosts: starting a private PostgreSQL");
         let cluster = support::pg::Cluster::start(true);
         w.state_url = Some(cluster.new_database());
-        let dir = tempfile::tempdir().expect("host B's state directory");
-        std::fs::set_permissions(
-            dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o700),
-        )
-        .expect("chmod");
-        (dir, cluster)
+        (support::private_dir("host B's state directory"), cluster)
     });
     let clock = DateTime::parse_from_rfc3339("2026-11-27T08:00:00-03:00").expect("start");
     w.fake.set_now(clock.timestamp());

@@ -148,12 +148,7 @@ fn bounces_complaints_and_blocks_are_pushed_published_and_suppressed() {
             .args(args)
             .output()
             .expect("run");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout_json(&out)
+        json_of(&out, 0)
     };
     let first = run(&[]);
     assert_eq!(
@@ -314,27 +309,14 @@ fn a_brevo_failure_mid_read_is_resumed_where_it_stopped() {
             .output()
             .expect("run")
     };
-    let failed = run();
-    assert_eq!(
-        failed.status.code(),
-        Some(4),
-        "{}",
-        String::from_utf8_lossy(&failed.stderr)
-    );
-    let s = stdout_json(&failed);
+    let s = json_of(&run(), 4);
     assert_eq!(
         counts(&s, &["read", "new", "published"]),
         [Some(2), Some(2), Some(2)],
         "{s}"
     );
     assert_eq!(s["complete"], false);
-    let resumed = run();
-    assert!(
-        resumed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&resumed.stderr)
-    );
-    let s = stdout_json(&resumed);
+    let s = json_of(&run(), 0);
     assert_eq!(
         counts(&s, &["read", "new", "published"]),
         [Some(4), Some(4), Some(4)],
@@ -389,13 +371,7 @@ fn publishing_that_fails_exits_4_and_keeps_what_was_read() {
     delete_queue(&app);
     delete_exchange(&exchange);
     let app = app_queue(&w, &exchange, ExchangeKind::Topic);
-    let ok = run();
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
-    let s = stdout_json(&ok);
+    let s = json_of(&run(), 0);
     // Nothing read again: the outcome waited in the journal.
     assert_eq!(
         counts(&s, &["read", "new", "published"]),

@@ -22,13 +22,7 @@ fn at(minutes: i64) -> (String, i64) {
 fn two_hosts(name: &str, url: Option<String>) -> (World, tempfile::TempDir) {
     let mut w = World::new(name, 1000.0);
     w.state_url = Some(url.unwrap_or_else(|| pg::shared().new_database()));
-    let b = tempfile::tempdir().expect("host B's state directory");
-    std::fs::set_permissions(
-        b.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )
-    .expect("chmod");
-    (w, b)
+    (w, private_dir("host B's state directory"))
 }
 
 /// Host B: the same world, its own state directory.
@@ -72,13 +66,7 @@ fn two_hosts_draining_at_once_take_turns_and_send_each_mail_once() {
     let (a_out, b_out) = (a_run.wait_with_output(), b_run.wait_with_output());
     let mut sent = Vec::new();
     for out in [&a_out, &b_out] {
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        sent.push(stdout_json(out)["sent"].as_u64());
+        sent.push(json_of(out, 0)["sent"].as_u64());
     }
     sent.sort_unstable();
     // One drained everything; the other waited for the lock and found nothing.
@@ -114,13 +102,7 @@ fn a_run_on_one_host_locks_out_the_other_with_exit_6() {
         host_b(&w, &b).args(["--now", NOW, "--json", "--lock-wait", "10", "drain-eod"]),
         Duration::from_secs(60),
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(stdout_json(&out)["already_sent"], 1);
+    assert_eq!(json_of(&out, 0)["already_sent"], 1);
     assert_eq!(w.fake.accepted().len(), 1);
 }
 
@@ -137,13 +119,7 @@ fn a_send_host_a_never_saw_answered_is_not_sent_again_by_host_b_past_brevos_wind
         host_b(&w, &b).args(["--now", &later, "--json", "drain-eod"]),
         Duration::from_secs(60),
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s = stdout_json(&out);
+    let s = json_of(&out, 0);
     assert_eq!(
         (s["sent"].as_u64(), s["already_sent"].as_u64()),
         (Some(0), Some(1)),
@@ -185,13 +161,20 @@ fn drains_killed_in_turn_on_both_hosts_lose_nothing_and_send_nothing_twice() {
     w.fake.state().latency = Duration::ZERO;
     let (last, unix) = at(120);
     w.fake.set_now(unix);
-    let s = w.json(&last, &["drain-eod"]);
-    let per = accepted_per_recipient(&w);
-    assert_eq!(per.len(), 12, "lost: {per:?}; {s}");
-    assert!(per.values().all(|&n| n == 1), "sent twice: {per:?}");
-    assert_eq!(w.ready(&w.queue), 0, "{s}");
+    let s = drain_the_rest(&w, &last, 12);
     assert_eq!(w.ready(&format!("{}.dead", w.queue)), 0, "{s}");
     nothing_local(&w, &b);
+}
+
+/// A clean drain-eod at `now`, after which each of the `mails` was accepted exactly once
+/// and the main queue is empty; returns its report.
+fn drain_the_rest(w: &World, now: &str, mails: usize) -> serde_json::Value {
+    let s = w.json(now, &["drain-eod"]);
+    let per = accepted_per_recipient(w);
+    assert_eq!(per.len(), mails, "lost: {per:?}; {s}");
+    assert!(per.values().all(|&n| n == 1), "sent twice: {per:?}; {s}");
+    assert_eq!(w.ready(&w.queue), 0, "{s}");
+    s
 }
 
 /// Kills the run if it is still going (true when it had already ended).
@@ -226,11 +209,7 @@ fn postgres_stopped_mid_drain_is_exit_4_and_the_next_run_loses_and_doubles_nothi
     // An hour later: the mail in flight at the stop is settled through Brevo's log.
     let (later, unix) = at(60);
     w.fake.set_now(unix);
-    let s = w.json(&later, &["drain-eod"]);
-    let per = accepted_per_recipient(&w);
-    assert_eq!(per.len(), 10, "lost: {per:?}; {s}");
-    assert!(per.values().all(|&n| n == 1), "sent twice: {per:?}; {s}");
-    assert_eq!(w.ready(&w.queue), 0, "{s}");
+    drain_the_rest(&w, &later, 10);
 }
 
 #[test]

@@ -457,6 +457,18 @@ pub fn signal(child: &Running, sig: &str) {
     );
 }
 
+/// Asserts that a run exited with `code` (its stderr in the message) and returns the
+/// one JSON document it printed.
+pub fn json_of(out: &std::process::Output, code: i32) -> Value {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout_json(out)
+}
+
 pub fn stdout_json(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
@@ -826,4 +838,15 @@ pub fn assert_lock_ok_at(doc: &serde_json::Value, place: &str) {
         lock["detail"].as_str().is_some_and(|d| d.contains(place)),
         "the lock check does not name {place}: {doc}"
     );
+}
+
+/// A new temporary directory, private (0700) as a state directory must be; `what` names it.
+pub fn private_dir(what: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{what}: {e}"));
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap_or_else(|e| panic!("chmod 700 {what}: {e}"));
+    dir
 }
