@@ -592,14 +592,25 @@ mod tests {
         let misnamed = raw.replace("@127.0.0.1:", "@db.invalid:") + "?hostaddr=127.0.0.1";
         let clear = format!("{raw}?sslmode=disable");
         let (ca, other_ca) = (Some(secure.ca.as_path()), Some(secure.other_ca.as_path()));
+        let unsigned = format!(
+            "UnknownIssuer (the server's certificate is not signed by the CA in {}",
+            secure.other_ca.display()
+        );
         let cases = [
-            ("wrong CA", &raw, Some(&right), other_ca, "UnknownIssuer"),
+            ("wrong CA", &raw, Some(&right), other_ca, unsigned.as_str()),
             (
                 "wrong name",
                 &misnamed,
                 Some(&right),
                 ca,
                 "not valid for name \"db.invalid\"",
+            ),
+            (
+                "wrong name, what to do",
+                &misnamed,
+                Some(&right),
+                ca,
+                "does not name the host in the URL",
             ),
             (
                 "in clear",
