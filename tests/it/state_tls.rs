@@ -1,10 +1,10 @@
 //! The state in a PostgreSQL that takes only TLS and a password (issue 26), through the
 //! real binary (`stats`, `doctor`): `--state-url` with `--state-password-file` and
-//! `--state-ca-file`, the same from the variables and from systemd credentials, and the
-//! refusals (an unrelated CA, a wrong password) as exit 4 that names the masked URL and
-//! never the password. The unit tests in `state::tests` cover the other refusals (a
-//! wrong name, clear text, no password). These tests keep their state in PostgreSQL
-//! whatever the suite's mode.
+//! `--state-ca-file`, the same from the variables (the password and its `_FILE`) and
+//! from systemd credentials, and the refusals (an unrelated CA, a wrong password) as
+//! exit 4 that names the masked URL and never the password. The unit tests in
+//! `state::tests` cover the other refusals (a wrong name, clear text, no password).
+//! These tests keep their state in PostgreSQL whatever the suite's mode.
 
 use std::time::Duration;
 
@@ -73,7 +73,7 @@ fn stats_and_doctor_reach_the_state_over_verified_tls_with_the_password_from_eac
     pg::secret_file(&creds, "state-url", &url);
     let creds = creds.display().to_string();
     let verify = format!("{url}?sslmode=verify-full");
-    let runs: [Run<'_>; 3] = [
+    let runs: [Run<'_>; 4] = [
         ("flags", state_flags(&verify, &file, &ca), vec![]),
         (
             "variables",
@@ -81,6 +81,15 @@ fn stats_and_doctor_reach_the_state_over_verified_tls_with_the_password_from_eac
             vec![
                 ("ACASO_MAIL_STATE_URL", &url),
                 ("ACASO_MAIL_STATE_PASSWORD", pg::SECURE_PASSWORD),
+                ("ACASO_MAIL_STATE_CA_FILE", &ca),
+            ],
+        ),
+        (
+            "the password file's variable",
+            vec![],
+            vec![
+                ("ACASO_MAIL_STATE_URL", &url),
+                ("ACASO_MAIL_STATE_PASSWORD_FILE", &file),
                 ("ACASO_MAIL_STATE_CA_FILE", &ca),
             ],
         ),
@@ -127,8 +136,18 @@ fn an_unrelated_ca_or_a_wrong_password_is_exit_4_naming_the_masked_url_never_the
     let dir = tempfile::tempdir().expect("tmp");
     let right = pg::secret_file(dir.path(), "right", pg::SECURE_PASSWORD);
     let wrong = pg::secret_file(dir.path(), "wrong", "not-the-xyzzy-password");
+    // The refusal says what to do about the CA, naming the file the user set.
+    let unsigned = format!(
+        "not signed by the CA in {}: set --state-ca-file (or sslrootcert= in the URL) to the CA that signed it",
+        secure.other_ca.display()
+    );
     let cases = [
-        ("an unrelated CA", &right, &secure.other_ca, "UnknownIssuer"),
+        (
+            "an unrelated CA",
+            &right,
+            &secure.other_ca,
+            unsigned.as_str(),
+        ),
         (
             "a wrong password",
             &wrong,
