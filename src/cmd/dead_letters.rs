@@ -13,7 +13,7 @@ use crate::mail::Who;
 use crate::mailbox::{Envelope, Rabbit, Sweep, Which};
 use crate::output::Report;
 use crate::park::ParkReason;
-use crate::state::Store;
+use crate::state::{self, Store};
 
 /// One parked mail.
 #[derive(Debug, Serialize, JsonSchema)]
@@ -66,7 +66,7 @@ impl Selection {
 }
 
 /// What `dead-letters` reports.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Default, Serialize, JsonSchema)]
 #[schemars(title = "acaso-mail dead-letters --json")]
 pub struct Listing {
     /// The parked mails listed (for `list`), or those acted on.
@@ -92,39 +92,28 @@ pub enum Action {
 
 /// Runs `dead-letters`.
 pub async fn run(cfg: &Config, action: Action) -> Result<Report> {
-    // The journal holds the run lock (in PostgreSQL, on its own connection): recheck
-    // journals sends, and a replay lifts suppressions, under it.
-    let store = Store::locked(cfg.state(), cfg.lock_wait)?;
-    // Reading creates nothing: a mistyped --queue is refused, and a parking queue that
-    // was never made holds nothing.
-    let mut mailbox = Rabbit::open_existing(cfg).await?;
-    let parking = mailbox.topology().parking();
-    let has_parking = mailbox.exists(Which::Parking).await?;
-    let mut listing = Listing {
-        messages: Vec::new(),
-        replayed: 0,
-        purged: 0,
-    };
     let (sel, act) = match action {
+        // A listing writes nothing to the state: it takes the run lock alone, and
+        // creates no journal.
         Action::List(n) => {
-            if has_parking {
-                let parked = mailbox.browse(Which::Parking, n).await?;
-                for (i, e) in parked.iter().enumerate() {
-                    let index = u32::try_from(i + 1).unwrap_or(u32::MAX);
-                    listing.messages.push(describe(cfg, index, e));
-                }
-            }
-            mailbox.close().await;
-            return render(cfg, &listing, &parking, None);
+            let _lock = state::lock(cfg.state(), cfg.lock_wait)?;
+            return list(cfg, n).await;
         }
         Action::Replay(sel) => (sel, Sweep::Replay),
         Action::Purge(sel) => (sel, Sweep::Purge),
+        // Recheck journals sends, and a replay lifts suppressions: they hold the journal,
+        // which holds the run lock (in PostgreSQL, on its own connection).
         Action::Recheck => {
+            let store = Store::locked(cfg.state(), cfg.lock_wait)?;
+            let (mut mailbox, _, has_parking) = open(cfg).await?;
             let checked = recheck(cfg, &mut mailbox, &store, has_parking).await;
             mailbox.close().await;
             return checked;
         }
     };
+    let store = Store::locked(cfg.state(), cfg.lock_wait)?;
+    let (mut mailbox, parking, has_parking) = open(cfg).await?;
+    let mut listing = Listing::default();
     // A position that names no parked mail is a mistake, not "nothing to do".
     if let Some(past) = sel.indexes.iter().max() {
         let parked = mailbox.parked().await?;
@@ -166,6 +155,31 @@ pub async fn run(cfg: &Config, action: Action) -> Result<Report> {
         selection: sel.describe(),
     };
     render(cfg, &listing, &parking, Some(acted))
+}
+
+/// The queues, opened without creating any (a mistyped --queue is refused, and a
+/// parking queue that was never made holds nothing): the mailbox, the parking queue's
+/// name, and whether it exists.
+async fn open(cfg: &Config) -> Result<(Rabbit, String, bool)> {
+    let mailbox = Rabbit::open_existing(cfg).await?;
+    let parking = mailbox.topology().parking();
+    let has_parking = mailbox.exists(Which::Parking).await?;
+    Ok((mailbox, parking, has_parking))
+}
+
+/// `list`: the first `n` parked mails, in the order `replay --index` numbers them.
+async fn list(cfg: &Config, n: u32) -> Result<Report> {
+    let (mailbox, parking, has_parking) = open(cfg).await?;
+    let mut listing = Listing::default();
+    if has_parking {
+        let parked = mailbox.browse(Which::Parking, n).await?;
+        for (i, e) in parked.iter().enumerate() {
+            let index = u32::try_from(i + 1).unwrap_or(u32::MAX);
+            listing.messages.push(describe(cfg, index, e));
+        }
+    }
+    mailbox.close().await;
+    render(cfg, &listing, &parking, None)
 }
 
 /// `recheck`: each mail parked as `uncertain_send` is looked up in Brevo's log (by its

@@ -77,6 +77,9 @@ fn reading_a_queue_that_does_not_exist_creates_nothing() {
     let out = w2.cmd().args(["peek"]).output().expect("run");
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!queue_exists(&format!("{}.dead", w2.queue)));
+    // Nor a journal: listing parked mail writes nothing to the state.
+    let journal = w2.state.path().join(acaso_mail::state::DB_FILE);
+    assert!(!journal.exists(), "{} was created", journal.display());
 }
 
 /// A typo in `--queue` (or in ACASO_MAIL_QUEUE in an env file) fails every command but
