@@ -36,6 +36,7 @@ pub mod private;
 mod probe;
 mod schema;
 mod tally;
+mod tls;
 
 pub use crate::state_url::Place;
 pub use credits::CreditReading;
@@ -591,6 +592,7 @@ mod tests {
         // name (no DNS asked: `hostaddr` gives the address, the name is checked).
         let misnamed = raw.replace("@127.0.0.1:", "@db.invalid:") + "?hostaddr=127.0.0.1";
         let clear = format!("{raw}?sslmode=disable");
+        let public = format!("{raw}?sslmode=verify-full");
         let (ca, other_ca) = (Some(secure.ca.as_path()), Some(secure.other_ca.as_path()));
         let unsigned = format!(
             "UnknownIssuer (the server's certificate is not signed by the CA in {}",
@@ -604,6 +606,13 @@ mod tests {
                 Some(&right),
                 ca,
                 "not valid for name \"db.invalid\"",
+            ),
+            (
+                "no CA file: the public roots",
+                &public,
+                Some(&right),
+                None,
+                "not signed by a public CA (neither --state-ca-file nor sslrootcert= is set)",
             ),
             (
                 "wrong name, what to do",

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::error::Error;
 use std::str::FromStr;
-use std::sync::{Arc, mpsc};
+use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,7 @@ use postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, Statement};
 
 use super::exec::{Dialect, Exec, Row, Value, numbered_to_dollar};
+use super::tls;
 use crate::error::Failure;
 use crate::state_url::StateUrl;
 
@@ -178,82 +179,13 @@ fn open(url: &StateUrl, timeout: Duration) -> Result<Client, String> {
     };
     // verify-full: TLS required, the certificate checked against the roots and the name.
     config.ssl_mode(postgres::config::SslMode::Require);
-    let mut roots = rustls::RootCertStore::empty();
-    match ca {
-        Some(ca) => {
-            for item in ureq::tls::parse_pem(ca.pem.as_bytes()).flatten() {
-                if let ureq::tls::PemItem::Certificate(c) = item {
-                    roots
-                        .add(c.der().to_vec().into())
-                        .map_err(|e| format!("{}: {e}", ca.path.display()))?;
-                }
-            }
+    let ca_path = ca.as_ref().map(|c| c.path.as_path());
+    config.connect(tls::connector(ca.as_ref())?).map_err(|e| {
+        match tls::certificate_hint(&e, ca_path) {
+            Some(hint) => format!("{} ({hint})", error_text(&e)),
+            None => error_text(&e),
         }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config
-        .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
-        .map_err(
-            |e| match certificate_hint(&e, ca.as_ref().map(|c| c.path.as_path())) {
-                Some(hint) => format!("{} ({hint})", error_text(&e)),
-                None => error_text(&e),
-            },
-        )
-}
-
-/// A refused server certificate in words an operator can act on, when `e` is one.
-/// `ca` is the CA file the URL named (`None`: the built-in public roots).
-fn certificate_hint(e: &postgres::Error, ca: Option<&std::path::Path>) -> Option<String> {
-    use rustls::CertificateError as C;
-    let cert = rustls_error(e).and_then(|r| match r {
-        rustls::Error::InvalidCertificate(c) => Some(c),
-        _ => None,
-    })?;
-    let trusted = match ca {
-        Some(path) => format!("the CA in {}", path.display()),
-        None => "a public CA (neither --state-ca-file nor sslrootcert= is set)".to_string(),
-    };
-    Some(match cert {
-        C::UnknownIssuer | C::BadSignature | C::UnknownRevocationStatus => format!(
-            "the server's certificate is not signed by {trusted}: set --state-ca-file (or sslrootcert= in the URL) to the CA that signed it"
-        ),
-        C::Expired | C::ExpiredContext { .. } => {
-            "the server's certificate has expired: renew it (or check this host's clock)".into()
-        }
-        C::NotValidYet | C::NotValidYetContext { .. } => {
-            "the server's certificate is not valid yet: check this host's clock".into()
-        }
-        C::NotValidForName | C::NotValidForNameContext { .. } => {
-            "the server's certificate does not name the host in the URL: use a name it holds (hostaddr= sets the address without DNS)".into()
-        }
-        _ => return None,
     })
-}
-
-/// The TLS error inside a connection error: `tokio-postgres` keeps the connector's
-/// `io::Error` as its source, and that wraps the one from rustls.
-fn rustls_error(e: &postgres::Error) -> Option<&rustls::Error> {
-    let mut next: Option<&(dyn Error + 'static)> = e.source();
-    while let Some(err) = next {
-        if let Some(r) = err.downcast_ref::<rustls::Error>() {
-            return Some(r);
-        }
-        if let Some(r) = err
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        {
-            return Some(r);
-        }
-        next = err.source();
-    }
-    None
 }
 
 /// The run lock: a session-level advisory lock taken on a new connection, which the
