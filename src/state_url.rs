@@ -174,14 +174,7 @@ fn parse(raw: &str, password: Option<Secret>, ca_file: Option<&Path>) -> Result<
             )));
         }
     };
-    let masked = {
-        let mut m = url.clone();
-        if !m.password().unwrap_or("").is_empty() {
-            let _ = m.set_password(Some("***"));
-        }
-        m.set_query(None);
-        m.to_string()
-    };
+    let masked = masked(raw, &url);
     if let Some(p) = password {
         if !url.password().unwrap_or("").is_empty() {
             return Err(Failure::Usage(
@@ -197,6 +190,37 @@ fn parse(raw: &str, password: Option<Secret>, ca_file: Option<&Path>) -> Result<
         masked,
         tls,
     })
+}
+
+/// The URL as the user wrote it, for messages, `stats` and `doctor`: its password, and
+/// any `password=` or `sslpassword=` in its query, masked. The rest of the query stays:
+/// a `hostaddr=`, a `port=` or an `sslmode=` says where and how the run connected.
+fn masked(raw: &str, parsed: &url::Url) -> String {
+    let mut m = parsed.clone();
+    if !m.password().unwrap_or("").is_empty() {
+        let _ = m.set_password(Some("***"));
+    }
+    let query = url::Url::parse(raw)
+        .ok()
+        .and_then(|u| u.query().map(str::to_string))
+        .unwrap_or_default();
+    let kept: Vec<String> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+            let name: String = url::form_urlencoded::parse(key.as_bytes())
+                .map(|(k, _)| k.into_owned())
+                .collect();
+            if matches!(name.as_str(), "password" | "sslpassword") {
+                format!("{key}=***")
+            } else {
+                pair.to_string()
+            }
+        })
+        .collect();
+    m.set_query((!kept.is_empty()).then(|| kept.join("&")).as_deref());
+    m.to_string()
 }
 
 #[cfg(test)]
@@ -237,6 +261,20 @@ mod tests {
             .expect("ok")
             .expect("from DATABASE_URL");
         assert_eq!(u.masked, "postgres://dokku:***@dokku-postgres-x:5432/x");
+    }
+
+    #[test]
+    fn the_masked_url_keeps_its_query_but_not_a_password_there() {
+        let u = url("postgres://acaso@db.internal/mail?hostaddr=10.0.0.5&port=5433&sslmode=disable&password=s3cret&application_name=a%20b")
+            .expect("ok");
+        assert_eq!(
+            u.masked,
+            "postgres://acaso@db.internal/mail?hostaddr=10.0.0.5&port=5433&sslmode=disable&password=***&application_name=a%20b"
+        );
+        assert!(!format!("{u:?}").contains("s3cret"));
+        // The driver still gets the password; TLS options are the program's.
+        assert!(u.conn.expose().contains("password=s3cret"));
+        assert!(!u.conn.expose().contains("sslmode"));
     }
 
     #[test]

@@ -73,6 +73,7 @@ fn stats_and_doctor_reach_the_state_over_verified_tls_with_the_password_from_eac
     pg::secret_file(&creds, "state-url", &url);
     let creds = creds.display().to_string();
     let verify = format!("{url}?sslmode=verify-full");
+    // The state is named by the URL as given, its query kept (the password masked).
     let runs: [Run<'_>; 4] = [
         ("flags", state_flags(&verify, &file, &ca), vec![]),
         (
@@ -111,7 +112,8 @@ fn stats_and_doctor_reach_the_state_over_verified_tls_with_the_password_from_eac
         );
         no_password_in(&out);
         let s = stdout_json(&out);
-        assert_eq!(s["state"], format!("PostgreSQL at {url}"), "{how}: {s}");
+        let given = if how == "flags" { &verify } else { &url };
+        assert_eq!(s["state"], format!("PostgreSQL at {given}"), "{how}: {s}");
     }
     // doctor reads the run lock over the same connection settings.
     let mut c = w.std_cmd();
@@ -121,7 +123,7 @@ fn stats_and_doctor_reach_the_state_over_verified_tls_with_the_password_from_eac
     let out = output_within(&mut c, Duration::from_secs(60));
     no_password_in(&out);
     let doc = stdout_json(&out);
-    assert_lock_ok_at(&doc, &format!("PostgreSQL at {url}"));
+    assert_lock_ok_at(&doc, &format!("PostgreSQL at {verify}"));
     // Nothing of the state was written to the state directory.
     let files: Vec<_> = std::fs::read_dir(w.state.path())
         .expect("dir")
