@@ -365,3 +365,35 @@ fn publish_file_names_every_bad_line_and_a_missing_file_is_a_usage_error() {
         stderr(&out)
     );
 }
+
+/// A listing takes the run lock though it opens no journal: while another run holds it
+/// (in the state directory, or in PostgreSQL), `dead-letters` waits, then exits 6.
+#[test]
+fn dead_letters_list_waits_for_the_run_lock() {
+    let w = World::new("list-locked", 300.0);
+    w.declare_queues();
+    let url = w.state_url.as_ref().map(|u| {
+        let args = acaso_mail::state_url::StateSettings {
+            url: Some(u.clone()),
+            ..Default::default()
+        };
+        acaso_mail::state_url::StateUrl::from_settings(&args, &|_: &str| None)
+            .expect("url")
+            .expect("set")
+    });
+    let place = acaso_mail::state::Place {
+        dir: w.state.path(),
+        url: url.as_ref(),
+        timeout: std::time::Duration::from_secs(5),
+    };
+    let held = acaso_mail::state::lock(place, std::time::Duration::ZERO).expect("lock");
+    let out = w
+        .cmd()
+        .args(["--lock-wait", "0", "dead-letters"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    drop(held);
+    let out = w.cmd().arg("dead-letters").output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+}
