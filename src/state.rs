@@ -595,11 +595,24 @@ mod tests {
         let public = format!("{raw}?sslmode=verify-full");
         let (ca, other_ca) = (Some(secure.ca.as_path()), Some(secure.other_ca.as_path()));
         let unsigned = format!(
-            "UnknownIssuer (the server's certificate is not signed by the CA in {}",
+            "UnknownIssuer (the server's certificate is not signed by the CA in {}: set --state-ca-file / ACASO_MAIL_STATE_CA_FILE to the CA that signed it",
+            secure.other_ca.display()
+        );
+        // The hint names the option that set the CA: setting the other one too is refused.
+        let in_url = format!("{raw}?sslrootcert={}", secure.other_ca.display());
+        let unsigned_in_url = format!(
+            "not signed by the CA in {}: set sslrootcert= in the URL to the CA that signed it",
             secure.other_ca.display()
         );
         let cases = [
             ("wrong CA", &raw, Some(&right), other_ca, unsigned.as_str()),
+            (
+                "wrong CA in sslrootcert=",
+                &in_url,
+                Some(&right),
+                None,
+                unsigned_in_url.as_str(),
+            ),
             (
                 "wrong name",
                 &misnamed,
@@ -612,7 +625,7 @@ mod tests {
                 &public,
                 Some(&right),
                 None,
-                "not signed by a public CA (neither --state-ca-file nor sslrootcert= is set)",
+                "not signed by a public CA (neither --state-ca-file nor sslrootcert= is set): set --state-ca-file (or sslrootcert= in the URL) to the CA that signed it",
             ),
             (
                 "wrong name, what to do",

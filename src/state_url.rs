@@ -31,6 +31,9 @@ pub struct StateUrl {
     pub masked: String,
     /// TLS: `None` in clear, else verify-full against this CA (`None`: built-in roots).
     pub tls: Option<Option<CaFile>>,
+    /// Whether the CA file was named by `sslrootcert=` in the URL (else by
+    /// `--state-ca-file` / `ACASO_MAIL_STATE_CA_FILE`), for messages that say what to change.
+    pub ca_in_url: bool,
 }
 
 impl fmt::Debug for StateUrl {
@@ -146,6 +149,7 @@ fn parse(raw: &str, password: Option<Secret>, ca_file: Option<&Path>) -> Result<
     if !kept.is_empty() {
         url.query_pairs_mut().extend_pairs(kept);
     }
+    let ca_in_url = root.is_some();
     let ca_path = match (root, ca_file) {
         (Some(_), Some(_)) => {
             return Err(Failure::Usage(
@@ -189,6 +193,7 @@ fn parse(raw: &str, password: Option<Secret>, ca_file: Option<&Path>) -> Result<
         conn: Secret::new(url.to_string()),
         masked,
         tls,
+        ca_in_url,
     })
 }
 

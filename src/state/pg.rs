@@ -179,7 +179,14 @@ fn open(url: &StateUrl, timeout: Duration) -> Result<Client, String> {
     };
     // verify-full: TLS required, the certificate checked against the roots and the name.
     config.ssl_mode(postgres::config::SslMode::Require);
-    let ca_path = ca.as_ref().map(|c| c.path.as_path());
+    // The option that named the CA file: the hint says to change that one, as setting
+    // the other one too is refused.
+    let option = if url.ca_in_url {
+        "sslrootcert= in the URL"
+    } else {
+        "--state-ca-file / ACASO_MAIL_STATE_CA_FILE"
+    };
+    let ca_path = ca.as_ref().map(|c| (c.path.as_path(), option));
     config.connect(tls::connector(ca.as_ref())?).map_err(|e| {
         match tls::certificate_hint(&e, ca_path) {
             Some(hint) => format!("{} ({hint})", error_text(&e)),

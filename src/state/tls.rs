@@ -36,20 +36,24 @@ pub fn connector(ca: Option<&CaFile>) -> Result<MakeRustlsConnect, String> {
 }
 
 /// A refused server certificate in words an operator can act on, when `e` is one.
-/// `ca` is the CA file the user named (`None`: the built-in public roots).
-pub fn certificate_hint(e: &postgres::Error, ca: Option<&Path>) -> Option<String> {
+/// `ca` is the CA file the user named and the option that named it (`None`: the built-in
+/// public roots).
+pub fn certificate_hint(e: &postgres::Error, ca: Option<(&Path, &str)>) -> Option<String> {
     use rustls::CertificateError as C;
     let cert = rustls_error(e).and_then(|r| match r {
         rustls::Error::InvalidCertificate(c) => Some(c),
         _ => None,
     })?;
-    let trusted = match ca {
-        Some(path) => format!("the CA in {}", path.display()),
-        None => "a public CA (neither --state-ca-file nor sslrootcert= is set)".to_string(),
+    let (trusted, option) = match ca {
+        Some((path, option)) => (format!("the CA in {}", path.display()), option),
+        None => (
+            "a public CA (neither --state-ca-file nor sslrootcert= is set)".to_string(),
+            "--state-ca-file (or sslrootcert= in the URL)",
+        ),
     };
     Some(match cert {
         C::UnknownIssuer | C::BadSignature | C::UnknownRevocationStatus => format!(
-            "the server's certificate is not signed by {trusted}: set --state-ca-file (or sslrootcert= in the URL) to the CA that signed it"
+            "the server's certificate is not signed by {trusted}: set {option} to the CA that signed it"
         ),
         C::Expired | C::ExpiredContext { .. } => {
             "the server's certificate has expired: renew it (or check this host's clock)".into()

@@ -140,7 +140,7 @@ fn an_unrelated_ca_or_a_wrong_password_is_exit_4_naming_the_masked_url_never_the
     let wrong = pg::secret_file(dir.path(), "wrong", "not-the-xyzzy-password");
     // The refusal says what to do about the CA, naming the file the user set.
     let unsigned = format!(
-        "not signed by the CA in {}: set --state-ca-file (or sslrootcert= in the URL) to the CA that signed it",
+        "not signed by the CA in {}: set --state-ca-file / ACASO_MAIL_STATE_CA_FILE to the CA that signed it",
         secure.other_ca.display()
     );
     let cases = [
