@@ -124,6 +124,8 @@ fn parse(raw: &str, password: Option<Secret>, ca_file: Option<&Path>) -> Result<
         ))
     };
     let mut url = url::Url::parse(raw).map_err(|_| bad("not a URL"))?;
+    // As given, for the masked URL: the TLS options are taken out below.
+    let query = url.query().map(str::to_string);
     if !matches!(url.scheme(), "postgres" | "postgresql") {
         return Err(bad("the scheme must be postgres:// or postgresql://"));
     }
@@ -178,7 +180,7 @@ fn parse(raw: &str, password: Option<Secret>, ca_file: Option<&Path>) -> Result<
             )));
         }
     };
-    let masked = masked(raw, &url);
+    let masked = masked(&url, query.as_deref());
     if let Some(p) = password {
         if !url.password().unwrap_or("").is_empty() {
             return Err(Failure::Usage(
@@ -197,19 +199,17 @@ fn parse(raw: &str, password: Option<Secret>, ca_file: Option<&Path>) -> Result<
     })
 }
 
-/// The URL as the user wrote it, for messages, `stats` and `doctor`: its password, and
-/// any `password=` or `sslpassword=` in its query, masked. The rest of the query stays:
-/// a `hostaddr=`, a `port=` or an `sslmode=` says where and how the run connected.
-fn masked(raw: &str, parsed: &url::Url) -> String {
-    let mut m = parsed.clone();
+/// The URL with the query the user wrote (`query`), for messages, `stats` and `doctor`:
+/// its password, and any `password=` or `sslpassword=` in its query, masked. The rest of
+/// the query stays: a `hostaddr=`, a `port=` or an `sslmode=` says where and how the run
+/// connected.
+fn masked(url: &url::Url, query: Option<&str>) -> String {
+    let mut m = url.clone();
     if !m.password().unwrap_or("").is_empty() {
         let _ = m.set_password(Some("***"));
     }
-    let query = url::Url::parse(raw)
-        .ok()
-        .and_then(|u| u.query().map(str::to_string))
-        .unwrap_or_default();
     let kept: Vec<String> = query
+        .unwrap_or_default()
         .split('&')
         .filter(|p| !p.is_empty())
         .map(|pair| {
@@ -266,6 +266,33 @@ mod tests {
             .expect("ok")
             .expect("from DATABASE_URL");
         assert_eq!(u.masked, "postgres://dokku:***@dokku-postgres-x:5432/x");
+    }
+
+    proptest::proptest! {
+        /// Any text: no panic. A URL that is taken never shows its password, whether it
+        /// stands before the `@` or in the query, however the query is spelled.
+        #[test]
+        fn any_text_as_a_state_url(
+            s in "\\PC{0,60}",
+            user in "[a-z]{1,8}",
+            host in "[a-z]{1,8}(\\.[a-z]{1,5})?",
+            query in "((application_name=[a-zA-Z0-9%+./-]{0,10}|connect_timeout=[0-9]{1,3}|sslmode=disable)&){0,3}",
+            key in "(password|pass%77ord|p%61ssword)",
+        ) {
+            let _ = parse(&s, None, None);
+            let secret = "Zq9xSECRETx7";
+            for raw in [
+                format!("postgres://{user}:{secret}@{host}/db?{query}"),
+                format!("postgres://{user}@{host}/db?{query}{key}={secret}"),
+                format!("postgresql://{user}@{host}:5433/db?{key}={secret}&{query}"),
+            ] {
+                if let Ok(u) = parse(&raw, None, None) {
+                    proptest::prop_assert!(!u.masked.contains(secret), "{raw} -> {}", u.masked);
+                    let debug = format!("{u:?}");
+                    proptest::prop_assert!(!debug.contains(secret), "{}", debug);
+                }
+            }
+        }
     }
 
     #[test]
