@@ -132,11 +132,7 @@ pub fn reset_report(
     let eod_after_reset = day::today_at(tz, now, eod_time)
         .and_then(|t| day::position(reset, t, tz))
         .is_some_and(|e| e.early_in_day);
-    let when = if after == by {
-        format!("at {by}")
-    } else {
-        format!("between {after} and {by}")
-    };
+    let when = in_words(&after, &by);
     let how = match reset.source {
         Source::Observed => format!(
             "observed: the credits rose {} time(s) in that window",
@@ -186,6 +182,28 @@ pub fn reset_report(
     })
 }
 
+/// A reset's window in words: "at 03:00", or "between 02:10 and 03:05".
+fn in_words(after: &str, by: &str) -> String {
+    if after == by {
+        format!("at {by}")
+    } else {
+        format!("between {after} and {by}")
+    }
+}
+
+/// What an end-of-day drain run just after the reset did instead, and what to change.
+pub fn early_eod_note(tz: Tz, reset: &Reset, now: DateTime<Utc>) -> String {
+    let when = reset
+        .local_window(tz, now)
+        .map_or_else(String::new, |(after, by)| {
+            format!(" {}", in_words(&after, &by))
+        });
+    format!(
+        "drain-eod ran after Brevo's credits reset ({}{when} {tz}): it paced like an hourly run instead of spending the new day's credits; move it before the reset (see `acaso-mail stats`)",
+        reset.source.name(),
+    )
+}
+
 /// What to change so that drain-eod is the last run before the reset: its hour, in each
 /// of the documented schedules.
 fn move_hint(tz: Tz, now: chrono::DateTime<chrono::Utc>, reset: &Reset) -> String {
@@ -221,6 +239,30 @@ mod tests {
 
     fn t(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).expect("instant").to_utc()
+    }
+
+    #[test]
+    fn the_early_drain_eod_note_says_when_the_reset_is_and_what_to_do() {
+        let tz: Tz = "America/Recife".parse().expect("zone");
+        let at_three = chrono::NaiveTime::from_hms_opt(3, 0, 0).expect("time");
+        let configured = Reset::configured(at_three, tz);
+        let note = early_eod_note(tz, &configured, t("2026-12-03T06:30:00Z"));
+        assert!(
+            note.starts_with(
+                "drain-eod ran after Brevo's credits reset (configured at 03:00 America/Recife)"
+            ),
+            "{note}"
+        );
+        assert!(
+            note.ends_with("move it before the reset (see `acaso-mail stats`)"),
+            "{note}"
+        );
+        let assumed = early_eod_note(tz, &Reset::assumed(tz), t("2026-12-03T06:30:00Z"));
+        assert!(
+            assumed.contains("(assumed at 00:00 America/Recife)"),
+            "{assumed}"
+        );
+        assert_eq!(in_words("02:10", "03:05"), "between 02:10 and 03:05");
     }
 
     #[test]

@@ -7,7 +7,6 @@ use crate::census::Census;
 use crate::cmd::brevo_day;
 use crate::cmd::staging::finish_interrupted;
 use crate::config::Config;
-use crate::day;
 use crate::day::Today;
 use crate::drain::{Action, Budget, Drain, Io, Options, Pace, Plan, Rules, Summary, plan};
 use crate::error::Failure;
@@ -120,7 +119,7 @@ pub async fn run(cfg: &Config, args: Args, cancel: &Cancel) -> Result<Report> {
     let fatal = s.fatal.is_some();
     let mut report = Report::json(&s)?.line(s.line());
     if matches!(args.budget, Budget::EndOfDay) && pace.early_in_day {
-        report = report.line(early_eod_note(cfg, &today.learned.reset, now));
+        report = report.line(brevo_day::early_eod_note(cfg.tz, &today.learned.reset, now));
     }
     if fatal {
         report = report.answer();
@@ -157,24 +156,6 @@ pub async fn dry_run(cfg: &Config, budget: Budget, suppress: bool) -> Result<Rep
         .await?;
     mailbox.close().await;
     plan_report(&plan(&rules, journal.as_ref(), account.credits, head)?)
-}
-
-/// What an end-of-day drain run just after the reset did instead, and what to change.
-fn early_eod_note(cfg: &Config, reset: &day::Reset, now: chrono::DateTime<chrono::Utc>) -> String {
-    let when = reset
-        .local_window(cfg.tz, now)
-        .map_or_else(String::new, |(after, by)| {
-            if after == by {
-                format!(" at {by}")
-            } else {
-                format!(" between {after} and {by}")
-            }
-        });
-    format!(
-        "drain-eod ran after Brevo's credits reset ({}{when} {}): it paced like an hourly run instead of spending the new day's credits; move it before the reset (see `acaso-mail stats`)",
-        reset.source.name(),
-        cfg.tz
-    )
 }
 
 /// The dry run's plan as a report: a line and a table for people, the plan for scripts.

@@ -9,6 +9,14 @@ use serde_json::{Value, json};
 use crate::it::publish::NOW;
 use crate::support::*;
 
+/// Publishes `n` mails (`m0@example.org`...) due at `deadline`.
+fn publish_due(w: &World, n: usize, deadline: &str) {
+    let jobs: Vec<Value> = (0..n)
+        .map(|i| dated(&format!("m{i}@example.org"), deadline))
+        .collect();
+    w.publish(&jobs, NOW);
+}
+
 fn dated(to: &str, deadline: &str) -> Value {
     json!({"template_id": 5, "to": [{"email": to}], "params": {"DEADLINE": deadline}, "deadline": deadline})
 }
@@ -16,12 +24,7 @@ fn dated(to: &str, deadline: &str) -> Value {
 #[test]
 fn limit_auto_spreads_the_credits_over_the_hours_left() {
     let w = World::new("auto", 300.0);
-    w.publish(
-        &(0..40)
-            .map(|i| dated(&format!("m{i}@example.org"), "2026-11-30T10:00:00-03:00"))
-            .collect::<Vec<_>>(),
-        NOW,
-    );
+    publish_due(&w, 40, "2026-11-30T10:00:00-03:00");
     // 12:00 in Recife: 12 hourly runs left, 300 - 30 reserved = 270 -> 23 this run.
     let out = w.json(NOW, &["drain-hourly", "--limit", "auto"]);
     assert_eq!(out["sent"], 23);
@@ -51,12 +54,7 @@ fn a_plan_without_daily_limit_sends_everything_due() {
         st.plan_type = "subscription".into();
         st.credits_type = "unlimited".into();
     }
-    w.publish(
-        &(0..30)
-            .map(|i| dated(&format!("m{i}@example.org"), "2026-12-05T10:00:00-03:00"))
-            .collect::<Vec<_>>(),
-        NOW,
-    );
+    publish_due(&w, 30, "2026-12-05T10:00:00-03:00");
     let out = w.cmd().arg("credits").output().expect("credits");
     assert!(String::from_utf8_lossy(&out.stdout).contains("no daily limit"));
     let out = w.json(NOW, &["drain-hourly", "--limit", "unlimited"]);
@@ -64,15 +62,33 @@ fn a_plan_without_daily_limit_sends_everything_due() {
     assert_eq!(w.ready(&w.queue), 0);
 }
 
+/// A drain-eod that runs early in Brevo's day (just after the reset) paces like an
+/// hourly run, and says so: when the reset is, and what to change.
+#[test]
+fn a_drain_eod_after_the_reset_says_so_and_what_to_change() {
+    let w = World::new("eod-late", 300.0);
+    publish_due(&w, 3, "2026-12-05T10:00:00-03:00");
+    let note = "drain-eod ran after Brevo's credits reset (configured at 03:00 America/Recife): it paced like an hourly run";
+    for (now, early) in [
+        ("2026-12-03T04:05:00-03:00", true),
+        ("2026-12-03T02:05:00-03:00", false),
+    ] {
+        let out = w
+            .cmd()
+            .args(["--now", now, "--credits-reset", "03:00", "drain-eod"])
+            .output()
+            .expect("drain-eod");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{now}: {err}");
+        assert_eq!(text.contains(note), early, "{now}: {text}");
+    }
+}
+
 #[test]
 fn a_429_pauses_the_run_as_asked_and_loses_nothing() {
     let w = World::new("429", 300.0);
-    w.publish(
-        &(0..3)
-            .map(|i| dated(&format!("m{i}@example.org"), "2026-11-28T10:00:00-03:00"))
-            .collect::<Vec<_>>(),
-        NOW,
-    );
+    publish_due(&w, 3, "2026-11-28T10:00:00-03:00");
     w.fake.state().script.push_back(Fault::RateLimited {
         retry_after: Some(1),
         reset: 3600,
