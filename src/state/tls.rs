@@ -38,7 +38,7 @@ pub fn connector(ca: Option<&CaFile>) -> Result<MakeRustlsConnect, String> {
 /// A refused server certificate in words an operator can act on, when `e` is one.
 /// `ca` is the CA file the user named and the option that named it (`None`: the built-in
 /// public roots).
-pub fn certificate_hint(e: &postgres::Error, ca: Option<(&Path, &str)>) -> Option<String> {
+pub fn certificate_hint(e: &(dyn Error + 'static), ca: Option<(&Path, &str)>) -> Option<String> {
     use rustls::CertificateError as C;
     let cert = rustls_error(e).and_then(|r| match r {
         rustls::Error::InvalidCertificate(c) => Some(c),
@@ -70,8 +70,8 @@ pub fn certificate_hint(e: &postgres::Error, ca: Option<(&Path, &str)>) -> Optio
 
 /// The TLS error inside a connection error: `tokio-postgres` keeps the connector's
 /// `io::Error` as its source, and that wraps the one from rustls.
-fn rustls_error(e: &postgres::Error) -> Option<&rustls::Error> {
-    let mut next: Option<&(dyn Error + 'static)> = e.source();
+fn rustls_error<'a>(e: &'a (dyn Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut next = Some(e);
     while let Some(err) = next {
         if let Some(r) = err.downcast_ref::<rustls::Error>() {
             return Some(r);
@@ -86,4 +86,56 @@ fn rustls_error(e: &postgres::Error) -> Option<&rustls::Error> {
         next = err.source();
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::CertificateError as C;
+    use rustls::pki_types::UnixTime;
+    use std::time::Duration;
+
+    /// A refusal as the connector reports it: rustls's error inside an `io::Error`.
+    fn refused(c: C) -> std::io::Error {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(c),
+        )
+    }
+
+    #[test]
+    fn each_refusal_gets_words_that_say_what_to_change_and_others_get_none() {
+        let at = |s| UnixTime::since_unix_epoch(Duration::from_secs(s));
+        let ca = Some((Path::new("/etc/acaso/db-ca.pem"), "--state-ca-file"));
+        let cases = [
+            (
+                C::ExpiredContext {
+                    time: at(2_000_000_000),
+                    not_after: at(1_900_000_000),
+                },
+                "has expired: renew it",
+            ),
+            (
+                C::NotValidYetContext {
+                    time: at(1_900_000_000),
+                    not_before: at(2_000_000_000),
+                },
+                "is not valid yet: check this host's clock",
+            ),
+            (
+                C::UnknownIssuer,
+                "not signed by the CA in /etc/acaso/db-ca.pem: set --state-ca-file to the CA",
+            ),
+            (C::NotValidForName, "does not name the host in the URL"),
+        ];
+        for (c, words) in cases {
+            let what = format!("{c:?}");
+            let hint = certificate_hint(&refused(c), ca).unwrap_or_default();
+            assert!(hint.contains(words), "{what}: {hint}");
+        }
+        // Not a certificate refusal, or not one with advice: the raw error stands alone.
+        assert_eq!(certificate_hint(&refused(C::Revoked), ca), None);
+        let other = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(certificate_hint(&other, ca), None);
+    }
 }
